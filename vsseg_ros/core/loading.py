@@ -1,0 +1,121 @@
+"""The one place a model is turned into a :class:`Segmenter` (used by the ROS node, demo, eval and bench).
+
+``load_segmenter("")`` runs the packaged default model: ``vsseg_ros/weights/default.pt`` when it ships with
+the package; otherwise MobileNetV2 with ImageNet weights and *untrained* heads, built deterministically
+(seed 0) and named :data:`UNTRAINED_MODEL_ID` so logs say plainly that its labels are meaningless.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+
+from vsseg_ros.core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from vsseg_ros.core.classes import CAMVID
+from vsseg_ros.core.config import ConfigError, ModelConfig, default_config, parse_input_size
+from vsseg_ros.core.device import resolve_device, resolve_precision
+from vsseg_ros.core.models.perframe import PerFrameSegNet
+from vsseg_ros.core.perframe_segmenter import MODEL_INPUT_SIZE, PerFrameSegmenter
+from vsseg_ros.core.segmenter import Segmenter
+
+UNTRAINED_MODEL_ID = "mbv2_lite:imagenet-backbone+untrained-heads"
+#: where a trained default model ships inside the package
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
+
+
+def default_weights_path() -> Optional[Path]:
+    """The packaged default checkpoint, or None when none ships."""
+    return DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None
+
+
+def default_model_description() -> str:
+    """One line for logs/README saying which weights ``load_segmenter("")`` runs."""
+    path = default_weights_path()
+    if path is not None:
+        return f"packaged checkpoint {path}"
+    cfg = default_config()
+    h, w = cfg.input_size or (0, 0)
+    return (f"{UNTRAINED_MODEL_ID}: MobileNetV2 (ImageNet weights, output stride {cfg.output_stride}) + "
+            f"LiteHead ({cfg.head_channels} ch) with UNTRAINED, randomly initialised heads (seed 0), "
+            f"{cfg.num_classes} CamVid classes at {h}x{w}; its labels are meaningless until a trained "
+            f"checkpoint is given (model_path) or shipped as {DEFAULT_WEIGHTS}")
+
+
+def build_untrained_default(config: Optional[ModelConfig] = None) -> PerFrameSegNet:
+    """The default network with ImageNet backbone weights and heads initialised from seed 0 (the global RNG
+    is left untouched)."""
+    config = config or default_config()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = PerFrameSegNet(config)
+    model.load_imagenet_backbone()
+    return model.eval()
+
+
+def _check_triple(name: str, value: Optional[Sequence[float]], positive: bool) -> Optional[tuple[float, ...]]:
+    if value is None:
+        return None
+    try:
+        vals = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be 3 numbers (R, G, B) on a 0-1 scale, got {value!r}") from None
+    if len(vals) != 3:
+        raise ValueError(f"{name} must be 3 numbers (R, G, B) on a 0-1 scale, got {len(vals)}: {list(vals)}")
+    if positive and any(not v > 0 for v in vals):
+        raise ValueError(f"{name} values must be > 0, got {list(vals)}")
+    return vals
+
+
+def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", precision: str = "fp32",
+                   input_size: Union[tuple[int, int], int, None] = None, mean: Optional[Sequence[float]] = None,
+                   std: Optional[Sequence[float]] = None) -> Segmenter:
+    """Build a ready-to-run Segmenter.
+
+    ``model_path``: a checkpoint file; "" = the default model (see module doc). ``device``: auto, cpu, cuda,
+    cuda:N. ``precision``: fp32, fp16, bf16. ``input_size``: ``(height, width)`` of the network input; None =
+    the model's own (from its config); ``(0, 0)`` or 0 = each frame's own size. ``mean``/``std``: RGB on a
+    0-1 scale, None = the model's own.
+
+    Raises :class:`CheckpointError` for unusable files and ``ValueError`` for bad device, precision or sizes.
+    """
+    # check the cheap arguments before touching any file
+    dev = resolve_device(device)
+    dtype = resolve_precision(precision, dev)
+    size = MODEL_INPUT_SIZE if input_size is None else _parse_size(input_size)
+    mean_t = _check_triple("mean", mean, positive=False)
+    std_t = _check_triple("std", std, positive=True)
+
+    path = str(model_path).strip() if model_path is not None else ""
+    if path:
+        ckpt = load_checkpoint(path)
+    elif default_weights_path() is not None:
+        ckpt = load_checkpoint(DEFAULT_WEIGHTS)
+    else:
+        model = build_untrained_default()
+        return PerFrameSegmenter(model, CAMVID, UNTRAINED_MODEL_ID, device=dev, precision=dtype, input_size=size,
+                                 mean=mean_t, std=std_t)
+    return segmenter_from_checkpoint(ckpt, device=dev, precision=dtype, input_size=size, mean=mean_t, std=std_t)
+
+
+def _parse_size(value: Union[tuple[int, int], int]) -> Optional[tuple[int, int]]:
+    try:
+        return parse_input_size(value)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+
+
+def segmenter_from_checkpoint(ckpt: Checkpoint, device: Union[str, torch.device] = "auto",
+                              precision: Union[str, torch.dtype] = "fp32",
+                              input_size: Union[tuple[int, int], int, None, str] = MODEL_INPUT_SIZE,
+                              mean: Optional[Sequence[float]] = None,
+                              std: Optional[Sequence[float]] = None) -> Segmenter:
+    """The Segmenter for a loaded checkpoint (per-frame models; temporal ones are added by later versions)."""
+    if ckpt.config.temporal is not None:
+        kind = ckpt.config.temporal.get("type", "?") if isinstance(ckpt.config.temporal, dict) else "?"
+        raise CheckpointError(f"{ckpt.path}: model {ckpt.model_id!r} is a temporal model (type {kind!r}), which "
+                              "this version of vsseg_ros cannot run")
+    model = ckpt.build_model()
+    return PerFrameSegmenter(model, ckpt.class_map, ckpt.model_id, device=device, precision=precision,
+                             input_size=input_size, mean=mean, std=std)

@@ -1,0 +1,276 @@
+"""A :class:`Segmenter` that labels every frame on its own with a :class:`PerFrameSegNet`.
+
+The hot path per frame: resize (to the network size) -> normalise into a reused, zero-padded input buffer ->
+network -> bilinear upsampling of the stride-8 logits straight to the frame's own size -> argmax, and only
+if asked, max-softmax confidence and boundary probability. Large intermediate buffers are kept between
+frames of the same size; the arrays handed out are always fresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import threading
+import time
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vsseg_ros.core.classes import ClassMap
+from vsseg_ros.core.config import parse_input_size
+from vsseg_ros.core.device import PRECISION_NAMES, resolve_device, resolve_precision
+from vsseg_ros.core.models.perframe import PerFrameSegNet, fold_batchnorm
+from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult, Segmenter
+
+#: the network input is zero-padded (after normalisation) to a multiple of this
+PAD_MULTIPLE = 32
+#: ``input_size`` value meaning "the size in the model's config"
+MODEL_INPUT_SIZE = "model"
+
+try:  # OpenCV resizes uint8 images much faster than torch; torch is the fallback
+    import cv2 as _cv2
+except ImportError:  # pragma: no cover - opencv is a dependency, but core must not need it
+    _cv2 = None
+
+
+def _interp_matrix(out_size: int, in_size: int, in_used: int, scale: float) -> Tensor:
+    """``(out_size, in_used)`` bilinear weights (align_corners=False) sampling ``in_size`` source pixels
+    at ``scale`` output pixels per source pixel; columns past ``in_used`` carry no weight and are dropped
+    (sources beyond the edge are clamped to the last pixel, as ``F.interpolate`` does)."""
+    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) / scale - 0.5).clamp_(min=0.0)
+    i0 = src.floor().long().clamp_(max=in_size - 1)
+    lam = src - i0
+    i1 = (i0 + 1).clamp_(max=in_size - 1)
+    m = torch.zeros(out_size, in_size, dtype=torch.float64)
+    rows = torch.arange(out_size)
+    m.index_put_((rows, i0), 1.0 - lam, accumulate=True)
+    m.index_put_((rows, i1), lam, accumulate=True)
+    assert not m[:, in_used:].any()
+    return m[:, :in_used].float()
+
+
+class _PostBuffers:
+    """Interpolation matrices and scratch tensors for one (frame size, network size) pair."""
+
+    def __init__(self, key: tuple[int, ...], num_classes: int, device: torch.device) -> None:
+        H, W, h, w, hl, wl = key
+        stride = PerFrameSegNet.stride
+        # logit rows/cols that any output pixel reads (the rest only cover the padding)
+        self.rows = min(hl, math.ceil(h / stride) + 1)
+        self.cols = min(wl, math.ceil(w / stride) + 1)
+        self.ry = _interp_matrix(H, hl, self.rows, stride * H / h).to(device)           # (H, rows)
+        self.rxt = _interp_matrix(W, wl, self.cols, stride * W / w).t().contiguous().to(device)  # (cols, W)
+        self.num_classes = num_classes
+        self.tmp = torch.empty(num_classes, H, self.cols, device=device)
+        self.up = torch.empty(num_classes, H, W, device=device)
+        self.max = torch.empty(H, W, device=device)
+        self.hit = torch.empty(num_classes, H, W, dtype=torch.uint8, device=device)
+        self.rank = torch.empty(H, W, dtype=torch.uint8, device=device)
+        self.sum = torch.empty(H, W, device=device)
+        # class c scores C - c where it attains the maximum: the largest score is the first maximal class
+        self.scores = torch.arange(num_classes, 0, -1, dtype=torch.uint8, device=device).view(-1, 1, 1)
+
+    def upsample(self, x: Tensor, out: Optional[Tensor] = None, tmp: Optional[Tensor] = None) -> Tensor:
+        """(K, hl, wl) -> (K, H, W): separable bilinear interpolation as two matrix products."""
+        x = x[:, : self.rows, : self.cols]
+        t = torch.matmul(self.ry, x, out=tmp)                                     # (K, H, cols)
+        K, H, _ = t.shape
+        if out is None:
+            return torch.mm(t.view(K * H, -1), self.rxt).view(K, H, -1)
+        torch.mm(t.view(K * H, -1), self.rxt, out=out.view(K * H, -1))
+        return out
+
+    def argmax(self, up: Tensor) -> Tensor:
+        """Class index of the largest logit along dim 0 (first one on ties) as a fresh uint8 (H, W) tensor;
+        leaves the maximum in ``self.max``. (``torch.max(dim)`` with indices is several times slower on CPU.)"""
+        torch.amax(up, 0, out=self.max)
+        hit = self.hit.view(torch.bool)
+        torch.eq(up, self.max, out=hit)
+        torch.mul(self.hit, self.scores, out=self.hit)
+        torch.amax(self.hit, 0, out=self.rank)
+        # rank 0 only where no class equals the maximum (NaN logits): clamp keeps labels valid
+        return (self.num_classes - self.rank).clamp_(max=self.num_classes - 1)
+
+
+class PerFrameSegmenter(Segmenter):
+    """Runs a :class:`PerFrameSegNet` on each frame (no temporal state, no delay).
+
+    ``input_size``: ``(height, width)`` frames are resized to; ``"model"`` (default) takes the model
+    config's; None, 0 or (0, 0) keeps each frame's own size. ``mean``/``std`` (0-1 scale) default to the
+    config's. ``precision`` fp16/bf16 runs the network under autocast. ``channels_last`` (default: on the
+    CPU) and ``fold_bn`` (fold BatchNorm into the convolutions) only change speed. The model is copied, so
+    the caller's module is left as it was.
+    """
+
+    delay_frames = 0
+
+    def __init__(self, model: PerFrameSegNet, class_map: ClassMap, model_id: str,
+                 device: Union[str, torch.device] = "cpu", precision: Union[str, torch.dtype] = "fp32",
+                 input_size: Any = MODEL_INPUT_SIZE, mean: Optional[Sequence[float]] = None,
+                 std: Optional[Sequence[float]] = None, channels_last: Optional[bool] = None,
+                 fold_bn: bool = True) -> None:
+        if class_map.num_classes != model.num_classes:
+            raise ValueError(f"class map has {class_map.num_classes} classes but the model predicts "
+                             f"{model.num_classes}")
+        self.class_map = class_map
+        self.model_id = model_id
+        self._device = resolve_device(device)
+        self._dtype = resolve_precision(precision, self._device)
+        config = model.config
+        self.input_size: Optional[tuple[int, int]] = (
+            config.input_size if isinstance(input_size, str) and input_size == MODEL_INPUT_SIZE
+            else parse_input_size(input_size))
+        self.mean = tuple(float(v) for v in (config.mean if mean is None else mean))
+        self.std = tuple(float(v) for v in (config.std if std is None else std))
+        if len(self.mean) != 3 or len(self.std) != 3 or any(not s > 0 for s in self.std):
+            raise ValueError(f"mean and std need 3 values each (R, G, B) and std > 0; got mean={self.mean}, "
+                             f"std={self.std}")
+        self.channels_last = (self._device.type == "cpu") if channels_last is None else bool(channels_last)
+        self.num_classes = model.num_classes
+
+        net = copy.deepcopy(model).eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        if fold_bn:
+            fold_batchnorm(net)
+        net = net.to(self._device)
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+        self.has_boundary = net.boundary_head is not None
+
+        # x * scale + shift == (x / 255 - mean) / std
+        self._scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=self._device).view(3, 1, 1)
+        self._shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], device=self._device).view(3, 1, 1)
+        self._in_key: Optional[tuple[int, int]] = None
+        self._in_buf: Optional[Tensor] = None
+        self._post_key: Optional[tuple[int, ...]] = None
+        self._post: Optional[_PostBuffers] = None
+        self._lock = threading.Lock()
+
+    # -- Segmenter ------------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> str:
+        return str(self._device)
+
+    @property
+    def precision(self) -> str:
+        return PRECISION_NAMES[self._dtype]
+
+    def push(self, frame: Frame, request: OutputRequest = OutputRequest()) -> SegmentationResult:
+        image = frame.image
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            desc = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
+                    else type(image).__name__)
+            raise ValueError(f"frame.image must be an HxWx3 uint8 RGB array, got {desc}")
+        H, W = image.shape[:2]
+        if H < 1 or W < 1:
+            raise ValueError(f"frame.image is empty ({H}x{W})")
+        with self._lock:
+            return self._push(frame, H, W, request)
+
+    def _sync(self) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+
+    def _push(self, frame: Frame, H: int, W: int, request: OutputRequest) -> SegmentationResult:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            x, h, w = self._preprocess(frame.image, H, W)
+            self._sync()
+            t1 = time.perf_counter()
+            with self._autocast():
+                out = self.net(x, boundary=bool(request.boundary and self.has_boundary))
+            self._sync()
+            t2 = time.perf_counter()
+            labels, confidence, boundary = self._postprocess(out, H, W, h, w, request)
+            self._sync()
+        t3 = time.perf_counter()
+        return SegmentationResult(
+            frame=frame, labels=labels, boundary=boundary, confidence=confidence, frames_fused=1,
+            timings_ms={"preprocess": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3})
+
+    # -- steps ------------------------------------------------------------------------------------------
+
+    def _autocast(self) -> Any:
+        if self._dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self._device.type, dtype=self._dtype)
+
+    def network_size(self, H: int, W: int) -> tuple[int, int]:
+        """The (height, width) a frame of size HxW is resized to before padding."""
+        return self.input_size if self.input_size is not None else (H, W)
+
+    def _input_buffer(self, h: int, w: int) -> Tensor:
+        if self._in_key != (h, w) or self._in_buf is None:
+            hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
+            buf = torch.zeros(1, 3, hp, wp, device=self._device)
+            if self.channels_last:
+                buf = buf.contiguous(memory_format=torch.channels_last)
+            self._in_key, self._in_buf = (h, w), buf
+        return self._in_buf
+
+    def _preprocess(self, image: np.ndarray, H: int, W: int) -> tuple[Tensor, int, int]:
+        h, w = self.network_size(H, W)
+        buf = self._input_buffer(h, w)
+        region = buf[0, :, :h, :w]  # the padding around it stays 0 (= the mean colour after normalising)
+        if self._device.type == "cpu":
+            if (h, w) != (H, W) and _cv2 is not None:
+                image = _cv2.resize(image, (w, h), interpolation=_cv2.INTER_LINEAR)
+            src = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+            if src.shape[1:] != (h, w):  # no OpenCV: resize with torch
+                src = torch.nn.functional.interpolate(src[None].float(), size=(h, w), mode="bilinear",
+                                                      align_corners=False)[0]
+        else:
+            src = torch.from_numpy(np.ascontiguousarray(image)).to(self._device, non_blocking=False)
+            src = src.permute(2, 0, 1)
+            if (h, w) != (H, W):
+                src = torch.nn.functional.interpolate(src[None].float(), size=(h, w), mode="bilinear",
+                                                      align_corners=False)[0]
+        region.copy_(src)
+        region.mul_(self._scale).add_(self._shift)
+        return buf, h, w
+
+    def _post_buffers(self, H: int, W: int, h: int, w: int, hl: int, wl: int) -> _PostBuffers:
+        key = (H, W, h, w, hl, wl)
+        if self._post_key != key or self._post is None:
+            self._post = None  # free the old buffers first
+            self._post = _PostBuffers(key, self.num_classes, self._device)
+            self._post_key = key
+        return self._post
+
+    def _postprocess(self, out: dict[str, Optional[Tensor]], H: int, W: int, h: int, w: int,
+                     request: OutputRequest) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+        logits = out["logits"]
+        assert logits is not None
+        logits = logits[0].float().contiguous()
+        hl, wl = logits.shape[-2:]
+        pb = self._post_buffers(H, W, h, w, hl, wl)
+        up = pb.upsample(logits, out=pb.up, tmp=pb.tmp)          # (C, H, W) logits at the frame's size
+        labels = pb.argmax(up)
+        confidence = None
+        if request.confidence:
+            # max softmax = 1 / sum_c exp(l_c - max_c l), in place on the upsampled logits; the clamp keeps
+            # exp() out of denormals (slow on CPU) and changes the result by < 1e-34
+            up.sub_(pb.max).clamp_(min=-80.0).exp_()
+            torch.sum(up, 0, out=pb.sum)
+            confidence = torch.reciprocal(pb.sum)
+        boundary = None
+        if request.boundary and out.get("boundary") is not None:
+            edge = out["boundary"][0].float().contiguous()  # type: ignore[index]
+            boundary = pb.upsample(edge)[0].sigmoid_()
+        return (_to_numpy(labels), None if confidence is None else _to_numpy(confidence),
+                None if boundary is None else _to_numpy(boundary))
+
+    def describe(self) -> str:
+        size = "native" if self.input_size is None else f"{self.input_size[0]}x{self.input_size[1]}"
+        return (f"{self.model_id} on {self.device} ({self.precision}), input {size}, "
+                f"{self.num_classes} classes")
+
+
+def _to_numpy(t: Tensor) -> np.ndarray:
+    return t.cpu().numpy() if t.device.type != "cpu" else t.numpy()

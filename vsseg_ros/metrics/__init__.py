@@ -1,0 +1,5 @@
+"""Segmentation metrics."""
+
+from vsseg_ros.metrics.confusion import ConfusionMatrix
+
+__all__ = ["ConfusionMatrix"]

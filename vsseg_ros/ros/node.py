@@ -1,0 +1,310 @@
+"""segmentation_node: camera images in, per-pixel classes, boundary and confidence maps out.
+
+The subscription callback only hands the newest message to a worker thread (never inference in a callback);
+the worker decodes, runs the Segmenter and publishes. A frame replaced before the worker took it is dropped
+and counted. Outputs nobody subscribes to are neither computed nor serialised.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image
+
+from vsseg_ros.core.checkpoint import CheckpointError
+from vsseg_ros.core.loading import load_segmenter
+from vsseg_ros.core.mailbox import LatestSlot
+from vsseg_ros.core.segmenter import Frame, OutputRequest, Segmenter, SegmentationResult
+from vsseg_ros.core.visualize import overlay
+from vsseg_ros.imaging.decode import ImageDecodeError, decode_message
+from vsseg_ros.ros.convert import class_map_msg, to_image_msg
+from vsseg_ros.ros.params import PARAMS, PARAMS_BY_NAME
+from vsseg_ros.ros.qos import latched_qos, qos_profile
+
+NODE_NAME = "segmentation_node"
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0  # replaced by a newer frame before the worker took it
+    rejected: int = 0  # malformed input (bad encoding, size, corrupt compressed data)
+    skipped: int = 0  # nobody subscribed to any output
+    failed: int = 0  # the model raised
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class SegmentationNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        for spec in PARAMS:
+            default = spec.default if spec.default is not None else Parameter.Type.DOUBLE_ARRAY
+            self.declare_parameter(spec.name, default, spec.descriptor())
+        values = self._values()
+        for spec in PARAMS:
+            reason = spec.validate(values[spec.name])
+            if reason:
+                raise ValueError(reason)
+        if values["worker_threads"] > 0:
+            import torch
+
+            torch.set_num_threads(values["worker_threads"])
+        self._segmenter: Segmenter = self._build_segmenter(values)
+        self._next_segmenter: Optional[Segmenter] = None
+        self.get_logger().info(
+            f"model {self._segmenter.model_id!r} on {self._segmenter.device}, precision {values['precision']}, "
+            f"{self._segmenter.class_map.num_classes} classes")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        out_qos = qos_profile(values["output_qos"], values["output_qos_depth"])
+        self._pub_mask = self.create_publisher(Image, "semantic/mask", out_qos)
+        self._pub_boundary = self.create_publisher(Image, "semantic/boundary_confidence", out_qos)
+        self._pub_confidence = (self.create_publisher(Image, "semantic/confidence", out_qos)
+                                if values["publish_confidence"] else None)
+        self._pub_color = (self.create_publisher(Image, "semantic/color_mask", out_qos)
+                           if values["publish_color_mask"] else None)
+        from vsseg_ros.msg import ClassMap as ClassMapMsg, SemanticSegmentation
+
+        self._seg_type = SemanticSegmentation
+        self._pub_seg = self.create_publisher(SemanticSegmentation, "semantic/segmentation", out_qos)
+        self._pub_class_map = self.create_publisher(ClassMapMsg, "semantic/class_map", latched_qos())
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        in_qos = qos_profile(values["input_qos"], values["input_qos_depth"])
+        if values["image_transport"] == "compressed":
+            self._input_topic = self.resolve_topic_name("image") + "/compressed"
+            self._sub = self.create_subscription(CompressedImage, self._input_topic, self._on_image, in_qos)
+        else:
+            self._input_topic = self.resolve_topic_name("image")
+            self._sub = self.create_subscription(Image, self._input_topic, self._on_image, in_qos)
+        self.get_logger().info(f"subscribed to {self._input_topic} ({values['input_qos']}, "
+                               f"depth {values['input_qos_depth']}); publishing under "
+                               f"{self.resolve_topic_name('semantic')}/")
+
+        self.counters = Counters()
+        self._lock = threading.Lock()
+        self._reported: set[str] = set()
+        self._infer_ms: deque[float] = deque(maxlen=512)
+        self._latency_ms: deque[float] = deque(maxlen=512)
+        self._last_stats = (time.monotonic(), Counters())
+        self._publish_class_map()
+        self._slot: LatestSlot = LatestSlot()
+        self._worker = threading.Thread(target=self._work, name="vsseg-worker", daemon=True)
+        self._worker.start()
+        self._stats_timer = self.create_timer(0.5, self._maybe_report_stats)
+
+    # ---- parameters -------------------------------------------------------------------------------
+    def _values(self) -> dict[str, Any]:
+        # get_parameter_or: an unset parameter (image_mean, image_stddev) reads as None.
+        return {spec.name: self.get_parameter_or(spec.name, Parameter(spec.name)).value for spec in PARAMS}
+
+    def _build_segmenter(self, v: dict[str, Any]) -> Segmenter:
+        size = (v["network_image_height"], v["network_image_width"])
+        if (size[0] == 0) != (size[1] == 0):
+            raise ValueError("set network_image_width and network_image_height together (both 0 = the model's own)")
+        return load_segmenter(v["model_path"], device=v["device"], precision=v["precision"],
+                              input_size=size if size[0] else None,
+                              mean=list(v["image_mean"]) if v["image_mean"] is not None else None,
+                              std=list(v["image_stddev"]) if v["image_stddev"] is not None else None)
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        new = self._values()
+        reload = False
+        for p in params:
+            spec = PARAMS_BY_NAME.get(p.name)
+            if spec is None:
+                continue  # parameters rclpy owns (use_sim_time, ...)
+            reason = spec.validate(p.value)
+            if reason:
+                self.get_logger().warning(f"refused {p.name}: {reason}")
+                return SetParametersResult(successful=False, reason=reason)
+            reload |= spec.reloads_model and p.value != new[p.name]
+            new[p.name] = p.value
+        if reload:
+            try:
+                seg = self._build_segmenter(new)
+            except (CheckpointError, ValueError, RuntimeError, OSError) as err:
+                reason = f"model not changed: {err}"
+                self.get_logger().warning(f"refused parameter change: {reason}")
+                return SetParametersResult(successful=False, reason=reason)
+            self._next_segmenter = seg
+            self.get_logger().info(f"model {seg.model_id!r} on {seg.device} will run from the next frame")
+        return SetParametersResult(successful=True)
+
+    # ---- input ------------------------------------------------------------------------------------
+    def _on_image(self, msg: Any) -> None:
+        # Never work here: hand over the newest frame and return.
+        with self._lock:
+            self.counters.received += 1
+        if self._slot.put(msg):
+            with self._lock:
+                self.counters.dropped += 1
+
+    def _reject(self, msg: Any, err: ImageDecodeError) -> None:
+        with self._lock:
+            self.counters.rejected += 1
+        if err.kind not in self._reported:
+            self._reported.add(err.kind)
+            self.get_logger().error(
+                f"rejected a frame on {self._input_topic} (frame_id {msg.header.frame_id!r}): {err} "
+                "[reported once; later frames with this problem are only counted as rejected]")
+
+    # ---- worker -----------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._slot.closed:
+            msg = self._slot.take(timeout=0.2)
+            if msg is None:
+                continue
+            try:
+                self._process(msg)
+            except Exception as err:  # keep the node up whatever one frame does
+                with self._lock:
+                    self.counters.failed += 1
+                key = f"model:{type(err).__name__}"
+                if key not in self._reported:
+                    self._reported.add(key)
+                    self.get_logger().error(f"inference failed: {err!r} [reported once; counted as failed]")
+
+    def _request(self) -> Optional[OutputRequest]:
+        seg = self._pub_seg.get_subscription_count() > 0
+        boundary = seg or self._pub_boundary.get_subscription_count() > 0
+        confidence = self._pub_confidence is not None and self._pub_confidence.get_subscription_count() > 0
+        labels = seg or boundary or confidence or self._pub_mask.get_subscription_count() > 0 or (
+            self._pub_color is not None and self._pub_color.get_subscription_count() > 0)
+        return OutputRequest(boundary=boundary, confidence=confidence) if labels else None
+
+    def _process(self, msg: Any) -> None:
+        if self._next_segmenter is not None:
+            self._segmenter, self._next_segmenter = self._next_segmenter, None
+            self._publish_class_map()
+        max_pixels = self.get_parameter("max_input_pixels").value
+        try:
+            rgb = decode_message(msg, max_pixels=max_pixels)
+        except ImageDecodeError as err:
+            self._reject(msg, err)
+            return
+        request = self._request()
+        if request is None:
+            with self._lock:
+                self.counters.skipped += 1
+            return
+        header = msg.header
+        frame = Frame(image=rgb, stamp_ns=header.stamp.sec * 1_000_000_000 + header.stamp.nanosec,
+                      camera_id=header.frame_id, meta=header)
+        result = self._segmenter.push(frame, request)
+        if result is not None:
+            self._publish(result, request)
+
+    def _publish(self, result: SegmentationResult, request: OutputRequest) -> None:
+        header = result.frame.meta  # the labelled frame's header, unchanged
+        mask = boundary = None
+        if self._pub_mask.get_subscription_count() or self._pub_seg.get_subscription_count():
+            mask = to_image_msg(result.labels, header)
+            self._pub_mask.publish(mask)
+        if request.boundary and result.boundary is not None:
+            boundary = to_image_msg(result.boundary, header)
+            if self._pub_boundary.get_subscription_count():
+                self._pub_boundary.publish(boundary)
+        if self._pub_seg.get_subscription_count():
+            self._pub_seg.publish(self._seg_type(
+                header=header, mask=mask, boundary_confidence=boundary, frames_fused=result.frames_fused,
+                inference_time_ms=result.inference_ms, model_id=self._segmenter.model_id))
+        if request.confidence and result.confidence is not None:
+            self._pub_confidence.publish(to_image_msg(result.confidence, header))
+        if self._pub_color is not None and self._pub_color.get_subscription_count():
+            alpha = self.get_parameter("overlay_alpha").value
+            colors = overlay(result.frame.image, result.labels, self._segmenter.class_map, alpha=1.0 - alpha)
+            self._pub_color.publish(to_image_msg(colors, header))
+        now_ns = self.get_clock().now().nanoseconds
+        with self._lock:
+            self.counters.processed += 1
+            self._infer_ms.append(result.inference_ms)
+            self._latency_ms.append((now_ns - result.frame.stamp_ns) / 1e6)
+
+    def _publish_class_map(self) -> None:
+        header = Image().header
+        header.stamp = self.get_clock().now().to_msg()
+        self._pub_class_map.publish(class_map_msg(self._segmenter.class_map, self._segmenter.model_id, header))
+
+    # ---- statistics -------------------------------------------------------------------------------
+    def _maybe_report_stats(self) -> None:
+        period = self.get_parameter("stats_period").value
+        t0, c0 = self._last_stats
+        now = time.monotonic()
+        if period <= 0 or now - t0 < period:
+            return
+        with self._lock:
+            c = Counters(**self.counters.as_dict())
+            infer = np.array(self._infer_ms) if self._infer_ms else np.zeros(1)
+            latency = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
+            self._infer_ms.clear()
+            self._latency_ms.clear()
+        self._last_stats = (now, c)
+        dt = now - t0
+        rate_in, rate_out = (c.received - c0.received) / dt, (c.processed - c0.processed) / dt
+        self.get_logger().info(
+            f"frames received {c.received}, processed {c.processed}, dropped {c.dropped}, rejected {c.rejected}, "
+            f"skipped {c.skipped} (no subscriber), failed {c.failed} | last {dt:.0f} s: in {rate_in:.1f} Hz, "
+            f"out {rate_out:.1f} Hz, inference p50 {np.median(infer):.1f} ms, latency p50 "
+            f"{np.median(latency):.1f} ms")
+        level = DiagnosticStatus.OK
+        message = "ok"
+        if c.rejected > c0.rejected or c.failed > c0.failed:
+            level, message = DiagnosticStatus.WARN, "frames rejected or failed"
+        elif c.received > c0.received and c.processed == c0.processed and c.skipped == c0.skipped:
+            level, message = DiagnosticStatus.WARN, "frames arrive but none is processed"
+        values = {**c.as_dict(), "input_rate_hz": f"{rate_in:.2f}", "output_rate_hz": f"{rate_out:.2f}",
+                  "processing_time_ms_p50": f"{np.median(infer):.2f}",
+                  "pipeline_latency_ms_p50": f"{np.median(latency):.2f}", "model_id": self._segmenter.model_id}
+        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: segmentation",
+                                  message=message, hardware_id=str(self._segmenter.device),
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        diag = DiagnosticArray(status=[status])
+        diag.header.stamp = self.get_clock().now().to_msg()
+        self._pub_diag.publish(diag)
+
+    def destroy_node(self) -> None:
+        self._slot.close()
+        self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SegmentationNode()
+    except (CheckpointError, ValueError, RuntimeError, OSError, ParameterException) as err:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {err}")
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.get_logger().info(f"stopping; frames {node.counters.as_dict()}")
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The node's parameters: one table that declares them (with descriptors) and validates new values.
+
+``config/segmentation.yaml`` lists the same names with their defaults; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+from vsseg_ros.ros.qos import QOS_PROFILES
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+          list: ParameterType.PARAMETER_DOUBLE_ARRAY}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    int_range: Optional[tuple[int, int]] = None
+    float_range: Optional[tuple[float, float]] = None
+    read_only: bool = False
+    check: Optional[Callable[[Any], Optional[str]]] = field(default=None, compare=False)
+    #: changing it rebuilds the model (the node loads the new one before accepting the value)
+    reloads_model: bool = False
+    #: the type, for parameters whose default is None (unset = "the model's own")
+    kind: Optional[type] = None
+
+    @property
+    def type(self) -> type:
+        return self.kind if self.default is None else type(self.default)
+
+    def descriptor(self) -> ParameterDescriptor:
+        d = ParameterDescriptor(name=self.name, type=_TYPES[self.type], read_only=self.read_only,
+                                description=self.description)
+        if self.choices:
+            d.additional_constraints = "one of: " + ", ".join(self.choices)
+        if self.int_range:
+            d.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=1)]
+        if self.float_range:
+            d.floating_point_range = [FloatingPointRange(from_value=self.float_range[0],
+                                                         to_value=self.float_range[1], step=0.0)]
+        return d
+
+    def validate(self, value: Any) -> Optional[str]:
+        """None if ``value`` is acceptable, else the reason it is refused."""
+        if value is None and self.default is None:
+            return None
+        expected = self.type
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if expected is list:
+            if not isinstance(value, (list, tuple)):
+                return f"{self.name} must be a list of numbers, got {value!r}"
+        elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            return f"{self.name} must be of type {expected.__name__}, got {type(value).__name__} {value!r}"
+        if self.choices and value not in self.choices:
+            return f"{self.name}={value!r} is not accepted; use one of: {', '.join(self.choices)}"
+        if self.int_range and not self.int_range[0] <= value <= self.int_range[1]:
+            return f"{self.name}={value} is out of range [{self.int_range[0]}, {self.int_range[1]}]"
+        if self.float_range and not self.float_range[0] <= value <= self.float_range[1]:
+            return f"{self.name}={value} is out of range [{self.float_range[0]}, {self.float_range[1]}]"
+        return self.check(value) if self.check else None
+
+
+def _check_device(v: str) -> Optional[str]:
+    return None if _DEVICE_RE.match(v) else f"device={v!r} is not accepted; use auto, cpu, cuda or cuda:N"
+
+
+def _check_triple(name: str, positive: bool) -> Callable[[Any], Optional[str]]:
+    def check(v: Any) -> Optional[str]:
+        if len(v) != 3:
+            return f"{name} needs 3 values (R, G, B), got {len(v)}; leave it unset for the model's own"
+        if positive and any(x <= 0 for x in v):
+            return f"{name} values must be > 0, got {list(v)}"
+        return None
+    return check
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "", "Checkpoint file (.pt) to run; empty = the packaged default model.",
+              reloads_model=True),
+    ParamSpec("device", "auto", "Torch device: auto (cuda:0 when present, else cpu), cpu, cuda or cuda:N.",
+              check=_check_device, reloads_model=True),
+    ParamSpec("precision", "fp32", "Inference precision.", choices=("fp32", "fp16", "bf16"), reloads_model=True),
+    ParamSpec("network_image_width", 0, "Network input width in pixels; 0 = the model's own.",
+              int_range=(0, 8192), reloads_model=True),
+    ParamSpec("network_image_height", 0, "Network input height in pixels; 0 = the model's own.",
+              int_range=(0, 8192), reloads_model=True),
+    ParamSpec("image_mean", None, "Normalisation mean (R, G, B) on a 0-1 scale; unset = the model's own.",
+              check=_check_triple("image_mean", positive=False), reloads_model=True, kind=list),
+    ParamSpec("image_stddev", None, "Normalisation std (R, G, B) on a 0-1 scale; unset = the model's own.",
+              check=_check_triple("image_stddev", positive=True), reloads_model=True, kind=list),
+    ParamSpec("image_transport", "raw", "Input transport: raw (sensor_msgs/Image on `image`) or compressed "
+              "(sensor_msgs/CompressedImage jpeg/png on `<image>/compressed`).", choices=("raw", "compressed"),
+              read_only=True),
+    ParamSpec("input_qos", "sensor_data", "Input QoS profile (best-effort receives reliable cameras too).",
+              choices=QOS_PROFILES, read_only=True),
+    ParamSpec("input_qos_depth", 1, "Input queue depth.", int_range=(1, 100), read_only=True),
+    ParamSpec("output_qos", "reliable", "Output QoS profile.", choices=QOS_PROFILES, read_only=True),
+    ParamSpec("output_qos_depth", 1, "Output queue depth.", int_range=(1, 100), read_only=True),
+    ParamSpec("publish_confidence", True, "Create semantic/confidence (32FC1 max class probability).",
+              read_only=True),
+    ParamSpec("publish_color_mask", True, "Create semantic/color_mask (rgb8 class colours).", read_only=True),
+    ParamSpec("overlay_alpha", 0.0, "Weight of the camera image blended under the class colours in "
+              "color_mask (0 = class colours only).", float_range=(0.0, 1.0)),
+    ParamSpec("max_input_pixels", 3840 * 2160 * 2, "Frames with more pixels (width x height) are rejected.",
+              int_range=(1, 1 << 30)),
+    ParamSpec("worker_threads", 0, "CPU threads torch uses for inference; 0 = all cores. One worker runs "
+              "the model so frames stay in order.", int_range=(0, 256), read_only=True),
+    ParamSpec("stats_period", 5.0, "Seconds between counter logs and /diagnostics; 0 = off.",
+              float_range=(0.0, 3600.0)),
+)
+
+PARAMS_BY_NAME = {p.name: p for p in PARAMS}

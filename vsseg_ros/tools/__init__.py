@@ -1,0 +1,1 @@
+"""Command-line jobs around the node: demo, bench (they import rclpy lazily)."""

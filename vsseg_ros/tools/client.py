@@ -1,0 +1,140 @@
+"""The other side of the node: publishes camera frames and collects what the node publishes.
+
+Used by the demo, the benchmark and the tests; each received message is kept with its arrival time, keyed by
+the stamp it carries (the node copies the input header unchanged).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CompressedImage, Image
+
+from vsseg_ros.imaging.encode import encode_image
+from vsseg_ros.ros.qos import latched_qos, qos_profile
+
+OUTPUT_TYPES = {"mask": Image, "boundary_confidence": Image, "confidence": Image, "color_mask": Image}
+
+
+def stamp_key(header: Any) -> tuple[int, int]:
+    return (header.stamp.sec, header.stamp.nanosec)
+
+
+def make_image_msg(rgb: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "camera") -> Image:
+    """An Image message in ``encoding`` from an RGB array (data passed at construction: fast in rclpy)."""
+    import array
+
+    data, step = encode_image(rgb, encoding)
+    buf = array.array("B")
+    buf.frombytes(data)
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=0, step=step, data=buf)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+@dataclass
+class Received:
+    msgs: dict[tuple[int, int], Any] = field(default_factory=dict)
+    times: dict[tuple[int, int], float] = field(default_factory=dict)
+
+
+class SegmentationClient:
+    """A camera publisher plus subscribers to the node's outputs, spun in a background thread."""
+
+    def __init__(self, image_topic: str = "/camera/image_raw", namespace: str = "",
+                 outputs: Sequence[str] = ("segmentation",), image_qos: str = "reliable",
+                 output_qos: Optional[QoSProfile] = None, compressed: bool = False,
+                 name: str = "vsseg_client") -> None:
+        from vsseg_ros.msg import ClassMap, SemanticSegmentation
+
+        if not rclpy.ok():
+            rclpy.init()
+        self.node = Node(name)
+        prefix = f"{namespace.rstrip('/')}/semantic" if namespace else "/semantic"
+        self.publish_times: dict[tuple[int, int], float] = {}
+        msg_type = CompressedImage if compressed else Image
+        topic = image_topic + "/compressed" if compressed else image_topic
+        self.image_pub = self.node.create_publisher(msg_type, topic, qos_profile(image_qos, 10))
+        self.received: dict[str, Received] = {}
+        out_qos = output_qos or qos_profile("reliable", 10)
+        self._lock = threading.Lock()
+        for out in outputs:
+            typ = SemanticSegmentation if out == "segmentation" else OUTPUT_TYPES[out]
+            self.received[out] = Received()
+            self.node.create_subscription(typ, f"{prefix}/{out}", self._collector(out), out_qos)
+        self.class_maps: list[Any] = []
+        self.node.create_subscription(ClassMap, f"{prefix}/class_map", self.class_maps.append, latched_qos())
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self._executor.spin()
+        except Exception:  # shutdown while spinning
+            pass
+
+    def _collector(self, out: str):
+        def on_msg(msg: Any) -> None:
+            t = time.perf_counter()
+            key = stamp_key(msg.header)
+            with self._lock:
+                self.received[out].msgs[key] = msg
+                self.received[out].times[key] = t
+        return on_msg
+
+    def publish(self, msg: Any) -> tuple[int, int]:
+        key = stamp_key(msg.header)
+        self.publish_times[key] = time.perf_counter()
+        self.image_pub.publish(msg)
+        return key
+
+    def count(self, out: str) -> int:
+        with self._lock:
+            return len(self.received[out].msgs)
+
+    def get(self, out: str, key: tuple[int, int]) -> Optional[Any]:
+        with self._lock:
+            return self.received[out].msgs.get(key)
+
+    def wait_for(self, out: str, key: tuple[int, int], timeout: float) -> Optional[Any]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            msg = self.get(out, key)
+            if msg is not None:
+                return msg
+            time.sleep(0.002)
+        return self.get(out, key)
+
+    def wait_for_class_map(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> Optional[Any]:
+        """The node's class map (its sign that the model is loaded); gives up early once ``alive()`` is False."""
+        end = time.monotonic() + timeout
+        while not self.class_maps and time.monotonic() < end and alive():
+            time.sleep(0.02)
+        return self.class_maps[-1] if self.class_maps else None
+
+    def wait_for_subscriber(self, timeout: float) -> bool:
+        """True once the node's image subscription has matched our publisher."""
+        end = time.monotonic() + timeout
+        while self.image_pub.get_subscription_count() == 0 and time.monotonic() < end:
+            time.sleep(0.02)
+        return self.image_pub.get_subscription_count() > 0
+
+    def latency_ms(self, out: str) -> list[float]:
+        with self._lock:
+            times = dict(self.received[out].times)
+        return [(t - self.publish_times[k]) * 1e3 for k, t in times.items() if k in self.publish_times]
+
+    def close(self) -> None:
+        self._executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()

@@ -1,0 +1,1 @@
+"""Training: targets and trainers (ROS-free)."""

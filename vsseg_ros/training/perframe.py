@@ -1,0 +1,636 @@
+"""Stage-1 training of :class:`PerFrameSegNet` on CamVid (SegNet layout).
+
+``train(config_path)`` reads a YAML recipe (``config/train/*.yaml``)::
+
+    model: {...}                  # a ModelConfig mapping (as in config/models/*.yaml)
+    model_id: mbv2_lite_camvid    # id written into best.pt
+    data:   {root, train_split, val_split, crop_size, scale_range, hflip, jitter, boundary_radius, num_workers}
+    train:  {seed, batch_size, max_iters, time_budget_min, optimizer, lr, head_lr_mult, weight_decay,
+             momentum, warmup_iters, schedule, poly_power, class_weighting, boundary_loss_weight,
+             boundary_pos_weight_max, pretrained, val_every_iters, val_every_min, log_every, threads}
+
+Relative ``data.root`` paths are resolved against the repository the config file lies in (the nearest
+folder above it holding ``pyproject.toml`` or ``package.xml``), else against the config file's folder.
+
+Loss: pixel cross-entropy (ignore 255) with tempered class weights (``sqrt_median_freq``: the square root of
+median-frequency balancing, computed from the training labels) plus ``boundary_loss_weight`` x binary
+cross-entropy on the boundary head (targets from :mod:`vsseg_ros.training.targets`, excluded pixels left out,
+positives up-weighted by neg/pos of the batch, capped at ``boundary_pos_weight_max``). Both heads' stride-8
+outputs are upsampled bilinearly to the crop size before the loss.
+
+Schedule: linear warm-up, then poly (or cosine) decay over the run's *progress*, which is
+``max(step / max_iters, elapsed / time_budget)``: on a shared machine whose speed varies, a time budget
+still ends the run (with a completed decay, a final validation and ``best.pt``) on time.
+
+Outputs in ``out_dir``: ``last.pt`` (model, optimiser, step, elapsed time, history: for ``resume``),
+``best.pt`` (a vsseg_ros checkpoint of the best validation mIoU), ``train_log.jsonl`` (one line per
+validation), ``loss_log.jsonl`` (training loss every ``log_every`` steps) and ``val_miou.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import Tensor, nn
+
+from vsseg_ros.core.classes import CAMVID, IGNORE_ID, ClassMap
+from vsseg_ros.core.config import ModelConfig
+from vsseg_ros.core.models.perframe import PerFrameSegNet
+from vsseg_ros.data.camvid import CamVid, CamVidTrainDataset
+from vsseg_ros.data.transforms import TrainAugment
+from vsseg_ros.metrics.confusion import ConfusionMatrix
+
+#: the network input is zero-padded to a multiple of this at validation, as PerFrameSegmenter does
+VAL_PAD_MULTIPLE = 32
+LAST_FORMAT = "vsseg_ros.train_state"
+
+
+class TrainConfigError(ValueError):
+    """A training recipe that cannot be used; the message names the file and the field."""
+
+
+# -- recipe ---------------------------------------------------------------------------------------
+
+DATA_DEFAULTS: dict[str, Any] = {
+    "dataset": "camvid", "root": "../shared/data/camvid", "train_split": "train", "val_split": "val",
+    "crop_size": [288, 384], "scale_range": [0.5, 2.0], "hflip": 0.5,
+    "jitter": {"p": 0.8, "brightness": 0.25, "contrast": 0.25, "saturation": 0.25, "hue": 0.03},
+    "boundary_radius": 2, "num_workers": 1, "val_batch_size": 4,
+}
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "seed": 0, "batch_size": 8, "max_iters": 1000, "time_budget_min": None, "optimizer": "adamw",
+    "lr": 5e-4, "head_lr_mult": 4.0, "weight_decay": 1e-4, "momentum": 0.9, "warmup_iters": 100,
+    "schedule": "poly", "poly_power": 0.9, "min_lr_ratio": 0.0, "class_weighting": "sqrt_median_freq",
+    "boundary_loss_weight": 0.5, "boundary_pos_weight_max": 10.0, "pretrained": "imagenet",
+    "val_every_iters": 0, "val_every_min": 10.0, "log_every": 10, "threads": None, "grad_clip": 5.0,
+}
+
+
+@dataclass
+class Recipe:
+    path: Path
+    raw: dict[str, Any]
+    model: ModelConfig
+    model_id: str
+    data: dict[str, Any]
+    train: dict[str, Any]
+    data_root: Path
+
+
+def _repo_root_for(path: Path) -> Path:
+    for parent in path.resolve().parents:
+        if (parent / "pyproject.toml").is_file() or (parent / "package.xml").is_file():
+            return parent
+    return path.resolve().parent
+
+
+def _merge(defaults: dict[str, Any], given: Any, section: str, path: Path) -> dict[str, Any]:
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise TrainConfigError(f"{path}: '{section}' must be a mapping, got {type(given).__name__}")
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise TrainConfigError(f"{path}: unknown field(s) in '{section}': {', '.join(unknown)}; known: "
+                               f"{', '.join(sorted(defaults))}")
+    out = dict(defaults)
+    for k, v in given.items():
+        if isinstance(defaults.get(k), dict) and isinstance(v, dict):
+            merged = dict(defaults[k])
+            bad = sorted(set(v) - set(merged))
+            if bad:
+                raise TrainConfigError(f"{path}: unknown field(s) in '{section}.{k}': {', '.join(bad)}")
+            merged.update(v)
+            out[k] = merged
+        else:
+            out[k] = v
+    return out
+
+
+def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Path]] = None) -> Recipe:
+    from vsseg_ros.core.config import ConfigError
+
+    path = Path(config_path).expanduser()
+    if not path.is_file():
+        raise TrainConfigError(f"training config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise TrainConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise TrainConfigError(f"{path}: expected a mapping with model, data and train sections")
+    unknown = sorted(set(raw) - {"model", "model_id", "data", "train"})
+    if unknown:
+        raise TrainConfigError(f"{path}: unknown top-level field(s): {', '.join(unknown)}; "
+                               "known: model, model_id, data, train")
+    model_section = raw.get("model")
+    try:
+        if isinstance(model_section, str):  # a path to a model config file
+            mp = Path(model_section)
+            model = ModelConfig.from_yaml(mp if mp.is_absolute() else path.parent / mp)
+        else:
+            model = ModelConfig.from_dict(model_section if model_section is not None else {})
+    except ConfigError as e:
+        raise TrainConfigError(f"{path}: model: {e}") from None
+    if model.temporal is not None:
+        raise TrainConfigError(f"{path}: model.temporal is set; this trainer trains per-frame models only")
+    data = _merge(DATA_DEFAULTS, raw.get("data"), "data", path)
+    train = _merge(TRAIN_DEFAULTS, raw.get("train"), "train", path)
+    if data["dataset"] != "camvid":
+        raise TrainConfigError(f"{path}: data.dataset={data['dataset']!r}; only 'camvid' is supported")
+    if model.num_classes != CAMVID.num_classes:
+        raise TrainConfigError(f"{path}: model.num_classes={model.num_classes} but CamVid has "
+                               f"{CAMVID.num_classes} classes")
+    if train["optimizer"] not in ("adamw", "sgd"):
+        raise TrainConfigError(f"{path}: train.optimizer must be adamw or sgd, got {train['optimizer']!r}")
+    if train["schedule"] not in ("poly", "cosine"):
+        raise TrainConfigError(f"{path}: train.schedule must be poly or cosine, got {train['schedule']!r}")
+    if train["class_weighting"] not in ("none", "sqrt_median_freq", "median_freq"):
+        raise TrainConfigError(f"{path}: train.class_weighting must be none, sqrt_median_freq or median_freq")
+    if train["pretrained"] not in ("imagenet", "none", None):
+        raise TrainConfigError(f"{path}: train.pretrained must be imagenet or none")
+    for key in ("batch_size", "max_iters"):
+        if isinstance(train[key], bool) or not isinstance(train[key], int) or train[key] < 1:
+            raise TrainConfigError(f"{path}: train.{key} must be a positive integer, got {train[key]!r}")
+    cs = data["crop_size"]
+    if not (isinstance(cs, (list, tuple)) and len(cs) == 2 and all(isinstance(v, int) and v > 0 for v in cs)):
+        raise TrainConfigError(f"{path}: data.crop_size must be [height, width], got {cs!r}")
+    if data_root is not None:
+        root = Path(data_root).expanduser()
+    else:
+        root = Path(str(data["root"])).expanduser()
+        if not root.is_absolute():
+            root = _repo_root_for(path) / root
+    model_id = str(raw.get("model_id") or f"{model.name}_camvid")
+    return Recipe(path=path, raw=raw, model=model, model_id=model_id, data=data, train=train,
+                  data_root=root.resolve())
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+class SeedStream(torch.utils.data.Sampler):
+    """An endless stream of ``(index, augmentation seed)``: epoch ``e`` is a permutation drawn from
+    ``(seed, e)``; ``start`` skips the first ``start`` draws (a resumed run picks up where it stopped)."""
+
+    def __init__(self, n: int, seed: int, start: int = 0) -> None:
+        self.n, self.seed, self.start = int(n), int(seed), int(start)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, pos = divmod(self.start, self.n)
+        while True:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            for i in range(pos, self.n):
+                yield int(perm[i]), int(self.seed * 1_000_003 + epoch * self.n + i) & 0x7FFFFFFF
+            epoch, pos = epoch + 1, 0
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
+    """Per-class loss weights from pixel counts: ``median_freq`` = median(f) / f_c, ``sqrt_median_freq`` its
+    square root, ``none`` = ones. Classes absent from the data get the largest weight."""
+    c = counts.astype(np.float64)
+    if mode == "none" or c.sum() == 0:
+        return np.ones(len(c), np.float32)
+    freq = c / c.sum()
+    present = freq > 0
+    med = np.median(freq[present])
+    w = np.ones(len(c))
+    w[present] = med / freq[present]
+    if mode == "sqrt_median_freq":
+        w[present] = np.sqrt(w[present])
+    w[~present] = w[present].max() if present.any() else 1.0
+    return w.astype(np.float32)
+
+
+# -- model pieces ---------------------------------------------------------------------------------
+
+
+def _param_groups(model: PerFrameSegNet, lr: float, head_lr_mult: float, weight_decay: float) -> list[dict]:
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_head = not name.startswith("backbone.")
+        no_decay = p.ndim <= 1  # BatchNorm weights/biases and conv biases
+        groups.setdefault((is_head, no_decay), []).append(p)
+    out = []
+    for (is_head, no_decay), params in sorted(groups.items()):
+        out.append({"params": params, "lr": lr * (head_lr_mult if is_head else 1.0),
+                    "base_lr": lr * (head_lr_mult if is_head else 1.0),
+                    "weight_decay": 0.0 if no_decay else weight_decay,
+                    "name": ("head" if is_head else "backbone") + ("_no_decay" if no_decay else "")})
+    return out
+
+
+def lr_factor(step: int, progress: float, train: dict[str, Any]) -> float:
+    warm = int(train["warmup_iters"] or 0)
+    if warm > 0 and step < warm:
+        return (step + 1) / warm
+    p = min(max(progress, 0.0), 1.0)
+    floor = float(train.get("min_lr_ratio") or 0.0)
+    if train["schedule"] == "cosine":
+        f = 0.5 * (1.0 + math.cos(math.pi * p))
+    else:
+        f = (1.0 - p) ** float(train["poly_power"])
+    return floor + (1.0 - floor) * f
+
+
+def segmentation_loss(out: dict[str, Optional[Tensor]], label: Tensor, boundary: Optional[Tensor],
+                      weight: Optional[Tensor], train: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
+    size = label.shape[-2:]
+    logits = F.interpolate(out["logits"], size=size, mode="bilinear", align_corners=False)
+    ce = F.cross_entropy(logits, label, weight=weight, ignore_index=IGNORE_ID)
+    if not torch.isfinite(ce):  # a batch of only ignore pixels
+        ce = logits.sum() * 0.0
+    total = ce
+    parts = {"ce": float(ce.detach())}
+    bw = float(train["boundary_loss_weight"] or 0.0)
+    if bw > 0 and boundary is not None and out.get("boundary") is not None:
+        edge = F.interpolate(out["boundary"], size=size, mode="bilinear", align_corners=False)[:, 0]
+        valid = boundary != IGNORE_ID
+        if bool(valid.any()):
+            target = (boundary[valid] == 1).float()
+            pos = float(target.sum())
+            neg = float(target.numel()) - pos
+            pw = min(max(neg / max(pos, 1.0), 1.0), float(train["boundary_pos_weight_max"]))
+            bce = F.binary_cross_entropy_with_logits(edge[valid], target,
+                                                     pos_weight=torch.tensor(pw, dtype=edge.dtype))
+            total = total + bw * bce
+            parts["boundary"] = float(bce.detach())
+    parts["loss"] = float(total.detach())
+    return total, parts
+
+
+@torch.no_grad()
+def evaluate(model: PerFrameSegNet, data: CamVid, mean: Sequence[float], std: Sequence[float],
+             batch_size: int = 4, cache: Optional[dict[int, tuple[np.ndarray, np.ndarray]]] = None
+             ) -> ConfusionMatrix:
+    """Confusion matrix of ``model`` over ``data`` at each frame's own size, preprocessed as
+    :class:`PerFrameSegmenter` does (normalise, zero-pad to a multiple of 32, upsample stride-8 logits)."""
+    was_training = model.training
+    model.eval()
+    cm = ConfusionMatrix(model.num_classes)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    stride = PerFrameSegNet.stride
+    try:
+        i = 0
+        while i < len(data):
+            pairs = []
+            while i < len(data) and len(pairs) < batch_size:
+                if cache is not None and i in cache:
+                    pair = cache[i]
+                else:
+                    pair = data.load(i)
+                    if cache is not None:
+                        cache[i] = pair
+                if pairs and pair[0].shape != pairs[0][0].shape:
+                    break
+                pairs.append(pair)
+                i += 1
+            H, W = pairs[0][0].shape[:2]
+            hp = -(-H // VAL_PAD_MULTIPLE) * VAL_PAD_MULTIPLE
+            wp = -(-W // VAL_PAD_MULTIPLE) * VAL_PAD_MULTIPLE
+            x = torch.zeros(len(pairs), 3, hp, wp)
+            img = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).float()
+            x[:, :, :H, :W] = (img - m) / s
+            logits = model(x, boundary=False)["logits"]
+            hl, wl = -(-H // stride), -(-W // stride)
+            logits = F.interpolate(logits[:, :, :hl, :wl], scale_factor=stride, mode="bilinear",
+                                   align_corners=False)[:, :, :H, :W]
+            pred = logits.argmax(1).numpy().astype(np.uint8)
+            for k, (_, label) in enumerate(pairs):
+                cm.update(pred[k], label)
+    finally:
+        model.train(was_training)
+    return cm
+
+
+# -- plotting -------------------------------------------------------------------------------------
+
+
+def plot_curve(points: Sequence[tuple[int, float]], path: Path, title: str = "validation mIoU") -> None:
+    """A line chart of (iteration, mIoU in [0, 1]) drawn with OpenCV, written as PNG."""
+    import cv2
+
+    Wc, Hc = 800, 500
+    left, right, top, bottom = 70, 30, 50, 60
+    img = np.full((Hc, Wc, 3), 255, np.uint8)
+    pw, ph = Wc - left - right, Hc - top - bottom
+    xs = [p[0] for p in points]
+    ys = [100.0 * p[1] for p in points]
+    xmax = max(xs) if xs and max(xs) > 0 else 1
+    ymax = min(100.0, max(10.0, math.ceil((max(ys) if ys else 0) / 10.0) * 10.0 + 10.0))
+
+    def to_px(x: float, y: float) -> tuple[int, int]:
+        return int(round(left + pw * x / xmax)), int(round(top + ph * (1.0 - y / ymax)))
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for k in range(int(ymax // 10) + 1):  # horizontal grid every 10 points
+        y = k * 10.0
+        _, py = to_px(0, y)
+        cv2.line(img, (left, py), (left + pw, py), (225, 225, 225), 1)
+        cv2.putText(img, f"{y:.0f}", (left - 40, py + 5), font, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
+    for k in range(6):
+        x = xmax * k / 5
+        px, _ = to_px(x, 0)
+        cv2.line(img, (px, top + ph), (px, top + ph + 5), (60, 60, 60), 1)
+        cv2.putText(img, f"{x:.0f}", (px - 15, top + ph + 22), font, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.rectangle(img, (left, top), (left + pw, top + ph), (60, 60, 60), 1)
+    cv2.putText(img, "iteration", (left + pw // 2 - 35, Hc - 15), font, 0.5, (30, 30, 30), 1, cv2.LINE_AA)
+    cv2.putText(img, "mIoU %", (8, top - 15), font, 0.5, (30, 30, 30), 1, cv2.LINE_AA)
+    best = max(ys) if ys else float("nan")
+    label = f"{title}" + (f"  (best {best:.1f} %, last {ys[-1]:.1f} %)" if ys else "  (no points yet)")
+    cv2.putText(img, label, (left, 30), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    pts = [to_px(x, y) for x, y in zip(xs, ys)]
+    for a, b in zip(pts, pts[1:]):
+        cv2.line(img, a, b, (200, 90, 30), 2, cv2.LINE_AA)
+    for p in pts:
+        cv2.circle(img, p, 4, (200, 90, 30), -1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    if not cv2.imwrite(str(tmp), img):
+        raise OSError(f"cannot write {path}")
+    os.replace(tmp, path)
+
+
+# -- the trainer ----------------------------------------------------------------------------------
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = False,
+          max_iters: Optional[int] = None, data_root: Optional[Path] = None, threads: Optional[int] = None,
+          command: Optional[str] = None, progress: bool = True) -> Path:
+    """Train a PerFrameSegNet from the recipe at ``config_path``; return the path of ``best.pt``.
+
+    ``out_dir`` defaults to ``out/train/<config file stem>``; ``max_iters`` overrides ``train.max_iters``;
+    ``data_root`` overrides ``data.root``; ``resume`` continues from ``out_dir/last.pt`` at its saved step.
+    """
+    from tqdm import tqdm
+
+    from vsseg_ros.core.checkpoint import save_checkpoint
+
+    t_start = time.monotonic()
+    config_path = Path(config_path)
+    recipe = load_recipe(config_path, data_root)
+    tr, dc = recipe.train, recipe.data
+    if max_iters is not None:
+        if max_iters < 1:
+            raise TrainConfigError(f"max_iters must be >= 1, got {max_iters}")
+        tr["max_iters"] = int(max_iters)
+    n_threads = threads if threads is not None else tr.get("threads")
+    if n_threads:
+        torch.set_num_threads(int(n_threads))
+    out_dir = Path(out_dir) if out_dir is not None else Path("out/train") / config_path.stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    log_path, loss_log_path = out_dir / "train_log.jsonl", out_dir / "loss_log.jsonl"
+    if command is None:
+        command = shlex.join([Path(sys.executable).name] + sys.argv)
+
+    seed = int(tr["seed"])
+    _seed_everything(seed)
+    cfg = recipe.model
+    model = PerFrameSegNet(cfg)
+    if tr["pretrained"] == "imagenet" and not resume:
+        model.load_imagenet_backbone()
+    model.train()
+
+    train_data = CamVid(recipe.data_root, dc["train_split"], num_classes=cfg.num_classes)
+    val_data = CamVid(recipe.data_root, dc["val_split"], num_classes=cfg.num_classes)
+    jitter = dc["jitter"]
+    augment = TrainAugment(crop_size=tuple(dc["crop_size"]), scale_range=tuple(dc["scale_range"]),
+                           hflip=float(dc["hflip"]), brightness=float(jitter["brightness"]),
+                           contrast=float(jitter["contrast"]), saturation=float(jitter["saturation"]),
+                           hue=float(jitter["hue"]), jitter_p=float(jitter["p"]))
+    dataset = CamVidTrainDataset(train_data, augment, mean=cfg.mean, std=cfg.std,
+                                 boundary_radius=int(dc["boundary_radius"] or 0) or None, cache=True)
+    dataset.preload()  # decoded once; workers forked after this share the pages
+    counts = np.zeros(cfg.num_classes, np.int64)
+    for _, lab in dataset._cache.values():
+        counts += np.bincount(lab.ravel(), minlength=256)[: cfg.num_classes]
+    weights_np = class_weights(counts, str(tr["class_weighting"]))
+    weight = torch.from_numpy(weights_np)
+
+    optim_groups = _param_groups(model, float(tr["lr"]), float(tr["head_lr_mult"]), float(tr["weight_decay"]))
+    if tr["optimizer"] == "adamw":
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(optim_groups, lr=float(tr["lr"]))
+    else:
+        optimizer = torch.optim.SGD(optim_groups, lr=float(tr["lr"]), momentum=float(tr["momentum"]),
+                                    nesterov=True)
+
+    step, elapsed_before, best_miou, best_step = 0, 0.0, -1.0, -1
+    history: list[dict[str, Any]] = []
+    if resume:
+        if not last_path.is_file():
+            raise FileNotFoundError(f"resume: {last_path} not found (nothing to resume in {out_dir})")
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != LAST_FORMAT:
+            raise ValueError(f"resume: {last_path} is not a training state written by this trainer")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        elapsed_before = float(state["elapsed_s"])
+        best_miou, best_step = float(state["best_miou"]), int(state["best_step"])
+        history = list(state.get("history", []))
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resuming from {last_path} at step {step} ({elapsed_before / 60:.1f} min trained, "
+              f"best mIoU {100 * best_miou:.2f} % at step {best_step})", flush=True)
+    elif log_path.exists() or loss_log_path.exists():
+        for p in (log_path, loss_log_path):  # a fresh run starts fresh logs
+            p.unlink(missing_ok=True)
+
+    budget_s = float(tr["time_budget_min"]) * 60.0 if tr.get("time_budget_min") else None
+    max_it = int(tr["max_iters"])
+    run_t0 = time.monotonic()
+
+    def elapsed() -> float:
+        return elapsed_before + (time.monotonic() - run_t0)
+
+    def progress_of(s: int) -> float:
+        p = s / max_it
+        if budget_s:
+            p = max(p, elapsed() / budget_s)
+        return p
+
+    def meta_common() -> dict[str, Any]:
+        return {"dataset": "camvid", "data_root": str(recipe.data_root), "train_config": recipe.raw,
+                "train_config_path": str(config_path), "command": command,
+                "class_weights": [float(w) for w in weights_np], "class_pixel_counts": counts.tolist()}
+
+    def save_last() -> None:
+        _atomic_torch_save({"format": LAST_FORMAT, "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(), "step": step, "elapsed_s": elapsed(),
+                            "best_miou": best_miou, "best_step": best_step, "history": history,
+                            "torch_rng": torch.get_rng_state(), "config": cfg.to_dict(), "meta": meta_common()},
+                           last_path)
+
+    val_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def validate(train_stats: dict[str, float]) -> float:
+        nonlocal best_miou, best_step
+        t0 = time.monotonic()
+        cm = evaluate(model, val_data, cfg.mean, cfg.std, int(dc["val_batch_size"]), cache=val_cache)
+        summ = cm.summary(CAMVID.names)
+        miou = summ["miou"] if summ["miou"] is not None else 0.0
+        improved = miou > best_miou
+        record = {"step": step, "epoch": step * int(tr["batch_size"]) / len(train_data),
+                  "elapsed_min": round(elapsed() / 60.0, 2), "lr": optimizer.param_groups[0]["lr"],
+                  **{f"train_{k}": v for k, v in train_stats.items()},
+                  "val_miou": miou, "val_pixel_accuracy": summ["pixel_accuracy"], "val_iou": summ["iou"],
+                  "val_s": round(time.monotonic() - t0, 1), "best": improved}
+        history.append({"step": step, "miou": miou})
+        if improved:
+            best_miou, best_step = miou, step
+            meta = {**meta_common(), "split": dc["val_split"], "val_miou": miou,
+                    "val_pixel_accuracy": summ["pixel_accuracy"], "per_class_iou": summ["iou"],
+                    "iterations": step, "epochs": record["epoch"], "train_minutes": record["elapsed_min"],
+                    "val_size": [int(s) for s in val_cache[0][1].shape] if val_cache else None}
+            save_checkpoint(best_path, model, cfg, CAMVID, recipe.model_id, meta=meta)
+        _append_jsonl(log_path, record)
+        save_last()
+        plot_curve([(h["step"], h["miou"]) for h in history], out_dir / "val_miou.png",
+                   title=f"{recipe.model_id} val mIoU")
+        worst = sorted(((v if v is not None else 0.0), k) for k, v in summ["iou"].items())[:3]
+        print(f"\n[val] step {step}: mIoU {100 * miou:.2f} %  pixel acc {100 * (summ['pixel_accuracy'] or 0):.2f} %"
+              f"  (best {100 * best_miou:.2f} % at step {best_step}); weakest: "
+              + ", ".join(f"{k} {100 * v:.1f}" for v, k in worst) + f"  [{record['val_s']} s]", flush=True)
+        return miou
+
+    if step >= max_it or progress_of(step) >= 1.0:
+        if not best_path.is_file():
+            validate({})
+        return best_path
+
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=int(tr["batch_size"]), sampler=SeedStream(len(dataset), seed, step * int(tr["batch_size"])),
+        num_workers=int(dc["num_workers"]), worker_init_fn=_worker_init if int(dc["num_workers"]) > 0 else None,
+        persistent_workers=False, drop_last=False, prefetch_factor=2 if int(dc["num_workers"]) > 0 else None)
+
+    val_every_iters = int(tr["val_every_iters"] or 0)
+    val_every_s = float(tr["val_every_min"]) * 60.0 if tr.get("val_every_min") else None
+    log_every = max(1, int(tr["log_every"] or 1))
+    last_val_t = time.monotonic()
+    sums: dict[str, float] = {}
+    nsum = 0
+    ema: Optional[float] = None
+    bar = tqdm(total=max_it, initial=step, desc="train", dynamic_ncols=False, ncols=110,
+               disable=not progress, mininterval=5.0, file=sys.stdout)
+    it_t0, it_step0 = time.monotonic(), step
+    data_iter = iter(loader)
+    finished = False
+    try:
+        while not finished:
+            batch = next(data_iter)
+            factor = lr_factor(step, progress_of(step), tr)
+            for g in optimizer.param_groups:
+                g["lr"] = g["base_lr"] * factor
+            out = model(batch["image"], boundary=batch.get("boundary") is not None)
+            loss, parts = segmentation_loss(out, batch["label"], batch.get("boundary"), weight, tr)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tr.get("grad_clip"):
+                nn.utils.clip_grad_norm_(model.parameters(), float(tr["grad_clip"]))
+            optimizer.step()
+            if not math.isfinite(parts["loss"]):
+                raise FloatingPointError(f"the loss became {parts['loss']} at step {step}; lower train.lr")
+            step += 1
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            nsum += 1
+            ema = parts["loss"] if ema is None else 0.95 * ema + 0.05 * parts["loss"]
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
+            if step % log_every == 0:
+                _append_jsonl(loss_log_path, {"step": step, "lr": optimizer.param_groups[0]["lr"],
+                                              "elapsed_s": round(elapsed(), 1), **parts})
+            finished = step >= max_it or progress_of(step) >= 1.0
+            due = (finished or (val_every_iters and step % val_every_iters == 0)
+                   or (val_every_s is not None and time.monotonic() - last_val_t >= val_every_s))
+            if due:
+                stats = {k: v / max(nsum, 1) for k, v in sums.items()}
+                stats["s_per_iter"] = (time.monotonic() - it_t0) / max(step - it_step0, 1)
+                validate(stats)
+                sums, nsum = {}, 0
+                last_val_t = time.monotonic()
+                it_t0, it_step0 = time.monotonic(), step
+    finally:
+        bar.close()
+        del data_iter
+    total_min = (time.monotonic() - t_start) / 60.0
+    print(f"done: {step} iterations, best val mIoU {100 * best_miou:.2f} % at step {best_step}; "
+          f"{total_min:.1f} min this session; best checkpoint {best_path}", flush=True)
+    return best_path
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vsseg_ros.training.perframe",
+                                description="Train the per-frame segmentation network (stage 1) on CamVid.")
+    p.add_argument("--config", required=True, type=Path, help="training recipe (YAML), e.g. "
+                   "config/train/mbv2_lite_camvid.yaml")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: out/train/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at its saved step")
+    p.add_argument("--max-iters", type=int, default=None, help="override train.max_iters")
+    p.add_argument("--data-root", type=Path, default=None, help="override data.root (the CamVid folder)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: train.threads or torch's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(["python", "-m", "vsseg_ros.training.perframe", *argv_list])
+    try:
+        best = train(args.config, out_dir=args.out, resume=args.resume, max_iters=args.max_iters,
+                     data_root=args.data_root, threads=args.threads, command=command,
+                     progress=not args.no_progress)
+    except (TrainConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(best)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
