@@ -64,8 +64,8 @@ def client(node):
 
     c = SegmentationClient(outputs=("segmentation", "mask", "boundary_confidence", "confidence", "color_mask"))
     assert c.wait_for_class_map(120.0, node.alive) is not None, f"node never published its class map:\n{node.log()[-3000:]}"
-    assert c.wait_for_subscriber(30.0)
-    time.sleep(0.5)  # let the node see our output subscriptions
+    for out in c.received:  # every output must be flowing before the tests start
+        assert c.wait_until_serving(out, _rgb(), 60.0, node.alive), node.log()[-3000:]
     yield c
     c.close()
 
@@ -272,8 +272,7 @@ def compressed_node(tmp_path_factory, rclpy_ctx):
     c = SegmentationClient(image_topic="/camera/image_raw", namespace="/cz", outputs=("mask",), compressed=True,
                            name="compressed_client")
     assert c.wait_for_class_map(120.0, proc.alive) is not None, proc.log()[-3000:]
-    assert c.wait_for_subscriber(30.0)
-    time.sleep(0.5)
+    assert c.wait_until_serving("mask", _rgb(), 60.0, proc.alive), proc.log()[-3000:]
     yield proc, c
     c.close()
     proc.stop()

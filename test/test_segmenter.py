@@ -16,7 +16,7 @@ from vsseg_ros.core.config import ModelConfig
 from vsseg_ros.core.device import cpu_autocast_supports, resolve_device, resolve_precision
 from vsseg_ros.core.loading import UNTRAINED_MODEL_ID, default_model_description, load_segmenter
 from vsseg_ros.core.models import PerFrameSegNet
-from vsseg_ros.core.perframe_segmenter import PerFrameSegmenter
+from vsseg_ros.core.perframe_segmenter import PerFrameSegmenter, _PostBuffers
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult, Segmenter
 
 C = CAMVID.num_classes
@@ -28,9 +28,10 @@ def model() -> PerFrameSegNet:
     """The default architecture (small network input for speed) with decisive, varied logits."""
     torch.manual_seed(0)
     net = PerFrameSegNet(ModelConfig(input_size=(96, 128)))
+    net.load_imagenet_backbone()
     with torch.no_grad():
-        net.head.classifier.weight.normal_(0.0, 0.3)
-        net.boundary_head.out.weight.normal_(0.0, 0.3)
+        net.head.classifier.weight.normal_(0.0, 1.0)
+        net.boundary_head.out.weight.normal_(0.0, 1.0)
     return net.eval()
 
 
@@ -101,6 +102,16 @@ def test_matches_reference_pipeline(model: PerFrameSegNet) -> None:
     assert (r.labels == logits.argmax(0).numpy()).mean() > 0.999
     np.testing.assert_allclose(r.confidence, logits.softmax(0).amax(0).numpy(), atol=1e-4)
     np.testing.assert_allclose(r.boundary, edge.sigmoid().numpy(), atol=1e-4)
+
+
+def test_bands_give_the_same_maps(model: PerFrameSegNet, monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = Frame(_image(97, 131, 8), 0)
+    whole = PerFrameSegmenter(model, CAMVID, "t", device="cpu").push(frame)
+    monkeypatch.setattr(_PostBuffers, "BAND_ELEMENTS", C * 131 * 10)  # 10 rows per band, last one shorter
+    banded = PerFrameSegmenter(model, CAMVID, "t", device="cpu").push(frame)
+    np.testing.assert_array_equal(whole.labels, banded.labels)
+    np.testing.assert_allclose(whole.confidence, banded.confidence, rtol=1e-6)
+    np.testing.assert_array_equal(whole.boundary, banded.boundary)
 
 
 def test_output_request(seg: PerFrameSegmenter) -> None:

@@ -53,46 +53,70 @@ def _interp_matrix(out_size: int, in_size: int, in_used: int, scale: float) -> T
 
 
 class _PostBuffers:
-    """Interpolation matrices and scratch tensors for one (frame size, network size) pair."""
+    """Interpolation matrices and scratch tensors for one (frame size, network size) pair.
+
+    Upsampling is separable bilinear interpolation done as two matrix products (exactly
+    ``F.interpolate(mode="bilinear", align_corners=False)`` with the frame/logit scale, but faster on CPU),
+    processed in bands of rows so the scratch memory stays bounded for large frames.
+    """
+
+    #: upper bound on the elements of one band of upsampled logits (16 MB of float32)
+    BAND_ELEMENTS = 1 << 22
 
     def __init__(self, key: tuple[int, ...], num_classes: int, device: torch.device) -> None:
         H, W, h, w, hl, wl = key
         stride = PerFrameSegNet.stride
+        C = num_classes
+        self.H, self.W, self.C = H, W, C
         # logit rows/cols that any output pixel reads (the rest only cover the padding)
         self.rows = min(hl, math.ceil(h / stride) + 1)
         self.cols = min(wl, math.ceil(w / stride) + 1)
-        self.ry = _interp_matrix(H, hl, self.rows, stride * H / h).to(device)           # (H, rows)
+        self.ry = _interp_matrix(H, hl, self.rows, stride * H / h).to(device)  # (H, rows)
         self.rxt = _interp_matrix(W, wl, self.cols, stride * W / w).t().contiguous().to(device)  # (cols, W)
-        self.num_classes = num_classes
-        self.tmp = torch.empty(num_classes, H, self.cols, device=device)
-        self.up = torch.empty(num_classes, H, W, device=device)
-        self.max = torch.empty(H, W, device=device)
-        self.hit = torch.empty(num_classes, H, W, dtype=torch.uint8, device=device)
+        self.band = max(1, min(H, self.BAND_ELEMENTS // (C * W)))
+        n = self.band
+        self.tmp = torch.empty(C * n * self.cols, device=device)
+        self.up = torch.empty(C * n * W, device=device)
+        self.hit = torch.empty(C * n * W, dtype=torch.uint8, device=device)
+        self.max = torch.empty(n * W, device=device)
         self.rank = torch.empty(H, W, dtype=torch.uint8, device=device)
         self.sum = torch.empty(H, W, device=device)
         # class c scores C - c where it attains the maximum: the largest score is the first maximal class
-        self.scores = torch.arange(num_classes, 0, -1, dtype=torch.uint8, device=device).view(-1, 1, 1)
+        self.scores = torch.arange(C, 0, -1, dtype=torch.uint8, device=device).view(-1, 1, 1)
 
-    def upsample(self, x: Tensor, out: Optional[Tensor] = None, tmp: Optional[Tensor] = None) -> Tensor:
-        """(K, hl, wl) -> (K, H, W): separable bilinear interpolation as two matrix products."""
-        x = x[:, : self.rows, : self.cols]
-        t = torch.matmul(self.ry, x, out=tmp)                                     # (K, H, cols)
-        K, H, _ = t.shape
-        if out is None:
-            return torch.mm(t.view(K * H, -1), self.rxt).view(K, H, -1)
-        torch.mm(t.view(K * H, -1), self.rxt, out=out.view(K * H, -1))
-        return out
+    def upsample(self, x: Tensor) -> Tensor:
+        """(K, hl, wl) -> a new (K, H, W) tensor."""
+        x = x[:, : self.rows, : self.cols].contiguous()
+        t = torch.matmul(self.ry, x)  # (K, H, cols)
+        K = t.shape[0]
+        return torch.mm(t.view(K * self.H, -1), self.rxt).view(K, self.H, self.W)
 
-    def argmax(self, up: Tensor) -> Tensor:
-        """Class index of the largest logit along dim 0 (first one on ties) as a fresh uint8 (H, W) tensor;
-        leaves the maximum in ``self.max``. (``torch.max(dim)`` with indices is several times slower on CPU.)"""
-        torch.amax(up, 0, out=self.max)
-        hit = self.hit.view(torch.bool)
-        torch.eq(up, self.max, out=hit)
-        torch.mul(self.hit, self.scores, out=self.hit)
-        torch.amax(self.hit, 0, out=self.rank)
-        # rank 0 only where no class equals the maximum (NaN logits): clamp keeps labels valid
-        return (self.num_classes - self.rank).clamp_(max=self.num_classes - 1)
+    def labels_and_confidence(self, logits: Tensor, confidence: bool) -> tuple[Tensor, Optional[Tensor]]:
+        """Labels (first class with the largest upsampled logit, uint8) and, if asked, the max softmax,
+        both as new (H, W) tensors. (``torch.max(dim)`` with indices is several times slower on CPU.)"""
+        C, W, cols = self.C, self.W, self.cols
+        x = logits[:, : self.rows, : self.cols].contiguous()
+        for r0 in range(0, self.H, self.band):
+            r1 = min(self.H, r0 + self.band)
+            n = r1 - r0
+            tmp = self.tmp[: C * n * cols].view(C, n, cols)
+            torch.matmul(self.ry[r0:r1], x, out=tmp)
+            up = self.up[: C * n * W].view(C, n, W)
+            torch.mm(tmp.view(C * n, cols), self.rxt, out=up.view(C * n, W))
+            mx = self.max[: n * W].view(n, W)
+            torch.amax(up, 0, out=mx)
+            hit = self.hit[: C * n * W].view(C, n, W)
+            torch.eq(up, mx, out=hit.view(torch.bool))
+            torch.mul(hit, self.scores, out=hit)
+            torch.amax(hit, 0, out=self.rank[r0:r1])
+            if confidence:
+                # max softmax = 1 / sum_c exp(l_c - max_c l), in place on the band; the clamp keeps exp()
+                # out of denormals (slow on CPU) and changes the result by < 1e-34
+                up.sub_(mx).clamp_(min=-80.0).exp_()
+                torch.sum(up, 0, out=self.sum[r0:r1])
+        # rank 0 only where no class equals the maximum (NaN logits): the clamp keeps labels valid
+        labels = (C - self.rank).clamp_(max=C - 1)
+        return labels, (torch.reciprocal(self.sum) if confidence else None)
 
 
 class PerFrameSegmenter(Segmenter):
@@ -250,18 +274,10 @@ class PerFrameSegmenter(Segmenter):
         logits = logits[0].float().contiguous()
         hl, wl = logits.shape[-2:]
         pb = self._post_buffers(H, W, h, w, hl, wl)
-        up = pb.upsample(logits, out=pb.up, tmp=pb.tmp)          # (C, H, W) logits at the frame's size
-        labels = pb.argmax(up)
-        confidence = None
-        if request.confidence:
-            # max softmax = 1 / sum_c exp(l_c - max_c l), in place on the upsampled logits; the clamp keeps
-            # exp() out of denormals (slow on CPU) and changes the result by < 1e-34
-            up.sub_(pb.max).clamp_(min=-80.0).exp_()
-            torch.sum(up, 0, out=pb.sum)
-            confidence = torch.reciprocal(pb.sum)
+        labels, confidence = pb.labels_and_confidence(logits, bool(request.confidence))
         boundary = None
         if request.boundary and out.get("boundary") is not None:
-            edge = out["boundary"][0].float().contiguous()  # type: ignore[index]
+            edge = out["boundary"][0].float()  # type: ignore[index]
             boundary = pb.upsample(edge)[0].sigmoid_()
         return (_to_numpy(labels), None if confidence is None else _to_numpy(confidence),
                 None if boundary is None else _to_numpy(boundary))

@@ -174,6 +174,8 @@ class SegmentationNode(Node):
             try:
                 self._process(msg)
             except Exception as err:  # keep the node up whatever one frame does
+                if not self.context.ok():
+                    return  # shutting down (SIGINT): nothing can be published any more
                 with self._lock:
                     self.counters.failed += 1
                 key = f"model:{type(err).__name__}"

@@ -55,7 +55,7 @@ def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, mod
     node = NodeProcess(params_file=params, log_path=out_dir / f"bench_node_{size[0]}x{size[1]}.log")
     client = SegmentationClient(outputs=("mask",), name=f"vsseg_bench_{size[0]}x{size[1]}")
     try:
-        if client.wait_for_class_map(120.0, node.alive) is None or not client.wait_for_subscriber(30.0):
+        if not client.wait_until_serving("mask", frames[0], 120.0, node.alive):
             raise RuntimeError(f"node did not start; log:\n{node.log()[-3000:]}")
         lat = []
         # Encode every frame first so the timed loop is publish -> mask only.

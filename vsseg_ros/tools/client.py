@@ -61,6 +61,7 @@ class SegmentationClient:
         self.node = Node(name)
         prefix = f"{namespace.rstrip('/')}/semantic" if namespace else "/semantic"
         self.publish_times: dict[tuple[int, int], float] = {}
+        self._compressed = compressed
         msg_type = CompressedImage if compressed else Image
         topic = image_topic + "/compressed" if compressed else image_topic
         self.image_pub = self.node.create_publisher(msg_type, topic, qos_profile(image_qos, 10))
@@ -129,6 +130,37 @@ class SegmentationClient:
         while self.image_pub.get_subscription_count() == 0 and time.monotonic() < end:
             time.sleep(0.02)
         return self.image_pub.get_subscription_count() > 0
+
+    def wait_until_serving(self, out: str, probe: np.ndarray, timeout: float,
+                           alive: Callable[[], bool] = lambda: True) -> bool:
+        """Publish a probe frame every second until the node answers on ``out``.
+
+        Matching is not symmetric in time: our publisher may see the node before the node sees our output
+        subscription, and the node skips frames nobody subscribes to. Probes are stamped in 1970, far from
+        any real frame, and are forgotten afterwards."""
+        end = time.monotonic() + timeout
+        n = 0
+        while time.monotonic() < end and alive():
+            n += 1
+            key = self.publish(self._probe_msg(probe, n * 1_000_000))
+            if self.wait_for(out, key, 1.0) is not None:
+                with self._lock:
+                    for rec in self.received.values():
+                        for k in [k for k in rec.msgs if k[0] == 0]:
+                            rec.msgs.pop(k), rec.times.pop(k, None)
+                self.publish_times = {k: v for k, v in self.publish_times.items() if k[0] != 0}
+                return True
+        return False
+
+    def _probe_msg(self, rgb: np.ndarray, stamp_ns: int) -> Any:
+        if not self._compressed:
+            return make_image_msg(rgb, "rgb8", stamp_ns, frame_id="probe")
+        from vsseg_ros.imaging.encode import encode_compressed
+
+        msg = CompressedImage(format="png", data=encode_compressed(rgb, "png"))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.header.frame_id = "probe"
+        return msg
 
     def latency_ms(self, out: str) -> list[float]:
         with self._lock:

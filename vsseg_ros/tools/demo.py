@@ -47,7 +47,7 @@ def run_demo(video: Optional[Path] = None, out_dir: Path = Path("out/demo"), par
     client = SegmentationClient(outputs=("segmentation",))
     try:
         class_map_msg = client.wait_for_class_map(timeout=120.0, alive=node.alive)
-        if class_map_msg is None or not client.wait_for_subscriber(timeout=30.0):
+        if class_map_msg is None or not client.wait_until_serving("segmentation", frames[0], 60.0, node.alive):
             print(f"demo: the node did not come up; its log ({node.log_path}):\n{node.log()[-3000:]}")
             return 1
         model_id = class_map_msg.model_id
