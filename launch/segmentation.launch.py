@@ -3,6 +3,8 @@
     ros2 launch vsseg_ros segmentation.launch.py image_topic:=/sensing/camera/front/image_rect_color \
         namespace:=front device:=cuda:0
 
+The `device` and `use_sim_time` arguments are always passed after `params_file`, so they win over the same keys
+in the parameters file (set `device:=...` here rather than in the file).
 DDS discovery is left at the ROS default here (a vehicle's peers are on other computers).
 """
 

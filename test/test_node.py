@@ -318,3 +318,73 @@ def test_counters_are_logged_periodically(node, client):
     m = re.search(r"received (\d+), processed (\d+), dropped (\d+), rejected (\d+)", stats[-1])
     received, processed, dropped, rejected = map(int, m.groups())
     assert processed > 0 and rejected >= 3 and received >= processed + rejected
+
+
+def test_outputs_nobody_subscribes_to_are_not_computed(rclpy_ctx):
+    """In-process node (still real DDS between two nodes): record what the worker asks the model for."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+
+    from vsseg_ros.ros.node import SegmentationNode
+    from vsseg_ros.ros.qos import qos_profile
+    from vsseg_ros.tools.client import make_image_msg
+
+    overrides = [Parameter("network_image_height", value=96), Parameter("network_image_width", value=128),
+                 Parameter("stats_period", value=0.0)]
+    seg_node = SegmentationNode(namespace="/lazy", parameter_overrides=overrides)
+    requests = []
+    push = seg_node._segmenter.push
+    seg_node._segmenter.push = lambda frame, request: requests.append(request) or push(frame, request)
+    peer = Node("lazy_peer")
+    cam = peer.create_publisher(Image, "/lazy/image", qos_profile("reliable", 5))
+    masks = []
+    sub = None
+    ex = MultiThreadedExecutor(num_threads=2)
+    ex.add_node(seg_node)
+    ex.add_node(peer)
+    import threading
+
+    threading.Thread(target=ex.spin, daemon=True).start()
+    try:
+        def send() -> None:
+            cam.publish(make_image_msg(_rgb(), "rgb8", _next_stamp()))
+            time.sleep(0.3)
+
+        for _ in range(5):  # nobody listens: the model does not run at all
+            send()
+        assert requests == [] and seg_node.counters.skipped >= 1
+        sub = peer.create_subscription(Image, "/lazy/semantic/mask", masks.append, qos_profile("reliable", 5))
+        deadline = time.monotonic() + 30
+        while not masks and time.monotonic() < deadline:
+            send()
+        assert masks, "mask subscriber never got a mask"
+        # Only the mask is wanted: neither boundary nor confidence is computed.
+        assert requests and all(not r.boundary and not r.confidence for r in requests)
+    finally:
+        ex.shutdown(timeout_sec=2.0)
+        seg_node.destroy_node()
+        peer.destroy_node()
+
+
+def test_double_sigint_shuts_down_cleanly(tmp_path_factory, rclpy_ctx):
+    """`ros2 launch` without a tty forwards a second SIGINT while the node tears down."""
+    import os
+    import signal
+
+    from vsseg_ros.tools.client import SegmentationClient
+
+    proc = _start(tmp_path_factory, "sigint", extra_args=("--namespace", "/sig"))
+    c = SegmentationClient(namespace="/sig", outputs=(), name="sigint_client")
+    try:
+        assert c.wait_for_class_map(120.0, proc.alive) is not None, proc.log()[-2000:]
+    finally:
+        c.close()
+    os.killpg(proc.proc.pid, signal.SIGINT)
+    time.sleep(0.1)
+    os.killpg(proc.proc.pid, signal.SIGINT)
+    assert proc.wait(30.0) == 0, proc.log()[-2000:]
+    assert "Traceback" not in proc.log()
+    proc.stop()

@@ -48,28 +48,89 @@ def test_parameter_validation(name, value, ok):
         assert name in reason
 
 
-def test_launch_file(monkeypatch):
-    if importlib.util.find_spec("launch_ros") is None:
-        pytest.skip("launch_ros is not installed (it does not come from PyPI; a ROS 2 install has it)")
+def _resolve_launch(**launch_args: str):
+    """Resolve the launch file as `ros2 launch vsseg_ros segmentation.launch.py k:=v ...` does before it starts
+    the process: the given arguments are set, DeclareLaunchArgument fills in the defaults of the others, then the
+    Node performs its substitutions. Returns (launch configurations, Node, the command line's tokens, the
+    --params-file arguments in order); a token that launch only fills in when it starts the process
+    (`__node:=`/`__ns:=`) is None, and launch's temporary file for dict parameters is read and removed (its
+    content is returned in its place)."""
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument
+    from launch.substitutions import LocalSubstitution
+    from launch.utilities import perform_substitutions
+    from launch_ros.actions import Node
+
     spec = importlib.util.spec_from_file_location("seg_launch", ROOT / "launch" / "segmentation.launch.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    from launch import LaunchContext
-    from launch.actions import DeclareLaunchArgument
-    from launch_ros.actions import Node
-
     ld = mod.generate_launch_description()
-    args = {a.name: a for a in ld.entities if isinstance(a, DeclareLaunchArgument)}
-    assert set(args) == {"params_file", "image_topic", "namespace", "use_sim_time", "device"}
+    args = [e for e in ld.entities if isinstance(e, DeclareLaunchArgument)]
+    assert {a.name for a in args} == {"params_file", "image_topic", "namespace", "use_sim_time", "device"}
+    assert all(a.description for a in args)
     (node,) = [e for e in ld.entities if isinstance(e, Node)]
     ctx = LaunchContext()
-    for a in args.values():
+    ctx.launch_configurations.update(launch_args)
+    for a in args:
         a.execute(ctx)
-    monkeypatch.setattr("launch_ros.substitutions.find_package.get_package_share_directory",
-                        lambda pkg: str(ROOT), raising=False)
+    # Node.execute() starts with this (the same in launch_ros 0.26/jazzy and 0.28/kilted); there is no public API
+    # that resolves a Node without starting it.
     node._perform_substitutions(ctx)
+    cmd = [None if any(isinstance(s, LocalSubstitution) for s in part) else perform_substitutions(ctx, part)
+           for part in node.cmd]
+    params: list[str | dict] = [cmd[i + 1] for i, tok in enumerate(cmd) if tok == "--params-file"]
+    for i, f in enumerate(params):
+        if Path(f).name.startswith("launch_params_"):  # launch's temporary file (delete=False) for dict parameters
+            try:
+                params[i] = yaml.safe_load(Path(f).read_text())
+            finally:
+                Path(f).unlink(missing_ok=True)
+    return dict(ctx.launch_configurations), node, cmd, params
+
+
+def _remaps(cmd: list[str | None]) -> dict[str, str]:
+    return dict(cmd[i + 1].split(":=", 1) for i, tok in enumerate(cmd) if tok == "-r" and cmd[i + 1] is not None)
+
+
+def test_launch_file():
+    if importlib.util.find_spec("launch_ros") is None:
+        pytest.skip("launch_ros is not installed (it does not come from PyPI; a ROS 2 install has it)")
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        share = Path(get_package_share_directory("vsseg_ros"))
+    except PackageNotFoundError:
+        pytest.fail("vsseg_ros is not in the ament index: build it and source install/setup.bash (`make test` does)")
+    # The build installs the launch file and the parameters file where `ros2 launch` and FindPackageShare look.
+    assert (share / "launch" / "segmentation.launch.py").read_bytes() == \
+        (ROOT / "launch" / "segmentation.launch.py").read_bytes(), "installed launch file is stale: rebuild"
+    share_params = share / "config" / "segmentation.yaml"
+    assert share_params.is_file()
+
+    # Defaults.
+    conf, node, cmd, params = _resolve_launch()
+    assert {k: conf[k] for k in ("params_file", "image_topic", "namespace", "use_sim_time", "device")} == {
+        "params_file": str(share_params), "image_topic": "/camera/image_raw", "namespace": "",
+        "use_sim_time": "false", "device": "auto"}
     assert node.node_package == "vsseg_ros" and node.node_executable == "segmentation_node"
-    assert dict(node.expanded_remapping_rules)["image"] == "/camera/image_raw"
+    # ExecutableInPackage found an executable lib/vsseg_ros/segmentation_node in the install (`ros2 run` looks there).
+    assert Path(cmd[0]) == share.parents[1] / "lib" / "vsseg_ros" / "segmentation_node"
+    assert node.expanded_node_namespace == "/" and node.node_name == "/segmentation_node"
+    assert dict(node.expanded_remapping_rules) == {"image": "/camera/image_raw"}
+    assert _remaps(cmd) == {"image": "/camera/image_raw"}
+    # The shipped file first, then the launch arguments' values, which override it.
+    assert params == [str(share_params),
+                      {"/segmentation_node": {"ros__parameters": {"use_sim_time": False, "device": "auto"}}}]
+
+    # Arguments given on the command line.
+    _, node, cmd, params = _resolve_launch(image_topic="/front/image", namespace="front", device="cuda:1",
+                                           use_sim_time="true", params_file=str(ROOT / "config" / "segmentation.yaml"))
+    assert node.expanded_node_namespace == "/front" and node.node_name == "/front/segmentation_node"
+    assert dict(node.expanded_remapping_rules) == {"image": "/front/image"}
+    assert _remaps(cmd) == {"image": "/front/image"}
+    # use_sim_time must reach the node as a bool (a string is refused); "cuda:1" stays a string.
+    assert params == [str(ROOT / "config" / "segmentation.yaml"),
+                      {"/front/segmentation_node": {"ros__parameters": {"use_sim_time": True, "device": "cuda:1"}}}]
 
 
 def test_latest_slot_keeps_the_newest_and_counts_replacements():

@@ -48,6 +48,23 @@ def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
                      device=args.device, model_path=args.model)
 
 
+def _cmd_train(args: argparse.Namespace, _: list[str]) -> int:
+    from vsseg_ros.training.perframe import main
+
+    argv = ["--config", str(args.config)]
+    if args.out:
+        argv += ["--out", str(args.out)]
+    if args.resume:
+        argv.append("--resume")
+    if args.max_iters:
+        argv += ["--max-iters", str(args.max_iters)]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if args.data_root:
+        argv += ["--data-root", str(args.data_root)]
+    return int(main(argv) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vsseg-ros", description="Video semantic segmentation for ROS 2.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -78,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--json", type=Path, help="also write the results as JSON here")
     b.set_defaults(func=_cmd_bench)
+
+    t = sub.add_parser("train", help="train the per-frame model from a YAML recipe (config/train/*.yaml)")
+    t.add_argument("--config", type=Path, required=True, help="training recipe, e.g. config/train/mbv2_lite_camvid.yaml")
+    t.add_argument("--out", type=Path, help="output folder (best.pt, last.pt, logs, val_miou.png)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at its saved step")
+    t.add_argument("--max-iters", type=int, help="stop after this many iterations")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--data-root", type=Path, help="dataset root (overrides data.root of the recipe)")
+    t.set_defaults(func=_cmd_train)
     return p
 
 

@@ -242,15 +242,16 @@ class PerFrameSegmenter(Segmenter):
         h, w = self.network_size(H, W)
         buf = self._input_buffer(h, w)
         region = buf[0, :, :h, :w]  # the padding around it stays 0 (= the mean colour after normalising)
+        image = np.ascontiguousarray(image)  # no copy for the usual contiguous frame
         if self._device.type == "cpu":
             if (h, w) != (H, W) and _cv2 is not None:
                 image = _cv2.resize(image, (w, h), interpolation=_cv2.INTER_LINEAR)
-            src = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+            src = torch.from_numpy(image).permute(2, 0, 1)
             if src.shape[1:] != (h, w):  # no OpenCV: resize with torch
                 src = torch.nn.functional.interpolate(src[None].float(), size=(h, w), mode="bilinear",
                                                       align_corners=False)[0]
         else:
-            src = torch.from_numpy(np.ascontiguousarray(image)).to(self._device, non_blocking=False)
+            src = torch.from_numpy(image).to(self._device)
             src = src.permute(2, 0, 1)
             if (h, w) != (H, W):
                 src = torch.nn.functional.interpolate(src[None].float(), size=(h, w), mode="bilinear",

@@ -109,4 +109,4 @@ class TrainAugment:
         return np.ascontiguousarray(image), np.ascontiguousarray(label)
 
 
-__all__ = ["TrainAugment", "random_scale", "random_crop", "random_hflip", "photometric_jitter"]
+__all__ = ["TrainAugment", "Transform", "random_scale", "random_crop", "random_hflip", "photometric_jitter"]

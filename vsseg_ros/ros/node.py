@@ -7,6 +7,7 @@ and counted. Outputs nobody subscribes to are neither computed nor serialised.
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -302,6 +303,8 @@ def main(args: Optional[list[str]] = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # `ros2 launch` (non-interactive) sends a second SIGINT; it must not interrupt the teardown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         node.get_logger().info(f"stopping; frames {node.counters.as_dict()}")
         node.destroy_node()
         rclpy.try_shutdown()

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 
-from vsseg_ros.core.classes import CAMVID, IGNORE_ID, ClassMap
+from vsseg_ros.core.classes import CAMVID, IGNORE_ID
 from vsseg_ros.core.config import ModelConfig
 from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.data.camvid import CamVid, CamVidTrainDataset
@@ -542,7 +542,9 @@ def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = Fals
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=int(tr["batch_size"]), sampler=SeedStream(len(dataset), seed, step * int(tr["batch_size"])),
         num_workers=int(dc["num_workers"]), worker_init_fn=_worker_init if int(dc["num_workers"]) > 0 else None,
-        persistent_workers=False, drop_last=False, prefetch_factor=2 if int(dc["num_workers"]) > 0 else None)
+        drop_last=False, prefetch_factor=2 if int(dc["num_workers"]) > 0 else None,
+        # fork after OpenCV/OpenMP threads have run can deadlock the worker; spawn is safe
+        multiprocessing_context="spawn" if int(dc["num_workers"]) > 0 else None)
 
     val_every_iters = int(tr["val_every_iters"] or 0)
     val_every_s = float(tr["val_every_min"]) * 60.0 if tr.get("val_every_min") else None
