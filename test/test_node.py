@@ -44,7 +44,7 @@ def _start(tmp_path_factory, name: str, extra_args=(), **params):
     from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
     d = tmp_path_factory.mktemp(name)
-    base = {"network_image_height": 96, "network_image_width": 128, "max_input_pixels": 200_000,
+    base = {"network_image_height": 96, "network_image_width": 128, "max_input_pixels": 1_000_000,
             "stats_period": 1.0, "worker_threads": 1}
     pf = write_params_file({**base, **params}, path=d / "params.yaml")
     return NodeProcess(params_file=pf, log_path=d / "node.log", extra_args=extra_args)
@@ -146,11 +146,24 @@ def test_reliable_and_best_effort_cameras_both_reach_the_node(client, camera_qos
         cam.destroy_node()
 
 
+def test_camera_sized_frames_reach_the_best_effort_subscription(client):
+    """1280x720 bgr8 (2.7 MB) into the default sensor-data subscription: without the shared-memory profile
+    of local_ros_env, Fast DDS loses almost all such best-effort samples."""
+    from vsseg_ros.tools.client import make_image_msg
+
+    got = 0
+    for i in range(3):
+        msg = make_image_msg(_rgb(720, 1280, seed=i), "bgr8", _next_stamp(), frame_id="hd")
+        _, (mask,) = _roundtrip(client, msg, timeout=20.0)
+        got += mask is not None and (mask.height, mask.width) == (720, 1280)
+    assert got == 3
+
+
 BAD_FRAMES = {
     "unknown encoding": (dict(encoding="xyz16"), "not supported|unsupported|unknown"),
     "data length": (dict(data_cut=10), "step|length|bytes"),
     "zero size": (dict(height=0), "zero|empty"),
-    "too large": (dict(height=500, width=500), "max_input_pixels"),
+    "too large": (dict(height=1000, width=1100), "max_input_pixels"),
 }
 
 

@@ -52,7 +52,11 @@ class Counters:
 
 
 class SegmentationNode(Node):
-    def __init__(self, **kwargs: Any) -> None:
+    """``worker_thread=False``: the caller runs :meth:`run_worker` itself (``main`` does, in the main thread:
+    torch called from a second thread was measured 20-50 % slower on 2 cores, each calling thread getting
+    its own OpenMP team)."""
+
+    def __init__(self, worker_thread: bool = True, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         for spec in PARAMS:
             default = spec.default if spec.default is not None else Parameter.Type.DOUBLE_ARRAY
@@ -106,8 +110,10 @@ class SegmentationNode(Node):
         self._last_stats = (time.monotonic(), Counters())
         self._publish_class_map()
         self._slot: LatestSlot = LatestSlot()
-        self._worker = threading.Thread(target=self._work, name="vsseg-worker", daemon=True)
-        self._worker.start()
+        self._worker: Optional[threading.Thread] = None
+        if worker_thread:
+            self._worker = threading.Thread(target=self.run_worker, name="vsseg-worker", daemon=True)
+            self._worker.start()
         self._stats_timer = self.create_timer(0.5, self._maybe_report_stats)
 
     # ---- parameters -------------------------------------------------------------------------------
@@ -167,8 +173,9 @@ class SegmentationNode(Node):
                 "[reported once; later frames with this problem are only counted as rejected]")
 
     # ---- worker -----------------------------------------------------------------------------------
-    def _work(self) -> None:
-        while not self._slot.closed:
+    def run_worker(self) -> None:
+        """Take the newest frame, segment it, publish; until the node is destroyed or ROS shuts down."""
+        while not self._slot.closed and self.context.ok():
             msg = self._slot.take(timeout=0.2)
             if msg is None:
                 continue
@@ -284,23 +291,33 @@ class SegmentationNode(Node):
 
     def destroy_node(self) -> None:
         self._slot.close()
-        self._worker.join(timeout=5.0)
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
         super().destroy_node()
+
+
+def _spin(executor: MultiThreadedExecutor) -> None:
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
 
 
 def main(args: Optional[list[str]] = None) -> int:
     rclpy.init(args=args)
     try:
-        node = SegmentationNode()
+        node = SegmentationNode(worker_thread=False)
     except (CheckpointError, ValueError, RuntimeError, OSError, ParameterException) as err:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {err}")
         rclpy.try_shutdown()
         return 2
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
+    spinner = threading.Thread(target=_spin, args=(executor,), name="vsseg-executor", daemon=True)
+    spinner.start()
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        node.run_worker()  # inference in the main thread; returns when SIGINT/SIGTERM shut ROS down
+    except KeyboardInterrupt:
         pass
     finally:
         # `ros2 launch` (non-interactive) sends a second SIGINT; it must not interrupt the teardown.
