@@ -65,6 +65,13 @@ def _cmd_train(args: argparse.Namespace, _: list[str]) -> int:
     return int(main(argv) or 0)
 
 
+def _cmd_package_model(args: argparse.Namespace, _: list[str]) -> int:
+    from vsseg_ros.tools.package_model import package_model
+
+    package_model(args.checkpoint, args.out, args.data_root, split=args.split, model_id=args.model_id)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vsseg-ros", description="Video semantic segmentation for ROS 2.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -104,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument("--data-root", type=Path, help="dataset root (overrides data.root of the recipe)")
     t.set_defaults(func=_cmd_train)
+
+    k = sub.add_parser("package-model", help="store a trained checkpoint as fp16 and record its measured mIoU")
+    k.add_argument("--checkpoint", type=Path, required=True, help="e.g. out/train/mbv2_lite_camvid/best.pt")
+    k.add_argument("--out", type=Path, default=Path("vsseg_ros/weights/default.pt"))
+    k.add_argument("--data-root", type=Path, default=Path("../shared/data/camvid"), help="CamVid (SegNet layout)")
+    k.add_argument("--split", default="val")
+    k.add_argument("--model-id", default="", help="model id to store (default: the checkpoint's)")
+    k.set_defaults(func=_cmd_package_model)
     return p
 
 

@@ -24,21 +24,16 @@ from torch import Tensor, nn
 
 from vsseg_ros.core.classes import ClassMap
 from vsseg_ros.core.config import ConfigError, ModelConfig
+from vsseg_ros.core.models.state_dict import listing as _listing, state_dict_mismatch
 
 FORMAT = "vsseg_ros.checkpoint"
 VERSION = 1
 REQUIRED_KEYS = ("format", "version", "model_id", "config", "class_map", "state_dict")
 OPTIONAL_KEYS = ("memory", "meta", "storage")
-_LIST_LIMIT = 10
 
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message names the file and what was expected."""
-
-
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_LIST_LIMIT])
-    return shown + (f", ... ({len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else "")
 
 
 @dataclass
@@ -75,21 +70,9 @@ class Checkpoint:
 def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, Tensor], source: str = "state_dict") -> None:
     """``model.load_state_dict(state_dict, strict=True)`` with a CheckpointError that lists the missing and
     unexpected keys and the shape mismatches (first 10 of each) instead of a long RuntimeError."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    mismatched = [f"{k} (file {tuple(state_dict[k].shape)}, model {tuple(own[k].shape)})"
-                  for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): {_listing(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
-        if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatch(es): {_listing(mismatched)}")
-        raise CheckpointError(f"{source}: the weights do not fit the model {type(model).__name__}: "
-                              + "; ".join(parts))
+    problems = state_dict_mismatch(model.state_dict(), state_dict)
+    if problems:
+        raise CheckpointError(f"{source}: the weights do not fit the model {type(model).__name__}: {problems}")
     model.load_state_dict(state_dict, strict=True)
 
 

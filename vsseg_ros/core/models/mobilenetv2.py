@@ -14,6 +14,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
+from vsseg_ros.core.models.state_dict import state_dict_mismatch
+
 #: (expand ratio t, output channels c, repeats n, first stride s) of the inverted residual stages
 INVERTED_RESIDUAL_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
     (1, 16, 1, 1),
@@ -151,22 +153,11 @@ class MobileNetV2Backbone(nn.Module):
         if not isinstance(state, dict):
             raise RuntimeError(f"{p}: expected a state_dict, found {type(state).__name__}")
         own = self.state_dict()
-        missing = [k for k in own if k not in state]
-        mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                      for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
         allowed_extra = ("classifier.",) if self.keep_last_conv else ("classifier.", "features.18.")
         skipped = [k for k in state if k not in own]
-        unexpected = [k for k in skipped if not k.startswith(allowed_extra)]
-        if missing or mismatched or unexpected:
-            parts = []
-            if missing:
-                parts.append(f"missing {len(missing)} key(s): {', '.join(missing[:10])}")
-            if unexpected:
-                parts.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:10])}")
-            if mismatched:
-                parts.append(f"{len(mismatched)} shape mismatch(es): {'; '.join(mismatched[:10])}")
-            raise RuntimeError(f"{p} does not hold MobileNetV2 ImageNet weights for this backbone: "
-                               + "; ".join(parts))
+        problems = state_dict_mismatch(own, state, ignore_prefixes=allowed_extra)
+        if problems:
+            raise RuntimeError(f"{p} does not hold MobileNetV2 ImageNet weights for this backbone: {problems}")
         kept = {k: state[k] for k in own}
         result = self.load_state_dict(kept, strict=True)
         assert not result.missing_keys and not result.unexpected_keys
