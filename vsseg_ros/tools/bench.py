@@ -67,7 +67,7 @@ def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, mod
                 raise RuntimeError(f"no mask for frame {i} within 30 s; node log:\n{node.log()[-2000:]}")
             if i >= warmup:
                 lat.append((client.received["mask"].times[key] - client.publish_times[key]) * 1e3)
-            time.sleep(0.01)  # let the node go idle, so each frame is timed alone
+            time.sleep(0.05)  # let both processes go idle, so each frame is timed alone
     finally:
         client.close()
         node.stop()
