@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+NEEDS_ROS = {"node", "demo", "bench"}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ros_args: list[str] = []
@@ -129,7 +132,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         i = argv.index("--ros-args")
         argv, ros_args = argv[:i], argv[i:]
     args = build_parser().parse_args(argv)
+    if args.command in NEEDS_ROS:
+        missing = _missing_ros()
+        if missing:
+            print(f"vsseg-ros {args.command} needs ROS 2: {missing}. Source a ROS 2 install and this package's "
+                  "colcon workspace (install/setup.bash), or run `make setup` in the repository.", file=sys.stderr)
+            return 2
     return int(args.func(args, ros_args) or 0)
+
+
+def _missing_ros() -> str:
+    import importlib.util
+
+    if importlib.util.find_spec("rclpy") is None:
+        return "rclpy is not installed"
+    try:
+        if importlib.util.find_spec("vsseg_ros.msg") is None:
+            return "the vsseg_ros messages are not built (colcon build)"
+    except ModuleNotFoundError:
+        return "the vsseg_ros messages are not built (colcon build)"
+    return ""
 
 
 if __name__ == "__main__":
