@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,7 +120,6 @@ def test_class_map_reaches_a_late_subscriber(client):
 
 @pytest.mark.parametrize("camera_qos", ["reliable", "best_effort"])
 def test_reliable_and_best_effort_cameras_both_reach_the_node(client, camera_qos):
-    import rclpy
     from rclpy.node import Node
 
     from vsseg_ros.ros.qos import qos_profile
@@ -335,7 +333,6 @@ def test_counters_are_logged_periodically(node, client):
 
 def test_outputs_nobody_subscribes_to_are_not_computed(rclpy_ctx):
     """In-process node (still real DDS between two nodes): record what the worker asks the model for."""
-    import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
@@ -354,7 +351,6 @@ def test_outputs_nobody_subscribes_to_are_not_computed(rclpy_ctx):
     peer = Node("lazy_peer")
     cam = peer.create_publisher(Image, "/lazy/image", qos_profile("reliable", 5))
     masks = []
-    sub = None
     ex = MultiThreadedExecutor(num_threads=2)
     ex.add_node(seg_node)
     ex.add_node(peer)
@@ -369,7 +365,7 @@ def test_outputs_nobody_subscribes_to_are_not_computed(rclpy_ctx):
         for _ in range(5):  # nobody listens: the model does not run at all
             send()
         assert requests == [] and seg_node.counters.skipped >= 1
-        sub = peer.create_subscription(Image, "/lazy/semantic/mask", masks.append, qos_profile("reliable", 5))
+        peer.create_subscription(Image, "/lazy/semantic/mask", masks.append, qos_profile("reliable", 5))
         deadline = time.monotonic() + 30
         while not masks and time.monotonic() < deadline:
             send()

@@ -51,6 +51,17 @@ class Counters:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    """Outputs with at least one subscriber, sampled once per frame."""
+
+    mask: bool
+    boundary: bool
+    confidence: bool
+    color: bool
+    segmentation: bool
+
+
 class SegmentationNode(Node):
     """``worker_thread=False``: the caller runs :meth:`run_worker` itself (``main`` does, in the main thread:
     torch called from a second thread was measured 20-50 % slower on 2 cores, each calling thread getting
@@ -191,13 +202,15 @@ class SegmentationNode(Node):
                     self._reported.add(key)
                     self.get_logger().error(f"inference failed: {err!r} [reported once; counted as failed]")
 
-    def _request(self) -> Optional[OutputRequest]:
-        seg = self._pub_seg.get_subscription_count() > 0
-        boundary = seg or self._pub_boundary.get_subscription_count() > 0
-        confidence = self._pub_confidence is not None and self._pub_confidence.get_subscription_count() > 0
-        labels = seg or boundary or confidence or self._pub_mask.get_subscription_count() > 0 or (
-            self._pub_color is not None and self._pub_color.get_subscription_count() > 0)
-        return OutputRequest(boundary=boundary, confidence=confidence) if labels else None
+    def _wanted(self) -> Optional["_Wanted"]:
+        """Which outputs have subscribers right now (asked once per frame); None if none has."""
+        def subscribed(pub) -> bool:
+            return pub is not None and pub.get_subscription_count() > 0
+
+        w = _Wanted(mask=subscribed(self._pub_mask), boundary=subscribed(self._pub_boundary),
+                    confidence=subscribed(self._pub_confidence), color=subscribed(self._pub_color),
+                    segmentation=subscribed(self._pub_seg))
+        return w if (w.mask or w.boundary or w.confidence or w.color or w.segmentation) else None
 
     def _process(self, msg: Any) -> None:
         if self._next_segmenter is not None:
@@ -209,35 +222,37 @@ class SegmentationNode(Node):
         except ImageDecodeError as err:
             self._reject(msg, err)
             return
-        request = self._request()
-        if request is None:
+        wanted = self._wanted()
+        if wanted is None:
             with self._lock:
                 self.counters.skipped += 1
             return
         header = msg.header
         frame = Frame(image=rgb, stamp_ns=header.stamp.sec * 1_000_000_000 + header.stamp.nanosec,
                       camera_id=header.frame_id, meta=header)
+        request = OutputRequest(boundary=wanted.boundary or wanted.segmentation, confidence=wanted.confidence)
         result = self._segmenter.push(frame, request)
         if result is not None:
-            self._publish(result, request)
+            self._publish(result, wanted)
 
-    def _publish(self, result: SegmentationResult, request: OutputRequest) -> None:
+    def _publish(self, result: SegmentationResult, wanted: "_Wanted") -> None:
         header = result.frame.meta  # the labelled frame's header, unchanged
         mask = boundary = None
-        if self._pub_mask.get_subscription_count() or self._pub_seg.get_subscription_count():
+        if wanted.mask or wanted.segmentation:
             mask = to_image_msg(result.labels, header)
-            self._pub_mask.publish(mask)
-        if request.boundary and result.boundary is not None:
+            if wanted.mask:
+                self._pub_mask.publish(mask)
+        if result.boundary is not None:
             boundary = to_image_msg(result.boundary, header)
-            if self._pub_boundary.get_subscription_count():
+            if wanted.boundary:
                 self._pub_boundary.publish(boundary)
-        if self._pub_seg.get_subscription_count():
+        if wanted.segmentation:
             self._pub_seg.publish(self._seg_type(
                 header=header, mask=mask, boundary_confidence=boundary, frames_fused=result.frames_fused,
                 inference_time_ms=result.inference_ms, model_id=self._segmenter.model_id))
-        if request.confidence and result.confidence is not None:
+        if wanted.confidence and result.confidence is not None:
             self._pub_confidence.publish(to_image_msg(result.confidence, header))
-        if self._pub_color is not None and self._pub_color.get_subscription_count():
+        if wanted.color:
             alpha = self.get_parameter("overlay_alpha").value
             colors = overlay(result.frame.image, result.labels, self._segmenter.class_map, alpha=1.0 - alpha)
             self._pub_color.publish(to_image_msg(colors, header))

@@ -124,13 +124,6 @@ class SegmentationClient:
             time.sleep(0.02)
         return self.class_maps[-1] if self.class_maps else None
 
-    def wait_for_subscriber(self, timeout: float) -> bool:
-        """True once the node's image subscription has matched our publisher."""
-        end = time.monotonic() + timeout
-        while self.image_pub.get_subscription_count() == 0 and time.monotonic() < end:
-            time.sleep(0.02)
-        return self.image_pub.get_subscription_count() > 0
-
     def wait_until_serving(self, out: str, probe: np.ndarray, timeout: float,
                            alive: Callable[[], bool] = lambda: True) -> bool:
         """Publish a probe frame every second until the node answers on ``out``.

@@ -31,7 +31,7 @@ def run_demo(video: Optional[Path] = None, out_dir: Path = Path("out/demo"), par
 
     from vsseg_ros.core import visualize as viz
     from vsseg_ros.ros.convert import image_msg_to_array
-    from vsseg_ros.tools.client import SegmentationClient, make_image_msg, stamp_key
+    from vsseg_ros.tools.client import SegmentationClient, make_image_msg
     from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
     video = Path(video) if video else default_video()
