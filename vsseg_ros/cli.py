@@ -119,10 +119,43 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--split", default="val")
     k.add_argument("--model-id", default="", help="model id to store (default: the checkpoint's)")
     k.set_defaults(func=_cmd_package_model)
+
+    for name, module, help_text, _ in PLUGGED:
+        _add_plugged(sub, name, module, help_text)
     return p
 
 
-NEEDS_ROS = {"node", "demo", "bench"}
+#: subcommands whose options and code live in their own module (``add_arguments(parser)``, ``run(args)``);
+#: (name, module, help, needs ROS)
+PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
+    ("eval", "vsseg_ros.tools.evaluate",
+     "accuracy, temporal consistency and latency of a model on a dataset split or a bag (offline, no DDS)", False),
+    ("make-bag", "vsseg_ros.tools.make_bag",
+     "turn a dataset sequence or a video into a ROS 2 bag (images, camera_info, ground truth)", False),
+    ("replay", "vsseg_ros.tools.replay",
+     "play a bag live through the node over DDS, record its outputs and score them", True),
+    ("build-memory", "vsseg_ros.tools.build_memory",
+     "build the MAR memory of a temporal model from a dataset and store it in the checkpoint", False),
+    ("bench-reference", "vsseg_ros.tools.reference_compare",
+     "run the ST_Memory reference code beside ours: logits difference and time per output frame", False),
+)
+
+
+def _add_plugged(sub: "argparse._SubParsersAction", name: str, module: str, help_text: str) -> None:
+    import importlib
+
+    sp = sub.add_parser(name, help=help_text, description=help_text)
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:  # a broken install: say so when the command is used, keep the others working
+        error = f"vsseg-ros {name} is unavailable: {e}"
+        sp.set_defaults(func=lambda args, _ros: (print(error, file=sys.stderr), 2)[1])
+        return
+    mod.add_arguments(sp)
+    sp.set_defaults(func=lambda args, _ros: mod.run(args))
+
+
+NEEDS_ROS = {"node", "demo", "bench"} | {name for name, _, _, ros in PLUGGED if ros}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
