@@ -45,7 +45,8 @@ def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
     from vsseg_ros.tools.bench import run_bench
 
     return run_bench(sizes=args.sizes, frames=args.frames, warmup=args.warmup, json_path=args.json,
-                     device=args.device, model_path=args.model)
+                     device=args.device, model_path=args.model, rate_hz=args.rate,
+                     open_loop_frames=args.open_loop_frames)
 
 
 def _cmd_train(args: argparse.Namespace, _: list[str]) -> int:
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=5, help="untimed frames first")
     b.add_argument("--model", default="", help="checkpoint (default: the packaged default model)")
     b.add_argument("--device", default="auto")
+    b.add_argument("--rate", type=float, default=30.0, help="open-loop input rate in Hz (default 30)")
+    b.add_argument("--open-loop-frames", type=int, default=60,
+                   help="frames published at --rate without waiting (0 = skip the open-loop phase)")
     b.add_argument("--json", type=Path, help="also write the results as JSON here")
     b.set_defaults(func=_cmd_bench)
 

@@ -3,7 +3,10 @@
 Model alone: ``Segmenter.push`` on decoded RGB frames in this process (preprocess + network + postprocess at
 input resolution), and its network-only share. Node: a real node in a child process; this process publishes a
 bgr8 frame, waits for /semantic/mask, then publishes the next (closed loop: nothing is dropped), and times
-publish -> mask received. The network runs at the input size in both.
+publish -> mask received. The network runs at the input size in both. Then an open-loop phase: frames are
+published at a fixed rate (30 Hz by default, like a camera) without waiting, and what comes back gives the
+throughput, the share of frames dropped and the latency under load. The node process's peak resident memory
+(VmHWM) is read before it stops.
 """
 
 from __future__ import annotations
@@ -45,8 +48,47 @@ def bench_model(frames: list[np.ndarray], size: tuple[int, int], warmup: int, mo
             "network_ms": _stats(network)}
 
 
+def peak_rss_mb(pid: int) -> Optional[float]:
+    """Peak resident memory (VmHWM) of a live process in MiB; None where /proc is not available."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
+    return None
+
+
+def open_loop(client, msgs: list, rate_hz: float, drain_s: float = 2.0) -> dict:
+    """Publish ``msgs`` at ``rate_hz`` without waiting for answers; count the masks that come back."""
+    start = time.perf_counter()
+    keys = []
+    for i, msg in enumerate(msgs):
+        delay = start + i / rate_hz - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        keys.append(client.publish(msg))
+    # wait until the node has caught up: nothing new for drain_s (or 30 s in all)
+    end, last_count, last_change = time.monotonic() + 30.0, -1, time.monotonic()
+    while time.monotonic() < end:
+        n = sum(client.get("mask", k) is not None for k in keys)
+        if n != last_count:
+            last_count, last_change = n, time.monotonic()
+        elif time.monotonic() - last_change > drain_s or n == len(keys):
+            break
+        time.sleep(0.05)
+    arrived = client.arrival_times("mask")
+    times = {k: arrived[k] for k in keys if k in arrived}
+    lat = [(times[k] - client.publish_times[k]) * 1e3 for k in times]
+    span = (max(times.values()) - client.publish_times[keys[0]]) if times else float("nan")
+    return {"input_hz": rate_hz, "published": len(keys), "processed": len(times),
+            "drop_rate": round(1.0 - len(times) / len(keys), 3),
+            "output_hz": round(len(times) / span, 2) if times else 0.0,
+            "latency_ms": _stats(lat) if lat else None}
+
+
 def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, model_path: str,
-               device: str, out_dir: Path) -> dict:
+               device: str, out_dir: Path, rate_hz: float = 30.0, open_loop_frames: int = 60) -> dict:
     from vsseg_ros.tools.client import SegmentationClient, make_image_msg
     from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
@@ -68,16 +110,26 @@ def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, mod
             if i >= warmup:
                 lat.append((client.received["mask"].times[key] - client.publish_times[key]) * 1e3)
             time.sleep(0.05)  # let both processes go idle, so each frame is timed alone
+        live = []
+        if open_loop_frames > 0:
+            # distinct stamps (a second stream, 10 s later); the clip repeats if it is short
+            live = [make_image_msg(frames[i % len(frames)][:, :, ::-1], "bgr8",
+                                   20_000_000_000 + i * int(1e9 / rate_hz)) for i in range(open_loop_frames)]
+            time.sleep(0.5)
+            loaded = open_loop(client, live, rate_hz)
+        else:
+            loaded = None
+        memory = peak_rss_mb(node.proc.pid)
     finally:
         client.close()
         node.stop()
         params.unlink(missing_ok=True)
-    return {"end_to_end_ms": _stats(lat)}
+    return {"end_to_end_ms": _stats(lat), "open_loop": loaded, "node_peak_rss_mb": memory}
 
 
 def run_bench(sizes: list[tuple[int, int]], frames: int = 30, warmup: int = 5,
               json_path: Optional[Path] = None, device: str = "auto", model_path: str = "",
-              video: Optional[Path] = None) -> int:
+              video: Optional[Path] = None, rate_hz: float = 30.0, open_loop_frames: int = 60) -> int:
     apply_local_ros_env()
     import rclpy
 
@@ -89,7 +141,8 @@ def run_bench(sizes: list[tuple[int, int]], frames: int = 30, warmup: int = 5,
         for size in sizes:
             clip = list(read_frames(video or default_video(), max_frames=frames + warmup, size=size))
             model = bench_model(clip, size, warmup, model_path, device)
-            node = bench_node(clip, size, warmup, model_path, device, out_dir)
+            node = bench_node(clip, size, warmup, model_path, device, out_dir, rate_hz=rate_hz,
+                              open_loop_frames=open_loop_frames)
             results.append({"size": f"{size[0]}x{size[1]}", **model, **node,
                             "node_over_model": round(node["end_to_end_ms"]["p50"] / model["push_ms"]["p50"], 3),
                             "node_over_network": round(node["end_to_end_ms"]["p50"] / model["network_ms"]["p50"],
@@ -105,6 +158,16 @@ def run_bench(sizes: list[tuple[int, int]], frames: int = 30, warmup: int = 5,
               f"{r['end_to_end_ms']['p50']:>9.1f} {r['node_over_model']:>11.3f} {r['node_over_network']:>13.3f}")
     print("model = Segmenter.push (preprocess + network + postprocess at input size); node e2e = publish bgr8 "
           "Image -> /semantic/mask received, over Fast DDS on loopback.")
+    loaded = [r for r in results if r.get("open_loop")]
+    if loaded:
+        print(f"\nopen loop (frames published at a fixed rate without waiting):")
+        print(f"{'input':>10} {'in Hz':>6} {'out Hz':>7} {'dropped':>8} {'latency p50':>12} {'p95':>7} "
+              f"{'node peak RSS':>14}")
+        for r in loaded:
+            o = r["open_loop"]
+            lat = o["latency_ms"] or {"p50": float("nan"), "p95": float("nan")}
+            print(f"{r['size']:>10} {o['input_hz']:>6.1f} {o['output_hz']:>7.2f} {o['drop_rate']:>8.1%} "
+                  f"{lat['p50']:>12.1f} {lat['p95']:>7.1f} {str(r['node_peak_rss_mb']) + ' MiB':>14}")
     if json_path:
         Path(json_path).write_text(json.dumps({"frames": frames, "warmup": warmup, "results": results},
                                               indent=2) + "\n")

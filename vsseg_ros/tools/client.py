@@ -155,6 +155,11 @@ class SegmentationClient:
         msg.header.frame_id = "probe"
         return msg
 
+    def arrival_times(self, out: str) -> dict[tuple[int, int], float]:
+        """A copy of ``{stamp key: perf_counter() at arrival}`` for one output."""
+        with self._lock:
+            return dict(self.received[out].times)
+
     def latency_ms(self, out: str) -> list[float]:
         with self._lock:
             times = dict(self.received[out].times)
