@@ -40,6 +40,8 @@ class PerFrameSegNet(nn.Module):
                              config.num_classes)
         self.boundary_head: Optional[BoundaryHead] = (BoundaryHead(config.head_channels)
                                                       if config.boundary_head else None)
+        #: spatial stride of ``feature``, ``logits`` and ``boundary`` (the lite head works at stride 8)
+        self.stride = OUTPUT_FEATURE_STRIDE
 
     @property
     def num_classes(self) -> int:
@@ -53,11 +55,19 @@ class PerFrameSegNet(nn.Module):
         """The per-frame feature (stride 8, ``head_channels`` wide) that temporal models fuse."""
         return self.head.forward_features(self.backbone(x))
 
+    def classify(self, feature: Tensor) -> Tensor:
+        """Logits ``(N, num_classes, h, w)`` from a :meth:`forward_features` map (same spatial size)."""
+        return self.head.classifier(feature)
+
+    def boundary(self, feature: Tensor) -> Optional[Tensor]:
+        """The boundary logit map ``(N, 1, h, w)`` from a feature map, or None without a boundary head."""
+        return self.boundary_head(feature) if self.boundary_head is not None else None
+
     def forward(self, x: Tensor, boundary: bool = True) -> dict[str, Optional[Tensor]]:
         """``boundary=False`` skips the boundary head (its output is then None)."""
         feature = self.forward_features(x)
-        logits = self.head.classifier(feature)
-        edge = self.boundary_head(feature) if (boundary and self.boundary_head is not None) else None
+        logits = self.classify(feature)
+        edge = self.boundary(feature) if boundary else None
         return {"logits": logits, "boundary": edge, "feature": feature}
 
     def load_imagenet_backbone(self, path: Union[str, Path, None] = None) -> dict[str, list[str]]:
