@@ -1,125 +1,26 @@
 """A :class:`Segmenter` that labels every frame on its own with a :class:`PerFrameSegNet`.
 
 The hot path per frame: resize (to the network size) -> normalise into a reused, zero-padded input buffer ->
-network -> bilinear upsampling of the stride-8 logits straight to the frame's own size -> argmax, and only
-if asked, max-softmax confidence and boundary probability. Large intermediate buffers are kept between
-frames of the same size; the arrays handed out are always fresh.
+network -> bilinear upsampling of the logits (at the model's stride) straight to the frame's own size ->
+argmax, and only if asked, max-softmax confidence and boundary probability. Both ends are the shared steps of
+:mod:`vsseg_ros.core.frame_pipeline`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import math
-import threading
 import time
 from typing import Any, Optional, Sequence, Union
 
-import numpy as np
 import torch
-from torch import Tensor
 
 from vsseg_ros.core.classes import ClassMap
-from vsseg_ros.core.config import parse_input_size
-from vsseg_ros.core.device import PRECISION_NAMES, resolve_device, resolve_precision
-from vsseg_ros.core.models.perframe import PerFrameSegNet, fold_batchnorm
-from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult, Segmenter
-
-#: the network input is zero-padded (after normalisation) to a multiple of this
-PAD_MULTIPLE = 32
-#: ``input_size`` value meaning "the size in the model's config"
-MODEL_INPUT_SIZE = "model"
-
-try:  # OpenCV resizes uint8 images much faster than torch; torch is the fallback
-    import cv2 as _cv2
-except ImportError:  # pragma: no cover - opencv is a dependency, but core must not need it
-    _cv2 = None
+from vsseg_ros.core.frame_pipeline import (MODEL_INPUT_SIZE, PAD_MULTIPLE, NetworkSegmenter,  # noqa: F401
+                                           _PostBuffers)
+from vsseg_ros.core.models.perframe import PerFrameSegNet
+from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult
 
 
-def _interp_matrix(out_size: int, in_size: int, in_used: int, scale: float) -> Tensor:
-    """``(out_size, in_used)`` bilinear weights (align_corners=False) sampling ``in_size`` source pixels
-    at ``scale`` output pixels per source pixel; columns past ``in_used`` carry no weight and are dropped
-    (sources beyond the edge are clamped to the last pixel, as ``F.interpolate`` does)."""
-    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) / scale - 0.5).clamp_(min=0.0)
-    i0 = src.floor().long().clamp_(max=in_size - 1)
-    lam = src - i0
-    i1 = (i0 + 1).clamp_(max=in_size - 1)
-    m = torch.zeros(out_size, in_size, dtype=torch.float64)
-    rows = torch.arange(out_size)
-    m.index_put_((rows, i0), 1.0 - lam, accumulate=True)
-    m.index_put_((rows, i1), lam, accumulate=True)
-    assert not m[:, in_used:].any()
-    return m[:, :in_used].float()
-
-
-class _PostBuffers:
-    """Interpolation matrices and scratch tensors for one (frame size, network size) pair.
-
-    Upsampling is separable bilinear interpolation done as two matrix products (exactly
-    ``F.interpolate(mode="bilinear", align_corners=False)`` with the frame/logit scale, but faster on CPU),
-    processed in bands of rows so the scratch memory stays bounded for large frames.
-    """
-
-    #: upper bound on the elements of one band of upsampled logits (16 MB of float32)
-    BAND_ELEMENTS = 1 << 22
-
-    def __init__(self, key: tuple[int, ...], num_classes: int, device: torch.device) -> None:
-        H, W, h, w, hl, wl = key
-        stride = PerFrameSegNet.stride
-        C = num_classes
-        self.H, self.W, self.C = H, W, C
-        # logit rows/cols that any output pixel reads (the rest only cover the padding)
-        self.rows = min(hl, math.ceil(h / stride) + 1)
-        self.cols = min(wl, math.ceil(w / stride) + 1)
-        self.ry = _interp_matrix(H, hl, self.rows, stride * H / h).to(device)  # (H, rows)
-        self.rxt = _interp_matrix(W, wl, self.cols, stride * W / w).t().contiguous().to(device)  # (cols, W)
-        self.band = max(1, min(H, self.BAND_ELEMENTS // (C * W)))
-        n = self.band
-        self.tmp = torch.empty(C * n * self.cols, device=device)
-        self.up = torch.empty(C * n * W, device=device)
-        self.hit = torch.empty(C * n * W, dtype=torch.uint8, device=device)
-        self.max = torch.empty(n * W, device=device)
-        self.rank = torch.empty(H, W, dtype=torch.uint8, device=device)
-        self.sum = torch.empty(H, W, device=device)
-        # class c scores C - c where it attains the maximum: the largest score is the first maximal class
-        self.scores = torch.arange(C, 0, -1, dtype=torch.uint8, device=device).view(-1, 1, 1)
-
-    def upsample(self, x: Tensor) -> Tensor:
-        """(K, hl, wl) -> a new (K, H, W) tensor."""
-        x = x[:, : self.rows, : self.cols].contiguous()
-        t = torch.matmul(self.ry, x)  # (K, H, cols)
-        K = t.shape[0]
-        return torch.mm(t.view(K * self.H, -1), self.rxt).view(K, self.H, self.W)
-
-    def labels_and_confidence(self, logits: Tensor, confidence: bool) -> tuple[Tensor, Optional[Tensor]]:
-        """Labels (first class with the largest upsampled logit, uint8) and, if asked, the max softmax,
-        both as new (H, W) tensors. (``torch.max(dim)`` with indices is several times slower on CPU.)"""
-        C, W, cols = self.C, self.W, self.cols
-        x = logits[:, : self.rows, : self.cols].contiguous()
-        for r0 in range(0, self.H, self.band):
-            r1 = min(self.H, r0 + self.band)
-            n = r1 - r0
-            tmp = self.tmp[: C * n * cols].view(C, n, cols)
-            torch.matmul(self.ry[r0:r1], x, out=tmp)
-            up = self.up[: C * n * W].view(C, n, W)
-            torch.mm(tmp.view(C * n, cols), self.rxt, out=up.view(C * n, W))
-            mx = self.max[: n * W].view(n, W)
-            torch.amax(up, 0, out=mx)
-            hit = self.hit[: C * n * W].view(C, n, W)
-            torch.eq(up, mx, out=hit.view(torch.bool))
-            torch.mul(hit, self.scores, out=hit)
-            torch.amax(hit, 0, out=self.rank[r0:r1])
-            if confidence:
-                # max softmax = 1 / sum_c exp(l_c - max_c l), in place on the band; the clamp keeps exp()
-                # out of denormals (slow on CPU) and changes the result by < 1e-34
-                up.sub_(mx).clamp_(min=-80.0).exp_()
-                torch.sum(up, 0, out=self.sum[r0:r1])
-        # rank 0 only where no class equals the maximum (NaN logits): the clamp keeps labels valid
-        labels = (C - self.rank).clamp_(max=C - 1)
-        return labels, (torch.reciprocal(self.sum) if confidence else None)
-
-
-class PerFrameSegmenter(Segmenter):
+class PerFrameSegmenter(NetworkSegmenter):
     """Runs a :class:`PerFrameSegNet` on each frame (no temporal state, no delay).
 
     ``input_size``: ``(height, width)`` frames are resized to; ``"model"`` (default) takes the model
@@ -136,158 +37,29 @@ class PerFrameSegmenter(Segmenter):
                  input_size: Any = MODEL_INPUT_SIZE, mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None, channels_last: Optional[bool] = None,
                  fold_bn: bool = True) -> None:
-        if class_map.num_classes != model.num_classes:
-            raise ValueError(f"class map has {class_map.num_classes} classes but the model predicts "
-                             f"{model.num_classes}")
-        self.class_map = class_map
-        self.model_id = model_id
-        self._device = resolve_device(device)
-        self._dtype = resolve_precision(precision, self._device)
-        config = model.config
-        self.input_size: Optional[tuple[int, int]] = (
-            config.input_size if isinstance(input_size, str) and input_size == MODEL_INPUT_SIZE
-            else parse_input_size(input_size))
-        self.mean = tuple(float(v) for v in (config.mean if mean is None else mean))
-        self.std = tuple(float(v) for v in (config.std if std is None else std))
-        if len(self.mean) != 3 or len(self.std) != 3 or any(not s > 0 for s in self.std):
-            raise ValueError(f"mean and std need 3 values each (R, G, B) and std > 0; got mean={self.mean}, "
-                             f"std={self.std}")
-        self.channels_last = (self._device.type == "cpu") if channels_last is None else bool(channels_last)
-        self.num_classes = model.num_classes
-
-        net = copy.deepcopy(model).eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        if fold_bn:
-            fold_batchnorm(net)
-        net = net.to(self._device)
-        if self.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        self.net = net
-        self.has_boundary = net.boundary_head is not None
-
-        # x * scale + shift == (x / 255 - mean) / std
-        self._scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=self._device).view(3, 1, 1)
-        self._shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], device=self._device).view(3, 1, 1)
-        self._in_key: Optional[tuple[int, int]] = None
-        self._in_buf: Optional[Tensor] = None
-        self._post_key: Optional[tuple[int, ...]] = None
-        self._post: Optional[_PostBuffers] = None
-        self._lock = threading.Lock()
-
-    # -- Segmenter ------------------------------------------------------------------------------------
-
-    @property
-    def device(self) -> str:
-        return str(self._device)
-
-    @property
-    def precision(self) -> str:
-        return PRECISION_NAMES[self._dtype]
+        super().__init__(model, model.config, model.num_classes, model.stride, class_map, model_id,
+                         device=device, precision=precision, input_size=input_size, mean=mean, std=std,
+                         channels_last=channels_last, fold_bn=fold_bn)
+        self.has_boundary = self.net.boundary_head is not None
 
     def push(self, frame: Frame, request: OutputRequest = OutputRequest()) -> SegmentationResult:
-        image = frame.image
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            desc = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
-                    else type(image).__name__)
-            raise ValueError(f"frame.image must be an HxWx3 uint8 RGB array, got {desc}")
-        H, W = image.shape[:2]
-        if H < 1 or W < 1:
-            raise ValueError(f"frame.image is empty ({H}x{W})")
-        with self._lock:
-            return self._push(frame, H, W, request)
-
-    def _sync(self) -> None:
-        if self._device.type == "cuda":
-            torch.cuda.synchronize(self._device)
+        result = super().push(frame, request)
+        assert result is not None  # a per-frame model labels every frame
+        return result
 
     def _push(self, frame: Frame, H: int, W: int, request: OutputRequest) -> SegmentationResult:
         t0 = time.perf_counter()
         with torch.inference_mode():
-            x, h, w = self._preprocess(frame.image, H, W)
+            x, h, w = self.prepare(frame.image, H, W)
             self._sync()
             t1 = time.perf_counter()
             with self._autocast():
                 out = self.net(x, boundary=bool(request.boundary and self.has_boundary))
             self._sync()
             t2 = time.perf_counter()
-            labels, confidence, boundary = self._postprocess(out, H, W, h, w, request)
+            labels, confidence, boundary = self.output_maps(out["logits"], out["boundary"], H, W, h, w, request)
             self._sync()
         t3 = time.perf_counter()
         return SegmentationResult(
             frame=frame, labels=labels, boundary=boundary, confidence=confidence, frames_fused=1,
             timings_ms={"preprocess": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3})
-
-    # -- steps ------------------------------------------------------------------------------------------
-
-    def _autocast(self) -> Any:
-        if self._dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self._device.type, dtype=self._dtype)
-
-    def network_size(self, H: int, W: int) -> tuple[int, int]:
-        """The (height, width) a frame of size HxW is resized to before padding."""
-        return self.input_size if self.input_size is not None else (H, W)
-
-    def _input_buffer(self, h: int, w: int) -> Tensor:
-        if self._in_key != (h, w) or self._in_buf is None:
-            hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
-            buf = torch.zeros(1, 3, hp, wp, device=self._device)
-            if self.channels_last:
-                buf = buf.contiguous(memory_format=torch.channels_last)
-            self._in_key, self._in_buf = (h, w), buf
-        return self._in_buf
-
-    def _preprocess(self, image: np.ndarray, H: int, W: int) -> tuple[Tensor, int, int]:
-        h, w = self.network_size(H, W)
-        buf = self._input_buffer(h, w)
-        region = buf[0, :, :h, :w]  # the padding around it stays 0 (= the mean colour after normalising)
-        image = np.ascontiguousarray(image)  # no copy for the usual contiguous frame
-        if self._device.type == "cpu":
-            if (h, w) != (H, W) and _cv2 is not None:
-                image = _cv2.resize(image, (w, h), interpolation=_cv2.INTER_LINEAR)
-            src = torch.from_numpy(image).permute(2, 0, 1)
-            if src.shape[1:] != (h, w):  # no OpenCV: resize with torch
-                src = torch.nn.functional.interpolate(src[None].float(), size=(h, w), mode="bilinear",
-                                                      align_corners=False)[0]
-        else:
-            src = torch.from_numpy(image).to(self._device)
-            src = src.permute(2, 0, 1)
-            if (h, w) != (H, W):
-                src = torch.nn.functional.interpolate(src[None].float(), size=(h, w), mode="bilinear",
-                                                      align_corners=False)[0]
-        region.copy_(src)
-        region.mul_(self._scale).add_(self._shift)
-        return buf, h, w
-
-    def _post_buffers(self, H: int, W: int, h: int, w: int, hl: int, wl: int) -> _PostBuffers:
-        key = (H, W, h, w, hl, wl)
-        if self._post_key != key or self._post is None:
-            self._post = None  # free the old buffers first
-            self._post = _PostBuffers(key, self.num_classes, self._device)
-            self._post_key = key
-        return self._post
-
-    def _postprocess(self, out: dict[str, Optional[Tensor]], H: int, W: int, h: int, w: int,
-                     request: OutputRequest) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-        logits = out["logits"]
-        assert logits is not None
-        logits = logits[0].float().contiguous()
-        hl, wl = logits.shape[-2:]
-        pb = self._post_buffers(H, W, h, w, hl, wl)
-        labels, confidence = pb.labels_and_confidence(logits, bool(request.confidence))
-        boundary = None
-        if request.boundary and out.get("boundary") is not None:
-            edge = out["boundary"][0].float()  # type: ignore[index]
-            boundary = pb.upsample(edge)[0].sigmoid_()
-        return (_to_numpy(labels), None if confidence is None else _to_numpy(confidence),
-                None if boundary is None else _to_numpy(boundary))
-
-    def describe(self) -> str:
-        size = "native" if self.input_size is None else f"{self.input_size[0]}x{self.input_size[1]}"
-        return (f"{self.model_id} on {self.device} ({self.precision}), input {size}, "
-                f"{self.num_classes} classes")
-
-
-def _to_numpy(t: Tensor) -> np.ndarray:
-    return t.cpu().numpy() if t.device.type != "cpu" else t.numpy()
