@@ -217,7 +217,7 @@ def test_config_round_trip_and_defaults() -> None:
 
 @pytest.mark.parametrize("changes, words", [
     ({"output_stride": 12}, "output_stride"),
-    ({"backbone": "resnet50"}, "backbone"),
+    ({"backbone": "resnet34"}, "backbone"),
     ({"head": "aspp"}, "head"),
     ({"num_classes": 0}, "num_classes"),
     ({"num_classes": 256}, "num_classes"),

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-BACKBONES = ("mobilenetv2",)
-HEADS = ("lite",)
+BACKBONES = ("mobilenetv2", "resnet18", "resnet50", "resnet101", "resnetv1c50", "resnetv1c101")
+#: backbones that have a layer3 ("aux") output for the auxiliary FCN head
+RESNET_BACKBONES = BACKBONES[1:]
+HEADS = ("lite", "psp", "fcn")
 OUTPUT_STRIDES = (8, 16, 32)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,6 +78,10 @@ class ModelConfig:
     ``input_size`` is ``(height, width)`` of the network input (frames are resized to it), None to run at
     the frame's own size. ``mean``/``std`` normalise RGB on a 0-1 scale. ``temporal`` is reserved for the
     temporal models (None: a per-frame model).
+
+    ``head`` is ``lite`` (LR-ASPP-like, stride 8), ``psp`` or ``fcn`` (mmsegmentation's heads, at the output
+    stride); ``head_channels`` is the width of the head's feature (mmseg's PSP/FCN: 512). ``aux_head`` adds
+    mmseg's auxiliary FCN head (256 channels) on the ResNet's layer3, used in training only.
     """
 
     name: str = "mbv2_lite"
@@ -85,6 +91,7 @@ class ModelConfig:
     head_channels: int = 128
     num_classes: int = 11
     boundary_head: bool = True
+    aux_head: bool = False
     input_size: Optional[tuple[int, int]] = (360, 480)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -108,6 +115,11 @@ class ModelConfig:
         self.num_classes = _int("num_classes", self.num_classes, 1, MAX_CLASSES)
         if not isinstance(self.boundary_head, bool):
             raise ConfigError(f"boundary_head must be true or false, got {self.boundary_head!r}")
+        if not isinstance(self.aux_head, bool):
+            raise ConfigError(f"aux_head must be true or false, got {self.aux_head!r}")
+        if self.aux_head and self.backbone not in RESNET_BACKBONES:
+            raise ConfigError(f"aux_head needs a ResNet backbone (its layer3 output); backbone={self.backbone!r} "
+                              f"has none; use one of: {', '.join(RESNET_BACKBONES)}")
         self.input_size = parse_input_size(self.input_size)
         self.mean = _triple("mean", self.mean, positive=False)
         self.std = _triple("std", self.std, positive=True)
@@ -165,4 +177,4 @@ def default_config() -> ModelConfig:
 
 
 __all__ = ["ModelConfig", "ConfigError", "default_config", "parse_input_size", "IMAGENET_MEAN",
-           "IMAGENET_STD", "BACKBONES", "HEADS", "OUTPUT_STRIDES"]
+           "IMAGENET_STD", "BACKBONES", "RESNET_BACKBONES", "HEADS", "OUTPUT_STRIDES"]

@@ -51,8 +51,11 @@ def _init_module(module: nn.Module) -> None:
 class LiteHead(nn.Module):
     """LR-ASPP-style head producing a ``channels``-wide feature at the low-level stride (8)."""
 
-    def __init__(self, high_channels: int, low_channels: int, channels: int, num_classes: int) -> None:
+    def __init__(self, high_channels: int, low_channels: int, channels: int, num_classes: int,
+                 low_key: str = "low") -> None:
         super().__init__()
+        #: which backbone output is the stride-8 low-level feature ("low" for MobileNetV2, "mid" for ResNets)
+        self.low_key = low_key
         self.channels = channels
         self.num_classes = num_classes
         self.high_branch = ConvBNReLU(high_channels, channels, 1)
@@ -73,15 +76,18 @@ class LiteHead(nn.Module):
 
     def forward_features(self, feats: dict[str, Tensor]) -> Tensor:
         """The per-frame feature map: ``channels`` wide, at the spatial size of ``feats["low"]``."""
-        high, low = feats["high"], feats["low"]
+        high, low = feats["high"], feats[self.low_key]
         x = self.high_branch(high) * self.gate(high)
         if x.shape[-2:] != low.shape[-2:]:
             x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
         x = F.relu(x + self.low_proj(low), inplace=True)
         return self.refine(x)
 
+    def classify(self, feature: Tensor) -> Tensor:
+        return self.classifier(feature)
+
     def forward(self, feats: dict[str, Tensor]) -> Tensor:
-        return self.classifier(self.forward_features(feats))
+        return self.classify(self.forward_features(feats))
 
 
 class BoundaryHead(nn.Module):

@@ -1,32 +1,62 @@
-"""The per-frame network: MobileNetV2 backbone + LiteHead (+ BoundaryHead), all outputs at stride 8."""
+"""The per-frame network: a backbone (MobileNetV2 or a dilated ResNet) + a head (LiteHead, PSP or FCN)
+(+ BoundaryHead, + mmseg's auxiliary FCN head on layer3 for training)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from vsseg_ros.core.config import ModelConfig
 from vsseg_ros.core.models.heads import BoundaryHead, LiteHead
+from vsseg_ros.core.models.heads_mmseg import FCNHead, PSPHead
 from vsseg_ros.core.models.mobilenetv2 import MobileNetV2Backbone
+from vsseg_ros.core.models.resnet import ResNet
 
-#: spatial stride of every output of :class:`PerFrameSegNet`
+#: spatial stride of the lite head's outputs (and the class-level default of ``PerFrameSegNet.stride``)
 OUTPUT_FEATURE_STRIDE = 8
+#: backbone name -> (ResNet depth, deep stem)
+RESNETS = {
+    "resnet18": (18, False), "resnet50": (50, False), "resnet101": (101, False),
+    "resnetv1c50": (50, True), "resnetv1c101": (101, True),
+}
+#: width of mmseg's auxiliary FCN head
+AUX_CHANNELS = 256
 
 
-def build_backbone(config: ModelConfig) -> MobileNetV2Backbone:
-    if config.backbone != "mobilenetv2":  # ModelConfig validates; this guards new names added there
-        raise ValueError(f"backbone {config.backbone!r} is not implemented")
-    return MobileNetV2Backbone(output_stride=config.output_stride)
+def build_backbone(config: ModelConfig) -> Union[MobileNetV2Backbone, ResNet]:
+    if config.backbone == "mobilenetv2":
+        return MobileNetV2Backbone(output_stride=config.output_stride)
+    if config.backbone in RESNETS:
+        depth, deep_stem = RESNETS[config.backbone]
+        return ResNet(depth, output_stride=config.output_stride, deep_stem=deep_stem)
+    raise ValueError(f"backbone {config.backbone!r} is not implemented")  # ModelConfig validates the names
+
+
+def build_head(config: ModelConfig, backbone: nn.Module) -> Union[LiteHead, PSPHead, FCNHead]:
+    high = backbone.high_channels
+    if config.head == "lite":
+        # the lite head merges a stride-8 low-level feature: MobileNetV2's "low", a ResNet's layer2 ("mid")
+        if isinstance(backbone, ResNet):
+            return LiteHead(high, backbone.channels["mid"], config.head_channels, config.num_classes, low_key="mid")
+        return LiteHead(high, backbone.low_channels, config.head_channels, config.num_classes)
+    if config.head == "psp":
+        return PSPHead(high, config.head_channels, config.num_classes)
+    if config.head == "fcn":
+        return FCNHead(high, config.head_channels, config.num_classes, num_convs=2, concat_input=True)
+    raise ValueError(f"head {config.head!r} is not implemented")
 
 
 class PerFrameSegNet(nn.Module):
     """``forward(x)`` -> ``{"logits": (N, C, h, w), "boundary": (N, 1, h, w) or None, "feature": (N, D, h, w)}``
-    with ``h, w = ceil(H / 8), ceil(W / 8)``; the caller upsamples. ``D`` is ``config.head_channels``.
+    (+ ``"aux"``: the auxiliary head's logits at layer3's size, in training mode when there is one)
+    with ``h, w = ceil(H / stride), ceil(W / stride)``; the caller upsamples. ``D`` is ``config.head_channels``.
+    ``stride`` is 8 for the lite head and the backbone's output stride for ``psp``/``fcn``.
     """
 
+    #: class-level default (the lite head's); every instance sets its own
     stride = OUTPUT_FEATURE_STRIDE
 
     def __init__(self, config: ModelConfig) -> None:
@@ -34,14 +64,15 @@ class PerFrameSegNet(nn.Module):
         config.validate()
         self.config = config
         self.backbone = build_backbone(config)
-        if config.head != "lite":
-            raise ValueError(f"head {config.head!r} is not implemented")
-        self.head = LiteHead(self.backbone.high_channels, self.backbone.low_channels, config.head_channels,
-                             config.num_classes)
+        self.head = build_head(config, self.backbone)
+        self.aux_head: Optional[FCNHead] = None
+        if config.aux_head:  # ModelConfig allows it for ResNet backbones only
+            self.aux_head = FCNHead(self.backbone.channels["aux"], AUX_CHANNELS, config.num_classes, num_convs=1,
+                                    concat_input=False, in_key="aux")
         self.boundary_head: Optional[BoundaryHead] = (BoundaryHead(config.head_channels)
                                                       if config.boundary_head else None)
-        #: spatial stride of ``feature``, ``logits`` and ``boundary`` (the lite head works at stride 8)
-        self.stride = OUTPUT_FEATURE_STRIDE
+        #: spatial stride of ``feature``, ``logits`` and ``boundary``
+        self.stride = OUTPUT_FEATURE_STRIDE if config.head == "lite" else config.output_stride
 
     @property
     def num_classes(self) -> int:
@@ -52,12 +83,13 @@ class PerFrameSegNet(nn.Module):
         return self.config.head_channels
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The per-frame feature (stride 8, ``head_channels`` wide) that temporal models fuse."""
+        """The per-frame feature (``stride``, ``head_channels`` wide) that temporal models fuse; for PSP the
+        bottleneck output before dropout and ``conv_seg``."""
         return self.head.forward_features(self.backbone(x))
 
     def classify(self, feature: Tensor) -> Tensor:
         """Logits ``(N, num_classes, h, w)`` from a :meth:`forward_features` map (same spatial size)."""
-        return self.head.classifier(feature)
+        return self.head.classify(feature)
 
     def boundary(self, feature: Tensor) -> Optional[Tensor]:
         """The boundary logit map ``(N, 1, h, w)`` from a feature map, or None without a boundary head."""
@@ -65,14 +97,20 @@ class PerFrameSegNet(nn.Module):
 
     def forward(self, x: Tensor, boundary: bool = True) -> dict[str, Optional[Tensor]]:
         """``boundary=False`` skips the boundary head (its output is then None)."""
-        feature = self.forward_features(x)
-        logits = self.classify(feature)
-        edge = self.boundary(feature) if boundary else None
-        return {"logits": logits, "boundary": edge, "feature": feature}
+        feats = self.backbone(x)
+        feature = self.head.forward_features(feats)
+        out = {"logits": self.classify(feature), "boundary": self.boundary(feature) if boundary else None,
+               "feature": feature}
+        if self.training and self.aux_head is not None:
+            out["aux"] = self.aux_head(feats)
+        return out
 
-    def load_imagenet_backbone(self, path: Union[str, Path, None] = None) -> dict[str, list[str]]:
-        """Load ImageNet MobileNetV2 weights into the backbone (heads untouched); see
-        :meth:`MobileNetV2Backbone.load_imagenet`."""
+    def load_imagenet_backbone(self, path: Union[str, Path, Mapping[str, Any], None] = None) -> dict[str, list[str]]:
+        """Load ImageNet weights into the backbone (heads untouched). MobileNetV2: ``path`` defaults to the
+        packaged file (see :meth:`MobileNetV2Backbone.load_imagenet`); ResNets need a file or state_dict in
+        torchvision's layout (ResNetV1c: mmcv's ``resnet*_v1c``), see :meth:`ResNet.load_imagenet`."""
+        if path is None and isinstance(self.backbone, ResNet):
+            raise ValueError(f"{self.config.backbone}: give the ImageNet weights file (none is packaged)")
         return self.backbone.load_imagenet(path)
 
 
@@ -80,28 +118,43 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    conv.weight.mul_(scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    new_bias = bn.bias + (bias - bn.running_mean) * scale
+    conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype), requires_grad=False)
+
+
+def _foldable(conv: Any, bn: Any) -> bool:
+    return (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.affine
+            and bn.running_mean is not None and bn.running_var is not None)
+
+
 @torch.no_grad()
 def fold_batchnorm(module: nn.Module) -> int:
-    """Fold every BatchNorm2d that directly follows a Conv2d in an ``nn.Sequential`` into that convolution
-    (inference only: uses the running statistics) and replace it by ``nn.Identity``. Returns how many were
-    folded. The outputs stay the same up to float rounding; the module must be in eval mode.
+    """Fold every BatchNorm2d that directly follows a Conv2d into that convolution (inference only: uses the
+    running statistics) and replace it by ``nn.Identity``. Returns how many were folded. The outputs stay the
+    same up to float rounding; the module must be in eval mode.
+
+    Pairs are found in two places: consecutive children of an ``nn.Sequential``, and the ``(conv, bn)`` child
+    names listed in a module's ``conv_bn_pairs`` (ResNet blocks, mmseg's ConvModule), whose forward applies
+    the BN straight after the convolution.
     """
     if module.training:
         raise RuntimeError("fold_batchnorm needs a module in eval mode (it bakes in the running statistics)")
     folded = 0
-    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
-        names = list(seq._modules)
-        for a, b in zip(names, names[1:]):
-            conv, bn = seq._modules[a], seq._modules[b]
-            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+    for m in list(module.modules()):
+        if isinstance(m, nn.Sequential):
+            names = list(m._modules)
+            pairs = list(zip(names, names[1:]))
+        else:
+            pairs = list(getattr(type(m), "conv_bn_pairs", ()))
+        for a, b in pairs:
+            conv, bn = m._modules.get(a), m._modules.get(b)
+            if not _foldable(conv, bn):
                 continue
-            if bn.running_mean is None or bn.running_var is None or not bn.affine:
-                continue
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            conv.weight.mul_(scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            new_bias = bn.bias + (bias - bn.running_mean) * scale
-            conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype), requires_grad=False)
-            seq._modules[b] = nn.Identity()
+            _fold_into(conv, bn)
+            m._modules[b] = nn.Identity()
             folded += 1
     return folded
