@@ -293,7 +293,7 @@ def evaluate(model: PerFrameSegNet, data: CamVid, mean: Sequence[float], std: Se
     cm = ConfusionMatrix(model.num_classes)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    stride = PerFrameSegNet.stride
+    stride = model.stride  # 8 for the lite head, the output stride for PSP/FCN
     try:
         i = 0
         while i < len(data):
