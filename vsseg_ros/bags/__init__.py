@@ -1,0 +1,15 @@
+"""ROS 2 bags without a ROS install (rosbags): datasets and videos to bags, bags to labelled frames.
+
+- :mod:`~vsseg_ros.bags.writer`: :func:`write_bag` (frames + camera_info + ground truth), :class:`RawBagWriter`
+  (serialized messages as received, e.g. a node's outputs).
+- :mod:`~vsseg_ros.bags.reader`: :class:`BagFrames` (LabelledFrames in time order), :class:`BagMasks` (a node's
+  recorded masks), :class:`BagError`.
+- :mod:`~vsseg_ros.bags.typestore`: which distro's message definitions read or write a bag.
+"""
+
+from vsseg_ros.bags.reader import BagError, BagFrames, BagMasks, BagWarning, bag_topics
+from vsseg_ros.bags.writer import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, BagWriteError, CameraCalibration,
+                                   RawBagWriter, write_bag)
+
+__all__ = ["BagError", "BagFrames", "BagMasks", "BagWarning", "BagWriteError", "CameraCalibration",
+           "DEFAULT_GT_TOPIC", "DEFAULT_IMAGE_TOPIC", "RawBagWriter", "bag_topics", "write_bag"]
