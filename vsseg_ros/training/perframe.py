@@ -7,7 +7,8 @@
     data:   {root, train_split, val_split, crop_size, scale_range, hflip, jitter, boundary_radius, num_workers}
     train:  {seed, batch_size, max_iters, time_budget_min, optimizer, lr, head_lr_mult, weight_decay,
              momentum, warmup_iters, schedule, poly_power, class_weighting, boundary_loss_weight,
-             boundary_pos_weight_max, pretrained, val_every_iters, val_every_min, log_every, threads}
+             boundary_pos_weight_max, pretrained, val_every_iters, val_every_min, log_every, threads,
+             grad_clip, device}
 
 Relative ``data.root`` paths are resolved against the repository the config file lies in (the nearest
 folder above it holding ``pyproject.toml`` or ``package.xml``), else against the config file's folder.
@@ -21,6 +22,11 @@ outputs are upsampled bilinearly to the crop size before the loss.
 Schedule: linear warm-up, then poly (or cosine) decay over the run's *progress*, which is
 ``max(step / max_iters, elapsed / time_budget)``: on a shared machine whose speed varies, a time budget
 still ends the run (with a completed decay, a final validation and ``best.pt``) on time.
+
+Data-parallel: ``torchrun --nproc_per_node N -m vsseg_ros.training.perframe --config ...`` trains with N
+processes (gloo on CPU; nccl with ``train.device: cuda``, one GPU per process); ``train.batch_size`` stays the
+batch of one step over all processes (each takes ``batch_size / N``), so a recipe means the same on any N.
+See :func:`run_training`.
 
 Outputs in ``out_dir``: ``last.pt`` (model, optimiser, step, elapsed time, history: for ``resume``),
 ``best.pt`` (a vsseg_ros checkpoint of the best validation mIoU), ``train_log.jsonl`` (one line per
@@ -77,6 +83,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "schedule": "poly", "poly_power": 0.9, "min_lr_ratio": 0.0, "class_weighting": "sqrt_median_freq",
     "boundary_loss_weight": 0.5, "boundary_pos_weight_max": 10.0, "pretrained": "imagenet",
     "val_every_iters": 0, "val_every_min": 10.0, "log_every": 10, "threads": None, "grad_clip": 5.0,
+    "device": "cpu",
 }
 
 
@@ -163,6 +170,8 @@ def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Pa
         raise TrainConfigError(f"{path}: train.class_weighting must be none, sqrt_median_freq or median_freq")
     if train["pretrained"] not in ("imagenet", "none", None):
         raise TrainConfigError(f"{path}: train.pretrained must be imagenet or none")
+    if str(train["device"]).lower() not in ("cpu", "cuda", "auto"):
+        raise TrainConfigError(f"{path}: train.device must be cpu, cuda or auto, got {train['device']!r}")
     for key in ("batch_size", "max_iters"):
         if isinstance(train[key], bool) or not isinstance(train[key], int) or train[key] < 1:
             raise TrainConfigError(f"{path}: train.{key} must be a positive integer, got {train[key]!r}")
@@ -185,17 +194,29 @@ def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Pa
 
 class SeedStream(torch.utils.data.Sampler):
     """An endless stream of ``(index, augmentation seed)``: epoch ``e`` is a permutation drawn from
-    ``(seed, e)``; ``start`` skips the first ``start`` draws (a resumed run picks up where it stopped)."""
+    ``(seed, e)``; ``start`` skips the first ``start`` draws (a resumed run picks up where it stopped).
 
-    def __init__(self, n: int, seed: int, start: int = 0) -> None:
+    Data-parallel runs shard the one stream: with ``world_size`` ranks taking ``shard_batch`` draws each per
+    step, rank ``r`` yields the ``r``-th run of ``shard_batch`` draws of every ``world_size * shard_batch``, so
+    the ranks' batches of a step together are the single-process batch of that step (``start`` is then a
+    multiple of ``world_size * shard_batch``)."""
+
+    def __init__(self, n: int, seed: int, start: int = 0, rank: int = 0, world_size: int = 1,
+                 shard_batch: int = 1) -> None:
+        if not 0 <= int(rank) < int(world_size):
+            raise ValueError(f"rank {rank} outside a world of {world_size}")
         self.n, self.seed, self.start = int(n), int(seed), int(start)
+        self.rank, self.world_size, self.shard_batch = int(rank), int(world_size), max(1, int(shard_batch))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, pos = divmod(self.start, self.n)
+        g = self.start  # position in the global stream
         while True:
             perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
             for i in range(pos, self.n):
-                yield int(perm[i]), int(self.seed * 1_000_003 + epoch * self.n + i) & 0x7FFFFFFF
+                if (g // self.shard_batch) % self.world_size == self.rank:
+                    yield int(perm[i]), int(self.seed * 1_000_003 + epoch * self.n + i) & 0x7FFFFFFF
+                g += 1
             epoch, pos = epoch + 1, 0
 
 
@@ -275,30 +296,37 @@ def segmentation_loss(out: dict[str, Optional[Tensor]], label: Tensor, boundary:
             neg = float(target.numel()) - pos
             pw = min(max(neg / max(pos, 1.0), 1.0), float(train["boundary_pos_weight_max"]))
             bce = F.binary_cross_entropy_with_logits(edge[valid], target,
-                                                     pos_weight=torch.tensor(pw, dtype=edge.dtype))
+                                                     pos_weight=torch.tensor(pw, dtype=edge.dtype,
+                                                                             device=edge.device))
             total = total + bw * bce
             parts["boundary"] = float(bce.detach())
+        else:  # keep the boundary head in the graph (data-parallel gradient sync expects every step alike)
+            total = total + edge.sum() * 0.0
     parts["loss"] = float(total.detach())
     return total, parts
 
 
 @torch.no_grad()
 def evaluate(model: PerFrameSegNet, data: CamVid, mean: Sequence[float], std: Sequence[float],
-             batch_size: int = 4, cache: Optional[dict[int, tuple[np.ndarray, np.ndarray]]] = None
-             ) -> ConfusionMatrix:
+             batch_size: int = 4, cache: Optional[dict[int, tuple[np.ndarray, np.ndarray]]] = None,
+             rank: int = 0, world_size: int = 1) -> ConfusionMatrix:
     """Confusion matrix of ``model`` over ``data`` at each frame's own size, preprocessed as
-    :class:`PerFrameSegmenter` does (normalise, zero-pad to a multiple of 32, upsample stride-8 logits)."""
+    :class:`PerFrameSegmenter` does (normalise, zero-pad to a multiple of 32, upsample stride-8 logits).
+    With ``world_size`` > 1 only frames ``rank, rank + world_size, ...`` are scored (sum the ranks' matrices)."""
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(model.num_classes)
+    device = next(model.parameters()).device
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
     stride = model.stride  # 8 for the lite head, the output stride for PSP/FCN
+    order = list(range(int(rank), len(data), int(world_size)))
     try:
-        i = 0
-        while i < len(data):
+        j = 0
+        while j < len(order):
             pairs = []
-            while i < len(data) and len(pairs) < batch_size:
+            while j < len(order) and len(pairs) < batch_size:
+                i = order[j]
                 if cache is not None and i in cache:
                     pair = cache[i]
                 else:
@@ -308,18 +336,18 @@ def evaluate(model: PerFrameSegNet, data: CamVid, mean: Sequence[float], std: Se
                 if pairs and pair[0].shape != pairs[0][0].shape:
                     break
                 pairs.append(pair)
-                i += 1
+                j += 1
             H, W = pairs[0][0].shape[:2]
             hp = -(-H // VAL_PAD_MULTIPLE) * VAL_PAD_MULTIPLE
             wp = -(-W // VAL_PAD_MULTIPLE) * VAL_PAD_MULTIPLE
             x = torch.zeros(len(pairs), 3, hp, wp)
             img = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).float()
             x[:, :, :H, :W] = (img - m) / s
-            logits = model(x, boundary=False)["logits"]
+            logits = model(x.to(device), boundary=False)["logits"]
             hl, wl = -(-H // stride), -(-W // stride)
             logits = F.interpolate(logits[:, :, :hl, :wl], scale_factor=stride, mode="bilinear",
                                    align_corners=False)[:, :, :H, :W]
-            pred = logits.argmax(1).numpy().astype(np.uint8)
+            pred = logits.argmax(1).cpu().numpy().astype(np.uint8)
             for k, (_, label) in enumerate(pairs):
                 cm.update(pred[k], label)
     finally:
@@ -395,6 +423,17 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+@dataclass
+class TrainResult:
+    """What :func:`run_training` leaves: the best checkpoint's path and the trained model (this rank's copy)."""
+
+    best_path: Path
+    model: PerFrameSegNet
+    step: int
+    best_miou: float
+    best_step: int
+
+
 def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = False,
           max_iters: Optional[int] = None, data_root: Optional[Path] = None, threads: Optional[int] = None,
           command: Optional[str] = None, progress: bool = True) -> Path:
@@ -402,19 +441,56 @@ def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = Fals
 
     ``out_dir`` defaults to ``out/train/<config file stem>``; ``max_iters`` overrides ``train.max_iters``;
     ``data_root`` overrides ``data.root``; ``resume`` continues from ``out_dir/last.pt`` at its saved step.
+    Under ``torchrun`` every process calls this; see :func:`run_training`.
     """
+    return run_training(config_path, out_dir, resume, max_iters, data_root, threads, command, progress).best_path
+
+
+def run_training(config_path: Path, out_dir: Optional[Path] = None, resume: bool = False,
+                 max_iters: Optional[int] = None, data_root: Optional[Path] = None, threads: Optional[int] = None,
+                 command: Optional[str] = None, progress: bool = True) -> TrainResult:
+    """:func:`train`, returning the model as well.
+
+    Data-parallel: launched by ``torchrun --nproc_per_node N``, the N processes join one group (gloo on CPU,
+    nccl with ``train.device: cuda``, one GPU each), each takes ``batch_size / N`` of every step's batch from the
+    shared :class:`SeedStream`, gradients are averaged by DistributedDataParallel (BatchNorm statistics are each
+    rank's own; the running buffers are rank 0's), the logged losses and validation confusion matrices are summed
+    over the ranks, and rank 0's clock steers the schedule, the time budget and validation for all of them. Only
+    rank 0 writes checkpoints and logs and shows the progress bar.
+    """
+    from vsseg_ros.training.distributed import init_distributed
+
+    config_path = Path(config_path)
+    recipe = load_recipe(config_path, data_root)
+    try:
+        ctx = init_distributed(str(recipe.train["device"]))
+    except ValueError as e:
+        raise TrainConfigError(f"{config_path}: {e}") from None
+    try:
+        return _run(recipe, ctx, config_path, out_dir, resume, max_iters, threads, command, progress)
+    finally:
+        ctx.close()
+
+
+def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], resume: bool,
+         max_iters: Optional[int], threads: Optional[int], command: Optional[str], progress: bool) -> TrainResult:
     from tqdm import tqdm
 
     from vsseg_ros.core.checkpoint import save_checkpoint
 
     t_start = time.monotonic()
-    config_path = Path(config_path)
-    recipe = load_recipe(config_path, data_root)
     tr, dc = recipe.train, recipe.data
+    main_rank = ctx.is_main
+    say = print if main_rank else (lambda *a, **k: None)
     if max_iters is not None:
         if max_iters < 1:
             raise TrainConfigError(f"max_iters must be >= 1, got {max_iters}")
         tr["max_iters"] = int(max_iters)
+    batch_size = int(tr["batch_size"])
+    if batch_size % ctx.world_size:
+        raise TrainConfigError(f"{config_path}: train.batch_size={batch_size} (the batch of one step, over all "
+                               f"processes) must be divisible by the number of processes, {ctx.world_size}")
+    shard_batch = batch_size // ctx.world_size
     n_threads = threads if threads is not None else tr.get("threads")
     if n_threads:
         torch.set_num_threads(int(n_threads))
@@ -424,13 +500,15 @@ def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = Fals
     log_path, loss_log_path = out_dir / "train_log.jsonl", out_dir / "loss_log.jsonl"
     if command is None:
         command = shlex.join([Path(sys.executable).name] + sys.argv)
+    device = ctx.device
 
     seed = int(tr["seed"])
-    _seed_everything(seed)
+    _seed_everything(seed)  # the same initial weights on every rank (DDP also copies rank 0's)
     cfg = recipe.model
     model = PerFrameSegNet(cfg)
     if tr["pretrained"] == "imagenet" and not resume:
         model.load_imagenet_backbone()
+    model.to(device)
     model.train()
 
     train_data = CamVid(recipe.data_root, dc["train_split"], num_classes=cfg.num_classes)
@@ -447,7 +525,7 @@ def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = Fals
     for _, lab in dataset._cache.values():
         counts += np.bincount(lab.ravel(), minlength=256)[: cfg.num_classes]
     weights_np = class_weights(counts, str(tr["class_weighting"]))
-    weight = torch.from_numpy(weights_np)
+    weight = torch.from_numpy(weights_np).to(device)
 
     optim_groups = _param_groups(model, float(tr["lr"]), float(tr["head_lr_mult"]), float(tr["weight_decay"]))
     if tr["optimizer"] == "adamw":
@@ -471,11 +549,22 @@ def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = Fals
         best_miou, best_step = float(state["best_miou"]), int(state["best_step"])
         history = list(state.get("history", []))
         torch.set_rng_state(state["torch_rng"])
-        print(f"resuming from {last_path} at step {step} ({elapsed_before / 60:.1f} min trained, "
-              f"best mIoU {100 * best_miou:.2f} % at step {best_step})", flush=True)
-    elif log_path.exists() or loss_log_path.exists():
+        say(f"resuming from {last_path} at step {step} ({elapsed_before / 60:.1f} min trained, "
+            f"best mIoU {100 * best_miou:.2f} % at step {best_step})", flush=True)
+    elif main_rank and (log_path.exists() or loss_log_path.exists()):
         for p in (log_path, loss_log_path):  # a fresh run starts fresh logs
             p.unlink(missing_ok=True)
+
+    # every parameter must take part in each step's gradient sync unless DDP is told to look for idle ones
+    uses_boundary = (float(tr["boundary_loss_weight"] or 0.0) > 0 and dataset.boundary_radius is not None
+                     and model.boundary_head is not None)
+    idle_params = getattr(model, "aux_head", None) is not None or (model.boundary_head is not None
+                                                                   and not uses_boundary)
+    net: nn.Module = model
+    if ctx.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=idle_params)
 
     budget_s = float(tr["time_budget_min"]) * 60.0 if tr.get("time_budget_min") else None
     max_it = int(tr["max_iters"])
@@ -484,18 +573,24 @@ def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = Fals
     def elapsed() -> float:
         return elapsed_before + (time.monotonic() - run_t0)
 
-    def progress_of(s: int) -> float:
+    def shared_elapsed() -> float:
+        """Rank 0's elapsed time on every rank: the schedule, the budget and validation follow one clock."""
+        return ctx.broadcast(elapsed())
+
+    def progress_of(s: int, t: float) -> float:
         p = s / max_it
         if budget_s:
-            p = max(p, elapsed() / budget_s)
+            p = max(p, t / budget_s)
         return p
 
     def meta_common() -> dict[str, Any]:
         return {"dataset": "camvid", "data_root": str(recipe.data_root), "train_config": recipe.raw,
-                "train_config_path": str(config_path), "command": command,
+                "train_config_path": str(config_path), "command": command, "processes": ctx.world_size,
                 "class_weights": [float(w) for w in weights_np], "class_pixel_counts": counts.tolist()}
 
     def save_last() -> None:
+        if not main_rank:
+            return
         _atomic_torch_save({"format": LAST_FORMAT, "model": model.state_dict(),
                             "optimizer": optimizer.state_dict(), "step": step, "elapsed_s": elapsed(),
                             "best_miou": best_miou, "best_step": best_step, "history": history,
@@ -507,11 +602,16 @@ def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = Fals
     def validate(train_stats: dict[str, float]) -> float:
         nonlocal best_miou, best_step
         t0 = time.monotonic()
-        cm = evaluate(model, val_data, cfg.mean, cfg.std, int(dc["val_batch_size"]), cache=val_cache)
+        ctx.sync_buffers(model)
+        ctx.check_in_sync(model)
+        cm = evaluate(model, val_data, cfg.mean, cfg.std, int(dc["val_batch_size"]), cache=val_cache,
+                      rank=ctx.rank, world_size=ctx.world_size)
+        cm.matrix[:] = ctx.all_reduce_int(cm.matrix)
+        cm.invalid_pred[:] = ctx.all_reduce_int(cm.invalid_pred)
         summ = cm.summary(CAMVID.names)
         miou = summ["miou"] if summ["miou"] is not None else 0.0
         improved = miou > best_miou
-        record = {"step": step, "epoch": step * int(tr["batch_size"]) / len(train_data),
+        record = {"step": step, "epoch": step * batch_size / len(train_data),
                   "elapsed_min": round(elapsed() / 60.0, 2), "lr": optimizer.param_groups[0]["lr"],
                   **{f"train_{k}": v for k, v in train_stats.items()},
                   "val_miou": miou, "val_pixel_accuracy": summ["pixel_accuracy"], "val_iou": summ["iou"],
@@ -519,58 +619,74 @@ def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = Fals
         history.append({"step": step, "miou": miou})
         if improved:
             best_miou, best_step = miou, step
-            meta = {**meta_common(), "split": dc["val_split"], "val_miou": miou,
-                    "val_pixel_accuracy": summ["pixel_accuracy"], "per_class_iou": summ["iou"],
-                    "iterations": step, "epochs": record["epoch"], "train_minutes": record["elapsed_min"],
-                    "val_size": [int(s) for s in val_cache[0][1].shape] if val_cache else None}
-            save_checkpoint(best_path, model, cfg, CAMVID, recipe.model_id, meta=meta)
-        _append_jsonl(log_path, record)
-        save_last()
-        plot_curve([(h["step"], h["miou"]) for h in history], out_dir / "val_miou.png",
-                   title=f"{recipe.model_id} val mIoU")
+            if main_rank:
+                meta = {**meta_common(), "split": dc["val_split"], "val_miou": miou,
+                        "val_pixel_accuracy": summ["pixel_accuracy"], "per_class_iou": summ["iou"],
+                        "iterations": step, "epochs": record["epoch"], "train_minutes": record["elapsed_min"],
+                        "val_size": [int(s) for s in val_cache[0][1].shape] if 0 in val_cache else None}
+                save_checkpoint(best_path, model, cfg, CAMVID, recipe.model_id, meta=meta)
+        if main_rank:
+            _append_jsonl(log_path, record)
+            save_last()
+            plot_curve([(h["step"], h["miou"]) for h in history], out_dir / "val_miou.png",
+                       title=f"{recipe.model_id} val mIoU")
         worst = sorted(((v if v is not None else 0.0), k) for k, v in summ["iou"].items())[:3]
-        print(f"\n[val] step {step}: mIoU {100 * miou:.2f} %  pixel acc {100 * (summ['pixel_accuracy'] or 0):.2f} %"
-              f"  (best {100 * best_miou:.2f} % at step {best_step}); weakest: "
-              + ", ".join(f"{k} {100 * v:.1f}" for v, k in worst) + f"  [{record['val_s']} s]", flush=True)
+        say(f"\n[val] step {step}: mIoU {100 * miou:.2f} %  pixel acc {100 * (summ['pixel_accuracy'] or 0):.2f} %"
+            f"  (best {100 * best_miou:.2f} % at step {best_step}); weakest: "
+            + ", ".join(f"{k} {100 * v:.1f}" for v, k in worst) + f"  [{record['val_s']} s]", flush=True)
         return miou
 
-    if step >= max_it or progress_of(step) >= 1.0:
-        if not best_path.is_file():
-            validate({})
-        return best_path
+    def finish() -> TrainResult:
+        ctx.sync_buffers(model)
+        ctx.barrier()  # rank 0's files are complete when any rank returns
+        return TrainResult(best_path, model, step, best_miou, best_step)
 
+    clock = shared_elapsed()
+    if step >= max_it or progress_of(step, clock) >= 1.0:
+        if not ctx.broadcast(float(best_path.is_file())):  # rank 0's view: every rank must take the same branch
+            validate({})
+        return finish()
+
+    workers = int(dc["num_workers"])
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=int(tr["batch_size"]), sampler=SeedStream(len(dataset), seed, step * int(tr["batch_size"])),
-        num_workers=int(dc["num_workers"]), worker_init_fn=_worker_init if int(dc["num_workers"]) > 0 else None,
-        drop_last=False, prefetch_factor=2 if int(dc["num_workers"]) > 0 else None,
+        dataset, batch_size=shard_batch,
+        sampler=SeedStream(len(dataset), seed, step * batch_size, ctx.rank, ctx.world_size, shard_batch),
+        num_workers=workers, worker_init_fn=_worker_init if workers > 0 else None,
+        drop_last=False, prefetch_factor=2 if workers > 0 else None, pin_memory=device.type == "cuda",
         # fork after OpenCV/OpenMP threads have run can deadlock the worker; spawn is safe
-        multiprocessing_context="spawn" if int(dc["num_workers"]) > 0 else None)
+        multiprocessing_context="spawn" if workers > 0 else None)
 
     val_every_iters = int(tr["val_every_iters"] or 0)
     val_every_s = float(tr["val_every_min"]) * 60.0 if tr.get("val_every_min") else None
     log_every = max(1, int(tr["log_every"] or 1))
-    last_val_t = time.monotonic()
+    last_val_clock = clock
     sums: dict[str, float] = {}
     nsum = 0
     ema: Optional[float] = None
     bar = tqdm(total=max_it, initial=step, desc="train", dynamic_ncols=False, ncols=110,
-               disable=not progress, mininterval=5.0, file=sys.stdout)
+               disable=not (progress and main_rank), mininterval=5.0, file=sys.stdout)
     it_t0, it_step0 = time.monotonic(), step
     data_iter = iter(loader)
     finished = False
     try:
         while not finished:
             batch = next(data_iter)
-            factor = lr_factor(step, progress_of(step), tr)
+            factor = lr_factor(step, progress_of(step, clock), tr)
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * factor
-            out = model(batch["image"], boundary=batch.get("boundary") is not None)
-            loss, parts = segmentation_loss(out, batch["label"], batch.get("boundary"), weight, tr)
+            image = batch["image"].to(device, non_blocking=True)
+            label = batch["label"].to(device, non_blocking=True)
+            boundary = batch.get("boundary")
+            if boundary is not None:
+                boundary = boundary.to(device, non_blocking=True)
+            out = net(image, boundary=boundary is not None)
+            loss, local_parts = segmentation_loss(out, label, boundary, weight, tr)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # DDP averages the gradients over the ranks here
             if tr.get("grad_clip"):
                 nn.utils.clip_grad_norm_(model.parameters(), float(tr["grad_clip"]))
             optimizer.step()
+            parts = _mean_parts(local_parts, ctx)
             if not math.isfinite(parts["loss"]):
                 raise FloatingPointError(f"the loss became {parts['loss']} at step {step}; lower train.lr")
             step += 1
@@ -580,26 +696,41 @@ def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = Fals
             ema = parts["loss"] if ema is None else 0.95 * ema + 0.05 * parts["loss"]
             bar.update(1)
             bar.set_postfix(loss=f"{ema:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
-            if step % log_every == 0:
+            clock = shared_elapsed()
+            if step % log_every == 0 and main_rank:
                 _append_jsonl(loss_log_path, {"step": step, "lr": optimizer.param_groups[0]["lr"],
-                                              "elapsed_s": round(elapsed(), 1), **parts})
-            finished = step >= max_it or progress_of(step) >= 1.0
+                                              "elapsed_s": round(clock, 1), **parts})
+            finished = step >= max_it or progress_of(step, clock) >= 1.0
             due = (finished or (val_every_iters and step % val_every_iters == 0)
-                   or (val_every_s is not None and time.monotonic() - last_val_t >= val_every_s))
+                   or (val_every_s is not None and clock - last_val_clock >= val_every_s))
             if due:
                 stats = {k: v / max(nsum, 1) for k, v in sums.items()}
                 stats["s_per_iter"] = (time.monotonic() - it_t0) / max(step - it_step0, 1)
                 validate(stats)
                 sums, nsum = {}, 0
-                last_val_t = time.monotonic()
+                clock = shared_elapsed()
+                last_val_clock = clock
                 it_t0, it_step0 = time.monotonic(), step
     finally:
         bar.close()
         del data_iter
     total_min = (time.monotonic() - t_start) / 60.0
-    print(f"done: {step} iterations, best val mIoU {100 * best_miou:.2f} % at step {best_step}; "
-          f"{total_min:.1f} min this session; best checkpoint {best_path}", flush=True)
-    return best_path
+    say(f"done: {step} iterations, best val mIoU {100 * best_miou:.2f} % at step {best_step}; "
+        f"{total_min:.1f} min this session; best checkpoint {best_path}", flush=True)
+    return finish()
+
+
+def _mean_parts(parts: dict[str, float], ctx: Any) -> dict[str, float]:
+    """The loss terms averaged over the ranks (``boundary`` over the ranks that had boundary pixels)."""
+    if not ctx.enabled:
+        return parts
+    has_b = "boundary" in parts
+    total = ctx.all_reduce([parts["ce"], parts.get("boundary", 0.0), float(has_b), parts["loss"]])
+    out = {"ce": float(total[0] / ctx.world_size)}
+    if total[2] > 0:
+        out["boundary"] = float(total[1] / total[2])
+    out["loss"] = float(total[3] / ctx.world_size)
+    return out
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -630,7 +761,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (TrainConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(best)
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        print(best)
     return 0
 
 
