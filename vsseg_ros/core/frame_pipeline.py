@@ -243,8 +243,10 @@ def inference_copy(model: nn.Module, device: torch.device, channels_last: bool, 
     if fold_bn:
         fold_batchnorm(net)
     net = net.to(device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    if channels_last:  # the convolutional part only (attention modules hold 5-d positional encodings)
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)):
+                m.to(memory_format=torch.channels_last)
     return net
 
 

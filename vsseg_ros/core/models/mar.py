@@ -1,0 +1,95 @@
+"""MAR: memory-augmented refinement of per-pixel features (Zhuang et al.).
+
+A memory of ``num_classes * slots_per_class`` slots is extracted from the training data once (see
+:mod:`vsseg_ros.core.memory_bank`): per class, the keys are features of hard pixels (the least confident of the
+correctly classified ones) and the values are the class prototype (the mean feature of the most confident ones);
+slot ``s`` belongs to class ``s // slots_per_class``. Every pixel feature then attends to the memory
+(single head, q/k/v through three bias-free linears, softmax without 1/sqrt(d) scaling, as the reference), and
+the result refines the feature through residual + LayerNorm and a feed-forward block.
+
+The memory lives in ``memory_key`` / ``memory_value`` parameters (so it is saved with the weights and can be
+fine-tuned in the MAR stage); they are frozen (``requires_grad=False``) unless a trainer enables them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _projection(channels: int, dim: int) -> nn.Sequential:
+    """channels -> channels -> dim -> dim, three bias-free linears (the reference's to_q/to_k/to_v)."""
+    return nn.Sequential(nn.Linear(channels, channels, bias=False), nn.Linear(channels, dim, bias=False),
+                         nn.Linear(dim, dim, bias=False))
+
+
+class MemoryAttention(nn.Module):
+    """Single-head cross-attention from pixel features to memory slots (``to_q``, ``to_k``, ``to_v``,
+    ``to_out``)."""
+
+    def __init__(self, channels: int, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.to_q = _projection(channels, dim)
+        self.to_k = _projection(channels, dim)
+        self.to_v = _projection(channels, dim)
+        self.to_out = nn.Sequential(nn.Linear(dim, channels), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        """x (N, L, C), key/value (1, S, C) -> (N, L, C)."""
+        q, k, v = self.to_q(x), self.to_k(key), self.to_v(value)
+        attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)), dim=-1)  # no 1/sqrt(d), as the reference
+        return self.to_out(torch.matmul(attn, v))
+
+
+class MemoryDecoder(nn.Module):
+    """x = LN(x + attn(x, memory)); x = LN(x + FFN(x)) (the reference's ``HEdecoder``)."""
+
+    def __init__(self, channels: int, dim: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = MemoryAttention(channels, dim, dropout)
+        self.norm1 = nn.LayerNorm(channels)
+        self.linear1 = nn.Linear(channels, ffn)
+        self.linear2 = nn.Linear(ffn, channels)
+        self.norm2 = nn.LayerNorm(channels)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        x = self.norm1(x + self.attn(x, key, value))
+        return self.norm2(x + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x))))))
+
+
+class MAR(nn.Module):
+    """Refine (N, C, h, w) features by attention to a class memory; returns the same shape."""
+
+    def __init__(self, channels: int, num_classes: int, slots_per_class: int = 10, dim: int = 256,
+                 ffn: int = 256, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.channels, self.num_classes, self.slots_per_class = channels, num_classes, slots_per_class
+        slots = num_classes * slots_per_class
+        self.memory_key = nn.Parameter(torch.zeros(1, slots, channels), requires_grad=False)
+        self.memory_value = nn.Parameter(torch.zeros(1, slots, channels), requires_grad=False)
+        self.HEdecoder = MemoryDecoder(channels, dim, ffn, dropout)
+
+    @property
+    def slots(self) -> int:
+        return self.num_classes * self.slots_per_class
+
+    @torch.no_grad()
+    def set_memory(self, key: Tensor, value: Tensor) -> None:
+        """Store a built memory: ``key``/``value`` (slots, C) or (1, slots, C)."""
+        key, value = key.reshape(1, -1, self.channels), value.reshape(1, -1, self.channels)
+        if key.shape[1] != self.slots or value.shape[1] != self.slots:
+            raise ValueError(f"memory must have {self.slots} slots ({self.num_classes} classes x "
+                             f"{self.slots_per_class}), got {key.shape[1]} keys and {value.shape[1]} values")
+        self.memory_key.copy_(key)
+        self.memory_value.copy_(value)
+
+    def forward(self, x: Tensor) -> Tensor:
+        N, C, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)  # (N, h*w, C)
+        out = self.HEdecoder(tokens, self.memory_key.to(x.dtype), self.memory_value.to(x.dtype))
+        return out.transpose(1, 2).reshape(N, C, h, w)
+
+
+__all__ = ["MAR", "MemoryAttention", "MemoryDecoder"]
