@@ -146,8 +146,10 @@ def latency_histogram(latencies: Sequence[Sequence[float]], model_names: Sequenc
                       stats: Sequence[dict[str, Any]], width: int = 720, height: int = 300,
                       bins: int = 40) -> np.ndarray:
     """Histogram of per-frame latencies (ms), one colour per model, with dashed p50 / p95 / p99 marks."""
+    left, right, bottom = 50, 20, 40
+    top = 16 + 16 * len(latencies)  # one summary line per model above the plot
+    height += top - 32
     img = np.full((height, width, 3), 255, np.uint8)
-    left, right, top, bottom = 50, 20, 30, 40
     all_v = np.concatenate([np.asarray(v, np.float64) for v in latencies if len(v)]) if any(
         len(v) for v in latencies) else np.zeros(0)
     if all_v.size == 0:
@@ -164,10 +166,11 @@ def latency_histogram(latencies: Sequence[Sequence[float]], model_names: Sequenc
     def xpos(v: float) -> int:
         return left + int(round((min(max(v, lo), hi) - lo) / (hi - lo) * pw))
 
-    for t in np.linspace(0, peak, 5):
+    step = max(1, math.ceil(peak / 5))
+    for t in range(0, peak + 1, step):  # whole frame counts on the y axis
         y = top + ph - int(round(t / peak * ph))
         img[y, left:left + pw] = GRID
-        _text(img, f"{t:.0f}", (4, y + 4), 0.38)
+        _text(img, f"{t}", (4, y + 4), 0.38)
     for t in np.linspace(lo, hi, 7):
         x = xpos(t)
         img[top + ph:top + ph + 4, x] = BLACK
@@ -198,7 +201,7 @@ def latency_histogram(latencies: Sequence[Sequence[float]], model_names: Sequenc
         v = stats[m]
         line = (f"{name[:30]}: p50 {_ms(v.get('p50'))}  p95 {_ms(v.get('p95'))}  p99 {_ms(v.get('p99'))} ms"
                 f"  (n={v.get('count', 0)})")
-        _text(img, line, (left + m * (pw // 2), 14), 0.4, MODEL_COLORS[m % len(MODEL_COLORS)])
+        _text(img, line, (left, 14 + 16 * m), 0.4, MODEL_COLORS[m % len(MODEL_COLORS)])
     return img
 
 
