@@ -474,3 +474,25 @@ def test_frame_names_survive_in_custom_data(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(list(bag)) == 2  # a clean bag warns about nothing
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_raw_writer_takes_messages_from_other_threads(tmp_path, storage):
+    """Subscription callbacks run in executor threads; sqlite3 connections only work in the thread that made them."""
+    import threading
+
+    write_bag(tmp_path / "in", _frames(n=4, label_every=1), 10.0, start_ns=START)
+    gt = [raw for _, _, raw in BagFrames(tmp_path / "in").raw_messages(["/camera/semantic_gt"])]
+    w = RawBagWriter(tmp_path / "out", storage=storage)
+    w.add_topic("/semantic/mask", "sensor_msgs/msg/Image")
+    for raw in gt:
+        t = threading.Thread(target=w.write, args=("/semantic/mask", header_of(raw)[0] + 1, raw))
+        t.start()
+        t.join()
+    assert w.close() == {"/semantic/mask": 4}
+    back = [s for s, _, _, _ in BagMasks(tmp_path / "out", topic="/semantic/mask")]
+    assert back == [header_of(raw)[0] for raw in gt]
+    other = RawBagWriter(tmp_path / "other", storage=storage)
+    with pytest.raises(KeyError, match="not added"):
+        other.write("/x", 0, b"")
+    assert other.close() == {}
