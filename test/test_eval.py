@@ -194,3 +194,51 @@ def test_the_cli_lists_eval():
 
     out = subprocess.run(["vsseg-ros", "eval", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--compare" in out.stdout and "--bag" in out.stdout
+
+
+def test_a_centred_temporal_model_has_every_result_scored_against_its_own_frame(tmp_path):
+    import torch
+
+    from vsseg_ros.core.checkpoint import save_checkpoint
+    from vsseg_ros.core.classes import CAMVID
+    from vsseg_ros.core.config import ModelConfig
+    from vsseg_ros.core.loading import load_segmenter
+    from vsseg_ros.core.models.temporal import TemporalSegNet
+    from vsseg_ros.core.segmenter import Frame, OutputRequest
+    from vsseg_ros.data.camvid import CamVid
+
+    temporal = {"frames": 3, "mode": "centered", "mar": None, "flow2seg": None,
+                "stf": {"heads": 2, "ffn": 32, "block": 2, "dropout": 0.0, "pe_size": [4, 6]}}
+    config = ModelConfig(name="tiny_stf", head_channels=16, input_size=(64, 96), output_stride=16,
+                         temporal=temporal)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = TemporalSegNet(config).eval()
+        with torch.no_grad():
+            model.perframe.head.classifier.weight.normal_(0.0, 1.0)  # decisive, frame-dependent labels
+    ckpt = save_checkpoint(tmp_path / "stf.pt", model, config, CAMVID, "tiny:stf")
+    root = _camvid(tmp_path / "camvid", n=7)
+
+    # drive the model by hand over the same stream and make each frame's ground truth its own prediction:
+    # scored against its own frame every result is right (mIoU 1); against a neighbour it is not
+    torch.set_num_threads(1)
+    seg = load_segmenter(ckpt, device="cpu", input_size=(64, 96))
+    data = CamVid(root, "val")
+    by_stamp = {}
+    results = []
+    for s in data.samples:
+        stamp = int(round(s.frame * 1e9 / 30.0))
+        by_stamp[stamp] = s
+        results.append(seg.push(Frame(image=data.read_image(s), stamp_ns=stamp, camera_id=s.sequence),
+                                OutputRequest(False, False)))
+    results = [r for r in results if r is not None] + seg.flush(OutputRequest(False, False))
+    assert len(results) == 7
+    assert not all(np.array_equal(results[0].labels, r.labels) for r in results)  # the labels do change
+    for r in results:
+        cv2.imwrite(str(by_stamp[r.frame.stamp_ns].label_path), r.labels)
+
+    assert _run(["--dataset", "camvid", "--root", root, "--model", ckpt, "--json", tmp_path / "t.json"] + SMALL) == 0
+    got = json.loads((tmp_path / "t.json").read_text())
+    assert got["delay_frames"] == 1 and got["frames_without_result"] == 0
+    assert got["frames"] == got["labelled_frames"] == 7
+    assert got["miou"] == 1.0 and got["boundary_f"] == 1.0

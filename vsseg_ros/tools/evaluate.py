@@ -195,7 +195,8 @@ def _check_classes(source: _Source, segmenters: list[Any]) -> list[str]:
     for seg in segmenters:
         cm = seg.class_map
         if source.num_classes is not None and source.num_classes != cm.num_classes:
-            raise ValueError(f"the ground truth has {source.num_classes} classes ({', '.join(source.class_names or [])})"
+            listed = f" ({', '.join(source.class_names)})" if source.class_names else ""
+            raise ValueError(f"the ground truth has {source.num_classes} classes{listed}"
                              f" but model {seg.model_id!r} predicts {cm.num_classes} ({', '.join(cm.names)}); "
                              "evaluate a model trained on this label set")
         if source.class_names and [n.lower() for n in source.class_names] != [n.lower() for n in cm.names]:
