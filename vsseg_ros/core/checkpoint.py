@@ -55,14 +55,19 @@ class Checkpoint:
         load_state_dict_checked(model, self.state_dict, source=self.path)
 
     def build_model(self) -> nn.Module:
-        """A per-frame network built from the stored config, with the stored weights, in eval mode."""
-        from vsseg_ros.core.models.perframe import PerFrameSegNet
-
+        """The network the stored config describes (a :class:`TemporalSegNet` when ``config.temporal`` is set,
+        else a :class:`PerFrameSegNet`) with the stored weights, in eval mode."""
         if self.config.temporal is not None:
-            raise CheckpointError(
-                f"{self.path}: model {self.model_id!r} is a temporal model (config.temporal="
-                f"{self.config.temporal!r}); build_model() builds per-frame networks only")
-        model = PerFrameSegNet(self.config)
+            from vsseg_ros.core.models.temporal import TemporalSegNet
+
+            try:
+                model: nn.Module = TemporalSegNet(self.config)
+            except ConfigError as e:
+                raise CheckpointError(f"{self.path}: invalid temporal model config: {e}") from None
+        else:
+            from vsseg_ros.core.models.perframe import PerFrameSegNet
+
+            model = PerFrameSegNet(self.config)
         self.load_into(model)
         return model.eval()
 

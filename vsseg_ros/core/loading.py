@@ -12,13 +12,15 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from vsseg_ros.core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from vsseg_ros.core.checkpoint import Checkpoint, load_checkpoint
 from vsseg_ros.core.classes import CAMVID
 from vsseg_ros.core.config import ConfigError, ModelConfig, default_config, parse_input_size
 from vsseg_ros.core.device import resolve_device, resolve_precision
 from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.core.perframe_segmenter import MODEL_INPUT_SIZE, PerFrameSegmenter
 from vsseg_ros.core.segmenter import Segmenter
+from vsseg_ros.core.temporal_segmenter import (DEFAULT_MAX_FRAME_GAP_S, TemporalSegmenter, check_max_frame_gap,
+                                              check_mode)
 
 UNTRAINED_MODEL_ID = "mbv2_lite:imagenet-backbone+untrained-heads"
 #: where a trained default model ships inside the package
@@ -70,15 +72,18 @@ def _check_triple(name: str, value: Optional[Sequence[float]], positive: bool) -
 
 def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", precision: str = "fp32",
                    input_size: Union[tuple[int, int], int, None] = None, mean: Optional[Sequence[float]] = None,
-                   std: Optional[Sequence[float]] = None) -> Segmenter:
+                   std: Optional[Sequence[float]] = None, temporal_mode: Optional[str] = None,
+                   max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S) -> Segmenter:
     """Build a ready-to-run Segmenter.
 
     ``model_path``: a checkpoint file; "" = the default model (see module doc). ``device``: auto, cpu, cuda,
     cuda:N. ``precision``: fp32, fp16, bf16. ``input_size``: ``(height, width)`` of the network input; None =
     the model's own (from its config); ``(0, 0)`` or 0 = each frame's own size. ``mean``/``std``: RGB on a
-    0-1 scale, None = the model's own.
+    0-1 scale, None = the model's own. ``temporal_mode`` (causal, centered; None or "" = the model's own) and
+    ``max_frame_gap_s`` apply to temporal models (see :class:`TemporalSegmenter`); per-frame models ignore them.
 
-    Raises :class:`CheckpointError` for unusable files and ``ValueError`` for bad device, precision or sizes.
+    Raises :class:`CheckpointError` for unusable files and ``ValueError`` for bad device, precision, sizes,
+    temporal mode or frame gap.
     """
     # check the cheap arguments before touching any file
     dev = resolve_device(device)
@@ -86,6 +91,8 @@ def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", prec
     size = MODEL_INPUT_SIZE if input_size is None else _parse_size(input_size)
     mean_t = _check_triple("mean", mean, positive=False)
     std_t = _check_triple("std", std, positive=True)
+    mode = check_mode(temporal_mode)
+    gap = check_max_frame_gap(max_frame_gap_s)
 
     path = str(model_path).strip() if model_path is not None else ""
     if path:
@@ -96,7 +103,8 @@ def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", prec
         model = build_untrained_default()
         return PerFrameSegmenter(model, CAMVID, UNTRAINED_MODEL_ID, device=dev, precision=dtype, input_size=size,
                                  mean=mean_t, std=std_t)
-    return segmenter_from_checkpoint(ckpt, device=dev, precision=dtype, input_size=size, mean=mean_t, std=std_t)
+    return segmenter_from_checkpoint(ckpt, device=dev, precision=dtype, input_size=size, mean=mean_t, std=std_t,
+                                     temporal_mode=mode, max_frame_gap_s=gap)
 
 
 def _parse_size(value: Union[tuple[int, int], int]) -> Optional[tuple[int, int]]:
@@ -110,12 +118,14 @@ def segmenter_from_checkpoint(ckpt: Checkpoint, device: Union[str, torch.device]
                               precision: Union[str, torch.dtype] = "fp32",
                               input_size: Union[tuple[int, int], int, None, str] = MODEL_INPUT_SIZE,
                               mean: Optional[Sequence[float]] = None,
-                              std: Optional[Sequence[float]] = None) -> Segmenter:
-    """The Segmenter for a loaded checkpoint (per-frame models; temporal ones are added by later versions)."""
-    if ckpt.config.temporal is not None:
-        kind = ckpt.config.temporal.get("type", "?") if isinstance(ckpt.config.temporal, dict) else "?"
-        raise CheckpointError(f"{ckpt.path}: model {ckpt.model_id!r} is a temporal model (type {kind!r}), which "
-                              "this version of vsseg_ros cannot run")
+                              std: Optional[Sequence[float]] = None, temporal_mode: Optional[str] = None,
+                              max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S) -> Segmenter:
+    """The Segmenter for a loaded checkpoint: a :class:`TemporalSegmenter` (streaming, with ``temporal_mode``
+    and ``max_frame_gap_s``) when its config has a temporal module, else a :class:`PerFrameSegmenter`."""
     model = ckpt.build_model()
+    if ckpt.config.temporal is not None:
+        return TemporalSegmenter(model, ckpt.class_map, ckpt.model_id, device=device, precision=precision,
+                                 input_size=input_size, mean=mean, std=std, mode=temporal_mode,
+                                 max_frame_gap_s=max_frame_gap_s)
     return PerFrameSegmenter(model, ckpt.class_map, ckpt.model_id, device=device, precision=precision,
                              input_size=input_size, mean=mean, std=std)
