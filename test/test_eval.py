@@ -242,3 +242,31 @@ def test_a_centred_temporal_model_has_every_result_scored_against_its_own_frame(
     assert got["delay_frames"] == 1 and got["frames_without_result"] == 0
     assert got["frames"] == got["labelled_frames"] == 7
     assert got["miou"] == 1.0 and got["boundary_f"] == 1.0
+
+
+def test_context_frames_stream_unlabelled_neighbours_in_frame_order(tmp_path):
+    from vsseg_ros.data.registry import open_dataset
+    from vsseg_ros.data.sources import frames_of, plan_frames
+
+    root = tmp_path / "folder"
+    for d in ("images", "labels", "frames"):
+        (root / d).mkdir(parents=True)
+    for t in (10, 12):  # labelled
+        img, lab = _scene(t)
+        cv2.imwrite(str(root / "images" / f"drive_{t:06d}.png"), img)
+        cv2.imwrite(str(root / "labels" / f"drive_{t:06d}.png"), np.where(lab == 11, 255, lab).astype(np.uint8))
+    for t in (8, 9, 11, 13, 20):  # unlabelled video frames
+        cv2.imwrite(str(root / "frames" / f"drive_{t:06d}.png"), _scene(t)[0])
+    data = open_dataset("folder", root, None, num_classes=11)
+    assert [n for _, n, _ in plan_frames(data, (2, 1))] == [8, 9, 10, 11, 12, 13]
+    frames = list(frames_of(data, 10.0, (2, 1)))
+    assert [f.name for f in frames] == [f"drive_{t:06d}" for t in (8, 9, 10, 11, 12, 13)]
+    assert [f.label is not None for f in frames] == [False, False, True, False, True, False]
+    assert [f.stamp_ns for f in frames] == [t * 100_000_000 for t in (8, 9, 10, 11, 12, 13)]
+    assert [f.name for f in frames_of(data, 10.0)] == ["drive_000010", "drive_000012"]
+    with pytest.raises(ValueError, match=">= 0"):
+        plan_frames(data, (-1, 0))
+    assert _run(["--dataset", "folder", "--root", root, "--split", "", "--context", "2", "1", "--json",
+                 tmp_path / "c.json"] + SMALL) == 0
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert c["frames"] == 6 and c["labelled_frames"] == 2 and c["tc_pairs"] == 5 and c["source"]["context"] == [2, 1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
@@ -34,17 +34,18 @@ class LabelledFrame:
 
 
 def dataset_frames(name: str, root: Union[str, Path], split: Optional[str] = None,
-                   frame_rate_hz: Optional[float] = None, num_classes: Optional[int] = None
-                   ) -> Iterator[LabelledFrame]:
+                   frame_rate_hz: Optional[float] = None, num_classes: Optional[int] = None,
+                   context: tuple[int, int] = (0, 0)) -> Iterator[LabelledFrame]:
     """The labelled frames of a dataset split, sequence by sequence, each in frame order.
 
     ``name``: "camvid", "cityscapes" or "folder" (see :func:`vsseg_ros.data.registry.open_dataset`). Stamps are
     the frame number divided by ``frame_rate_hz`` (default: :data:`FRAME_NUMBER_RATE_HZ`), so the gaps between
-    frames are real time gaps; ``camera_id`` and ``sequence`` are the sequence name.
-    Raises :class:`~vsseg_ros.data.base.DatasetError` (naming the expected layout) before the first frame.
+    frames are real time gaps; ``camera_id`` and ``sequence`` are the sequence name. ``context``: see
+    :func:`frames_of`. Raises :class:`~vsseg_ros.data.base.DatasetError` (naming the expected layout) before the
+    first frame.
     """
     data = open_labelled(name, root, split, num_classes)
-    return frames_of(data, frame_rate_hz or FRAME_NUMBER_RATE_HZ.get(str(name).strip().lower(), 30.0))
+    return frames_of(data, frame_rate_hz or FRAME_NUMBER_RATE_HZ.get(str(name).strip().lower(), 30.0), context)
 
 
 def open_labelled(name: str, root: Union[str, Path], split: Optional[str] = None,
@@ -56,16 +57,51 @@ def open_labelled(name: str, root: Union[str, Path], split: Optional[str] = None
     return open_dataset(name, root, split, **options)
 
 
-def frames_of(data, frame_rate_hz: float) -> Iterator[LabelledFrame]:
-    """:class:`LabelledFrame` s of an opened dataset reader (anything with ``sequences()`` and ``load()``)."""
+def frames_of(data, frame_rate_hz: float, context: tuple[int, int] = (0, 0)) -> Iterator[LabelledFrame]:
+    """:class:`LabelledFrame` s of an opened dataset reader (anything with ``sequences()``, ``load()``,
+    ``frame_path()`` and ``read_rgb()``), in the order of :func:`plan_frames`.
+
+    ``context`` = (before, after): also stream up to that many unlabelled video frames (``label=None``) before and
+    after each labelled one, where the dataset has them (Cityscapes ``leftImg8bit_sequence``, a folder's
+    ``frames/``), so a temporal model sees the frames it fuses; the labelled frame of a Cityscapes snippet is its
+    20th. A context frame that is itself labelled is streamed once, with its label.
+    """
     if not frame_rate_hz or frame_rate_hz <= 0:
         raise ValueError(f"frame_rate_hz must be > 0, got {frame_rate_hz}")
-    period_ns = 1e9 / float(frame_rate_hz)
+    return _stream(data, plan_frames(data, context), 1e9 / float(frame_rate_hz))
+
+
+def plan_frames(data, context: tuple[int, int] = (0, 0)) -> list[tuple[str, int, Any]]:
+    """``(sequence, frame number, Sample or image Path)`` of every frame :func:`frames_of` streams: sequences in
+    name order, frames in number order; a :class:`~vsseg_ros.data.base.Sample` is labelled, a Path is a context
+    frame. Cheap (no image is read), so its length is the stream's."""
+    before, after = (int(c) for c in context)
+    if before < 0 or after < 0:
+        raise ValueError(f"context frames must be >= 0, got {tuple(context)}")
+    offsets = list(range(-before, 0)) + list(range(1, after + 1))
+    plan: list[tuple[str, int, Any]] = []
     for seq, samples in data.sequences().items():
+        entries: dict[int, Any] = {s.frame: s for s in samples}
         for s in samples:
-            image, label = data.load(s)
-            yield LabelledFrame(image=image, label=label, stamp_ns=int(round(s.frame * period_ns)),
-                                camera_id=seq, sequence=seq, name=s.name)
+            for offset in offsets:
+                if s.frame + offset not in entries:
+                    path = data.frame_path(s, offset)
+                    if path is not None:
+                        entries[s.frame + offset] = path
+        plan += [(seq, number, entries[number]) for number in sorted(entries)]
+    return plan
 
 
-__all__ = ["FRAME_NUMBER_RATE_HZ", "LabelledFrame", "dataset_frames", "frames_of", "open_labelled"]
+def _stream(data, plan: list[tuple[str, int, Any]], period_ns: float) -> Iterator[LabelledFrame]:
+    for seq, number, entry in plan:
+        stamp = int(round(number * period_ns))
+        if isinstance(entry, Path):
+            yield LabelledFrame(image=data.read_rgb(entry), label=None, stamp_ns=stamp, camera_id=seq, sequence=seq,
+                                name=entry.stem)
+        else:
+            image, label = data.load(entry)
+            yield LabelledFrame(image=image, label=label, stamp_ns=stamp, camera_id=seq, sequence=seq,
+                                name=entry.name)
+
+
+__all__ = ["FRAME_NUMBER_RATE_HZ", "LabelledFrame", "dataset_frames", "frames_of", "open_labelled", "plan_frames"]

@@ -48,6 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--frame-rate", type=float, default=None,
                      help="rate the dataset's frame numbers count in, for the stamps (default: camvid 30, "
                           "cityscapes 17, folder 30)")
+    src.add_argument("--context", type=int, nargs=2, default=(0, 0), metavar=("BEFORE", "AFTER"),
+                     help="also stream this many unlabelled video frames before / after each labelled one, where the "
+                          "dataset has them (Cityscapes leftImg8bit_sequence, a folder's frames/), for temporal "
+                          "models (default 0 0)")
     src.add_argument("--max-frames", type=int, default=None, help="evaluate at most this many frames")
 
     m = p.add_argument_group("model")
@@ -170,7 +174,7 @@ def _open_source(args: argparse.Namespace, model_classes: int) -> _Source:
             info["ground_truth"] = report.as_dict()
         names = list(bag.class_names) if bag.class_names else None
         return _Source(bag, len(bag), bag.describe(), info, names, len(names) if names else None, True)
-    from vsseg_ros.data.sources import FRAME_NUMBER_RATE_HZ, frames_of, open_labelled
+    from vsseg_ros.data.sources import FRAME_NUMBER_RATE_HZ, frames_of, open_labelled, plan_frames
 
     if args.root is None:
         raise ValueError("--dataset needs --root DIR (the dataset's root folder)")
@@ -183,9 +187,12 @@ def _open_source(args: argparse.Namespace, model_classes: int) -> _Source:
             num_classes = model_classes
     data = open_labelled(args.dataset, args.root, args.split or None, num_classes=num_classes)
     rate = args.frame_rate or FRAME_NUMBER_RATE_HZ[args.dataset]
+    context = tuple(args.context)
+    total = len(plan_frames(data, context)) if any(context) else len(data)
     info = {"kind": "dataset", "dataset": args.dataset, "root": str(args.root), "split": args.split,
-            "frame_rate_hz": rate, "sequences": len(data.sequences())}
-    return _Source(frames_of(data, rate), len(data), f"{args.dataset} {args.split} ({args.root}, {len(data)} frames)",
+            "frame_rate_hz": rate, "sequences": len(data.sequences()), "context": list(context)}
+    described = f"{len(data)} labelled frames" + (f", {total} with context" if total != len(data) else "")
+    return _Source(frames_of(data, rate, context), total, f"{args.dataset} {args.split} ({args.root}, {described})",
                    info, list(data.class_map.names), data.num_classes, True)
 
 
@@ -248,6 +255,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("give exactly one input: --bag BAG or --dataset NAME --root DIR [--split S]")
     if args.compare and args.model:
         raise ValueError("--model and --compare exclude each other (--compare names both models)")
+    if args.bag is not None and any(args.context):
+        raise ValueError("--context applies to --dataset (a bag streams all of its frames already)")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.threads:
