@@ -26,9 +26,12 @@ DISTROS: dict[str, Stores] = {
 }
 DEFAULT_DISTRO = "kilted"
 
-#: rosbag2 metadata version each distro writes. rosbags writes only 8 or 9: Humble and Iron get 8 (its QoS
-#: block is the string form older readers parse); Jazzy and newer 9.
+#: rosbag2 metadata version rosbags writes for each distro: only 8 or 9 exist there. 8 stores QoS profiles as
+#: the YAML string older readers parse; 9 as a list, which Humble's reader cannot convert.
 WRITE_VERSION: dict[str, int] = {"foxy": 8, "galactic": 8, "humble": 8, "iron": 8, "jazzy": 9, "kilted": 9}
+#: the version that distro's own rosbag2 writes (and the newest it knows); the v8 file rosbags writes has every
+#: field these versions have, so only the number in metadata.yaml is lowered for the older ones
+METADATA_VERSION: dict[str, int] = {"foxy": 4, "galactic": 5, "humble": 5, "iron": 8, "jazzy": 9, "kilted": 9}
 
 PACKAGE = "vsseg_ros"
 PACKAGE_TYPES = ("ClassMap", "SemanticSegmentation")
@@ -84,5 +87,5 @@ def add_package_types(typestore: Typestore) -> Typestore:
     return typestore
 
 
-__all__ = ["DEFAULT_DISTRO", "DISTROS", "WRITE_VERSION", "add_package_types", "check_distro", "distro_names",
+__all__ = ["DEFAULT_DISTRO", "DISTROS", "METADATA_VERSION", "WRITE_VERSION", "add_package_types", "check_distro", "distro_names",
            "package_msg_dir", "typestore_for"]

@@ -22,8 +22,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from vsseg_ros.bags.typestore import (DEFAULT_DISTRO, WRITE_VERSION, add_package_types, check_distro,
-                                      typestore_for)
+from vsseg_ros.bags.typestore import (DEFAULT_DISTRO, METADATA_VERSION, WRITE_VERSION, add_package_types,
+                                      check_distro, typestore_for)
 
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
 DEFAULT_GT_TOPIC = "/camera/semantic_gt"
@@ -151,6 +151,21 @@ def _open_writer(path: Path, storage: str, distro: str):
         raise BagWriteError(f"{path} exists already; choose another output path or remove it")
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     return Writer(path, version=WRITE_VERSION[distro], storage_plugin=plugin)
+
+
+def _set_metadata_version(path: Path, distro: str) -> None:
+    """Give metadata.yaml the version number ``distro``'s rosbag2 writes (see :data:`METADATA_VERSION`)."""
+    import re
+
+    version = METADATA_VERSION[distro]
+    if version == WRITE_VERSION[distro]:
+        return
+    meta = path / "metadata.yaml"
+    # the key of rosbag2_bagfile_information (indented 2; folded custom_data lines are indented deeper)
+    text, n = re.subn(r"^  version: \d+$", f"  version: {version}", meta.read_text(), flags=re.MULTILINE)
+    if n != 1:  # pragma: no cover - rosbags always writes the key
+        raise BagWriteError(f"{meta} has no version line to set")
+    meta.write_text(text)
 
 
 class _Stamper:
@@ -316,6 +331,7 @@ def write_bag(path: Union[str, Path], frames: Iterable[Any], rate_hz: Optional[f
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)  # a half-written bag would only mislead
         raise
+    _set_metadata_version(path, distro)
     summary.sequences = [s for s, _ in sequences]
     summary.bytes = bag_size(path)
     return summary
@@ -336,7 +352,7 @@ class RawBagWriter:
         import queue
 
         self.path = Path(path)
-        distro = check_distro(distro)
+        self.distro = distro = check_distro(distro)
         self.typestore = add_package_types(typestore_for(distro))
         self._writer = _open_writer(self.path, storage, distro)  # checks the path and storage now
         self._queue: "queue.SimpleQueue[Optional[tuple]]" = queue.SimpleQueue()
@@ -364,6 +380,7 @@ class RawBagWriter:
                     _, topic, log_ns, raw = item
                     self._writer.write(connections[topic], log_ns, raw)
             self._writer.close()
+            _set_metadata_version(self.path, self.distro)
         except BaseException as err:  # reported by close(); the rest of the queue is dropped
             self._error = err
             try:
