@@ -3,6 +3,10 @@
 The subscription callback only hands the newest message to a worker thread (never inference in a callback);
 the worker decodes, runs the Segmenter and publishes. A frame replaced before the worker took it is dropped
 and counted. Outputs nobody subscribes to are neither computed nor serialised.
+
+Every output carries the header of the frame it labels (``result.frame.meta``): with a centered temporal model
+that is the previous frame's, published one frame late. Frames a temporal model still holds back are flushed
+(labelled and published) when the model is replaced by a parameter change and when the node stops.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from vsseg_ros.core.checkpoint import CheckpointError
 from vsseg_ros.core.loading import load_segmenter
+from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
 from vsseg_ros.core.mailbox import LatestSlot
 from vsseg_ros.core.segmenter import Frame, OutputRequest, Segmenter, SegmentationResult
 from vsseg_ros.core.visualize import overlay
@@ -85,7 +90,7 @@ class SegmentationNode(Node):
         self._next_segmenter: Optional[Segmenter] = None
         self.get_logger().info(
             f"model {self._segmenter.model_id!r} on {self._segmenter.device}, precision {values['precision']}, "
-            f"{self._segmenter.class_map.num_classes} classes")
+            f"{self._segmenter.class_map.num_classes} classes{_temporal_summary(self._segmenter)}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         out_qos = qos_profile(values["output_qos"], values["output_qos_depth"])
@@ -118,6 +123,7 @@ class SegmentationNode(Node):
         self._reported: set[str] = set()
         self._infer_ms: deque[float] = deque(maxlen=512)
         self._latency_ms: deque[float] = deque(maxlen=512)
+        self._fused: deque[int] = deque(maxlen=512)
         self._last_stats = (time.monotonic(), Counters())
         self._publish_class_map()
         self._slot: LatestSlot = LatestSlot()
@@ -139,7 +145,8 @@ class SegmentationNode(Node):
         return load_segmenter(v["model_path"], device=v["device"], precision=v["precision"],
                               input_size=size if size[0] else None,
                               mean=list(v["image_mean"]) if v["image_mean"] is not None else None,
-                              std=list(v["image_stddev"]) if v["image_stddev"] is not None else None)
+                              std=list(v["image_stddev"]) if v["image_stddev"] is not None else None,
+                              temporal_mode=v["temporal_mode"] or None, max_frame_gap_s=v["max_frame_gap"])
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         new = self._values()
@@ -162,7 +169,8 @@ class SegmentationNode(Node):
                 self.get_logger().warning(f"refused parameter change: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
             self._next_segmenter = seg
-            self.get_logger().info(f"model {seg.model_id!r} on {seg.device} will run from the next frame")
+            self.get_logger().info(f"model {seg.model_id!r} on {seg.device}{_temporal_summary(seg)} will run "
+                                   "from the next frame")
         return SetParametersResult(successful=True)
 
     # ---- input ------------------------------------------------------------------------------------
@@ -212,10 +220,25 @@ class SegmentationNode(Node):
                     segmentation=subscribed(self._pub_seg))
         return w if (w.mask or w.boundary or w.confidence or w.color or w.segmentation) else None
 
+    def _swap_segmenter(self) -> None:
+        """Run the model a parameter change built; the frames the old one holds back are published first."""
+        old, self._segmenter, self._next_segmenter = self._segmenter, self._next_segmenter, None
+        self._flush(old)
+        self._publish_class_map()
+
+    def _flush(self, segmenter: Segmenter) -> None:
+        """Label and publish the frames ``segmenter`` still holds back (centered temporal models)."""
+        wanted = self._wanted()
+        request = OutputRequest(boundary=wanted.boundary or wanted.segmentation,
+                                confidence=wanted.confidence) if wanted is not None else OutputRequest()
+        results = segmenter.flush(request)
+        if wanted is not None:
+            for result in results:
+                self._publish(result, wanted, segmenter.model_id)
+
     def _process(self, msg: Any) -> None:
         if self._next_segmenter is not None:
-            self._segmenter, self._next_segmenter = self._next_segmenter, None
-            self._publish_class_map()
+            self._swap_segmenter()
         max_pixels = self.get_parameter("max_input_pixels").value
         try:
             rgb = decode_message(msg, max_pixels=max_pixels)
@@ -232,11 +255,11 @@ class SegmentationNode(Node):
                       camera_id=header.frame_id, meta=header)
         request = OutputRequest(boundary=wanted.boundary or wanted.segmentation, confidence=wanted.confidence)
         result = self._segmenter.push(frame, request)
-        if result is not None:
-            self._publish(result, wanted)
+        if result is not None:  # None while a centered model holds the frame back
+            self._publish(result, wanted, self._segmenter.model_id)
 
-    def _publish(self, result: SegmentationResult, wanted: "_Wanted") -> None:
-        header = result.frame.meta  # the labelled frame's header, unchanged
+    def _publish(self, result: SegmentationResult, wanted: "_Wanted", model_id: str) -> None:
+        header = result.frame.meta  # the labelled frame's header, unchanged (the previous frame's when centered)
         mask = boundary = None
         if wanted.mask or wanted.segmentation:
             mask = to_image_msg(result.labels, header)
@@ -249,7 +272,7 @@ class SegmentationNode(Node):
         if wanted.segmentation:
             self._pub_seg.publish(self._seg_type(
                 header=header, mask=mask, boundary_confidence=boundary, frames_fused=result.frames_fused,
-                inference_time_ms=result.inference_ms, model_id=self._segmenter.model_id))
+                inference_time_ms=result.inference_ms, model_id=model_id))
         if wanted.confidence and result.confidence is not None:
             self._pub_confidence.publish(to_image_msg(result.confidence, header))
         if wanted.color:
@@ -261,6 +284,7 @@ class SegmentationNode(Node):
             self.counters.processed += 1
             self._infer_ms.append(result.inference_ms)
             self._latency_ms.append((now_ns - result.frame.stamp_ns) / 1e6)
+            self._fused.append(result.frames_fused)
 
     def _publish_class_map(self) -> None:
         header = Image().header
@@ -278,8 +302,10 @@ class SegmentationNode(Node):
             c = Counters(**self.counters.as_dict())
             infer = np.array(self._infer_ms) if self._infer_ms else np.zeros(1)
             latency = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
+            fused = np.array(self._fused) if self._fused else np.zeros(1)
             self._infer_ms.clear()
             self._latency_ms.clear()
+            self._fused.clear()
         self._last_stats = (now, c)
         dt = now - t0
         rate_in, rate_out = (c.received - c0.received) / dt, (c.processed - c0.processed) / dt
@@ -296,7 +322,8 @@ class SegmentationNode(Node):
             level, message = DiagnosticStatus.WARN, "frames arrive but none is processed"
         values = {**c.as_dict(), "input_rate_hz": f"{rate_in:.2f}", "output_rate_hz": f"{rate_out:.2f}",
                   "processing_time_ms_p50": f"{np.median(infer):.2f}",
-                  "pipeline_latency_ms_p50": f"{np.median(latency):.2f}", "model_id": self._segmenter.model_id}
+                  "pipeline_latency_ms_p50": f"{np.median(latency):.2f}", "model_id": self._segmenter.model_id,
+                  **_temporal_values(self._segmenter, fused)}
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: segmentation",
                                   message=message, hardware_id=str(self._segmenter.device),
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
@@ -304,11 +331,53 @@ class SegmentationNode(Node):
         diag.header.stamp = self.get_clock().now().to_msg()
         self._pub_diag.publish(diag)
 
+    def stop_worker(self) -> None:
+        """Make :meth:`run_worker` return after the frame it is working on (signal handlers call this)."""
+        self._slot.close()
+
     def destroy_node(self) -> None:
         self._slot.close()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
+        if self.context.ok() and (self._worker is None or not self._worker.is_alive()):
+            self._flush_before_exit()
         super().destroy_node()
+
+    def _flush_before_exit(self) -> None:
+        """Publish the frames the model still holds back, then give reliable subscribers a moment to get them."""
+        try:
+            with self._lock:
+                before = self.counters.processed
+            self._flush(self._segmenter)
+            with self._lock:
+                flushed = self.counters.processed - before
+            if flushed:
+                self.get_logger().info(f"published {flushed} held-back frame(s) before stopping")
+                from rclpy.duration import Duration
+
+                for pub in (self._pub_mask, self._pub_boundary, self._pub_confidence, self._pub_color, self._pub_seg):
+                    if pub is not None and pub.get_subscription_count() > 0:
+                        pub.wait_for_all_acked(Duration(seconds=1.0))
+        except Exception as err:  # stopping must not fail because of the last frame
+            self.get_logger().warning(f"could not publish the held-back frames: {err!r}")
+
+
+def _temporal_summary(segmenter: Segmenter) -> str:
+    if not isinstance(segmenter, TemporalSegmenter):
+        return ""
+    return (f", temporal: {segmenter.mode} window of {segmenter.window_size} frames, "
+            f"{segmenter.delay_frames} frame(s) of added delay, max frame gap {segmenter.max_frame_gap_s:g} s")
+
+
+def _temporal_values(segmenter: Segmenter, fused: np.ndarray) -> dict[str, str]:
+    """/diagnostics keys on the frame window: delay, window size and how full it was in the last period."""
+    window = segmenter.window_size if isinstance(segmenter, TemporalSegmenter) else 1
+    values = {"delay_frames": str(segmenter.delay_frames), "window_frames": str(window),
+              "frames_fused_mean": f"{fused.mean():.2f}", "window_fill": f"{fused.mean() / window:.2f}"}
+    if isinstance(segmenter, TemporalSegmenter):
+        values["temporal_mode"] = segmenter.mode
+        values["window_resets"] = ", ".join(f"{k}={v}" for k, v in segmenter.resets.items())
+    return values
 
 
 def _spin(executor: MultiThreadedExecutor) -> None:
@@ -319,26 +388,46 @@ def _spin(executor: MultiThreadedExecutor) -> None:
 
 
 def main(args: Optional[list[str]] = None) -> int:
-    rclpy.init(args=args)
+    # Our own SIGINT/SIGTERM handling: rclpy's would shut the context down at once, and then the frames a
+    # temporal model holds back could no longer be published.
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stopping: list[SegmentationNode] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        # `ros2 launch` (non-interactive) sends a second SIGINT; it must not interrupt the teardown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not stopping:
+            raise KeyboardInterrupt  # still starting: abandon the start
+        stopping[0].stop_worker()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         node = SegmentationNode(worker_thread=False)
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 0
     except (CheckpointError, ValueError, RuntimeError, OSError, ParameterException) as err:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {err}")
         rclpy.try_shutdown()
         return 2
+    stopping.append(node)
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     spinner = threading.Thread(target=_spin, args=(executor,), name="vsseg-executor", daemon=True)
     spinner.start()
     try:
-        node.run_worker()  # inference in the main thread; returns when SIGINT/SIGTERM shut ROS down
+        node.run_worker()  # inference in the main thread; returns once SIGINT/SIGTERM called stop_worker()
     except KeyboardInterrupt:
         pass
     finally:
-        # `ros2 launch` (non-interactive) sends a second SIGINT; it must not interrupt the teardown.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         node.get_logger().info(f"stopping; frames {node.counters.as_dict()}")
-        node.destroy_node()
+        node.destroy_node()  # publishes held-back frames while ROS is still up
         rclpy.try_shutdown()
     return 0
 

@@ -42,13 +42,16 @@ class ParamSpec:
         d = ParameterDescriptor(name=self.name, type=_TYPES[self.type], read_only=self.read_only,
                                 description=self.description)
         if self.choices:
-            d.additional_constraints = "one of: " + ", ".join(self.choices)
+            d.additional_constraints = "one of: " + self.choice_list()
         if self.int_range:
             d.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=1)]
         if self.float_range:
             d.floating_point_range = [FloatingPointRange(from_value=self.float_range[0],
                                                          to_value=self.float_range[1], step=0.0)]
         return d
+
+    def choice_list(self) -> str:
+        return ", ".join(c if c else '"" (empty)' for c in self.choices)
 
     def validate(self, value: Any) -> Optional[str]:
         """None if ``value`` is acceptable, else the reason it is refused."""
@@ -63,7 +66,7 @@ class ParamSpec:
         elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             return f"{self.name} must be of type {expected.__name__}, got {type(value).__name__} {value!r}"
         if self.choices and value not in self.choices:
-            return f"{self.name}={value!r} is not accepted; use one of: {', '.join(self.choices)}"
+            return f"{self.name}={value!r} is not accepted; use one of: {self.choice_list()}"
         if self.int_range and not self.int_range[0] <= value <= self.int_range[1]:
             return f"{self.name}={value} is out of range [{self.int_range[0]}, {self.int_range[1]}]"
         if self.float_range and not self.float_range[0] <= value <= self.float_range[1]:
@@ -85,6 +88,12 @@ def _check_triple(name: str, positive: bool) -> Callable[[Any], Optional[str]]:
     return check
 
 
+def _check_positive(name: str) -> Callable[[Any], Optional[str]]:
+    def check(v: Any) -> Optional[str]:
+        return None if v > 0 else f"{name} must be > 0, got {v}"
+    return check
+
+
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "", "Checkpoint file (.pt) to run; empty = the packaged default model.",
               reloads_model=True),
@@ -99,6 +108,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               check=_check_triple("image_mean", positive=False), reloads_model=True, kind=list),
     ParamSpec("image_stddev", None, "Normalisation std (R, G, B) on a 0-1 scale; unset = the model's own.",
               check=_check_triple("image_stddev", positive=True), reloads_model=True, kind=list),
+    ParamSpec("temporal_mode", "", "Temporal models: causal (window t-T+1..t, no added latency) or centered "
+              "(t-1, t, t+1: frame t is published when t+1 arrives, one frame late, with frame t's header); "
+              "empty = the model's own. Per-frame models ignore it.", choices=("", "causal", "centered"),
+              reloads_model=True),
+    ParamSpec("max_frame_gap", 0.5, "Temporal models: seconds between two frames of a camera above which its "
+              "frame window restarts (as it does when the size changes or the stamp goes backwards).",
+              float_range=(0.0, 3600.0), check=_check_positive("max_frame_gap"), reloads_model=True),
     ParamSpec("image_transport", "raw", "Input transport: raw (sensor_msgs/Image on `image`) or compressed "
               "(sensor_msgs/CompressedImage jpeg/png on `<image>/compressed`).", choices=("raw", "compressed"),
               read_only=True),
