@@ -4,7 +4,9 @@
         namespace:=front device:=cuda:0
 
 The `device` and `use_sim_time` arguments are always passed after `params_file`, so they win over the same keys
-in the parameters file (set `device:=...` here rather than in the file).
+in the parameters file (set `device:=...` here rather than in the file). Everything else, the temporal models'
+`temporal_mode` (causal / centered) and `max_frame_gap` included, is set in the parameters file, so there is no
+launch argument that could silently override it.
 DDS discovery is left at the ROS default here (a vehicle's peers are on other computers).
 """
 

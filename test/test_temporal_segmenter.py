@@ -396,3 +396,13 @@ def test_output_maps_follow_the_models_stride(output_stride: int) -> None:
                            align_corners=False)[0, :, :h, :w]
     assert (r.labels == logits.argmax(0).numpy()).mean() > 0.999
     np.testing.assert_allclose(r.confidence, logits.softmax(0).amax(0).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32),
+                                 np.zeros((0, 8, 3), np.uint8)])
+def test_bad_frames_are_refused_without_touching_the_window(causal_model: TemporalSegNet, bad: np.ndarray) -> None:
+    seg = _segmenter(causal_model)
+    seg.push(_frames(1)[0])
+    with pytest.raises(ValueError, match="frame.image"):
+        seg.push(Frame(bad, DT, "cam"))
+    assert seg.window_fill("cam") == 1 and seg.backbone_calls == 1
