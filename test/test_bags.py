@@ -195,6 +195,26 @@ def test_make_bag_then_eval_scores_the_bag_like_the_dataset(tmp_path, storage):
     assert scored["accuracy"]["miou"] == pytest.approx(on_bag["miou"], abs=1e-9)
 
 
+def test_make_bag_from_a_folder_with_unlabelled_neighbours_of_one_sequence(tmp_path):
+    """--folder with frames/ (video frames around the labelled ones), --frames-before/after, --sequence."""
+    rng = np.random.default_rng(5)
+    for sub in ("images", "labels", "frames"):
+        (tmp_path / "f" / sub).mkdir(parents=True)
+    for seq in ("drive1", "drive2"):
+        cv2.imwrite(str(tmp_path / "f" / "images" / f"{seq}_000010.png"), rng.integers(0, 256, (H, W, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / "f" / "labels" / f"{seq}_000010.png"), rng.integers(0, 3, (H, W)).astype(np.uint8))
+        for k in (7, 8, 9, 11):
+            cv2.imwrite(str(tmp_path / "f" / "frames" / f"{seq}_{k:06d}.png"), rng.integers(0, 256, (H, W, 3), np.uint8))
+    out = tmp_path / "bag"
+    assert _make_bag("--folder", str(tmp_path / "f"), "--sequence", "drive2", "--frames-before", "2",
+                     "--frames-after", "1", "--out", str(out)) == 0
+    back = list(BagFrames(out))
+    assert [b.name for b in back] == ["drive2_000008", "drive2_000009", "drive2_000010", "drive2_000011"]
+    assert [b.label is not None for b in back] == [False, False, True, False]
+    assert {b.sequence for b in back} == {"drive2"}
+    assert np.abs(np.diff([b.stamp_ns for b in back]) - 33_333_333).max() <= 1  # folder frame numbers at 30 Hz
+
+
 def test_make_bag_refuses_bad_sources(tmp_path, capsys):
     root = _camvid_like(tmp_path / "camvid")
     assert _make_bag("--dataset", "camvid", "--root", str(root), "--split", "val", "--sequence", "0001TP",

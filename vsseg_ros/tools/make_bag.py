@@ -57,44 +57,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def _dataset_stream(data: Any, sequences: Optional[Sequence[str]], before: int, after: int,
-                    numbering_hz: float, counts: dict[str, int]) -> tuple[int, Iterator[Any]]:
-    """(frame count, LabelledFrames) of the chosen sequences; stamps = frame number / ``numbering_hz`` as in
-    :func:`vsseg_ros.data.sources.frames_of`; unlabelled neighbours when ``before``/``after`` ask for them."""
-    from vsseg_ros.data.base import DatasetError, Sample
-    from vsseg_ros.data.sources import LabelledFrame
+class _OnlySequences:
+    """A dataset reader that shows only some of its sequences (everything else is the reader's own)."""
 
-    available = data.sequences()
+    def __init__(self, data: Any, names: Sequence[str]) -> None:
+        self._data = data
+        self._names = set(names)
+
+    def sequences(self) -> dict[str, list[Any]]:
+        return {k: v for k, v in self._data.sequences().items() if k in self._names}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._data, name)
+
+
+def _dataset_stream(data: Any, sequences: Optional[Sequence[str]], before: int, after: int,
+                    numbering_hz: float) -> tuple[int, Iterator[Any]]:
+    """(frame count, LabelledFrames) of the chosen sequences, streamed as :func:`vsseg_ros.data.sources.frames_of`
+    streams them (stamps = frame number / ``numbering_hz``; unlabelled neighbours with ``before``/``after``)."""
+    from vsseg_ros.data.base import DatasetError
+    from vsseg_ros.data.sources import frames_of, plan_frames
+
     if sequences:
+        available = data.sequences()
         unknown = [s for s in sequences if s not in available]
         if unknown:
             raise DatasetError(f"no sequence {', '.join(unknown)} in {data!r}; it has: {', '.join(available)}")
-    chosen = {k: v for k, v in available.items() if not sequences or k in sequences}
-    plan: list[tuple[str, int, Any]] = []
-    for seq, samples in chosen.items():
-        entries: dict[int, Any] = {s.frame: s for s in samples}
-        for s in samples:
-            for k in [k for k in range(-before, after + 1) if k]:
-                if s.frame + k in entries:
-                    continue
-                path = data.frame_path(s, k)
-                if path is None:
-                    counts["missing_neighbours"] = counts.get("missing_neighbours", 0) + 1
-                else:
-                    entries[s.frame + k] = path
-        plan += [(seq, f, entries[f]) for f in sorted(entries)]
-    period_ns = 1e9 / float(numbering_hz)
-
-    def frames() -> Iterator[Any]:
-        for seq, frame, entry in plan:
-            if isinstance(entry, Sample):
-                image, label = data.load(entry)
-                name = entry.name
-            else:
-                image, label, name = data.read_rgb(entry), None, entry.stem
-            yield LabelledFrame(image=image, label=label, stamp_ns=int(round(frame * period_ns)), camera_id=seq,
-                                sequence=seq, name=name)
-    return len(plan), frames()
+        data = _OnlySequences(data, sequences)
+    return len(plan_frames(data, (before, after))), frames_of(data, numbering_hz, (before, after))
 
 
 def _video_stream(path: Path, max_frames: Optional[int]) -> tuple[float, Optional[int], Iterator[Any]]:
@@ -149,14 +139,13 @@ def run(args: argparse.Namespace) -> int:
     if args.frames_before < 0 or args.frames_after < 0:
         print("vsseg-ros make-bag: --frames-before/--frames-after must be >= 0", file=sys.stderr)
         return 2
-    counts: dict[str, int] = {}
     class_names = None
     try:
         calibration = CameraCalibration.from_yaml(args.camera_info) if args.camera_info else None
         if dataset is not None:
             data = open_labelled(dataset, root, args.split)
             total, frames = _dataset_stream(data, args.sequence, args.frames_before, args.frames_after,
-                                            FRAME_NUMBER_RATE_HZ.get(dataset, 30.0), counts)
+                                            FRAME_NUMBER_RATE_HZ.get(dataset, 30.0))
             class_names = list(data.class_map.names)
             seqs = "+".join(args.sequence) if args.sequence else ""
             split = getattr(data, "split", None) or ""
@@ -194,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     info = summary.as_dict()
     info.update(seconds=round(seconds, 2), rate_hz=(round((summary.frames - 1) / summary.duration_s, 3)
-                                                    if summary.duration_s > 0 else None), **counts)
+                                                    if summary.duration_s > 0 else None))
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -204,9 +193,6 @@ def run(args: argparse.Namespace) -> int:
               f"{summary.labelled} with ground truth; sequences {', '.join(summary.sequences)}")
         for topic, n in summary.topics.items():
             print(f"  {topic}: {n} messages")
-        if counts.get("missing_neighbours"):
-            print(f"  note: {counts['missing_neighbours']} requested neighbour frames do not exist in the dataset "
-                  "and were skipped")
     return 0
 
 
