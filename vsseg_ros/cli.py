@@ -46,7 +46,7 @@ def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
 
     return run_bench(sizes=args.sizes, frames=args.frames, warmup=args.warmup, json_path=args.json,
                      device=args.device, model_path=args.model, rate_hz=args.rate,
-                     open_loop_frames=args.open_loop_frames)
+                     open_loop_frames=args.open_loop_frames, temporal=args.temporal, node=not args.no_node)
 
 
 def _cmd_train(args: argparse.Namespace, _: list[str]) -> int:
@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rate", type=float, default=30.0, help="open-loop input rate in Hz (default 30)")
     b.add_argument("--open-loop-frames", type=int, default=60,
                    help="frames published at --rate without waiting (0 = skip the open-loop phase)")
+    b.add_argument("--temporal", metavar="MODEL",
+                   help="also time a temporal model (checkpoint, or config/models/*.yaml with random weights): "
+                        "streaming vs per-frame vs naive, MAR share, DIS flow")
+    b.add_argument("--no-node", action="store_true", help="skip the node and model-alone measurements")
     b.add_argument("--json", type=Path, help="also write the results as JSON here")
     b.set_defaults(func=_cmd_bench)
 

@@ -129,7 +129,24 @@ def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, mod
 
 def run_bench(sizes: list[tuple[int, int]], frames: int = 30, warmup: int = 5,
               json_path: Optional[Path] = None, device: str = "auto", model_path: str = "",
-              video: Optional[Path] = None, rate_hz: float = 30.0, open_loop_frames: int = 60) -> int:
+              video: Optional[Path] = None, rate_hz: float = 30.0, open_loop_frames: int = 60,
+              temporal: Optional[str] = None, node: bool = True) -> int:
+    report: dict = {"frames": frames, "warmup": warmup}
+    if temporal:
+        from vsseg_ros.tools.bench_temporal import bench_temporal, print_temporal
+
+        report["temporal"] = bench_temporal(temporal, sizes, frames=frames, warmup=warmup, video=video)
+        print_temporal(report["temporal"])
+    if node:
+        report["results"] = _bench_node_and_model(sizes, frames, warmup, device, model_path, video, rate_hz,
+                                                  open_loop_frames)
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _bench_node_and_model(sizes: list[tuple[int, int]], frames: int, warmup: int, device: str, model_path: str,
+                          video: Optional[Path], rate_hz: float, open_loop_frames: int) -> list[dict]:
     apply_local_ros_env()
     import rclpy
 
@@ -168,7 +185,4 @@ def run_bench(sizes: list[tuple[int, int]], frames: int = 30, warmup: int = 5,
             lat = o["latency_ms"] or {"p50": float("nan"), "p95": float("nan")}
             print(f"{r['size']:>10} {o['input_hz']:>6.1f} {o['output_hz']:>7.2f} {o['drop_rate']:>8.1%} "
                   f"{lat['p50']:>12.1f} {lat['p95']:>7.1f} {str(r['node_peak_rss_mb']) + ' MiB':>14}")
-    if json_path:
-        Path(json_path).write_text(json.dumps({"frames": frames, "warmup": warmup, "results": results},
-                                              indent=2) + "\n")
-    return 0
+    return results

@@ -1,0 +1,163 @@
+"""Speed of a temporal model, as ratios measured in one run (part of ``vsseg-ros bench --temporal``).
+
+Per input size, on the same frames and interleaved frame by frame (so machine noise hits every variant alike):
+
+- ``perframe``: the model's own per-frame network alone (:class:`PerFrameSegmenter`), the bar;
+- ``streaming``: :class:`TemporalSegmenter` (one backbone pass per frame + the fusion over the window);
+- ``streaming_no_mar``: the same without MAR (what MAR adds);
+- ``naive``: what the reference does, recompute every frame of the window for each output
+  (T backbone passes + the same fusion + the same output maps).
+
+Plus DIS optical flow per frame (the Flow2Seg input) for the presets at the input size. Every variant produces
+the full label map at input resolution. Ratios: streaming / perframe, naive / streaming, MAR share.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vsseg_ros.core.segmenter import Frame, OutputRequest
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"p50": round(float(np.median(arr)), 2), "p95": round(float(np.percentile(arr, 95)), 2),
+            "mean": round(float(arr.mean()), 2)}
+
+
+def load_temporal_model(spec: Union[str, Path]) -> tuple[Any, Any, str]:
+    """(TemporalSegNet, ClassMap, model id) from a temporal checkpoint or a model config YAML (random weights:
+    speed does not depend on them)."""
+    from vsseg_ros.core.checkpoint import load_checkpoint
+    from vsseg_ros.core.classes import CAMVID, CITYSCAPES
+    from vsseg_ros.core.config import ModelConfig
+    from vsseg_ros.core.models.temporal import TemporalSegNet
+
+    p = Path(spec)
+    if p.suffix in (".yaml", ".yml"):
+        cfg = ModelConfig.from_yaml(p)
+        if cfg.temporal is None:
+            raise ValueError(f"{p}: not a temporal model config (no temporal section)")
+        torch.manual_seed(0)
+        model = TemporalSegNet(cfg).eval()
+        cmap = {c.num_classes: c for c in (CAMVID, CITYSCAPES)}.get(cfg.num_classes)
+        if cmap is None:
+            raise ValueError(f"{p}: {cfg.num_classes} classes; benchmark configs must have CamVid's 11 or "
+                             "Cityscapes' 19 (or pass a checkpoint)")
+        return model, cmap, f"{cfg.name} (random weights, from {p.name})"
+    ckpt = load_checkpoint(p)
+    if ckpt.config.temporal is None:
+        raise ValueError(f"{p}: not a temporal checkpoint")
+    return ckpt.build_model(), ckpt.class_map, ckpt.model_id
+
+
+class NaiveTemporal:
+    """The reference's way: for each output, every frame of the window goes through the backbone again."""
+
+    def __init__(self, streaming: Any) -> None:
+        self.seg = streaming  # borrow its prepared network, preparer and output maps
+        self.window: list[np.ndarray] = []
+
+    def push(self, image: np.ndarray, request: OutputRequest) -> np.ndarray:
+        seg = self.seg
+        self.window = (self.window + [image])[-seg.window_size:]
+        H, W = image.shape[:2]
+        with torch.inference_mode():
+            feats = []
+            for img in self.window:
+                x, h, w = seg.prepare(img, H, W)
+                feats.append(seg.net.frame_features(x))
+            target = seg.net.target_index(len(feats)) if seg.mode == "centered" else len(feats) - 1
+            out = seg.net.fuse(feats, target, boundary=False)
+            labels, _, _ = seg.output_maps(out["logits"], None, H, W, h, w, request)
+        return labels
+
+
+def bench_temporal(spec: Union[str, Path], sizes: list[tuple[int, int]], frames: int = 20, warmup: int = 3,
+                   video: Optional[Path] = None, dis_presets: tuple[str, ...] = ("ultrafast", "fast", "medium")
+                   ) -> list[dict[str, Any]]:
+    from vsseg_ros.core.flow import DISFlow, to_gray
+    from vsseg_ros.core.perframe_segmenter import PerFrameSegmenter
+    from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
+    from vsseg_ros.imaging.video import default_video, read_frames
+
+    model, cmap, model_id = load_temporal_model(spec)
+    results = []
+    for size in sizes:
+        clip = list(read_frames(video or default_video(), max_frames=frames + warmup, size=size))
+        no_mar = copy.deepcopy(model)
+        no_mar.mar = None
+        variants = {
+            "perframe": PerFrameSegmenter(model.perframe, cmap, model_id, input_size=size),
+            "streaming": TemporalSegmenter(model, cmap, model_id, input_size=size, mode="causal"),
+            "streaming_no_mar": TemporalSegmenter(no_mar, cmap, model_id, input_size=size, mode="causal"),
+        }
+        naive = NaiveTemporal(variants["streaming"])
+        request = OutputRequest(boundary=False, confidence=False)
+        times: dict[str, list[float]] = {k: [] for k in (*variants, "naive")}
+        stages: dict[str, list[float]] = {}
+        for i, rgb in enumerate(tqdm(clip, desc=f"temporal {size[0]}x{size[1]}", unit="frame", leave=False)):
+            frame = Frame(image=rgb, stamp_ns=i * 33_333_333, camera_id="bench")
+            for name, seg in variants.items():
+                t0 = time.perf_counter()
+                res = seg.push(frame, request)
+                dt = (time.perf_counter() - t0) * 1e3
+                if i >= warmup:
+                    times[name].append(dt)
+                    if name == "streaming":
+                        for k, v in res.timings_ms.items():
+                            stages.setdefault(k, []).append(v)
+            t0 = time.perf_counter()
+            naive.push(rgb, request)
+            if i >= warmup:
+                times["naive"].append((time.perf_counter() - t0) * 1e3)
+        flow_ms: dict[str, dict[str, float]] = {}
+        grays = [to_gray(f) for f in clip]
+        for preset in dis_presets:
+            for scale in (1.0, 0.5):
+                dis = DISFlow(preset, scale)
+                dis(grays[0], grays[1])
+                ts = []
+                for a, b in zip(grays, grays[1:]):
+                    t0 = time.perf_counter()
+                    dis(a, b)
+                    ts.append((time.perf_counter() - t0) * 1e3)
+                flow_ms[f"{preset}@{scale:g}"] = _stats(ts)
+        p50 = {k: _stats(v)["p50"] for k, v in times.items()}
+        results.append({
+            "size": f"{size[0]}x{size[1]}", "model_id": model_id, "frames": frames,
+            "window": int(model.frames), "ms": {k: _stats(v) for k, v in times.items()},
+            "streaming_stages_ms": {k: _stats(v)["p50"] for k, v in stages.items()},
+            "streaming_over_perframe": round(p50["streaming"] / p50["perframe"], 3),
+            "naive_over_streaming": round(p50["naive"] / p50["streaming"], 3),
+            "mar_share": round(p50["streaming"] / p50["streaming_no_mar"] - 1.0, 3),
+            "dis_ms": flow_ms,
+        })
+    return results
+
+
+def print_temporal(results: list[dict[str, Any]]) -> None:
+    if not results:
+        return
+    r0 = results[0]
+    print(f"\ntemporal model {r0['model_id']!r}, T={r0['window']} causal (median ms per frame, "
+          f"{r0['frames']} frames, variants interleaved frame by frame)")
+    print(f"{'input':>10} {'per-frame':>10} {'streaming':>10} {'naive':>8} {'stream/pf':>10} {'naive/stream':>13} "
+          f"{'MAR adds':>9}")
+    for r in results:
+        ms = r["ms"]
+        print(f"{r['size']:>10} {ms['perframe']['p50']:>10.1f} {ms['streaming']['p50']:>10.1f} "
+              f"{ms['naive']['p50']:>8.1f} {r['streaming_over_perframe']:>10.3f} {r['naive_over_streaming']:>13.3f} "
+              f"{r['mar_share']:>9.1%}")
+    for r in results:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r["streaming_stages_ms"].items())
+        flows = ", ".join(f"{k} {v['p50']:.1f}" for k, v in r["dis_ms"].items())
+        print(f"{r['size']:>10} streaming stages (ms): {stages}")
+        print(f"{'':>10} DIS flow per frame (ms, preset@scale): {flows}")
