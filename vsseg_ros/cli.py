@@ -49,7 +49,29 @@ def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
                      open_loop_frames=args.open_loop_frames, temporal=args.temporal, node=not args.no_node)
 
 
+def _is_temporal_recipe(path: Path) -> bool:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False  # the per-frame trainer reports the problem
+    return isinstance(raw, dict) and raw.get("stage") == "temporal"
+
+
 def _cmd_train(args: argparse.Namespace, _: list[str]) -> int:
+    if _is_temporal_recipe(args.config):  # stages 2-3: STF and MAR on a trained per-frame model
+        from vsseg_ros.training.temporal import main as temporal_main
+
+        targv = ["--config", str(args.config)]
+        for flag, value in (("--out", args.out), ("--threads", args.threads), ("--data-root", args.data_root)):
+            if value:
+                targv += [flag, str(value)]
+        if args.resume or args.max_iters:
+            print("vsseg-ros train: --resume and --max-iters apply to per-frame recipes; a temporal recipe sets "
+                  "train.stf_iters / train.mar_iters and its time budget", file=sys.stderr)
+            return 2
+        return int(temporal_main(targv) or 0)
     from vsseg_ros.training.perframe import main
 
     argv = ["--config", str(args.config)]
@@ -111,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", type=Path, help="also write the results as JSON here")
     b.set_defaults(func=_cmd_bench)
 
-    t = sub.add_parser("train", help="train the per-frame model from a YAML recipe (config/train/*.yaml)")
+    t = sub.add_parser("train", help="train from a YAML recipe (config/train/*.yaml): per-frame (stage 1) or, for "
+                                     "a `stage: temporal` recipe, STF + MAR on a trained per-frame model")
     t.add_argument("--config", type=Path, required=True, help="training recipe, e.g. config/train/mbv2_lite_camvid.yaml")
     t.add_argument("--out", type=Path, help="output folder (best.pt, last.pt, logs, val_miou.png)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at its saved step")

@@ -200,6 +200,16 @@ def stream_scores(segmenter: Any, data: Any, class_names: Sequence[str], progres
 # -- the trainer --------------------------------------------------------------------------------------
 
 
+def _pct(v: Optional[float], signed: bool = False) -> str:
+    if v is None:
+        return "n/a"
+    return f"{100 * v:+.2f}" if signed else f"{100 * v:.2f} %"
+
+
+def _diff(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return None if a is None or b is None else a - b
+
+
 def _segmenter(model: nn.Module, class_map: Any, model_id: str) -> Any:
     from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
 
@@ -304,7 +314,7 @@ def train_temporal(config_path: Union[str, Path], out_dir: Optional[Path] = None
     budget = float(tr["time_budget_min"]) * 60.0 if tr.get("time_budget_min") else None
     print("scoring the per-frame model on the validation split (the bar to beat) ...", flush=True)
     base = _perframe_baseline(recipe["init"], val_data, names)
-    print(f"per-frame: mIoU {100 * base['miou']:.2f} %, mVC8 {100 * base['mvc8']:.2f} %", flush=True)
+    print(f"per-frame: mIoU {_pct(base['miou'])}, mVC8 {_pct(base['mvc8'])}", flush=True)
     history: list[dict[str, Any]] = []
     best = {"score": -1.0}
 
@@ -319,18 +329,18 @@ def train_temporal(config_path: Union[str, Path], out_dir: Optional[Path] = None
             net, net_cfg = model, cfg
         # the segmenter runs an eval-mode copy: the modules being trained keep their modes
         res = stream_scores(_segmenter(net, class_map, recipe["model_id"]), val_data, names)
-        gain = {"miou": res["miou"] - base["miou"], "mvc8": res["mvc8"] - base["mvc8"]}
-        ok = res["mvc8"] >= base["mvc8"]
+        gain = {k: _diff(res[k], base[k]) for k in ("miou", "mvc8")}
+        ok = gain["mvc8"] is None or gain["mvc8"] >= 0.0  # (None: the split is shorter than 8 frames)
         record = {"stage": stage, "step": step, "elapsed_min": round((time.monotonic() - t_start) / 60, 2),
                   "val_miou": res["miou"], "val_mvc8": res["mvc8"], "val_mvc16": res["mvc16"],
                   "val_iou": res["per_class_iou"], "gain_miou": gain["miou"], "gain_mvc8": gain["mvc8"],
                   "perframe_miou": base["miou"], "perframe_mvc8": base["mvc8"],
                   "val_s": round(time.monotonic() - t0, 1)}
         history.append(record)
-        improved = ok and res["miou"] > best["score"]
+        improved = ok and (res["miou"] or 0.0) > best["score"]
         record["best"] = improved
         if improved:
-            best["score"] = res["miou"]
+            best["score"] = res["miou"] or 0.0
             meta = {"dataset": dc["dataset"], "data_root": str(recipe["root"]), "train_config": recipe["raw"],
                     "train_config_path": str(recipe["path"]), "command": command, "init": str(recipe["init"]),
                     "split": dc["val_split"], "val_miou": res["miou"], "val_mvc8": res["mvc8"],
@@ -338,11 +348,10 @@ def train_temporal(config_path: Union[str, Path], out_dir: Optional[Path] = None
                     "iterations": step, "perframe_val_miou": base["miou"], "perframe_val_mvc8": base["mvc8"]}
             save_checkpoint(best_path, net, net_cfg, class_map, recipe["model_id"], meta=meta)
         _append_jsonl(log_path, record)
-        plot_curve([(i, h["val_miou"]) for i, h in enumerate(history)], out_dir / "val_miou.png",
-                   title=f"{recipe['model_id']} val mIoU (per-frame {100 * base['miou']:.1f} %)")
-        print(f"\n[val] {stage} step {step}: mIoU {100 * res['miou']:.2f} % ({100 * gain['miou']:+.2f}), mVC8 "
-              f"{100 * res['mvc8']:.2f} % ({100 * gain['mvc8']:+.2f}) vs per-frame [{record['val_s']} s]",
-              flush=True)
+        plot_curve([(i, h["val_miou"] or 0.0) for i, h in enumerate(history)], out_dir / "val_miou.png",
+                   title=f"{recipe['model_id']} val mIoU (per-frame {_pct(base['miou'])})")
+        print(f"\n[val] {stage} step {step}: mIoU {_pct(res['miou'])} ({_pct(gain['miou'], True)}), mVC8 "
+              f"{_pct(res['mvc8'])} ({_pct(gain['mvc8'], True)}) vs per-frame [{record['val_s']} s]", flush=True)
 
     def loader(stream_seed: int) -> Any:
         # (index, augmentation seed) keys: every draw is a new clip, reproducible from the seed
