@@ -13,6 +13,8 @@ fine-tuned in the MAR stage); they are frozen (``requires_grad=False``) unless a
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -26,7 +28,11 @@ def _projection(channels: int, dim: int) -> nn.Sequential:
 
 class MemoryAttention(nn.Module):
     """Single-head cross-attention from pixel features to memory slots (``to_q``, ``to_k``, ``to_v``,
-    ``to_out``)."""
+    ``to_out``).
+
+    Without autograd (inference) the three bias-free query linears are applied as their product, one
+    channels x dim matrix (the same map, about 3x fewer operations per pixel), and the memory's keys and
+    values are projected once and reused while the weights and the memory are unchanged."""
 
     def __init__(self, channels: int, dim: int, dropout: float) -> None:
         super().__init__()
@@ -34,29 +40,53 @@ class MemoryAttention(nn.Module):
         self.to_k = _projection(channels, dim)
         self.to_v = _projection(channels, dim)
         self.to_out = nn.Sequential(nn.Linear(dim, channels), nn.Dropout(dropout))
+        self._cache: dict[str, tuple[tuple, Tensor]] = {}
+
+    @staticmethod
+    def _versions(*tensors: Tensor) -> tuple:
+        return (tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+                + (torch.is_inference_mode_enabled(),))
+
+    def _cached(self, name: str, make: Callable[[], Tensor], *deps: Tensor) -> Tensor:
+        key = self._versions(*deps)
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        value = make()
+        self._cache[name] = (key, value)
+        return value
 
     def forward(self, x: Tensor, key: Tensor, value: Tensor) -> Tensor:
-        """x (N, L, C), key/value (1, S, C) -> (N, L, C)."""
-        q, k, v = self.to_q(x), self.to_k(key), self.to_v(value)
+        """x (N, L, C), key/value (1, S, C) memory (converted to x's dtype here) -> (N, L, C)."""
+        if torch.is_grad_enabled():
+            q, k, v = self.to_q(x), self.to_k(key.to(x.dtype)), self.to_v(value.to(x.dtype))
+        else:
+            wq = [m.weight for m in self.to_q]
+            q = F.linear(x, self._cached("wq", lambda: wq[2] @ wq[1] @ wq[0], *wq))
+            k = self._cached("k", lambda: self.to_k(key.to(x.dtype)), key, *(m.weight for m in self.to_k))
+            v = self._cached("v", lambda: self.to_v(value.to(x.dtype)), value, *(m.weight for m in self.to_v))
         attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)), dim=-1)  # no 1/sqrt(d), as the reference
         return self.to_out(torch.matmul(attn, v))
 
 
 class MemoryDecoder(nn.Module):
-    """x = LN(x + attn(x, memory)); x = LN(x + FFN(x)) (the reference's ``HEdecoder``)."""
+    """x = LN(x + Dropout(attn(x, memory))); x = LN(x + Dropout(FFN(x))) (the reference's ``HEdecoder``; its
+    attention output passes two dropouts in training, ``to_out``'s and this one, as there)."""
 
     def __init__(self, channels: int, dim: int, ffn: int, dropout: float) -> None:
         super().__init__()
         self.attn = MemoryAttention(channels, dim, dropout)
+        self.dropout = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(channels)
         self.linear1 = nn.Linear(channels, ffn)
         self.linear2 = nn.Linear(ffn, channels)
         self.norm2 = nn.LayerNorm(channels)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, key: Tensor, value: Tensor) -> Tensor:
-        x = self.norm1(x + self.attn(x, key, value))
-        return self.norm2(x + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x))))))
+        x = self.norm1(x + self.dropout(self.attn(x, key, value)))
+        return self.norm2(x + self.dropout2(self.linear2(self.dropout1(F.relu(self.linear1(x))))))
 
 
 class MAR(nn.Module):
@@ -88,7 +118,7 @@ class MAR(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         N, C, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)  # (N, h*w, C)
-        out = self.HEdecoder(tokens, self.memory_key.to(x.dtype), self.memory_value.to(x.dtype))
+        out = self.HEdecoder(tokens, self.memory_key, self.memory_value)
         return out.transpose(1, 2).reshape(N, C, h, w)
 
 

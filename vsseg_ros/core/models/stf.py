@@ -6,137 +6,157 @@ frame's features as queries and the encoder output as memory. Every attention is
 
 - the *long-range* step attends among the tokens at the same offset inside every block, across all frames
   (T * (h / block) * (w / block) tokens per group),
-- the *short-range* step then attends within each block, across all frames (T * block * block tokens).
+- the *short-range* step then attends within each block, across all frames (T * block * block tokens), with the
+  long-range result as input.
 
 Together they connect every token with every other at a fraction of full attention's cost. In the decoder's
 cross-attention only the long-range step looks at the encoder memory; its short-range step attends within the
 query frame's blocks. Learned positional encodings ``(1, C, T, pe_h, pe_w)`` are resized (trilinear) to the
-feature grid and added to queries and keys, never to values.
+feature grid and added to queries and keys, never to values. In the reference's setting (``dim=None``,
+``pool=1``, h and w multiples of ``block``, T frames) this is the reference's computation; the parameters carry
+the reference's names (``self_attn_long``/``self_attn_short`` are ``nn.MultiheadAttention``), so its
+``STF.*`` weights load unchanged (:mod:`vsseg_ros.core.models.import_st_memory`).
 
-Any feature size works: the grid is padded up to a multiple of ``block`` and padded keys are masked out of every
-attention, so padding never changes the result; the output is cropped back. Fewer than T frames (a window
-still filling) take the positional encodings of the time positions they occupy (see :meth:`STF.forward`).
+**Any feature size**: the grid is padded up to a multiple of ``block`` and padded keys are masked out of every
+attention (LayerNorm and the feed-forward blocks work per token), so the values in the padding never reach a
+real token and the output, cropped back, does not depend on them. The positional encodings are resized to the
+unpadded (h, w) first, so a real token's encoding is the same whatever the padding. Where a whole long-range
+group is padding (h or w < ``block``), its tokens attend to nothing and come out as zeros (PyTorch's
+scaled_dot_product_attention gives 0 for a fully masked row); they are padding and are masked as keys later.
 
-With ``dim`` set (the light configuration), 1x1 projections bring the features down to ``dim`` channels for the
-attention, and the fused result is added back to the target frame's features through a zero-initialised
-projection, so an untrained STF leaves the per-frame model unchanged. ``pool`` > 1 attends on average-pooled
-features and upsamples the fused residual.
+**Fewer than T frames** (a window still filling, after a reset): the frames keep their time positions relative
+to the labelled one. :meth:`STF.positions` puts the labelled frame at its nominal position (T-1 for a causal
+model, T-2 for a centered one) and each other frame at its offset from it, clamped to 0..T-1; the frames'
+positional encodings are those rows of the resized ``pe_enc``. So a 2-frame causal window uses positions
+T-2, T-1 (the newest frame always looks like the newest), and a full window gives the same result as before.
+
+**Light configuration** (``dim`` set): 1x1 projections bring the features to ``dim`` channels for the attention,
+and the fused result is added back to the target frame's features through a zero-initialised projection, so
+an untrained STF leaves the per-frame model unchanged. ``pool`` > 1 attends on average-pooled features
+(``ceil_mode``) and upsamples the fused residual (bilinear) to the feature size.
+
+**Implementation**: tokens stay channels-last ``(N, T, H, W, C)`` throughout, so LayerNorm, the feed-forward
+blocks and the q/k/v projections run on them directly; each attention step projects once, regroups q, k, v
+into ``(groups, heads, tokens, head_dim)`` with one copy each, and calls ``F.scaled_dot_product_attention``
+with the weights of the ``nn.MultiheadAttention`` modules (same math as their forward). The 1x1 input
+projection runs after pooling (both are linear, so they commute). Without autograd, the resized positional
+encodings are cached (keyed by size, positions and the parameters' version) and so is each frame's pooled,
+projected input (keyed by the feature tensor itself): in a stream a frame is prepared once, not T times.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence
+import weakref
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+Grouper = Callable[[Tensor, int], Tensor]
 
-def _pad_to(x: Tensor, block: int) -> Tensor:
-    """Pad the last two dims of ``x`` with zeros up to multiples of ``block``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % block, (-w) % block
-    return F.pad(x, (0, pw, 0, ph)) if (ph or pw) else x
 
+# -- token grouping: (N, T, H, W, heads, hd) <-> (groups, heads, tokens, hd) -----------------------------------
 
 def _long_groups(x: Tensor, block: int) -> Tensor:
-    """(N, T, C, H, W) -> (N * block * block, T * (H/block) * (W/block), C): a group per offset in the block."""
-    N, T, C, H, W = x.shape
+    """(N, T, H, W, E, d) -> (N*block*block, E, T*(H/block)*(W/block), d): a group per offset in the block."""
+    N, T, H, W, E, d = x.shape
     hb, wb = H // block, W // block
-    x = x.reshape(N, T, C, hb, block, wb, block)
-    return x.permute(0, 4, 6, 1, 3, 5, 2).reshape(N * block * block, T * hb * wb, C)
+    x = x.reshape(N, T, hb, block, wb, block, E, d).permute(0, 3, 5, 6, 1, 2, 4, 7)
+    return x.reshape(N * block * block, E, T * hb * wb, d)
 
 
 def _long_ungroup(x: Tensor, N: int, T: int, H: int, W: int, block: int) -> Tensor:
-    C = x.shape[-1]
+    """Inverse of :func:`_long_groups`, merging heads: -> (N, T, H, W, E*d)."""
+    _, E, _, d = x.shape
     hb, wb = H // block, W // block
-    x = x.reshape(N, block, block, T, hb, wb, C)
-    return x.permute(0, 3, 6, 4, 1, 5, 2).reshape(N, T, C, H, W)
+    x = x.reshape(N, block, block, E, T, hb, wb, d).permute(0, 4, 5, 1, 6, 2, 3, 7)
+    return x.reshape(N, T, H, W, E * d)
 
 
 def _short_groups(x: Tensor, block: int) -> Tensor:
-    """(N, T, C, H, W) -> (N * (H/block) * (W/block), T * block * block, C): a group per block."""
-    N, T, C, H, W = x.shape
+    """(N, T, H, W, E, d) -> (N*(H/block)*(W/block), E, T*block*block, d): a group per block."""
+    N, T, H, W, E, d = x.shape
     hb, wb = H // block, W // block
-    x = x.reshape(N, T, C, hb, block, wb, block)
-    return x.permute(0, 3, 5, 1, 4, 6, 2).reshape(N * hb * wb, T * block * block, C)
+    x = x.reshape(N, T, hb, block, wb, block, E, d).permute(0, 2, 4, 6, 1, 3, 5, 7)
+    return x.reshape(N * hb * wb, E, T * block * block, d)
 
 
 def _short_ungroup(x: Tensor, N: int, T: int, H: int, W: int, block: int) -> Tensor:
-    C = x.shape[-1]
+    _, E, _, d = x.shape
     hb, wb = H // block, W // block
-    x = x.reshape(N, hb, wb, T, block, block, C)
-    return x.permute(0, 3, 6, 1, 4, 2, 5).reshape(N, T, C, H, W)
+    x = x.reshape(N, hb, wb, E, T, block, block, d).permute(0, 4, 1, 5, 2, 6, 3, 7)
+    return x.reshape(N, T, H, W, E * d)
+
+
+def _pad_to(x: Tensor, block: int) -> Tensor:
+    """Zero-pad dims -3, -2 (H, W of a channels-last ``(..., H, W, C)`` tensor) up to multiples of ``block``."""
+    h, w = x.shape[-3:-1]
+    ph, pw = (-h) % block, (-w) % block
+    return F.pad(x, (0, 0, 0, pw, 0, ph)) if (ph or pw) else x
 
 
 class InterlacedSparseAttention(nn.Module):
-    """Long-range then short-range multi-head attention over (N, T, C, H, W) token grids (H, W multiples of
-    ``block``). ``self_attn_long`` / ``self_attn_short`` are ``nn.MultiheadAttention`` (the reference's names).
+    """Long-range then short-range multi-head attention on channels-last token grids ``(N, T, H, W, C)``
+    (H, W multiples of ``block``). ``self_attn_long`` / ``self_attn_short`` are ``nn.MultiheadAttention`` (the
+    reference's names); their weights are applied with ``scaled_dot_product_attention``.
 
-    ``forward(query, key, value, pos_q, pos_k, valid_q, valid_k, cross)``: with ``cross`` the long-range step
-    attends from ``query`` to ``key``/``value`` (the encoder memory) and the short-range step attends within the
-    query's own blocks; otherwise both steps are self-attention. ``valid_*`` (H, W) bool masks mark real
-    (unpadded) positions.
+    ``forward(query, memory, pos_q, pos_m, valid)``: the long-range step attends from ``query + pos_q`` to
+    ``memory + pos_m`` (keys) and ``memory`` (values); ``memory=None`` means self-attention. The short-range
+    step attends within the query's own blocks, on the long-range result. ``valid`` (H, W) bool marks real
+    (unpadded) positions, or None when nothing is padded.
     """
 
     def __init__(self, dim: int, heads: int, dropout: float, block: int) -> None:
         super().__init__()
-        self.block = block
+        self.block, self.heads, self.dropout = block, heads, dropout
         self.self_attn_long = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.self_attn_short = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
 
-    @staticmethod
-    def _mask(valid: Optional[Tensor], N: int, T: int, grouper, block: int) -> Optional[Tensor]:
-        """Key padding mask (True = ignore) in the grouped layout, or None when nothing is padded."""
-        if valid is None or bool(valid.all()):
+    def _step(self, mha: nn.MultiheadAttention, qk_q: Tensor, qk_k: Optional[Tensor], v_in: Tensor,
+              group: Grouper, ungroup: Callable[..., Tensor], mask: Optional[Tensor], T_q: int) -> Tensor:
+        """One multi-head attention over groups: q from ``qk_q``, k from ``qk_k`` (None: from ``qk_q``, one
+        projection for both), v from ``v_in``; all (N, T, H, W, C). Returns (N, T_q, H, W, C)."""
+        C, E, b = qk_q.shape[-1], self.heads, self.block
+        w, bias = mha.in_proj_weight, mha.in_proj_bias
+        if qk_k is None:
+            q, k = F.linear(qk_q, w[: 2 * C], bias[: 2 * C]).chunk(2, dim=-1)
+        else:
+            q = F.linear(qk_q, w[:C], bias[:C])
+            k = F.linear(qk_k, w[C: 2 * C], bias[C: 2 * C])
+        v = F.linear(v_in, w[2 * C:], bias[2 * C:])
+        N, _, H, W, _ = q.shape
+        q, k, v = (group(t.unflatten(-1, (E, C // E)), b) for t in (q, k, v))
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return F.linear(ungroup(out, N, T_q, H, W, b), mha.out_proj.weight, mha.out_proj.bias)
+
+    def _mask(self, valid: Optional[Tensor], N: int, T: int, group: Grouper) -> Optional[Tensor]:
+        """(groups, 1, 1, keys) bool mask (True = attend) for T frames' keys laid out by ``group``; None if
+        nothing is padded."""
+        if valid is None:
             return None
         H, W = valid.shape
-        v = valid.view(1, 1, 1, H, W).expand(N, T, 1, H, W)
-        return ~grouper(v, block)[..., 0]
+        g = group(valid.view(1, 1, H, W, 1, 1).expand(N, T, H, W, 1, 1), self.block)  # (groups, 1, keys, 1)
+        return g.reshape(g.shape[0], 1, 1, g.shape[2])
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, pos_q: Tensor, pos_k: Tensor,
-                valid: Optional[Tensor] = None, cross: bool = False) -> Tensor:
-        b = self.block
-        N, Tq, C, H, W = query.shape
-        Tk = key.shape[1]
-        # long range: tokens at the same offset of every block, across frames
-        q = _long_groups(query + pos_q, b)
-        k = _long_groups(key + pos_k, b)
-        v = _long_groups(value, b)
-        out = self.self_attn_long(q, k, v, key_padding_mask=self._mask(valid, N, Tk, _long_groups, b),
-                                  need_weights=False)[0]
-        x = _long_ungroup(out, N, Tq, H, W, b)
-        # short range: within each block (of the query frames), on the long-range result
-        q = _short_groups(x + pos_q, b)
-        v = _short_groups(x, b)
-        out = self.self_attn_short(q, q, v, key_padding_mask=self._mask(valid, N, Tq, _short_groups, b),
-                                   need_weights=False)[0]
-        return _short_ungroup(out, N, Tq, H, W, b)
-
-
-class _FeedForward(nn.Module):
-    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.linear1 = nn.Linear(dim, hidden)
-        self.linear2 = nn.Linear(hidden, dim)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.linear2(self.dropout(F.relu(self.linear1(x))))
-
-
-def _channels_last(x: Tensor) -> Tensor:
-    """(N, T, C, H, W) -> (N, T, H, W, C) for LayerNorm / Linear over channels."""
-    return x.permute(0, 1, 3, 4, 2)
-
-
-def _channels_first(x: Tensor) -> Tensor:
-    return x.permute(0, 1, 4, 2, 3)
+    def forward(self, query: Tensor, memory: Optional[Tensor], pos_q: Tensor, pos_m: Optional[Tensor],
+                valid: Optional[Tensor] = None) -> Tensor:
+        N, T_q, H, W, _ = query.shape
+        q_in = query + pos_q
+        if memory is None:  # self-attention: one projection gives q and k
+            x = self._step(self.self_attn_long, q_in, None, query, _long_groups, _long_ungroup,
+                           self._mask(valid, N, T_q, _long_groups), T_q)
+        else:
+            k_in = memory + pos_m
+            x = self._step(self.self_attn_long, q_in, k_in, memory, _long_groups, _long_ungroup,
+                           self._mask(valid, N, memory.shape[1], _long_groups), T_q)
+        return self._step(self.self_attn_short, x + pos_q, None, x, _short_groups, _short_ungroup,
+                          self._mask(valid, N, T_q, _short_groups), T_q)
 
 
 class STFEncoderLayer(nn.Module):
-    """Post-norm: x = LN(x + ISA(x)); x = LN(x + FFN(x))."""
+    """Post-norm: x = LN(x + ISA(x)); x = LN(x + FFN(x)) on channels-last tokens."""
 
     def __init__(self, dim: int, heads: int, ffn: int, dropout: float, block: int) -> None:
         super().__init__()
@@ -150,10 +170,8 @@ class STFEncoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
 
     def forward(self, src: Tensor, pos: Tensor, valid: Optional[Tensor]) -> Tensor:
-        attn = self.self_attn(src, src, src, pos, pos, valid)
-        x = self.norm1(_channels_last(src + self.dropout1(attn)))
-        x = self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
-        return _channels_first(x)
+        x = self.norm1(src + self.dropout1(self.self_attn(src, None, pos, None, valid)))
+        return self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
 
 class STFDecoderLayer(nn.Module):
@@ -175,29 +193,39 @@ class STFDecoderLayer(nn.Module):
 
     def forward(self, tgt: Tensor, memory: Tensor, pos_t: Tensor, pos_m: Tensor,
                 valid: Optional[Tensor]) -> Tensor:
-        x = tgt
-        a = self.self_attn(x, x, x, pos_t, pos_t, valid)
-        x = _channels_first(self.norm1(_channels_last(x + self.dropout1(a))))
-        a = self.multihead_attn(x, memory, memory, pos_t, pos_m, valid, cross=True)
-        x = self.norm2(_channels_last(x + self.dropout2(a)))
-        x = self.norm3(x + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(x))))))
-        return _channels_first(x)
+        x = self.norm1(tgt + self.dropout1(self.self_attn(tgt, None, pos_t, None, valid)))
+        x = self.norm2(x + self.dropout2(self.multihead_attn(x, memory, pos_t, pos_m, valid)))
+        return self.norm3(x + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(x))))))
+
+
+class _Layers(nn.Module):
+    """Holds one layer as ``layers.0`` (the reference's state_dict layout for a one-layer stack)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([layer])
+
+    @property
+    def layer(self) -> nn.Module:
+        return self.layers[0]
 
 
 class STF(nn.Module):
     """Fuse a window of per-frame features (each (N, channels, h, w)) into the target frame's feature.
 
     ``frames``: T, the window the positional encodings are learned for. ``dim``: attention width (None = the
-    feature width, as the reference). See the module docstring for ``block``, ``pool`` and padding.
+    feature width, as the reference). See the module docstring for ``block``, ``pool``, padding and short
+    windows.
     """
 
     def __init__(self, channels: int, frames: int = 3, heads: int = 2, ffn: int = 256, block: int = 16,
                  dropout: float = 0.1, pe_size: Sequence[int] = (128, 256), dim: Optional[int] = None,
                  pool: int = 1) -> None:
         super().__init__()
-        self.channels, self.frames, self.block, self.pool = channels, frames, block, pool
         d = channels if dim is None else dim
-        self.dim = d
+        if d % heads:
+            raise ValueError(f"attention width {d} must be divisible by heads={heads}")
+        self.channels, self.frames, self.block, self.pool, self.dim = channels, frames, block, pool, d
         self.residual = dim is not None
         if self.residual:
             self.proj_in = nn.Conv2d(channels, d, 1)
@@ -212,17 +240,67 @@ class STF(nn.Module):
         nn.init.trunc_normal_(self.pe_dec, std=0.02)
         self.encoder = _Layers(STFEncoderLayer(d, heads, ffn, dropout, block))
         self.decoder = _Layers(STFDecoderLayer(d, heads, ffn, dropout, block))
+        self._pe_cache: dict[tuple, Tensor] = {}
+        self._token_cache: dict[tuple, tuple[weakref.ref, Tensor]] = {}
 
     def positions(self, n: int, target: int, nominal_target: int) -> list[int]:
         """Time positions (0..T-1) of ``n`` window frames whose ``target``-th is labelled: the target takes its
         nominal position (``nominal_target``, T-1 for a causal model) and the others keep their offsets."""
         return [min(max(i - target + nominal_target, 0), self.frames - 1) for i in range(n)]
 
-    def _pe(self, pe: Tensor, t: int, h: int, w: int) -> Tensor:
-        """Positional encodings resized to (t, h, w): (1, t, dim, h, w)."""
+    def _resized_pe(self, pe: Tensor, t: int, h: int, w: int) -> Tensor:
+        """``pe`` resized to (t, h, w), channels-last: (1, t, h, w, dim)."""
         if pe.shape[2:] != (t, h, w):
             pe = F.interpolate(pe, size=(t, h, w), mode="trilinear", align_corners=False)
-        return pe.permute(0, 2, 1, 3, 4)
+        return pe.permute(0, 2, 3, 4, 1)
+
+    def _encodings(self, positions: Sequence[int], h: int, w: int, dtype: torch.dtype
+                   ) -> tuple[Tensor, Tensor]:
+        """Encoder (1, n, H, W, dim) and decoder (1, 1, H, W, dim) encodings, resized to the unpadded (h, w)
+        and zero-padded; cached while the parameters are unchanged and no gradient is needed."""
+        key = (tuple(positions), h, w, dtype, self.pe_enc.device, self.pe_enc.data_ptr(), self.pe_enc._version,
+               self.pe_dec.data_ptr(), self.pe_dec._version, torch.is_inference_mode_enabled())
+        cacheable = not (torch.is_grad_enabled() and self.pe_enc.requires_grad)
+        if cacheable and key in self._pe_cache:
+            return self._pe_cache[key], self._pe_cache[key + ("dec",)]
+        enc = self._resized_pe(self.pe_enc, self.frames, h, w)[:, list(positions)]
+        dec = self._resized_pe(self.pe_dec, 1, h, w)
+        enc, dec = _pad_to(enc, self.block).to(dtype), _pad_to(dec, self.block).to(dtype)
+        if cacheable:
+            if len(self._pe_cache) > 16:
+                self._pe_cache.clear()
+            self._pe_cache[key], self._pe_cache[key + ("dec",)] = enc, dec
+        return enc, dec
+
+    def _tokens(self, feature: Tensor) -> Tensor:
+        """(N, C, h, w) -> pooled, projected channels-last tokens (N, h', w', dim)."""
+        if self.pool > 1:
+            feature = F.avg_pool2d(feature, self.pool, ceil_mode=True)
+        x = feature.permute(0, 2, 3, 1)
+        if self.residual:  # the 1x1 conv as a linear on channels-last tokens (after pooling: they commute)
+            x = F.linear(x, self.proj_in.weight.flatten(1), self.proj_in.bias)
+        return x
+
+    def _frame_tokens(self, feature: Tensor) -> Tensor:
+        """:meth:`_tokens`, remembered per feature tensor without autograd: a streaming window passes the same
+        tensors again as it slides, so each frame is pooled and projected once. An entry holds a weak
+        reference to its feature (a freed tensor never matches) and its version counter (an in-place change
+        misses). Inference-mode tensors have no version counter: features made under ``torch.inference_mode``
+        must not be modified in place while they are in a window (the streaming segmenter never does)."""
+        if not (self.residual or self.pool > 1) or torch.is_grad_enabled():
+            return self._tokens(feature)
+        params = (self.proj_in.weight, self.proj_in.bias) if self.residual else ()
+        version = -1 if feature.is_inference() else feature._version
+        key = (id(feature), version, torch.is_inference_mode_enabled(),
+               *((id(p), p.data_ptr(), p._version) for p in params))
+        hit = self._token_cache.get(key)
+        if hit is not None and hit[0]() is feature:
+            return hit[1]
+        tokens = self._tokens(feature)
+        self._token_cache[key] = (weakref.ref(feature), tokens)
+        while len(self._token_cache) > 2 * self.frames:  # oldest first (dicts keep insertion order)
+            del self._token_cache[next(iter(self._token_cache))]
+        return tokens
 
     def forward(self, features: Sequence[Tensor], target: int, positions: Optional[Sequence[int]] = None) -> Tensor:
         """``features``: n (<= T) tensors (N, C, h, w), oldest first; returns the fused (N, C, h, w) for
@@ -235,43 +313,29 @@ class STF(nn.Module):
             raise ValueError(f"this STF was built for windows of at most {self.frames} frames, got {n}")
         if positions is None:
             positions = self.positions(n, target, target + self.frames - n)
+        if len(positions) != n or not all(0 <= p < self.frames for p in positions):
+            raise ValueError(f"positions must be {n} values in 0..{self.frames - 1}, got {list(positions)}")
         x_target = features[target]
+        if x_target.dim() != 4 or x_target.shape[1] != self.channels:
+            raise ValueError(f"STF expects features (N, {self.channels}, h, w), got {tuple(x_target.shape)}")
         h0, w0 = x_target.shape[-2:]
-        x = torch.stack(list(features), 1)  # (N, n, C, h, w)
-        N = x.shape[0]
-        if self.residual:
-            x = self.proj_in(x.flatten(0, 1)).unflatten(0, (N, n))
-        if self.pool > 1:
-            x = F.avg_pool2d(x.flatten(0, 1), self.pool, ceil_mode=True).unflatten(0, (N, n))
-        h, w = x.shape[-2:]
+        x = torch.stack([self._frame_tokens(f) for f in features], 1)  # (N, n, h, w, dim)
+        h, w = x.shape[2:4]
         x = _pad_to(x, self.block)
-        H, W = x.shape[-2:]
+        H, W = x.shape[2:4]
         valid = None
         if (H, W) != (h, w):
             valid = torch.zeros(H, W, dtype=torch.bool, device=x.device)
             valid[:h, :w] = True
-        pe_all = self._pe(self.pe_enc, self.frames, h, w)[:, list(positions)]
-        pe_enc = _pad_to(pe_all, self.block).to(x.dtype)
-        pe_dec = _pad_to(self._pe(self.pe_dec, 1, h, w), self.block).to(x.dtype)
+        pe_enc, pe_dec = self._encodings(positions, h, w, x.dtype)
         memory = self.encoder.layer(x, pe_enc, valid)
-        out = self.decoder.layer(x[:, target:target + 1], memory, pe_dec, pe_enc, valid)[:, 0, :, :h, :w]
+        out = self.decoder.layer(x[:, target:target + 1], memory, pe_dec, pe_enc, valid)[:, 0, :h, :w]
+        if self.residual:  # project back at the pooled size (cheaper; linear, so it commutes with upsampling)
+            out = F.linear(out, self.proj_out.weight.flatten(1), self.proj_out.bias)
+        out = out.permute(0, 3, 1, 2)
         if self.pool > 1:
             out = F.interpolate(out, size=(h0, w0), mode="bilinear", align_corners=False)
-        if self.residual:
-            return x_target + self.proj_out(out)
-        return out
-
-
-class _Layers(nn.Module):
-    """Holds one layer as ``layers.0`` (the reference's state_dict layout for a one-layer stack)."""
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList([layer])
-
-    @property
-    def layer(self) -> nn.Module:
-        return self.layers[0]
+        return x_target + out if self.residual else out.contiguous()
 
 
 __all__ = ["STF", "InterlacedSparseAttention", "STFEncoderLayer", "STFDecoderLayer"]
