@@ -66,6 +66,7 @@ def test_every_frame_comes_back_with_its_stamp_and_frame_id(raw_run):
     assert r["frames_published"] == 8 and r["frames_received"] == {"mask": 8, "segmentation": 8}, text[-3000:]
     assert r["frames_dropped"] == 0 and r["outputs_with_unknown_stamp"] == {"mask": 0, "segmentation": 0}
     assert r["node_counters"]["processed"] >= 8 and r["node_exit_code"] == 0
+    assert r["frames_lost_before_node"] == 0 and r["frames_dropped_by_node"] == 0
     inputs = {f.stamp_ns: f for f in BagFrames(d / "in")}
     masks = list(BagMasks(r["output_bag"]))  # a mask per processed frame, as recorded
     assert sorted(s for s, _, _, _ in masks) == sorted(inputs)  # stamps preserved, one mask each

@@ -98,6 +98,7 @@ class _Player:
         self.callback_errors: list[str] = []
         self.class_map: Any = None
         self.diagnostics: dict[str, str] = {}
+        self.diagnostics_time = 0.0  # perf_counter() when the last one arrived
         self.topics = {o: f"{prefix}/{o}" for o in outputs}
         for out in outputs:
             recorder.add_topic(self.topics[out], OUTPUT_TYPES[out])
@@ -174,6 +175,7 @@ class _Player:
         for status in deserialize_message(raw, DiagnosticArray).status:
             if status.name.endswith("segmentation"):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
+                self.diagnostics_time = time.perf_counter()
 
     def publish_clock(self, t_ns: int) -> None:
         if self.clock_pub is not None:
@@ -202,6 +204,17 @@ class _Player:
                         return True
                 time.sleep(0.01)
         return False
+
+    def fresh_counters(self, timeout: float) -> Optional[dict[str, int]]:
+        """The node's counters from a /diagnostics message that arrives from now on (None if none within
+        ``timeout`` s): a baseline that no longer moves once we stop sending."""
+        since = time.perf_counter()
+        end = since + timeout
+        while time.perf_counter() < end:
+            if self.diagnostics_time > since:
+                return _counters(self.diagnostics)
+            time.sleep(0.02)
+        return None
 
     def received(self, out: str) -> int:
         with self.lock:
@@ -233,6 +246,14 @@ def _probe_factory(frames: Any) -> Any:
         header = dataclasses.replace(first.header, stamp=stamp, frame_id=PROBE_FRAME_ID)
         return frames.serialize(dataclasses.replace(first, header=header))
     return make
+
+
+def _counters(values: dict[str, str]) -> Optional[dict[str, int]]:
+    keys = ("received", "processed", "dropped", "rejected", "skipped", "failed")
+    try:
+        return {k: int(values[k]) for k in keys}
+    except (KeyError, ValueError):
+        return None
 
 
 def _parse_node_counters(log: str) -> Optional[dict[str, int]]:
@@ -317,6 +338,9 @@ def _live(args: argparse.Namespace, frames: Any, out_dir: Path) -> dict[str, Any
             raise RuntimeError(f"the node did not come up: {why}")
         if player.class_map is not None:
             result["model_id"] = player.class_map.model_id
+        # The node's counters include the probes; a baseline taken now (no probe in flight any more) separates
+        # the bag's frames from them. The node we start reports every second.
+        baseline = player.fresh_counters(2.5)
         topics = [frames.image_topic] + ([info_topic] if info_topic else [])
         total = min(len(frames), args.max_frames) if args.max_frames else len(frames)
         lags: list[float] = []
@@ -345,6 +369,7 @@ def _live(args: argparse.Namespace, frames: Any, out_dir: Path) -> dict[str, Any
             if idle > args.drain_timeout:
                 break
             time.sleep(0.05)
+        final = player.fresh_counters(2.5) if node is None else None  # a running node: its next report
     finally:
         node_rc = node.stop() if node is not None else None  # a temporal node publishes held-back frames now
         if player is not None:
@@ -358,7 +383,7 @@ def _live(args: argparse.Namespace, frames: Any, out_dir: Path) -> dict[str, Any
     arrivals = {o: {s: t for s, t in a.items()} for o, a in player.arrivals.items()}
     primary_arrivals = arrivals[primary]
     latency = {s: (t - publish[s]) * 1e3 for s, t in primary_arrivals.items() if s in publish}
-    node_counters = _parse_node_counters(node.log()) if node is not None else None
+    node_counters = _parse_node_counters(node.log()) if node is not None else final
     result.update({
         "frames_published": len(publish),
         "frames_received": {o: sum(1 for s in a if s in publish) for o, a in arrivals.items()},
@@ -373,6 +398,9 @@ def _live(args: argparse.Namespace, frames: Any, out_dir: Path) -> dict[str, Any
         "node_exit_code": node_rc,
         "output_bag": str(outputs_bag), "output_bag_messages": counts,
     })
+    if node_counters and baseline:  # where the drops happened: before the node's callback, or in the node
+        result["frames_lost_before_node"] = len(publish) - (node_counters["received"] - baseline["received"])
+        result["frames_dropped_by_node"] = node_counters["dropped"] - baseline["dropped"]
     result["_latency_by_stamp"] = latency
     return result
 
@@ -457,6 +485,10 @@ def _print_summary(r: dict[str, Any], out_dir: Path) -> None:
         lat = r["latency_ms"]
         print(f"replay: end-to-end latency p50 {lat['p50']} ms, p95 {lat['p95']} ms (max {lat['max']}); input "
               f"{r['input_rate_hz']} Hz, output {r['output_rate_hz']} Hz; node counters {r.get('node_counters')}")
+        if "frames_lost_before_node" in r:
+            print(f"replay: of the drops, {r['frames_dropped_by_node']} were replaced by a newer frame while the node "
+                  f"was busy and {r['frames_lost_before_node']} never reached its callback (overwritten in its "
+                  "depth-1 input queue, or lost on the way)")
     acc = s.get("accuracy")
     if acc:
         def pct(v: Optional[float]) -> str:
