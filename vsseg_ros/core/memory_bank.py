@@ -108,6 +108,11 @@ class MemoryBuilder:
         conf, pred = torch.softmax(logits.float(), 1).max(1)
         conf, pred = conf.reshape(-1), pred.reshape(-1)
         valid = label != self.ignore_id
+        bad = valid & ((label < 0) | (label >= self.num_classes))
+        if bool(bad.any()):
+            ids = sorted(set(label[bad].tolist()))[:10]
+            raise ValueError(f"label has class id(s) {ids} outside 0..{self.num_classes - 1} (and not the ignore "
+                             f"id {self.ignore_id})")
         self.stats.pixels += int(valid.sum())
         self.stats.batches += 1
         correct = valid & (pred == label)
@@ -119,9 +124,6 @@ class MemoryBuilder:
         self._sum = s if self._sum is None else self._sum + s
         self._count += int(label.numel())
         for c in torch.unique(label).tolist():
-            if not 0 <= c < self.num_classes:
-                raise ValueError(f"label has class id {c}, outside 0..{self.num_classes - 1} (and not the "
-                                 f"ignore id {self.ignore_id})")
             sel = label == c
             self.stats.correct_per_class[c] += int(sel.sum())
             self.hard[c].add(conf[sel], feats[sel])

@@ -148,8 +148,9 @@ class TemporalConfig:
         unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
             raise ConfigError(f"unknown field(s) in temporal: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        # an absent section takes the dataclass default (STF on, MAR and Flow2Seg off); null switches it off
         return cls(frames=d.get("frames", 3), mode=d.get("mode", "causal"),
-                   stf=_fill(STFConfig, "temporal.stf", d.get("stf")),
+                   stf=_fill(STFConfig, "temporal.stf", d.get("stf", True)),
                    mar=_fill(MARConfig, "temporal.mar", d.get("mar")),
                    flow2seg=_fill(Flow2SegConfig, "temporal.flow2seg", d.get("flow2seg")))
 

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, required=True, help="temporal checkpoint with a MAR module")
     p.add_argument("--dataset", default="camvid", help="camvid, cityscapes or folder")
     p.add_argument("--root", type=Path, required=True, help="dataset root")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="split name ('' for a folder dataset without splits)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (may equal --model)")
     p.add_argument("--window", choices=WINDOWS, default="auto", help="where the window's other frames come from")
     p.add_argument("--frame-step", type=int, default=1, help="dataset frame numbers between window frames")
@@ -78,7 +78,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{args.model}: the temporal model has no MAR module (temporal.mar is null)")
     if args.frame_step < 1:
         raise ValueError(f"--frame-step must be >= 1, got {args.frame_step}")
-    data = open_dataset(args.dataset, args.root, args.split)
+    data = open_dataset(args.dataset, args.root, args.split or None)
     if data.num_classes != model.num_classes:
         raise ValueError(f"{args.dataset} {args.split} has {data.num_classes} classes, the model {model.num_classes}")
     indices = list(range(len(data)))[: args.limit or None]

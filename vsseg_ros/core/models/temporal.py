@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from vsseg_ros.core.config import ModelConfig
+from vsseg_ros.core.config import ConfigError, ModelConfig
 from vsseg_ros.core.models.mar import MAR
 from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.core.models.stf import STF
@@ -37,6 +37,9 @@ class TemporalSegNet(nn.Module):
         self.stf: Optional[STF] = None
         if t.stf is not None:
             s = t.stf
+            if s.dim is None and D % s.heads:
+                raise ConfigError(f"temporal.stf.heads={s.heads} must divide the feature width {D} "
+                                  "(head_channels) when temporal.stf.dim is null")
             self.stf = STF(D, t.frames, heads=s.heads, ffn=s.ffn, block=s.block, dropout=s.dropout,
                            pe_size=s.pe_size, dim=s.dim, pool=s.pool)
         self.mar: Optional[MAR] = None
