@@ -345,9 +345,11 @@ def _live(args: argparse.Namespace, frames: Any, out_dir: Path) -> dict[str, Any
         total = min(len(frames), args.max_frames) if args.max_frames else len(frames)
         lags: list[float] = []
         sent = 0
-        t0 = time.perf_counter()
+        t0: Optional[float] = None
         with tqdm(total=total, desc="replay", unit="frame") as bar:
             for topic, log_ns, raw in frames.raw_messages(topics):
+                if t0 is None:  # the schedule starts with the first message read, not with opening the bag
+                    t0 = time.perf_counter() - (log_ns - first_log) / 1e9 / args.rate
                 target = t0 + (log_ns - first_log) / 1e9 / args.rate
                 while (now := time.perf_counter()) < target:
                     time.sleep(min(0.005, target - now))
