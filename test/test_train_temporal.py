@@ -63,7 +63,7 @@ def _recipe(tmp_path: Path, **train: object) -> Path:
     recipe = {"stage": "temporal", "model": model, "model_id": "tiny_stf_mar", "init": str(init),
               "data": {"dataset": "folder", "root": str(data), "clip_size": list(SIZE)},
               "train": {"batch_size": 2, "stf_iters": 4, "mar_iters": 3, "warmup_iters": 1, "val_every_min": 0,
-                        "lr": 1e-3, "mar_lr": 1e-3, **train}}
+                        "lr": 1e-3, "mar_lr": 1e-3, "log_every": 1, **train}}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
