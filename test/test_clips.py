@@ -232,3 +232,22 @@ def test_camvid_clips() -> None:
     assert item["frames"].shape == (3, 3, 288, 384)
     val = make_clips(CamVid(SHARED_CAMVID, "val"), 3, "last", size=(288, 384), frame_step=2)
     assert isinstance(val, RealClipDataset) and sum(val.real) == len(val) - 2  # the first two lack t-2
+
+
+def test_degraded_targets_and_transient_blotches_keep_the_label(tmp_path: Path) -> None:
+    """The options that give temporal fusion something to learn: the target frame is degraded too (blur, noise,
+    blotches) while its label stays the still's, unignored."""
+    data = make_data(tmp_path)
+    clips = StillClipDataset(data, 3, "last", size=(48, 64), seed=3, occluders=0.0, target_degrade=1.0,
+                             transient=1.0, noise=8.0)
+    for key in range(3):
+        item = clips[key]
+        image, label = clips.still(key)
+        target = item["frames"][2].numpy().transpose(1, 2, 0)
+        assert (target != image).any(axis=2).mean() > 0.2  # noise everywhere, blotches somewhere
+        np.testing.assert_array_equal(item["label"].numpy(), label)
+    clean = StillClipDataset(data, 3, "last", size=(48, 64), seed=3, occluders=0.0)
+    image, _ = clean.still(0)
+    np.testing.assert_array_equal(clean[0]["frames"][2].numpy().transpose(1, 2, 0), image)
+    with pytest.raises(ValueError, match="probabilities"):
+        StillClipDataset(data, 3, "last", size=(48, 64), target_degrade=1.5)

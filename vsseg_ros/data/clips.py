@@ -209,6 +209,7 @@ class StillClipDataset(_ClipDataset):
                  saturation: float = 0.25, hue: float = 0.03, shift: float = 0.02, rotate: float = 1.0,
                  zoom: float = 0.02, perspective: float = 0.01, accel: float = 0.25, drift: float = 0.02,
                  blur: float = 0.3, noise: float = 3.0, occluders: float = 0.3, max_occluders: int = 2,
+                 target_degrade: float = 0.0, transient: float = 0.0,
                  cache: bool = True) -> None:
         super().__init__(data, frames, target, size, seed, scale_range, hflip, jitter, brightness, contrast,
                          saturation, hue)
@@ -223,6 +224,14 @@ class StillClipDataset(_ClipDataset):
         self.perspective, self.accel, self.drift = float(perspective), float(accel), float(drift)
         self.blur, self.noise = float(blur), float(noise)
         self.occluders, self.max_occluders = float(occluders), max(1, int(max_occluders))
+        # Temporal fusion only pays off where a frame's neighbours know more than the frame itself: with
+        # probability target_degrade the target also gets the blur and noise, and each frame independently gets
+        # transient blotches (glare, dirt, dropouts) with probability transient; the label under them is kept
+        # (the scene is still there), so looking at the other frames is the way to get those pixels right.
+        if not (0.0 <= float(target_degrade) <= 1.0 and 0.0 <= float(transient) <= 1.0):
+            raise ValueError(f"target_degrade and transient are probabilities in [0, 1], got {target_degrade}, "
+                             f"{transient}")
+        self.target_degrade, self.transient = float(target_degrade), float(transient)
         self.cache = cache
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -282,6 +291,7 @@ class StillClipDataset(_ClipDataset):
         exposure = float(rng.uniform(0.3, 1.0)) if rng.random() < self.blur else 0.0
         sigma = float(rng.uniform(0.0, self.noise)) if self.noise > 0 else 0.0
         noise_seed = int(rng.integers(0, 2 ** 63))
+        degrade_target = self.target_degrade > 0 and rng.random() < self.target_degrade
         # occluders: polygons with a start position, a velocity and a spin (pixels and radians per frame)
         polys = []
         if rng.random() < self.occluders:
@@ -312,10 +322,11 @@ class StillClipDataset(_ClipDataset):
                 cv2.fillPoly(img, poly, colour, cv2.LINE_AA, shift=4)
                 if occluded is not None:  # the same anti-aliased fill, so its soft edge counts as covered too
                     cv2.fillPoly(occluded, poly, 255, cv2.LINE_AA, shift=4)
-            if k == 0:
-                if occluded is not None:
-                    label[occluded > 0] = IGNORE_ID
-            else:
+            if k == 0 and occluded is not None:
+                label[occluded > 0] = IGNORE_ID
+            if self.transient > 0 and rng.random() < self.transient:
+                img = _blotches(img, rng)
+            if k != 0 or degrade_target:
                 if exposure > 0:
                     j = i + 1 if i + 1 < len(pts) else i - 1
                     d = (pts[i] - pts[j]) * exposure if len(pts) > 1 else np.zeros(2)
@@ -329,6 +340,30 @@ class StillClipDataset(_ClipDataset):
                     img = np.clip(grain, 0, 255, out=grain).astype(np.uint8)
             frames[i] = img
         return self._pack(frames, label, index)
+
+
+def _blotches(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """1-3 ellipses of glare (washed out), dirt (dark) or a flat colour at random places of one frame."""
+    import cv2
+
+    h, w = img.shape[:2]
+    out = img.copy()
+    for _ in range(int(rng.integers(1, 4))):
+        mask = np.zeros((h, w), np.uint8)
+        centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        axes = (int(rng.uniform(0.04, 0.15) * w), int(rng.uniform(0.04, 0.15) * h))
+        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1, cv2.LINE_AA)
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            fill = np.full_like(out, 255)
+        elif kind == 1:
+            fill = np.zeros_like(out)
+        else:
+            fill = np.empty_like(out)
+            fill[:] = rng.integers(0, 256, 3, dtype=np.uint8)
+        a = (mask.astype(np.float32) / 255.0 * float(rng.uniform(0.6, 1.0)))[..., None]
+        out = (out * (1.0 - a) + fill * a).astype(np.uint8)
+    return out
 
 
 class RealClipDataset(_ClipDataset):
