@@ -196,7 +196,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         i = argv.index("--ros-args")
         argv, ros_args = argv[:i], argv[i:]
     args = build_parser().parse_args(argv)
-    if args.command in NEEDS_ROS:
+    offline = args.command == "replay" and getattr(args, "score_recorded", None) is not None  # scores a bag only
+    if args.command in NEEDS_ROS and not offline:
         missing = _missing_ros()
         if missing:
             print(f"vsseg-ros {args.command} needs ROS 2: {missing}. Source a ROS 2 install and this package's "
