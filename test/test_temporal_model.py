@@ -233,3 +233,21 @@ def test_build_memory_tool_writes_a_checkpoint_with_the_memory(tmp_path: Path, m
     per = save_checkpoint(tmp_path / "per.pt", model.perframe, model.config.replace(temporal=None), classes, "p")
     args.model = per
     assert build_memory.run(args) == 2
+
+
+def test_precisions_and_autocast_share_the_inference_caches_safely(model: TemporalSegNet) -> None:
+    """Models converted inside inference mode (parameters without version counters), autocast, then plain fp32
+    again: the cached encodings, tokens and memory projections never leak between them."""
+    import copy
+
+    x = torch.randn(1, 3, 3, *SIZE)
+    with torch.inference_mode():
+        ref = model(x, 2)["logits"]
+        for dtype, tol in ((torch.bfloat16, 0.05), (torch.float16, 0.01)):
+            low = copy.deepcopy(model).to(dtype)
+            out = low(x.to(dtype), 2)["logits"].float()
+            assert torch.allclose(out, ref, atol=tol * ref.abs().max().item()), dtype
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x, 2)
+        again = model(x, 2)["logits"]
+    assert again.dtype == torch.float32 and torch.equal(again, ref)

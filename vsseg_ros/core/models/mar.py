@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vsseg_ros.core.models.cache_keys import mode_key, tensor_key
+
 
 def _projection(channels: int, dim: int) -> nn.Sequential:
     """channels -> channels -> dim -> dim, three bias-free linears (the reference's to_q/to_k/to_v)."""
@@ -44,8 +46,7 @@ class MemoryAttention(nn.Module):
 
     @staticmethod
     def _versions(*tensors: Tensor) -> tuple:
-        return (tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
-                + (torch.is_inference_mode_enabled(),))
+        return tuple(tensor_key(t) for t in tensors) + (mode_key(),)
 
     def _cached(self, name: str, make: Callable[[], Tensor], *deps: Tensor) -> Tensor:
         key = self._versions(*deps)

@@ -53,6 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vsseg_ros.core.models.cache_keys import mode_key, tensor_key
+
 Grouper = Callable[[Tensor, int], Tensor]
 
 
@@ -258,8 +260,7 @@ class STF(nn.Module):
                    ) -> tuple[Tensor, Tensor]:
         """Encoder (1, n, H, W, dim) and decoder (1, 1, H, W, dim) encodings, resized to the unpadded (h, w)
         and zero-padded; cached while the parameters are unchanged and no gradient is needed."""
-        key = (tuple(positions), h, w, dtype, self.pe_enc.device, self.pe_enc.data_ptr(), self.pe_enc._version,
-               self.pe_dec.data_ptr(), self.pe_dec._version, torch.is_inference_mode_enabled())
+        key = (tuple(positions), h, w, dtype, tensor_key(self.pe_enc), tensor_key(self.pe_dec), mode_key())
         cacheable = not (torch.is_grad_enabled() and self.pe_enc.requires_grad)
         if cacheable and key in self._pe_cache:
             return self._pe_cache[key], self._pe_cache[key + ("dec",)]
@@ -290,9 +291,7 @@ class STF(nn.Module):
         if not (self.residual or self.pool > 1) or torch.is_grad_enabled():
             return self._tokens(feature)
         params = (self.proj_in.weight, self.proj_in.bias) if self.residual else ()
-        version = -1 if feature.is_inference() else feature._version
-        key = (id(feature), version, torch.is_inference_mode_enabled(),
-               *((id(p), p.data_ptr(), p._version) for p in params))
+        key = (tensor_key(feature), mode_key(), *(tensor_key(p) for p in params))
         hit = self._token_cache.get(key)
         if hit is not None and hit[0]() is feature:
             return hit[1]

@@ -1,0 +1,26 @@
+"""Keys for results cached across calls at inference (resized encodings, projected memories, per-frame tokens)."""
+
+from __future__ import annotations
+
+from typing import Hashable
+
+import torch
+from torch import Tensor
+
+
+def tensor_key(t: Tensor) -> Hashable:
+    """Identity, storage, version counter, dtype and device of ``t``: changes when ``t`` is replaced, moved,
+    converted or modified in place. Inference-mode tensors have no version counter (-1 is used): they can only
+    be modified in place inside ``torch.inference_mode``, which the callers never do to cached inputs."""
+    version = -1 if t.is_inference() else t._version
+    return id(t), t.data_ptr(), version, t.dtype, t.device
+
+
+def mode_key() -> Hashable:
+    """What else decides a cached result: inference mode (its tensors cannot join autograd outside it) and
+    autocast (which changes the dtype of matmul results) on CPU and CUDA."""
+    return (torch.is_inference_mode_enabled(),
+            *((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in ("cpu", "cuda")))
+
+
+__all__ = ["tensor_key", "mode_key"]
