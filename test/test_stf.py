@@ -218,3 +218,19 @@ def test_stf_rejects_bad_widths() -> None:
     s = _stf()
     with pytest.raises(ValueError, match=r"\(N, 16, h, w\)"):
         s([torch.randn(1, 8, 4, 4)] * 3, 2)
+
+
+def test_a_module_with_filled_caches_can_be_pickled() -> None:
+    import io
+
+    s = _stf(dim=8, pool=2)
+    feats = [torch.randn(1, 16, 8, 8) for _ in range(3)]
+    with torch.no_grad():
+        before = s(feats, 2)
+    assert s._token_cache
+    buf = io.BytesIO()
+    torch.save(s, buf)
+    buf.seek(0)
+    copy = torch.load(buf, weights_only=False)
+    with torch.no_grad():
+        assert torch.equal(copy(feats, 2), before)

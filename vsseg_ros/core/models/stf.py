@@ -245,6 +245,13 @@ class STF(nn.Module):
         self._pe_cache: dict[tuple, Tensor] = {}
         self._token_cache: dict[tuple, tuple[weakref.ref, Tensor]] = {}
 
+    def __getstate__(self) -> dict:
+        """Pickling (``torch.save(model)``, spawned workers) leaves the caches behind: weak references cannot be
+        pickled, and the entries are only valid for this process's tensors anyway."""
+        state = self.__dict__.copy()
+        state["_pe_cache"], state["_token_cache"] = {}, {}
+        return state
+
     def positions(self, n: int, target: int, nominal_target: int) -> list[int]:
         """Time positions (0..T-1) of ``n`` window frames whose ``target``-th is labelled: the target takes its
         nominal position (``nominal_target``, T-1 for a causal model) and the others keep their offsets."""
