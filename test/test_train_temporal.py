@@ -61,7 +61,8 @@ def _recipe(tmp_path: Path, **train: object) -> Path:
         "frames": 3, "mode": "causal", "mar": {"slots_per_class": 2, "dim": 8, "ffn": 16},
         "stf": {"heads": 2, "ffn": 16, "block": 4, "dropout": 0.0, "pe_size": [4, 6], "dim": 8, "pool": 1}}}
     recipe = {"stage": "temporal", "model": model, "model_id": "tiny_stf_mar", "init": str(init),
-              "data": {"dataset": "folder", "root": str(data), "clip_size": list(SIZE)},
+              "data": {"dataset": "folder", "root": str(data), "clip_size": list(SIZE),
+                       "clips": {"transient": 0.5, "target_degrade": 0.5}},
               "train": {"batch_size": 2, "stf_iters": 4, "mar_iters": 3, "warmup_iters": 1, "val_every_min": 0,
                         "lr": 1e-3, "mar_lr": 1e-3, "log_every": 1, **train}}
     path = tmp_path / "recipe.yaml"

@@ -46,7 +46,7 @@ from vsseg_ros.training.perframe import (SeedStream, TrainConfigError, _append_j
 
 DATA_DEFAULTS: dict[str, Any] = {
     "dataset": "camvid", "root": "../shared/data/camvid", "train_split": "train", "val_split": "val",
-    "clip_size": [288, 384], "clips": {}, "memory_split": "train",
+    "clip_size": [288, 384], "clips": None, "memory_split": "train",  # clips: StillClipDataset options
 }
 TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 0, "batch_size": 4, "stf_iters": 1500, "mar_iters": 500, "time_budget_min": None, "mar_share": 0.3,
