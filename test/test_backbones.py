@@ -417,7 +417,7 @@ def test_named_pspnet_configs(name: str, depth: int) -> None:
     assert cfg == config_for_mmseg_pspnet(depth, 19)
     with torch.device("meta"):
         net = PerFrameSegNet(cfg)
-    # mmseg's PSPNet-R50/R101-d8 sizes (with the auxiliary head), as in docs/dev/backbones.md
+    # mmseg's PSPNet-R50/R101-d8 sizes (with the auxiliary head), as in docs/backbones.md
     assert count_parameters(net) == {50: 48_975_494, 101: 67_967_622}[depth]
     assert count_parameters(net.backbone) == {50: 23_527_264, 101: 42_519_392}[depth]
 
