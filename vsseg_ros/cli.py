@@ -18,6 +18,15 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _param(text: str) -> tuple[str, object]:
+    import yaml
+
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as worker_threads=1, got {text!r}")
+    return name.strip(), yaml.safe_load(value)
+
+
 def _cmd_node(args: argparse.Namespace, ros_args: list[str]) -> int:
     from vsseg_ros.ros.node import main
 
@@ -46,7 +55,8 @@ def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
 
     return run_bench(sizes=args.sizes, frames=args.frames, warmup=args.warmup, json_path=args.json,
                      device=args.device, model_path=args.model, rate_hz=args.rate,
-                     open_loop_frames=args.open_loop_frames, temporal=args.temporal, node=not args.no_node)
+                     open_loop_frames=args.open_loop_frames, temporal=args.temporal, node=not args.no_node,
+                     node_params=dict(args.node_param or []))
 
 
 def _is_temporal_recipe(path: Path) -> bool:
@@ -130,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time a temporal model (checkpoint, or config/models/*.yaml with random weights): "
                         "streaming vs per-frame vs naive, MAR share, DIS flow")
     b.add_argument("--no-node", action="store_true", help="skip the node and model-alone measurements")
+    b.add_argument("--node-param", type=_param, action="append", metavar="NAME=VALUE",
+                   help="a node parameter for the node phase, e.g. worker_threads=1 (repeatable)")
     b.add_argument("--json", type=Path, help="also write the results as JSON here")
     b.set_defaults(func=_cmd_bench)
 

@@ -88,12 +88,13 @@ def open_loop(client, msgs: list, rate_hz: float, drain_s: float = 2.0) -> dict:
 
 
 def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, model_path: str,
-               device: str, out_dir: Path, rate_hz: float = 30.0, open_loop_frames: int = 60) -> dict:
+               device: str, out_dir: Path, rate_hz: float = 30.0, open_loop_frames: int = 60,
+               node_params: Optional[dict] = None) -> dict:
     from vsseg_ros.tools.client import SegmentationClient, make_image_msg
     from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
     params = write_params_file({"model_path": model_path, "device": device, "network_image_height": size[0],
-                                "network_image_width": size[1], "stats_period": 0.0})
+                                "network_image_width": size[1], "stats_period": 0.0, **(node_params or {})})
     node = NodeProcess(params_file=params, log_path=out_dir / f"bench_node_{size[0]}x{size[1]}.log")
     client = SegmentationClient(outputs=("mask",), name=f"vsseg_bench_{size[0]}x{size[1]}")
     try:
@@ -130,7 +131,7 @@ def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, mod
 def run_bench(sizes: list[tuple[int, int]], frames: int = 30, warmup: int = 5,
               json_path: Optional[Path] = None, device: str = "auto", model_path: str = "",
               video: Optional[Path] = None, rate_hz: float = 30.0, open_loop_frames: int = 60,
-              temporal: Optional[str] = None, node: bool = True) -> int:
+              temporal: Optional[str] = None, node: bool = True, node_params: Optional[dict] = None) -> int:
     report: dict = {"frames": frames, "warmup": warmup}
     if temporal:
         from vsseg_ros.tools.bench_temporal import bench_temporal, print_temporal
@@ -139,14 +140,15 @@ def run_bench(sizes: list[tuple[int, int]], frames: int = 30, warmup: int = 5,
         print_temporal(report["temporal"])
     if node:
         report["results"] = _bench_node_and_model(sizes, frames, warmup, device, model_path, video, rate_hz,
-                                                  open_loop_frames)
+                                                  open_loop_frames, node_params)
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
 def _bench_node_and_model(sizes: list[tuple[int, int]], frames: int, warmup: int, device: str, model_path: str,
-                          video: Optional[Path], rate_hz: float, open_loop_frames: int) -> list[dict]:
+                          video: Optional[Path], rate_hz: float, open_loop_frames: int,
+                          node_params: Optional[dict] = None) -> list[dict]:
     apply_local_ros_env()
     import rclpy
 
@@ -159,7 +161,7 @@ def _bench_node_and_model(sizes: list[tuple[int, int]], frames: int, warmup: int
             clip = list(read_frames(video or default_video(), max_frames=frames + warmup, size=size))
             model = bench_model(clip, size, warmup, model_path, device)
             node = bench_node(clip, size, warmup, model_path, device, out_dir, rate_hz=rate_hz,
-                              open_loop_frames=open_loop_frames)
+                              open_loop_frames=open_loop_frames, node_params=node_params)
             results.append({"size": f"{size[0]}x{size[1]}", **model, **node,
                             "node_over_model": round(node["end_to_end_ms"]["p50"] / model["push_ms"]["p50"], 3),
                             "node_over_network": round(node["end_to_end_ms"]["p50"] / model["network_ms"]["p50"],
