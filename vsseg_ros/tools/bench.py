@@ -31,21 +31,36 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 def bench_model(frames: list[np.ndarray], size: tuple[int, int], warmup: int, model_path: str,
                 device: str) -> dict:
+    """The node's per-frame work, stage by stage, in this process: decode the bgr8 Image message, the
+    Segmenter's own stages (preprocess, network or backbone/fusion/MAR, postprocess) and the conversion of the
+    mask into the Image message the node publishes. What the node adds beyond these is DDS transport."""
     from vsseg_ros.core.loading import load_segmenter
     from vsseg_ros.core.segmenter import Frame, OutputRequest
+    from vsseg_ros.imaging.decode import decode_message
+    from vsseg_ros.ros.convert import to_image_msg
+    from vsseg_ros.tools.client import make_image_msg
 
     seg = load_segmenter(model_path, device=device, input_size=size)
     request = OutputRequest(boundary=False, confidence=False)  # what the node computes for a mask subscriber
     total, network = [], []
+    stages: dict[str, list[float]] = {}
     for i, rgb in enumerate(tqdm(frames, desc=f"model {size[0]}x{size[1]}", unit="frame", leave=False)):
-        t = time.perf_counter()
-        res = seg.push(Frame(image=rgb, stamp_ns=i), request)
-        dt = (time.perf_counter() - t) * 1e3
-        if i >= warmup:
-            total.append(dt)
-            network.append(res.timings_ms.get("network", float("nan")))
+        msg = make_image_msg(rgb[:, :, ::-1], "bgr8", i)
+        t0 = time.perf_counter()
+        image = decode_message(msg)
+        t1 = time.perf_counter()
+        res = seg.push(Frame(image=image, stamp_ns=i), request)
+        t2 = time.perf_counter()
+        if res is not None:
+            to_image_msg(res.labels, msg.header)
+        t3 = time.perf_counter()
+        if i >= warmup and res is not None:
+            total.append((t2 - t1) * 1e3)
+            network.append(res.timings_ms.get("network", res.timings_ms.get("backbone", float("nan"))))
+            for k, v in {"decode": (t1 - t0) * 1e3, **res.timings_ms, "publish_conversion": (t3 - t2) * 1e3}.items():
+                stages.setdefault(k, []).append(v)
     return {"model_id": seg.model_id, "device": str(seg.device), "push_ms": _stats(total),
-            "network_ms": _stats(network)}
+            "network_ms": _stats(network), "stages_ms": {k: _stats(v)["p50"] for k, v in stages.items()}}
 
 
 def peak_rss_mb(pid: int) -> Optional[float]:
@@ -177,6 +192,9 @@ def _bench_node_and_model(sizes: list[tuple[int, int]], frames: int, warmup: int
               f"{r['end_to_end_ms']['p50']:>9.1f} {r['node_over_model']:>11.3f} {r['node_over_network']:>13.3f}")
     print("model = Segmenter.push (preprocess + network + postprocess at input size); node e2e = publish bgr8 "
           "Image -> /semantic/mask received, over Fast DDS on loopback.")
+    for r in results:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r.get("stages_ms", {}).items())
+        print(f"{r['size']:>10} per stage (median ms, this process): {stages}")
     loaded = [r for r in results if r.get("open_loop")]
     if loaded:
         print(f"\nopen loop (frames published at a fixed rate without waiting):")
