@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vsseg_ros.core.models.heads import ConvBNReLU
+from vsseg_ros.core.models.heads import ConvBNReLU, init_conv_bn
 from vsseg_ros.core.models.heads_mmseg import FCNHead
 from vsseg_ros.core.models.resnet import ResNet
 
@@ -24,17 +24,6 @@ from vsseg_ros.core.models.resnet import ResNet
 #: auxiliary weight); the paper does not publish its values
 DEFAULT_ALPHA = 0.4
 DEFAULT_BETA = 0.4
-
-
-def _init_conv_bn(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 class FlowSegNet(nn.Module):
@@ -73,7 +62,7 @@ class ResidualFusion(nn.Module):
         self.num_classes = int(num_classes)
         self.convs = nn.Sequential(ConvBNReLU(2 * self.num_classes, channels, 3), ConvBNReLU(channels, channels, 3))
         self.conv_out = nn.Conv2d(channels, self.num_classes, 1)
-        _init_conv_bn(self)
+        init_conv_bn(self)
         # Zero-initialised last layer: the fused model starts exactly as the image model (the correction is 0),
         # so attaching the path to a trained image network does not lose its accuracy, and the random flow
         # path of the first steps cannot disturb the image logits; the correction grows as it proves useful.

@@ -37,7 +37,8 @@ class SeparableConvBNReLU(nn.Sequential):
         )
 
 
-def _init_module(module: nn.Module) -> None:
+def init_conv_bn(module: nn.Module) -> None:
+    """He-normal convolutions (zero bias) and unit BatchNorms: the start every head here uses."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -70,7 +71,7 @@ class LiteHead(nn.Module):
         )
         self.refine = SeparableConvBNReLU(channels, channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
-        _init_module(self)
+        init_conv_bn(self)
         nn.init.normal_(self.classifier.weight, std=0.01)
         nn.init.zeros_(self.classifier.bias)
 
@@ -97,7 +98,7 @@ class BoundaryHead(nn.Module):
         super().__init__()
         self.block = SeparableConvBNReLU(in_channels, mid_channels)
         self.out = nn.Conv2d(mid_channels, 1, 1)
-        _init_module(self)
+        init_conv_bn(self)
         nn.init.normal_(self.out.weight, std=0.01)
         # boundaries are rare: start near their prior probability, not at 0.5
         nn.init.constant_(self.out.bias, math.log(prior / (1.0 - prior)))

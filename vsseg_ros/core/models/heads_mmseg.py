@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vsseg_ros.core.models.heads import init_conv_bn
+
 PSP_POOL_SCALES = (1, 2, 3, 6)
 DROPOUT = 0.1
 
@@ -38,14 +40,7 @@ class ConvModule(nn.Module):
 
 
 def _init_head(head: nn.Module, classifier: nn.Conv2d) -> None:
-    for m in head.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    init_conv_bn(head)
     nn.init.normal_(classifier.weight, std=0.01)
     nn.init.zeros_(classifier.bias)
 
