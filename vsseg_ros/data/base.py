@@ -72,6 +72,16 @@ def unpaired_error(names: Sequence[str], paths: dict[str, Path], where: Path, wh
     return DatasetError(f"{len(names)} {what} in {where} without {other}: {shown}{more}")
 
 
+def check_pairs(images: dict[str, Path], labels: dict[str, Path], image_dir: Path, label_dir: Path) -> None:
+    """Every image has a label of the same name and the other way round; DatasetError naming the strays."""
+    no_label = sorted(set(images) - set(labels))
+    if no_label:
+        raise unpaired_error(no_label, images, image_dir, "image(s)", f"a label in {label_dir}")
+    no_image = sorted(set(labels) - set(images))
+    if no_image:
+        raise unpaired_error(no_image, labels, label_dir, "label(s)", f"an image in {image_dir}")
+
+
 def generic_class_map(num_classes: int) -> ClassMap:
     """``class_0 .. class_{C-1}`` with distinct, deterministic colours (for data without a class table)."""
     import cv2
@@ -235,4 +245,4 @@ class LabelledDataset:
 
 
 __all__ = ["DatasetError", "IMAGE_SUFFIXES", "LabelledDataset", "Sample", "check_root", "generic_class_map",
-           "list_images", "missing_folders_error", "parse_name", "unpaired_error", "IGNORE_ID"]
+           "list_images", "missing_folders_error", "parse_name", "unpaired_error", "check_pairs", "IGNORE_ID"]

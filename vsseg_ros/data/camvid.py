@@ -16,9 +16,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from vsseg_ros.core.classes import CAMVID, IGNORE_ID, ClassMap
-from vsseg_ros.data.base import (IMAGE_SUFFIXES, DatasetError, LabelledDataset, Sample, check_root,
-                                 generic_class_map, list_images, missing_folders_error, parse_name,
-                                 unpaired_error)
+from vsseg_ros.data.base import (IMAGE_SUFFIXES, DatasetError, LabelledDataset, Sample, check_pairs, check_root,
+                                 generic_class_map, list_images, missing_folders_error, parse_name)
 
 #: class id used for "void" in the SegNet release
 VOID_ID = 11
@@ -50,12 +49,7 @@ class CamVid(LabelledDataset):
         labels = list_images(self.label_dir)
         if not images:
             raise DatasetError(f"no images in {self.image_dir} ({expected})")
-        no_label = sorted(set(images) - set(labels))
-        if no_label:
-            raise unpaired_error(no_label, images, self.image_dir, "image(s)", f"a label in {self.label_dir}")
-        no_image = sorted(set(labels) - set(images))
-        if no_image:
-            raise unpaired_error(no_image, labels, self.label_dir, "label(s)", f"an image in {self.image_dir}")
+        check_pairs(images, labels, self.image_dir, self.label_dir)
         self.samples: list[Sample] = []
         for name in sorted(images):
             seq, frame = parse_name(name)

@@ -25,8 +25,8 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from vsseg_ros.core.classes import IGNORE_ID, ClassMap
-from vsseg_ros.data.base import (DatasetError, LabelledDataset, Sample, check_root, generic_class_map,
-                                 list_images, missing_folders_error, parse_name, unpaired_error)
+from vsseg_ros.data.base import (DatasetError, LabelledDataset, Sample, check_pairs, check_root,
+                                 generic_class_map, list_images, missing_folders_error, parse_name)
 
 CLASS_FILES = ("classes.txt", "classes.yaml", "classes.yml")
 MAX_CLASSES = 255  # ids 0..254; 255 is the ignore id
@@ -119,12 +119,7 @@ class ImageFolder(LabelledDataset):
             hint = (f"; {self.image_dir} holds the folder(s) {', '.join(subdirs)}: pass one of them as the split"
                     if subdirs and not split else "")
             raise DatasetError(f"no images in {self.image_dir} ({expected}){hint}")
-        no_label = sorted(set(images) - set(labels))
-        if no_label:
-            raise unpaired_error(no_label, images, self.image_dir, "image(s)", f"a label in {self.label_dir}")
-        no_image = sorted(set(labels) - set(images))
-        if no_image:
-            raise unpaired_error(no_image, labels, self.label_dir, "label(s)", f"an image in {self.image_dir}")
+        check_pairs(images, labels, self.image_dir, self.label_dir)
         not_png = sorted(n for n in labels if labels[n].suffix.lower() != ".png")
         if not_png:
             raise DatasetError(f"label(s) {', '.join(labels[n].name for n in not_png[:5])} in {self.label_dir} are "
