@@ -128,16 +128,21 @@ def _merge(defaults: dict[str, Any], given: Any, section: str, path: Path) -> di
     return out
 
 
-def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Path]] = None) -> Recipe:
-    from vsseg_ros.core.config import ConfigError
-
+def read_recipe_file(config_path: Union[str, Path]) -> tuple[Path, Any]:
+    """The path and parsed YAML of a training recipe; TrainConfigError if it is missing or not YAML."""
     path = Path(config_path).expanduser()
     if not path.is_file():
         raise TrainConfigError(f"training config not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return path, yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise TrainConfigError(f"{path}: not valid YAML: {e}") from None
+
+
+def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Path]] = None) -> Recipe:
+    from vsseg_ros.core.config import ConfigError
+
+    path, raw = read_recipe_file(config_path)
     if not isinstance(raw, dict):
         raise TrainConfigError(f"{path}: expected a mapping with model, data and train sections")
     unknown = sorted(set(raw) - {"model", "model_id", "data", "train"})

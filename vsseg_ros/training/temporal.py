@@ -32,17 +32,15 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor, nn
 
 from vsseg_ros.core.classes import IGNORE_ID
 from vsseg_ros.core.config import ConfigError, ModelConfig
 from vsseg_ros.training.perframe import (SeedStream, TrainConfigError, _append_jsonl, _atomic_torch_save,
                                          _merge, _repo_root_for, _seed_everything, class_weights, lr_factor,
-                                         plot_curve)
+                                         plot_curve, read_recipe_file)
 
 DATA_DEFAULTS: dict[str, Any] = {
     "dataset": "camvid", "root": "../shared/data/camvid", "train_split": "train", "val_split": "val",
@@ -60,13 +58,7 @@ STATE_FORMAT = "vsseg_ros.temporal_train_state"
 def load_temporal_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Path]] = None
                          ) -> dict[str, Any]:
     """The recipe with defaults filled in and paths resolved; TrainConfigError naming the field otherwise."""
-    path = Path(config_path).expanduser()
-    if not path.is_file():
-        raise TrainConfigError(f"training config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise TrainConfigError(f"{path}: not valid YAML: {e}") from None
+    path, raw = read_recipe_file(config_path)
     if not isinstance(raw, dict) or raw.get("stage") != "temporal":
         raise TrainConfigError(f"{path}: a temporal recipe has `stage: temporal` at the top level")
     unknown = sorted(set(raw) - {"stage", "model", "model_id", "init", "data", "train"})
@@ -163,37 +155,16 @@ def without_mar(model: nn.Module, config: ModelConfig) -> tuple[nn.Module, Model
 # -- validation ---------------------------------------------------------------------------------------
 
 
-def stream_scores(segmenter: Any, data: Any, class_names: Sequence[str], progress: bool = False) -> dict[str, Any]:
-    """mIoU, per-class IoU and mVC8/16 of ``segmenter`` streamed over ``data`` in sequence order (what
-    ``vsseg-ros eval`` measures; flow consistency off for speed)."""
-    from tqdm import tqdm
-
-    from vsseg_ros.core.segmenter import Frame, OutputRequest
+def stream_scores(segmenter: Any, data: Any, class_names: Sequence[str], dataset: str) -> dict[str, Any]:
+    """mIoU, per-class IoU and mVC8/16 of ``segmenter`` streamed over ``data`` in sequence order, exactly as
+    ``vsseg-ros eval`` runs it (flow consistency off for speed)."""
+    from vsseg_ros.data.sources import FRAME_NUMBER_RATE_HZ, frames_of
+    from vsseg_ros.metrics.evaluate import evaluate_stream
     from vsseg_ros.metrics.scorer import StreamScorer
 
     scorer = StreamScorer(class_names, flow_consistency=False)
-    request = OutputRequest(boundary=False, confidence=False)
-    labels: dict[int, tuple[np.ndarray, np.ndarray, str]] = {}
-    sequences = data.sequences()
-    order = [(seq, s) for seq, samples in sequences.items() for s in samples]
-    seq_index = {seq: k for k, seq in enumerate(sequences)}
-
-    def score(res: Any) -> None:
-        i = res.frame.meta
-        image, label, seq = labels.pop(i)
-        scorer.add(image, res.labels, label, latency_ms=res.inference_ms, sequence=seq)
-
-    segmenter.reset()
-    for i, (seq, sample) in enumerate(tqdm(order, desc="val", leave=False, disable=not progress)):
-        image, label = data.load(sample)
-        labels[i] = (image, label, seq)
-        # 15 Hz within a sequence; a new sequence starts 10 s later so the window restarts
-        stamp = int(i * 1e9 / 15) + 10_000_000_000 * seq_index[seq]
-        res = segmenter.push(Frame(image=image, stamp_ns=stamp, camera_id=seq, meta=i), request)
-        if res is not None:
-            score(res)
-    for res in segmenter.flush(request):
-        score(res)
+    frames = frames_of(data, FRAME_NUMBER_RATE_HZ.get(dataset, 30.0))
+    evaluate_stream([segmenter], frames, [scorer], warmup=0)
     return scorer.result()
 
 
@@ -216,10 +187,10 @@ def _segmenter(model: nn.Module, class_map: Any, model_id: str) -> Any:
     return TemporalSegmenter(model, class_map, model_id, device="cpu")  # it takes its own copy
 
 
-def _perframe_baseline(init: Path, val_data: Any, class_names: Sequence[str]) -> dict[str, Any]:
+def _perframe_baseline(init: Path, val_data: Any, class_names: Sequence[str], dataset: str) -> dict[str, Any]:
     from vsseg_ros.core.loading import load_segmenter
 
-    return stream_scores(load_segmenter(str(init), device="cpu"), val_data, class_names)
+    return stream_scores(load_segmenter(str(init), device="cpu"), val_data, class_names, dataset)
 
 
 def _loop(model: nn.Module, params: list[nn.Parameter], loader_iter: Any, iters: int, lr: float, tr: dict,
@@ -313,7 +284,7 @@ def train_temporal(config_path: Union[str, Path], out_dir: Optional[Path] = None
     t_start = time.monotonic()
     budget = float(tr["time_budget_min"]) * 60.0 if tr.get("time_budget_min") else None
     print("scoring the per-frame model on the validation split (the bar to beat) ...", flush=True)
-    base = _perframe_baseline(recipe["init"], val_data, names)
+    base = _perframe_baseline(recipe["init"], val_data, names, dc["dataset"])
     print(f"per-frame: mIoU {_pct(base['miou'])}, mVC8 {_pct(base['mvc8'])}", flush=True)
     history: list[dict[str, Any]] = []
     best = {"score": -1.0}
@@ -328,7 +299,7 @@ def train_temporal(config_path: Union[str, Path], out_dir: Optional[Path] = None
         else:
             net, net_cfg = model, cfg
         # the segmenter runs an eval-mode copy: the modules being trained keep their modes
-        res = stream_scores(_segmenter(net, class_map, recipe["model_id"]), val_data, names)
+        res = stream_scores(_segmenter(net, class_map, recipe["model_id"]), val_data, names, dc["dataset"])
         gain = {k: _diff(res[k], base[k]) for k in ("miou", "mvc8")}
         ok = gain["mvc8"] is None or gain["mvc8"] >= 0.0  # (None: the split is shorter than 8 frames)
         record = {"stage": stage, "step": step, "elapsed_min": round((time.monotonic() - t_start) / 60, 2),
