@@ -33,11 +33,12 @@ def _one_thread():
 
 
 def _folder(root: Path) -> None:
-    """Two classes: bright squares (1) on a dark textured background (0); 6 train and 9 val frames in a clip."""
+    """Two classes: bright squares (1) on a dark textured background (0); 6 train and 6 val frames (a clip shorter than
+    mVC8's window: mVC8 is n/a, so the best checkpoint is chosen by mIoU alone and is always written)."""
     rng = np.random.default_rng(0)
     root.mkdir(parents=True)
     (root / "classes.txt").write_text("background 0 0 0\nsquare 255 255 255\n")
-    for split, n in (("train", 6), ("val", 9)):
+    for split, n in (("train", 6), ("val", 6)):
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
         for i in range(n):
@@ -78,14 +79,14 @@ def test_stf_then_mar_train_and_the_result_runs(tmp_path: Path) -> None:
     losses = [json.loads(line)["loss"] for line in (out / "loss_log.jsonl").read_text().splitlines()]
     assert losses and all(np.isfinite(losses))
     assert (out / "val_miou.png").is_file()
-    if best.exists():  # written when a validation did not lose temporal consistency against the per-frame model
-        ckpt = load_checkpoint(best)
-        assert ckpt.config.temporal is not None and ckpt.meta["perframe_val_miou"] is not None
-        seg = load_segmenter(str(best), device="cpu")
-        assert isinstance(seg, TemporalSegmenter)
-        image = np.zeros((*SIZE, 3), np.uint8)
-        res = seg.push(Frame(image=image, stamp_ns=0, camera_id="c"))
-        assert res is not None and res.labels.shape == SIZE
+    assert all(r["val_mvc8"] is None for r in log)
+    ckpt = load_checkpoint(best)
+    assert ckpt.config.temporal is not None and ckpt.meta["perframe_val_miou"] is not None
+    seg = load_segmenter(str(best), device="cpu")
+    assert isinstance(seg, TemporalSegmenter)
+    image = np.zeros((*SIZE, 3), np.uint8)
+    res = seg.push(Frame(image=image, stamp_ns=0, camera_id="c"))
+    assert res is not None and res.labels.shape == SIZE
     # the final state holds the built memory (not the zeros it starts from)
     state = torch.load(out / "last.pt", weights_only=True)["model"]
     assert float(state["mar.memory_key"].abs().sum()) > 0
