@@ -77,8 +77,10 @@ def _cmd_train(args: argparse.Namespace, _: list[str]) -> int:
         for flag, value in (("--out", args.out), ("--threads", args.threads), ("--data-root", args.data_root)):
             if value:
                 targv += [flag, str(value)]
-        if args.resume or args.max_iters:
-            print("vsseg-ros train: --resume and --max-iters apply to per-frame recipes; a temporal recipe sets "
+        if args.resume:
+            targv.append("--resume")
+        if args.max_iters:
+            print("vsseg-ros train: --max-iters applies to per-frame recipes; a temporal recipe sets "
                   "train.stf_iters / train.mar_iters and its time budget", file=sys.stderr)
             return 2
         return int(temporal_main(targv) or 0)

@@ -107,6 +107,16 @@ class DistContext:
         for buf in model.buffers():
             dist.broadcast(buf.data, src=0)
 
+    def broadcast_module(self, module: nn.Module) -> None:
+        """Copy rank 0's parameters and buffers to every rank (a state only rank 0 computed, e.g. MAR's memory)."""
+        if not self.enabled:
+            return
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            for t in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(t.data, src=0)
+
     def check_in_sync(self, model: nn.Module) -> None:
         """Raise if the ranks' parameters and buffers differ (a per-tensor checksum compared over the ranks)."""
         if not self.enabled:
