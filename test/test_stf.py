@@ -44,6 +44,25 @@ def _naive_isa(isa: InterlacedSparseAttention, q: torch.Tensor, m: torch.Tensor,
     return out
 
 
+def _grid_isa(isa: InterlacedSparseAttention, q: torch.Tensor, m, pq: torch.Tensor, pm) -> torch.Tensor:
+    """Our ISA on channels-last grids (N, T, H, W, C): into the blocks layout and back."""
+    b, (H, W) = isa.block, q.shape[2:4]
+    enc = lambda p: None if p is None else stf_mod.Encoding.of_grid(p, b)  # noqa: E731
+    out = isa(stf_mod.to_blocks(q, b), None if m is None else stf_mod.to_blocks(m, b), enc(pq), enc(pm))
+    return stf_mod.from_blocks(out, H, W, b)
+
+
+def test_layouts_round_trip_and_group_as_documented() -> None:
+    x = torch.randn(2, 3, 8, 12, 5)
+    blocks = stf_mod.to_blocks(x, 4)
+    assert blocks.shape == (2, 6, 3, 16, 5)
+    assert torch.equal(stf_mod.from_blocks(blocks, 8, 12, 4), x)
+    # block (1, 2) of frame 2, in-block offset (3, 1): grid position (4 + 3, 8 + 1)
+    assert torch.equal(blocks[1, 1 * 3 + 2, 2, 3 * 4 + 1], x[1, 2, 7, 9])
+    offsets = stf_mod.swap_grouping(blocks)
+    assert offsets.shape == (2, 16, 3, 6, 5) and torch.equal(stf_mod.swap_grouping(offsets), blocks)
+
+
 @pytest.mark.parametrize("cross", [False, True])
 def test_isa_matches_per_group_multihead_attention(cross: bool) -> None:
     torch.manual_seed(0)
@@ -53,7 +72,7 @@ def test_isa_matches_per_group_multihead_attention(cross: bool) -> None:
     mem = torch.randn(2, 3, 8, 12, 8)
     px, pm = torch.randn(1, x.shape[1], 8, 12, 8), torch.randn(1, 3, 8, 12, 8)
     with torch.no_grad():
-        ours = isa(x, mem if cross else None, px, pm if cross else None)
+        ours = _grid_isa(isa, x, mem if cross else None, px, pm if cross else None)
         naive = _naive_isa(isa, x, mem if cross else x, px, pm if cross else px)
     assert ours.shape == x.shape
     assert torch.allclose(ours, naive, atol=1e-5), (ours - naive).abs().max()
@@ -68,7 +87,10 @@ def test_isa_long_range_connects_frames_and_blocks_short_range_stays_in_block() 
     C = 4
     w, b = isa.self_attn_long.in_proj_weight, isa.self_attn_long.in_proj_bias
     # long step alone: output at (t=0, 0, 0) depends on tokens with the same in-block offset, every frame/block
-    out = isa._step(isa.self_attn_long, x + zeros, None, x, stf_mod._long_groups, stf_mod._long_ungroup, None, 2)
+    xo = stf_mod.swap_grouping(stf_mod.to_blocks(x, 2))
+    out = stf_mod.attend(isa.self_attn_long, xo + stf_mod.swap_grouping(stf_mod.to_blocks(zeros, 2)), None, xo,
+                         None, 0.0)
+    out = stf_mod.from_blocks(stf_mod.swap_grouping(out), 4, 4, 2)
     out[0, 0, 0, 0].sum().backward()
     reach = x.grad.abs().sum(-1)[0] > 0
     expected = torch.zeros(2, 4, 4, dtype=torch.bool)
@@ -82,8 +104,11 @@ def test_encoder_and_decoder_layers_shapes_postnorm_and_gradients() -> None:
     enc, dec = STFEncoderLayer(8, 2, 16, 0.1, 4), STFDecoderLayer(8, 2, 16, 0.1, 4)
     x = torch.randn(2, 3, 4, 8, 8, requires_grad=True)
     pos = torch.randn(1, 3, 4, 8, 8)
-    m = enc(x, pos, None)
-    y = dec(x[:, 1:2], m, pos[:, 1:2], pos, None)
+    e_pos, d_pos = stf_mod.Encoding.of_grid(pos, 4), stf_mod.Encoding.of_grid(pos[:, 1:2], 4)
+    xb = stf_mod.to_blocks(x, 4)
+    m = enc(xb, e_pos, None)
+    y = stf_mod.from_blocks(dec(xb[:, :, 1:2], m, d_pos, e_pos, None), 4, 8, 4)
+    m = stf_mod.from_blocks(m, 4, 8, 4)
     assert m.shape == x.shape and y.shape == (2, 1, 4, 8, 8)
     # post-norm: every token comes out of a LayerNorm with unit weight and zero bias at init
     assert torch.allclose(y.mean(-1), torch.zeros(2, 1, 4, 8), atol=1e-5)
@@ -119,6 +144,7 @@ def test_stf_output_shape_and_padding_does_not_leak(dim, pool, size, monkeypatch
 
     monkeypatch.setattr(stf_mod, "_pad_to", garbage_pad)
     s._pe_cache.clear()
+    s._token_cache.clear()
     with torch.no_grad():
         dirty = s(feats, 2)
     assert torch.allclose(clean, dirty, atol=1e-5), (clean - dirty).abs().max()

@@ -69,6 +69,22 @@ class MemoryAttention(nn.Module):
         attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)), dim=-1)  # no 1/sqrt(d), as the reference
         return self.to_out(torch.matmul(attn, v))
 
+    def folded(self, key: Tensor, value: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """For inference: ``scores`` (C x slots) with ``q k^T = x @ scores`` and ``values`` (slots x C) =
+        ``to_out(to_v(value))``, bias included; cached while the memory and the weights are unchanged."""
+        wq = [m.weight for m in self.to_q]
+        deps = (key, value, *wq, *(m.weight for m in self.to_k), *(m.weight for m in self.to_v),
+                self.to_out[0].weight, self.to_out[0].bias)
+
+        def make() -> Tensor:
+            k = self.to_k(key.to(dtype)).reshape(-1, wq[2].shape[0])      # (slots, dim)
+            scores = (k @ (wq[2] @ wq[1] @ wq[0]).to(dtype)).t().contiguous()  # (C, slots)
+            values = self.to_out[0](self.to_v(value.to(dtype))).reshape(k.shape[0], -1)
+            return torch.stack([scores.t(), values])  # one tensor to cache: (2, slots, C)
+
+        both = self._cached("folded", make, *deps)
+        return both[0].t(), both[1]
+
 
 class MemoryDecoder(nn.Module):
     """x = LN(x + Dropout(attn(x, memory))); x = LN(x + Dropout(FFN(x))) (the reference's ``HEdecoder``; its
@@ -86,8 +102,26 @@ class MemoryDecoder(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        if not (self.training or torch.is_grad_enabled()):
+            return self._infer(x, key, value)
         x = self.norm1(x + self.dropout(self.attn(x, key, value)))
         return self.norm2(x + self.dropout2(self.linear2(self.dropout1(F.relu(self.linear1(x))))))
+
+    def _infer(self, x: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        """The same map with the memory folded in, for inference (no dropout, no autograd): the attention
+        logits are ``x @ scores`` with ``scores = (k Wq)^T`` (C x slots), and since each row of the softmax sums
+        to 1, ``to_out(A v) = A (to_out(v))``: the output projection and its bias fold into the values. Both
+        are computed once per memory and weights; a pixel then costs two small matmuls instead of five."""
+        scores, values = self.attn.folded(key, value, x.dtype)
+        shape = x.shape
+        t = x.reshape(-1, shape[-1])
+        a = torch.softmax(t @ scores, dim=-1)
+        t = F.layer_norm(torch.addmm(t, a, values), self.norm1.normalized_shape, self.norm1.weight,
+                         self.norm1.bias, self.norm1.eps)
+        h = F.relu_(F.linear(t, self.linear1.weight, self.linear1.bias))
+        t = torch.addmm(t, h, self.linear2.weight.t()).add_(self.linear2.bias)
+        t = F.layer_norm(t, self.norm2.normalized_shape, self.norm2.weight, self.norm2.bias, self.norm2.eps)
+        return t.reshape(shape)
 
 
 class MAR(nn.Module):

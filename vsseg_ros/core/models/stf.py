@@ -35,19 +35,22 @@ and the fused result is added back to the target frame's features through a zero
 an untrained STF leaves the per-frame model unchanged. ``pool`` > 1 attends on average-pooled features
 (``ceil_mode``) and upsamples the fused residual (bilinear) to the feature size.
 
-**Implementation**: tokens stay channels-last ``(N, T, H, W, C)`` throughout, so LayerNorm, the feed-forward
-blocks and the q/k/v projections run on them directly; each attention step projects once, regroups q, k, v
-into ``(groups, heads, tokens, head_dim)`` with one copy each, and calls ``F.scaled_dot_product_attention``
-with the weights of the ``nn.MultiheadAttention`` modules (same math as their forward). The 1x1 input
-projection runs after pooling (both are linear, so they commute). Without autograd, the resized positional
-encodings are cached (keyed by size, positions and the parameters' version) and so is each frame's pooled,
-projected input (keyed by the feature tensor itself): in a stream a frame is prepared once, not T times.
+**Implementation**: tokens live in a *blocks* layout ``(N, blocks, T, block*block, C)`` (a group per spatial
+block, the short-range step's grouping); the long-range step's grouping is the same tensor with dims 1 and 3
+swapped, ``(N, block*block, T, blocks, C)`` (a group per offset inside the block). So each attention step
+changes layout with one transpose-copy of its input, LayerNorm, the feed-forward blocks and the q/k/v and output
+projections run on the grouped tokens directly (they work per token), and the heads are strided views handed to
+``F.scaled_dot_product_attention`` with the weights of the ``nn.MultiheadAttention`` modules (same math as their
+forward). The 1x1 input projection runs after pooling (both are linear, so they commute). Without autograd, the
+resized positional encodings and padding masks are cached (keyed by size, positions and the parameters'
+version) and so is each frame's pooled, projected, padded and grouped input (keyed by the feature tensor
+itself): in a stream a frame is prepared once, not T times.
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import Callable, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -55,40 +58,30 @@ from torch import Tensor, nn
 
 from vsseg_ros.core.models.cache_keys import mode_key, tensor_key
 
-Grouper = Callable[[Tensor, int], Tensor]
+# -- token layouts ----------------------------------------------------------------------------------------------
+# grid:    (N, T, H, W, C), H and W multiples of the block
+# blocks:  (N, hb*wb, T, b*b, C)  one group per spatial block (short range)
+# offsets: (N, b*b, T, hb*wb, C)  one group per offset inside the blocks (long range): blocks with dims 1, 3 swapped
 
-
-# -- token grouping: (N, T, H, W, heads, hd) <-> (groups, heads, tokens, hd) -----------------------------------
-
-def _long_groups(x: Tensor, block: int) -> Tensor:
-    """(N, T, H, W, E, d) -> (N*block*block, E, T*(H/block)*(W/block), d): a group per offset in the block."""
-    N, T, H, W, E, d = x.shape
+def to_blocks(x: Tensor, block: int) -> Tensor:
+    """grid (N, T, H, W, C) -> blocks layout (N, hb*wb, T, block*block, C) (a copy)."""
+    N, T, H, W, C = x.shape
     hb, wb = H // block, W // block
-    x = x.reshape(N, T, hb, block, wb, block, E, d).permute(0, 3, 5, 6, 1, 2, 4, 7)
-    return x.reshape(N * block * block, E, T * hb * wb, d)
+    x = x.reshape(N, T, hb, block, wb, block, C).permute(0, 2, 4, 1, 3, 5, 6)
+    return x.reshape(N, hb * wb, T, block * block, C)
 
 
-def _long_ungroup(x: Tensor, N: int, T: int, H: int, W: int, block: int) -> Tensor:
-    """Inverse of :func:`_long_groups`, merging heads: -> (N, T, H, W, E*d)."""
-    _, E, _, d = x.shape
+def from_blocks(x: Tensor, H: int, W: int, block: int) -> Tensor:
+    """Inverse of :func:`to_blocks`: -> grid (N, T, H, W, C)."""
+    N, _, T, _, C = x.shape
     hb, wb = H // block, W // block
-    x = x.reshape(N, block, block, E, T, hb, wb, d).permute(0, 4, 5, 1, 6, 2, 3, 7)
-    return x.reshape(N, T, H, W, E * d)
+    x = x.reshape(N, hb, wb, T, block, block, C).permute(0, 3, 1, 4, 2, 5, 6)
+    return x.reshape(N, T, H, W, C)
 
 
-def _short_groups(x: Tensor, block: int) -> Tensor:
-    """(N, T, H, W, E, d) -> (N*(H/block)*(W/block), E, T*block*block, d): a group per block."""
-    N, T, H, W, E, d = x.shape
-    hb, wb = H // block, W // block
-    x = x.reshape(N, T, hb, block, wb, block, E, d).permute(0, 2, 4, 6, 1, 3, 5, 7)
-    return x.reshape(N * hb * wb, E, T * block * block, d)
-
-
-def _short_ungroup(x: Tensor, N: int, T: int, H: int, W: int, block: int) -> Tensor:
-    _, E, _, d = x.shape
-    hb, wb = H // block, W // block
-    x = x.reshape(N, hb, wb, E, T, block, block, d).permute(0, 4, 1, 5, 2, 6, 3, 7)
-    return x.reshape(N, T, H, W, E * d)
+def swap_grouping(x: Tensor) -> Tensor:
+    """blocks <-> offsets layout (the same permutation both ways), as a contiguous copy."""
+    return x.transpose(1, 3).contiguous()
 
 
 def _pad_to(x: Tensor, block: int) -> Tensor:
@@ -98,15 +91,82 @@ def _pad_to(x: Tensor, block: int) -> Tensor:
     return F.pad(x, (0, 0, 0, pw, 0, ph)) if (ph or pw) else x
 
 
-class InterlacedSparseAttention(nn.Module):
-    """Long-range then short-range multi-head attention on channels-last token grids ``(N, T, H, W, C)``
-    (H, W multiples of ``block``). ``self_attn_long`` / ``self_attn_short`` are ``nn.MultiheadAttention`` (the
-    reference's names); their weights are applied with ``scaled_dot_product_attention``.
+def _heads(x: Tensor, heads: int) -> Tensor:
+    """(N, A, T, B, C) grouped tokens -> (N*A, heads, T*B, C/heads), a view where the strides allow."""
+    N, A, T, B, C = x.shape
+    return x.reshape(N * A, T * B, heads, C // heads).transpose(1, 2)
 
-    ``forward(query, memory, pos_q, pos_m, valid)``: the long-range step attends from ``query + pos_q`` to
+
+def attend(mha: nn.MultiheadAttention, qk_q: Tensor, qk_k: Optional[Tensor], v_in: Tensor,
+           mask: Optional[Tensor], dropout: float) -> Tensor:
+    """One multi-head attention within groups, with ``mha``'s weights: q from ``qk_q``, k from ``qk_k`` (None:
+    from ``qk_q``, one projection for both), v from ``v_in``. Inputs are grouped tokens (N, A, T, B, C) with the
+    same N, A (groups); queries and keys may have different T. Returns the output projection in ``qk_q``'s
+    shape. ``mask``: (N*A, 1, 1, keys) bool, True = attend, or None."""
+    N, A, Tq, B, C = qk_q.shape
+    E = mha.num_heads
+    w, bias = mha.in_proj_weight, mha.in_proj_bias
+    if qk_k is None:
+        qk = F.linear(qk_q, w[: 2 * C], bias[: 2 * C]).reshape(N * A, Tq * B, 2, E, C // E)
+        q, k = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2)
+    else:
+        q = _heads(F.linear(qk_q, w[:C], bias[:C]), E)
+        k = _heads(F.linear(qk_k, w[C: 2 * C], bias[C: 2 * C]), E)
+    v = _heads(F.linear(v_in, w[2 * C:], bias[2 * C:]), E)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    out = out.transpose(1, 2).reshape(N, A, Tq, B, C)
+    return F.linear(out, mha.out_proj.weight, mha.out_proj.bias)
+
+
+class Encoding(NamedTuple):
+    """A positional encoding in both groupings (each (1, A, T, B, C), broadcast over the batch)."""
+
+    blocks: Tensor
+    offsets: Tensor
+
+    @staticmethod
+    def of_grid(pe: Tensor, block: int) -> "Encoding":
+        """From a padded grid encoding (1, T, H, W, C)."""
+        b = to_blocks(pe, block)
+        return Encoding(b, swap_grouping(b))
+
+
+class Padding:
+    """Which grid positions are real (not padding), as key masks for either grouping, built once per shape.
+
+    ``valid``: (H, W) bool, or None when nothing is padded (then every mask is None)."""
+
+    def __init__(self, valid: Optional[Tensor], block: int, batch: int) -> None:
+        self.batch = batch
+        self._masks: dict[tuple[str, int], Tensor] = {}
+        self._valid: Optional[dict[str, Tensor]] = None
+        if valid is not None:
+            H, W = valid.shape
+            vb = to_blocks(valid.view(1, 1, H, W, 1), block)[0, :, 0, :, 0]  # (blocks, b*b)
+            self._valid = {"blocks": vb, "offsets": vb.t()}
+
+    def mask(self, grouping: str, frames: int) -> Optional[Tensor]:
+        """(N*groups, 1, 1, frames*tokens) key mask for keys from ``frames`` frames in ``grouping``
+        ("blocks" or "offsets"), or None."""
+        if self._valid is None:
+            return None
+        key = (grouping, frames)
+        if key not in self._masks:
+            v = self._valid[grouping]  # (groups, tokens per frame)
+            m = v[None, :, None, :].expand(self.batch, -1, frames, -1)
+            self._masks[key] = m.reshape(self.batch * v.shape[0], 1, 1, frames * v.shape[1])
+        return self._masks[key]
+
+
+class InterlacedSparseAttention(nn.Module):
+    """Long-range then short-range multi-head attention on tokens in the blocks layout ``(N, blocks, T, bb, C)``.
+    ``self_attn_long`` / ``self_attn_short`` are ``nn.MultiheadAttention`` (the reference's names); their weights
+    are applied with ``scaled_dot_product_attention``.
+
+    ``forward(query, memory, pos_q, pos_m, padding)``: the long-range step attends from ``query + pos_q`` to
     ``memory + pos_m`` (keys) and ``memory`` (values); ``memory=None`` means self-attention. The short-range
-    step attends within the query's own blocks, on the long-range result. ``valid`` (H, W) bool marks real
-    (unpadded) positions, or None when nothing is padded.
+    step attends within the query's own blocks, on the long-range result. ``pos_q``/``pos_m`` are
+    :class:`Encoding` s; ``padding`` a :class:`Padding` (or None: nothing is padded).
     """
 
     def __init__(self, dim: int, heads: int, dropout: float, block: int) -> None:
@@ -115,50 +175,25 @@ class InterlacedSparseAttention(nn.Module):
         self.self_attn_long = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.self_attn_short = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
 
-    def _step(self, mha: nn.MultiheadAttention, qk_q: Tensor, qk_k: Optional[Tensor], v_in: Tensor,
-              group: Grouper, ungroup: Callable[..., Tensor], mask: Optional[Tensor], T_q: int) -> Tensor:
-        """One multi-head attention over groups: q from ``qk_q``, k from ``qk_k`` (None: from ``qk_q``, one
-        projection for both), v from ``v_in``; all (N, T, H, W, C). Returns (N, T_q, H, W, C)."""
-        C, E, b = qk_q.shape[-1], self.heads, self.block
-        w, bias = mha.in_proj_weight, mha.in_proj_bias
-        if qk_k is None:
-            q, k = F.linear(qk_q, w[: 2 * C], bias[: 2 * C]).chunk(2, dim=-1)
-        else:
-            q = F.linear(qk_q, w[:C], bias[:C])
-            k = F.linear(qk_k, w[C: 2 * C], bias[C: 2 * C])
-        v = F.linear(v_in, w[2 * C:], bias[2 * C:])
-        N, _, H, W, _ = q.shape
-        q, k, v = (group(t.unflatten(-1, (E, C // E)), b) for t in (q, k, v))
+    def forward(self, query: Tensor, memory: Optional[Tensor], pos_q: Encoding, pos_m: Optional[Encoding],
+                padding: Optional[Padding] = None) -> Tensor:
         p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        return F.linear(ungroup(out, N, T_q, H, W, b), mha.out_proj.weight, mha.out_proj.bias)
-
-    def _mask(self, valid: Optional[Tensor], N: int, T: int, group: Grouper) -> Optional[Tensor]:
-        """(groups, 1, 1, keys) bool mask (True = attend) for T frames' keys laid out by ``group``; None if
-        nothing is padded."""
-        if valid is None:
-            return None
-        H, W = valid.shape
-        g = group(valid.view(1, 1, H, W, 1, 1).expand(N, T, H, W, 1, 1), self.block)  # (groups, 1, keys, 1)
-        return g.reshape(g.shape[0], 1, 1, g.shape[2])
-
-    def forward(self, query: Tensor, memory: Optional[Tensor], pos_q: Tensor, pos_m: Optional[Tensor],
-                valid: Optional[Tensor] = None) -> Tensor:
-        N, T_q, H, W, _ = query.shape
-        q_in = query + pos_q
+        T_q = query.shape[2]
+        q_off = swap_grouping(query)
         if memory is None:  # self-attention: one projection gives q and k
-            x = self._step(self.self_attn_long, q_in, None, query, _long_groups, _long_ungroup,
-                           self._mask(valid, N, T_q, _long_groups), T_q)
+            mask = padding.mask("offsets", T_q) if padding else None
+            x = attend(self.self_attn_long, q_off + pos_q.offsets, None, q_off, mask, p)
         else:
-            k_in = memory + pos_m
-            x = self._step(self.self_attn_long, q_in, k_in, memory, _long_groups, _long_ungroup,
-                           self._mask(valid, N, memory.shape[1], _long_groups), T_q)
-        return self._step(self.self_attn_short, x + pos_q, None, x, _short_groups, _short_ungroup,
-                          self._mask(valid, N, T_q, _short_groups), T_q)
+            m_off = swap_grouping(memory)
+            mask = padding.mask("offsets", memory.shape[2]) if padding else None
+            x = attend(self.self_attn_long, q_off + pos_q.offsets, m_off + pos_m.offsets, m_off, mask, p)
+        x = swap_grouping(x)
+        mask = padding.mask("blocks", T_q) if padding else None
+        return attend(self.self_attn_short, x + pos_q.blocks, None, x, mask, p)
 
 
 class STFEncoderLayer(nn.Module):
-    """Post-norm: x = LN(x + ISA(x)); x = LN(x + FFN(x)) on channels-last tokens."""
+    """Post-norm: x = LN(x + ISA(x)); x = LN(x + FFN(x)) on tokens in the blocks layout."""
 
     def __init__(self, dim: int, heads: int, ffn: int, dropout: float, block: int) -> None:
         super().__init__()
@@ -171,8 +206,8 @@ class STFEncoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def forward(self, src: Tensor, pos: Tensor, valid: Optional[Tensor]) -> Tensor:
-        x = self.norm1(src + self.dropout1(self.self_attn(src, None, pos, None, valid)))
+    def forward(self, src: Tensor, pos: Encoding, padding: Optional[Padding]) -> Tensor:
+        x = self.norm1(src + self.dropout1(self.self_attn(src, None, pos, None, padding)))
         return self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
 
@@ -193,10 +228,10 @@ class STFDecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
 
-    def forward(self, tgt: Tensor, memory: Tensor, pos_t: Tensor, pos_m: Tensor,
-                valid: Optional[Tensor]) -> Tensor:
-        x = self.norm1(tgt + self.dropout1(self.self_attn(tgt, None, pos_t, None, valid)))
-        x = self.norm2(x + self.dropout2(self.multihead_attn(x, memory, pos_t, pos_m, valid)))
+    def forward(self, tgt: Tensor, memory: Tensor, pos_t: Encoding, pos_m: Encoding,
+                padding: Optional[Padding]) -> Tensor:
+        x = self.norm1(tgt + self.dropout1(self.self_attn(tgt, None, pos_t, None, padding)))
+        x = self.norm2(x + self.dropout2(self.multihead_attn(x, memory, pos_t, pos_m, padding)))
         return self.norm3(x + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
 
@@ -244,12 +279,13 @@ class STF(nn.Module):
         self.decoder = _Layers(STFDecoderLayer(d, heads, ffn, dropout, block))
         self._pe_cache: dict[tuple, Tensor] = {}
         self._token_cache: dict[tuple, tuple[weakref.ref, Tensor]] = {}
+        self._mask_cache: dict[tuple, Padding] = {}
 
     def __getstate__(self) -> dict:
         """Pickling (``torch.save(model)``, spawned workers) leaves the caches behind: weak references cannot be
         pickled, and the entries are only valid for this process's tensors anyway."""
         state = self.__dict__.copy()
-        state["_pe_cache"], state["_token_cache"] = {}, {}
+        state["_pe_cache"], state["_token_cache"], state["_mask_cache"] = {}, {}, {}
         return state
 
     def positions(self, n: int, target: int, nominal_target: int) -> list[int]:
@@ -264,38 +300,53 @@ class STF(nn.Module):
         return pe.permute(0, 2, 3, 4, 1)
 
     def _encodings(self, positions: Sequence[int], h: int, w: int, dtype: torch.dtype
-                   ) -> tuple[Tensor, Tensor]:
-        """Encoder (1, n, H, W, dim) and decoder (1, 1, H, W, dim) encodings, resized to the unpadded (h, w)
-        and zero-padded; cached while the parameters are unchanged and no gradient is needed."""
+                   ) -> tuple[Encoding, Encoding]:
+        """Encoder (n frames) and decoder (1 frame) encodings, resized to the unpadded (h, w), zero-padded and
+        grouped; cached while the parameters are unchanged and no gradient is needed."""
         key = (tuple(positions), h, w, dtype, tensor_key(self.pe_enc), tensor_key(self.pe_dec), mode_key())
         cacheable = not (torch.is_grad_enabled() and self.pe_enc.requires_grad)
         if cacheable and key in self._pe_cache:
-            return self._pe_cache[key], self._pe_cache[key + ("dec",)]
+            return self._pe_cache[key]
         enc = self._resized_pe(self.pe_enc, self.frames, h, w)[:, list(positions)]
         dec = self._resized_pe(self.pe_dec, 1, h, w)
-        enc, dec = _pad_to(enc, self.block).to(dtype), _pad_to(dec, self.block).to(dtype)
+        pair = (Encoding.of_grid(_pad_to(enc, self.block).to(dtype), self.block),
+                Encoding.of_grid(_pad_to(dec, self.block).to(dtype), self.block))
         if cacheable:
             if len(self._pe_cache) > 16:
                 self._pe_cache.clear()
-            self._pe_cache[key], self._pe_cache[key + ("dec",)] = enc, dec
-        return enc, dec
+            self._pe_cache[key] = pair
+        return pair
+
+    def _padding(self, h: int, w: int, batch: int, device: torch.device) -> Optional[Padding]:
+        """Key masks for an (h, w) grid padded to the block size (None when nothing is padded), cached."""
+        H, W = -(-h // self.block) * self.block, -(-w // self.block) * self.block
+        if (H, W) == (h, w):
+            return None
+        key = (h, w, batch, device)
+        if key not in self._mask_cache:
+            if len(self._mask_cache) > 8:
+                self._mask_cache.clear()
+            valid = torch.zeros(H, W, dtype=torch.bool, device=device)
+            valid[:h, :w] = True
+            self._mask_cache[key] = Padding(valid, self.block, batch)
+        return self._mask_cache[key]
 
     def _tokens(self, feature: Tensor) -> Tensor:
-        """(N, C, h, w) -> pooled, projected channels-last tokens (N, h', w', dim)."""
+        """(N, C, h, w) -> pooled, projected, padded tokens in the blocks layout (N, blocks, 1, bb, dim)."""
         if self.pool > 1:
             feature = F.avg_pool2d(feature, self.pool, ceil_mode=True)
         x = feature.permute(0, 2, 3, 1)
         if self.residual:  # the 1x1 conv as a linear on channels-last tokens (after pooling: they commute)
             x = F.linear(x, self.proj_in.weight.flatten(1), self.proj_in.bias)
-        return x
+        return to_blocks(_pad_to(x.unsqueeze(1), self.block), self.block)
 
     def _frame_tokens(self, feature: Tensor) -> Tensor:
         """:meth:`_tokens`, remembered per feature tensor without autograd: a streaming window passes the same
-        tensors again as it slides, so each frame is pooled and projected once. An entry holds a weak
-        reference to its feature (a freed tensor never matches) and its version counter (an in-place change
-        misses). Inference-mode tensors have no version counter: features made under ``torch.inference_mode``
-        must not be modified in place while they are in a window (the streaming segmenter never does)."""
-        if not (self.residual or self.pool > 1) or torch.is_grad_enabled():
+        tensors again as it slides, so each frame is prepared once. An entry holds a weak reference to its
+        feature (a freed tensor never matches) and its version counter (an in-place change misses).
+        Inference-mode tensors have no version counter: features made under ``torch.inference_mode`` must not
+        be modified in place while they are in a window (the streaming segmenter never does)."""
+        if torch.is_grad_enabled():
             return self._tokens(feature)
         params = (self.proj_in.weight, self.proj_in.bias) if self.residual else ()
         key = (tensor_key(feature), mode_key(), *(tensor_key(p) for p in params))
@@ -324,24 +375,22 @@ class STF(nn.Module):
         x_target = features[target]
         if x_target.dim() != 4 or x_target.shape[1] != self.channels:
             raise ValueError(f"STF expects features (N, {self.channels}, h, w), got {tuple(x_target.shape)}")
-        h0, w0 = x_target.shape[-2:]
-        x = torch.stack([self._frame_tokens(f) for f in features], 1)  # (N, n, h, w, dim)
-        h, w = x.shape[2:4]
-        x = _pad_to(x, self.block)
-        H, W = x.shape[2:4]
-        valid = None
-        if (H, W) != (h, w):
-            valid = torch.zeros(H, W, dtype=torch.bool, device=x.device)
-            valid[:h, :w] = True
+        N, _, h0, w0 = x_target.shape
+        h, w = (-(-h0 // self.pool), -(-w0 // self.pool)) if self.pool > 1 else (h0, w0)
+        tokens = [self._frame_tokens(f) for f in features]
+        x = torch.cat(tokens, 2)  # (N, blocks, n, bb, dim)
+        padding = self._padding(h, w, N, x.device)
         pe_enc, pe_dec = self._encodings(positions, h, w, x.dtype)
-        memory = self.encoder.layer(x, pe_enc, valid)
-        out = self.decoder.layer(x[:, target:target + 1], memory, pe_dec, pe_enc, valid)[:, 0, :h, :w]
+        memory = self.encoder.layer(x, pe_enc, padding)
+        out = self.decoder.layer(tokens[target], memory, pe_dec, pe_enc, padding)
         if self.residual:  # project back at the pooled size (cheaper; linear, so it commutes with upsampling)
             out = F.linear(out, self.proj_out.weight.flatten(1), self.proj_out.bias)
-        out = out.permute(0, 3, 1, 2)
+        H, W = -(-h // self.block) * self.block, -(-w // self.block) * self.block
+        out = from_blocks(out, H, W, self.block)[:, 0, :h, :w].permute(0, 3, 1, 2)
         if self.pool > 1:
             out = F.interpolate(out, size=(h0, w0), mode="bilinear", align_corners=False)
         return x_target + out if self.residual else out.contiguous()
 
 
-__all__ = ["STF", "InterlacedSparseAttention", "STFEncoderLayer", "STFDecoderLayer"]
+__all__ = ["STF", "InterlacedSparseAttention", "STFEncoderLayer", "STFDecoderLayer", "Encoding", "Padding",
+           "attend", "to_blocks", "from_blocks", "swap_grouping"]
