@@ -233,9 +233,14 @@ def test_caches_follow_parameter_and_feature_changes() -> None:
         reprojected = s(feats, 2)
     with torch.enable_grad():
         assert torch.allclose(reprojected, s(feats, 2).detach(), atol=1e-6)
+    with torch.no_grad():  # each frame's long-step projection is kept too: it must follow the encoder's weights
+        s.encoder.layers[0].self_attn.self_attn_long.in_proj_weight.mul_(0.7)
+        reweighted = s(feats, 2)
+    with torch.enable_grad():
+        assert torch.allclose(reweighted, s(feats, 2).detach(), atol=1e-6)
     assert not torch.allclose(changed, reference) and not torch.allclose(moved, changed)
-    assert not torch.allclose(reprojected, moved)
-    assert len(s._token_cache) <= 2 * s.frames
+    assert not torch.allclose(reprojected, moved) and not torch.allclose(reweighted, reprojected)
+    assert len(s._token_cache) <= 4 * s.frames  # tokens and long-step projections of the last frames only
 
 
 def test_stf_rejects_bad_widths() -> None:

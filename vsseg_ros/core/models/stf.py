@@ -103,17 +103,23 @@ def attend(mha: nn.MultiheadAttention, qk_q: Tensor, qk_k: Optional[Tensor], v_i
     from ``qk_q``, one projection for both), v from ``v_in``. Inputs are grouped tokens (N, A, T, B, C) with the
     same N, A (groups); queries and keys may have different T. Returns the output projection in ``qk_q``'s
     shape. ``mask``: (N*A, 1, 1, keys) bool, True = attend, or None."""
-    N, A, Tq, B, C = qk_q.shape
-    E = mha.num_heads
+    C = qk_q.shape[-1]
     w, bias = mha.in_proj_weight, mha.in_proj_bias
     if qk_k is None:
-        qk = F.linear(qk_q, w[: 2 * C], bias[: 2 * C]).reshape(N * A, Tq * B, 2, E, C // E)
-        q, k = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2)
+        q, k = F.linear(qk_q, w[: 2 * C], bias[: 2 * C]).split(C, dim=-1)
     else:
-        q = _heads(F.linear(qk_q, w[:C], bias[:C]), E)
-        k = _heads(F.linear(qk_k, w[C: 2 * C], bias[C: 2 * C]), E)
-    v = _heads(F.linear(v_in, w[2 * C:], bias[2 * C:]), E)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        q = F.linear(qk_q, w[:C], bias[:C])
+        k = F.linear(qk_k, w[C: 2 * C], bias[C: 2 * C])
+    return attend_projected(mha, q, k, F.linear(v_in, w[2 * C:], bias[2 * C:]), mask, dropout)
+
+
+def attend_projected(mha: nn.MultiheadAttention, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor],
+                     dropout: float) -> Tensor:
+    """:func:`attend` from projected q, k, v (grouped (N, A, T, B, C) tensors or views of them)."""
+    N, A, Tq, B, C = q.shape
+    E = mha.num_heads
+    out = F.scaled_dot_product_attention(_heads(q, E), _heads(k, E), _heads(v, E), attn_mask=mask,
+                                         dropout_p=dropout)
     out = out.transpose(1, 2).reshape(N, A, Tq, B, C)
     return F.linear(out, mha.out_proj.weight, mha.out_proj.bias)
 
@@ -166,7 +172,9 @@ class InterlacedSparseAttention(nn.Module):
     ``forward(query, memory, pos_q, pos_m, padding)``: the long-range step attends from ``query + pos_q`` to
     ``memory + pos_m`` (keys) and ``memory`` (values); ``memory=None`` means self-attention. The short-range
     step attends within the query's own blocks, on the long-range result. ``pos_q``/``pos_m`` are
-    :class:`Encoding` s; ``padding`` a :class:`Padding` (or None: nothing is padded).
+    :class:`Encoding` s; ``padding`` a :class:`Padding` (or None: nothing is padded). ``long_qkv``: for
+    self-attention, the long step's projections ``[q | k | v]`` of ``query`` (offsets layout, 3C channels,
+    positional encoding included in q and k), when the caller has them (the streaming path keeps each frame's).
     """
 
     def __init__(self, dim: int, heads: int, dropout: float, block: int) -> None:
@@ -176,14 +184,18 @@ class InterlacedSparseAttention(nn.Module):
         self.self_attn_short = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
 
     def forward(self, query: Tensor, memory: Optional[Tensor], pos_q: Encoding, pos_m: Optional[Encoding],
-                padding: Optional[Padding] = None) -> Tensor:
+                padding: Optional[Padding] = None, long_qkv: Optional[Tensor] = None) -> Tensor:
         p = self.dropout if self.training else 0.0
         T_q = query.shape[2]
-        q_off = swap_grouping(query)
-        if memory is None:  # self-attention: one projection gives q and k
+        if long_qkv is not None:  # self-attention whose long-step q|k|v the caller projected (offsets layout)
+            mask = padding.mask("offsets", T_q) if padding else None
+            x = attend_projected(self.self_attn_long, *long_qkv.split(query.shape[-1], dim=-1), mask, p)
+        elif memory is None:  # self-attention: one projection gives q and k
+            q_off = swap_grouping(query)
             mask = padding.mask("offsets", T_q) if padding else None
             x = attend(self.self_attn_long, q_off + pos_q.offsets, None, q_off, mask, p)
         else:
+            q_off = swap_grouping(query)
             m_off = swap_grouping(memory)
             mask = padding.mask("offsets", memory.shape[2]) if padding else None
             x = attend(self.self_attn_long, q_off + pos_q.offsets, m_off + pos_m.offsets, m_off, mask, p)
@@ -206,8 +218,9 @@ class STFEncoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def forward(self, src: Tensor, pos: Encoding, padding: Optional[Padding]) -> Tensor:
-        x = self.norm1(src + self.dropout1(self.self_attn(src, None, pos, None, padding)))
+    def forward(self, src: Tensor, pos: Encoding, padding: Optional[Padding],
+                long_qkv: Optional[Tensor] = None) -> Tensor:
+        x = self.norm1(src + self.dropout1(self.self_attn(src, None, pos, None, padding, long_qkv)))
         return self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
 
@@ -349,15 +362,44 @@ class STF(nn.Module):
         if torch.is_grad_enabled():
             return self._tokens(feature)
         params = (self.proj_in.weight, self.proj_in.bias) if self.residual else ()
-        key = (tensor_key(feature), mode_key(), *(tensor_key(p) for p in params))
+        return self._frame_cached("tokens", feature, lambda: self._tokens(feature),
+                                  tuple(tensor_key(p) for p in params))
+
+    def _long_qkv(self, features: Sequence[Tensor], tokens: Sequence[Tensor], positions: Sequence[int],
+                  pe_enc: Encoding) -> Optional[Tensor]:
+        """Without autograd: the encoder's long-step ``[q | k | v]`` for the window, (N, bb, n, blocks, 3C).
+        The projection is linear, so ``(x + p) W + b = (x W + b) + p W``: each frame's ``x W + b`` is computed
+        once and kept with the frame, the encodings' ``p W`` once per window shape. None with autograd."""
+        if torch.is_grad_enabled():
+            return None
+        mha = self.encoder.layer.self_attn.self_attn_long
+        w, b = mha.in_proj_weight, mha.in_proj_bias
+        deps = (tensor_key(w), tensor_key(b))
+        own = tuple(tensor_key(p) for p in (self.proj_in.weight, self.proj_in.bias)) if self.residual else ()
+        per_frame = [self._frame_cached("long_qkv", f, lambda t=t: F.linear(swap_grouping(t), w, b),
+                                        deps + own)
+                     for f, t in zip(features, tokens)]
+        key = ("pos_qk", id(pe_enc.offsets), tuple(positions), *deps)
+        hit = self._pe_cache.get(key)
+        if hit is None or hit[0] is not pe_enc.offsets:
+            C = self.dim
+            hit = (pe_enc.offsets, F.linear(pe_enc.offsets, w[: 2 * C]))
+            self._pe_cache[key] = hit
+        qkv = torch.cat(per_frame, 2)
+        qkv[..., : 2 * self.dim] += hit[1]
+        return qkv
+
+    def _frame_cached(self, name: str, feature: Tensor, make, deps: tuple) -> Tensor:
+        """A per-frame result kept while ``feature`` (weakly referenced) and ``deps`` are unchanged."""
+        key = (name, tensor_key(feature), mode_key(), *deps)
         hit = self._token_cache.get(key)
         if hit is not None and hit[0]() is feature:
             return hit[1]
-        tokens = self._tokens(feature)
-        self._token_cache[key] = (weakref.ref(feature), tokens)
-        while len(self._token_cache) > 2 * self.frames:  # oldest first (dicts keep insertion order)
+        value = make()
+        self._token_cache[key] = (weakref.ref(feature), value)
+        while len(self._token_cache) > 4 * self.frames:  # oldest first (dicts keep insertion order)
             del self._token_cache[next(iter(self._token_cache))]
-        return tokens
+        return value
 
     def forward(self, features: Sequence[Tensor], target: int, positions: Optional[Sequence[int]] = None) -> Tensor:
         """``features``: n (<= T) tensors (N, C, h, w), oldest first; returns the fused (N, C, h, w) for
@@ -381,7 +423,7 @@ class STF(nn.Module):
         x = torch.cat(tokens, 2)  # (N, blocks, n, bb, dim)
         padding = self._padding(h, w, N, x.device)
         pe_enc, pe_dec = self._encodings(positions, h, w, x.dtype)
-        memory = self.encoder.layer(x, pe_enc, padding)
+        memory = self.encoder.layer(x, pe_enc, padding, self._long_qkv(features, tokens, positions, pe_enc))
         out = self.decoder.layer(tokens[target], memory, pe_dec, pe_enc, padding)
         if self.residual:  # project back at the pooled size (cheaper; linear, so it commutes with upsampling)
             out = F.linear(out, self.proj_out.weight.flatten(1), self.proj_out.bias)
@@ -393,4 +435,4 @@ class STF(nn.Module):
 
 
 __all__ = ["STF", "InterlacedSparseAttention", "STFEncoderLayer", "STFDecoderLayer", "Encoding", "Padding",
-           "attend", "to_blocks", "from_blocks", "swap_grouping"]
+           "attend", "attend_projected", "to_blocks", "from_blocks", "swap_grouping"]
