@@ -216,6 +216,13 @@ class OutputMaps:
             self._key = key
         return self._buffers
 
+    def upsampled_logits(self, logits: Tensor, H: int, W: int, h: int, w: int) -> Tensor:
+        """``logits`` (1, C, hl, wl) of an ``h x w`` region of a frame ``H x W`` -> a new (C, H, W) fp32 tensor,
+        upsampled exactly as the label map is (for tools that need the class scores, e.g. softmax maps)."""
+        logits = logits[0].float().contiguous()
+        hl, wl = logits.shape[-2:]
+        return self._post_buffers((H, W, h, w, hl, wl)).upsample(logits)
+
     def __call__(self, logits: Tensor, boundary: Optional[Tensor], H: int, W: int, h: int, w: int,
                  request: OutputRequest) -> Maps:
         """``logits`` (1, C, hl, wl) and ``boundary`` logits (1, 1, hl, wl) or None, computed from an ``h x w``

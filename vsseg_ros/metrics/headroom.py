@@ -91,10 +91,8 @@ class SoftmaxModel:
         H, W = check_image(image)
         with torch.inference_mode():
             x, h, w = seg.prepare(image, H, W)
-            logits = seg.net(x, boundary=False)["logits"][0].float().contiguous()
-            hl, wl = logits.shape[-2:]
-            # the node's own upsampling (OutputMaps' buffers for this frame / network / logit size)
-            up = seg.output_maps._post_buffers((H, W, h, w, hl, wl)).upsample(logits)
+            logits = seg.net(x, boundary=False)["logits"]
+            up = seg.output_maps.upsampled_logits(logits, H, W, h, w)  # the node's own upsampling
             probs = torch.softmax(up, dim=0)
         return probs.permute(1, 2, 0).contiguous().cpu().numpy()
 

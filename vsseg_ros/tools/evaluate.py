@@ -162,7 +162,7 @@ class _Source:
         self.show_frames = show_frames
 
 
-def _open_source(args: argparse.Namespace, model_classes: int) -> _Source:
+def open_source(args: argparse.Namespace, model_classes: int) -> _Source:
     if args.bag is not None:
         from vsseg_ros.bags.reader import BagFrames
 
@@ -196,7 +196,7 @@ def _open_source(args: argparse.Namespace, model_classes: int) -> _Source:
                    info, list(data.class_map.names), data.num_classes, True)
 
 
-def _check_classes(source: _Source, segmenters: list[Any]) -> list[str]:
+def check_classes(source: _Source, segmenters: list[Any]) -> list[str]:
     """Raise when the ground truth's class count differs from a model's; notes when only the names differ."""
     notes = []
     for seg in segmenters:
@@ -272,8 +272,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        source = _open_source(args, segmenters[0].class_map.num_classes)
-        notes = _check_classes(source, segmenters)
+        source = open_source(args, segmenters[0].class_map.num_classes)
+        notes = check_classes(source, segmenters)
         scorers = [StreamScorer(seg.class_map.names, ignore_id=seg.class_map.ignore_id,
                                 boundary_tolerance_px=args.boundary_tolerance, flow_consistency=not args.no_tc,
                                 dis_preset=args.dis_preset) for seg in segmenters]

@@ -70,7 +70,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from vsseg_ros.metrics.headroom import SoftmaxModel, temporal_headroom
-    from vsseg_ros.tools.evaluate import _check_classes, _open_source
+    from vsseg_ros.tools.evaluate import check_classes, open_source
 
     if (args.bag is None) == (args.dataset is None):
         raise ValueError("give exactly one input: --bag BAG or --dataset NAME --root DIR [--split S]")
@@ -94,9 +94,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     model = SoftmaxModel.load(args.model, device=args.device)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        source = _open_source(argparse.Namespace(**{**vars(args), "context": (args.context, 0)}),
+        source = open_source(argparse.Namespace(**{**vars(args), "context": (args.context, 0)}),
                               model.class_map.num_classes)
-        notes = _check_classes(source, [model])
+        notes = check_classes(source, [model])
         total = source.total if args.max_frames is None else min(source.total or args.max_frames, args.max_frames)
         frames = tqdm(source.frames, total=total, desc="temporal-headroom", unit="frame", disable=args.quiet)
         out = temporal_headroom(model, frames, window=args.frames, dis_preset=args.dis_preset,
