@@ -36,7 +36,9 @@ def _input_size(text: str) -> Any:
     return (h, w)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_input_arguments(p: argparse.ArgumentParser, context_after: bool = True) -> None:
+    """The input options shared by the tools that score a stream of labelled frames: a bag or a dataset split.
+    ``context_after=False``: ``--context`` takes only the frames before each labelled one (causal tools)."""
     src = p.add_argument_group("input (one of --bag or --dataset)")
     src.add_argument("--bag", type=Path, help="a ROS 2 bag (folder, .mcap or .db3; Humble to Kilted metadata)")
     src.add_argument("--image-topic", help="image topic of the bag (default: /camera/image_raw or the only one)")
@@ -48,11 +50,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--frame-rate", type=float, default=None,
                      help="rate the dataset's frame numbers count in, for the stamps (default: camvid 30, "
                           "cityscapes 17, folder 30)")
-    src.add_argument("--context", type=int, nargs=2, default=(0, 0), metavar=("BEFORE", "AFTER"),
-                     help="also stream this many unlabelled video frames before / after each labelled one, where the "
-                          "dataset has them (Cityscapes leftImg8bit_sequence, a folder's frames/), for temporal "
-                          "models (default 0 0)")
-    src.add_argument("--max-frames", type=int, default=None, help="evaluate at most this many frames")
+    where = "where the dataset has them (Cityscapes leftImg8bit_sequence, a folder's frames/)"
+    if context_after:
+        src.add_argument("--context", type=int, nargs=2, default=(0, 0), metavar=("BEFORE", "AFTER"),
+                         help=f"also stream this many unlabelled video frames before / after each labelled one, "
+                              f"{where}, for temporal models (default 0 0)")
+    else:
+        src.add_argument("--context", type=int, default=0, metavar="BEFORE",
+                         help=f"also stream this many unlabelled video frames before each labelled one, {where}, "
+                              "so the window is filled (default 0)")
+    src.add_argument("--max-frames", type=int, default=None, help="use at most this many frames")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_input_arguments(p)
 
     m = p.add_argument_group("model")
     m.add_argument("--model", default="", help="checkpoint (default: the packaged default model)")
@@ -163,6 +174,7 @@ class _Source:
 
 
 def open_source(args: argparse.Namespace, model_classes: int) -> _Source:
+    """The labelled frames to score: a bag (``--bag``) or a dataset split (``--dataset/--root/--split``)."""
     if args.bag is not None:
         from vsseg_ros.bags.reader import BagFrames
 

@@ -21,7 +21,6 @@ import numpy as np
 
 from vsseg_ros.metrics.headroom import BASELINE_TITLES, BASELINES, DEFAULT_MAX_FRAME_GAP_S
 
-DATASETS = ("camvid", "cityscapes", "folder")
 #: (result key, column / chart title) of the metrics shown
 METRICS = (("miou", "mIoU"), ("mvc8", "mVC8"), ("mvc16", "mVC16"), ("boundary_f", "boundary F"))
 #: bar colours (BGR) of the fused baselines in the chart
@@ -29,22 +28,9 @@ COLORS = {"mean": (180, 180, 180), "aligned_mean": (200, 120, 40), "oracle": (60
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_argument_group("input (one of --bag or --dataset)")
-    src.add_argument("--bag", type=Path, help="a ROS 2 bag (folder, .mcap or .db3)")
-    src.add_argument("--image-topic", help="image topic of the bag (default: /camera/image_raw or the only one)")
-    src.add_argument("--gt-topic", help="ground-truth topic of the bag (mono8 ids, 255 = ignore; default: "
-                                        "/camera/semantic_gt if present; '' = none)")
-    src.add_argument("--dataset", choices=DATASETS, help="a labelled dataset split instead of a bag")
-    src.add_argument("--root", type=Path, help="dataset root folder (with --dataset)")
-    src.add_argument("--split", default="val", help="dataset split (default val)")
-    src.add_argument("--frame-rate", type=float, default=None,
-                     help="rate the dataset's frame numbers count in, for the stamps (default: camvid 30, "
-                          "cityscapes 17, folder 30)")
-    src.add_argument("--context", type=int, default=0, metavar="BEFORE",
-                     help="also stream this many unlabelled video frames before each labelled one where the dataset "
-                          "has them (Cityscapes leftImg8bit_sequence, a folder's frames/), so the window is filled "
-                          "(default 0)")
-    src.add_argument("--max-frames", type=int, default=None, help="use at most this many frames")
+    from vsseg_ros.tools.evaluate import add_input_arguments
+
+    add_input_arguments(p, context_after=False)
 
     m = p.add_argument_group("model and fusion")
     m.add_argument("--model", default="", help="a PER-FRAME checkpoint (default: the packaged default model)")
