@@ -30,11 +30,8 @@ def _projection(channels: int, dim: int) -> nn.Sequential:
 
 class MemoryAttention(nn.Module):
     """Single-head cross-attention from pixel features to memory slots (``to_q``, ``to_k``, ``to_v``,
-    ``to_out``).
-
-    Without autograd (inference) the three bias-free query linears are applied as their product, one
-    channels x dim matrix (the same map, about 3x fewer operations per pixel), and the memory's keys and
-    values are projected once and reused while the weights and the memory are unchanged."""
+    ``to_out``). :meth:`folded` gives the same map for inference as two cached matrices (see
+    :meth:`MemoryDecoder._infer`)."""
 
     def __init__(self, channels: int, dim: int, dropout: float) -> None:
         super().__init__()
@@ -59,13 +56,7 @@ class MemoryAttention(nn.Module):
 
     def forward(self, x: Tensor, key: Tensor, value: Tensor) -> Tensor:
         """x (N, L, C), key/value (1, S, C) memory (converted to x's dtype here) -> (N, L, C)."""
-        if torch.is_grad_enabled():
-            q, k, v = self.to_q(x), self.to_k(key.to(x.dtype)), self.to_v(value.to(x.dtype))
-        else:
-            wq = [m.weight for m in self.to_q]
-            q = F.linear(x, self._cached("wq", lambda: wq[2] @ wq[1] @ wq[0], *wq))
-            k = self._cached("k", lambda: self.to_k(key.to(x.dtype)), key, *(m.weight for m in self.to_k))
-            v = self._cached("v", lambda: self.to_v(value.to(x.dtype)), value, *(m.weight for m in self.to_v))
+        q, k, v = self.to_q(x), self.to_k(key.to(x.dtype)), self.to_v(value.to(x.dtype))
         attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)), dim=-1)  # no 1/sqrt(d), as the reference
         return self.to_out(torch.matmul(attn, v))
 
@@ -73,17 +64,14 @@ class MemoryAttention(nn.Module):
         """For inference: ``scores`` (C x slots) with ``q k^T = x @ scores`` and ``values`` (slots x C) =
         ``to_out(to_v(value))``, bias included; cached while the memory and the weights are unchanged."""
         wq = [m.weight for m in self.to_q]
-        deps = (key, value, *wq, *(m.weight for m in self.to_k), *(m.weight for m in self.to_v),
-                self.to_out[0].weight, self.to_out[0].bias)
-
-        def make() -> Tensor:
-            k = self.to_k(key.to(dtype)).reshape(-1, wq[2].shape[0])      # (slots, dim)
-            scores = (k @ (wq[2] @ wq[1] @ wq[0]).to(dtype)).t().contiguous()  # (C, slots)
-            values = self.to_out[0](self.to_v(value.to(dtype))).reshape(k.shape[0], -1)
-            return torch.stack([scores.t(), values])  # one tensor to cache: (2, slots, C)
-
-        both = self._cached("folded", make, *deps)
-        return both[0].t(), both[1]
+        wk, wv = [m.weight for m in self.to_k], [m.weight for m in self.to_v]
+        scores = self._cached(  # (C, slots)
+            "scores", lambda: (self.to_k(key.to(dtype))[0] @ (wq[2] @ wq[1] @ wq[0]).to(dtype)).t().contiguous(),
+            key, *wq, *wk)
+        values = self._cached(  # (slots, C)
+            "values", lambda: self.to_out[0](self.to_v(value.to(dtype)))[0], value, *wv,
+            self.to_out[0].weight, self.to_out[0].bias)
+        return scores, values
 
 
 class MemoryDecoder(nn.Module):
