@@ -67,6 +67,24 @@ def test_mar_cache_follows_memory_and_weight_changes() -> None:
     assert torch.allclose(after_weight, _by_hand(m, x).detach(), atol=1e-5)
 
 
+def test_mar_inference_uses_one_value_per_class_when_the_memory_repeats_its_prototypes() -> None:
+    m = _mar(classes=3, slots=4)
+    x = torch.randn(2, 8, 5, 7)
+    with torch.no_grad():  # a built memory: each class's slots share one prototype
+        m.memory_value.copy_(torch.randn(3, 1, 8).expand(3, 4, 8).reshape(1, 12, 8))
+    expected = _by_hand(m, x).detach()
+    with torch.inference_mode():
+        assert torch.allclose(m(x), expected, atol=1e-5)
+        _, values, step = m.HEdecoder.attn.folded(m.memory_key, m.memory_value, x.dtype, 4)
+        assert step == 4 and values.shape == (3, 8)
+        with torch.no_grad():  # one slot's value changes: back to a value per slot, still the same map
+            m.memory_value[0, 5].add_(1.0)
+        expected = _by_hand(m, x).detach()
+        assert torch.allclose(m(x), expected, atol=1e-5)
+        _, values, step = m.HEdecoder.attn.folded(m.memory_key, m.memory_value, x.dtype, 4)
+        assert step == 1 and values.shape == (12, 8)
+
+
 def test_mar_memory_is_in_the_state_dict_and_trainable_when_enabled() -> None:
     m = _mar().train()
     sd = m.state_dict()

@@ -119,7 +119,8 @@ def _flow_into(seg: TemporalSegmenter, prev: Frame, cur: Frame) -> torch.Tensor:
 
     h, w = seg.network_size(*cur.image.shape[:2])
     grays = [cv2.resize(to_gray(f.image), (w, h), interpolation=cv2.INTER_LINEAR) for f in (prev, cur)]
-    flow = flow_to_tensor(DISFlow("ultrafast")(*grays))
+    options = seg.net.temporal.flow2seg  # the DIS preset and scale the model was configured with
+    flow = flow_to_tensor(DISFlow(options.preset, options.scale)(*grays))
     hp, wp = -(-h // 32) * 32, -(-w // 32) * 32
     return F.pad(flow, (0, wp - w, 0, hp - h))
 

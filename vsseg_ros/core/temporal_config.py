@@ -21,7 +21,7 @@
         dropout: 0.1
       flow2seg:            # optical-flow path, fused residually with the image logits (null: none)
         preset: medium     # DIS preset: ultrafast, fast, medium
-        scale: 1.0         # DIS runs at this fraction of the network input size
+        scale: 0.5         # DIS runs at this fraction of the network input size (0.5: within 10 ms at 360x480)
         fusion_channels: 64
         alpha: 0.5         # loss weights: L_image + L_fusion + alpha L_flow + beta L_aux
         beta: 0.4
@@ -110,7 +110,7 @@ class MARConfig:
 @dataclass
 class Flow2SegConfig:
     preset: str = "medium"
-    scale: float = 1.0
+    scale: float = 0.5  # medium at half size: more accurate than fast at full size and within 10 ms at 360x480
     fusion_channels: int = 64
     alpha: float = 0.5
     beta: float = 0.4

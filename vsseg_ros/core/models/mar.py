@@ -60,18 +60,28 @@ class MemoryAttention(nn.Module):
         attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)), dim=-1)  # no 1/sqrt(d), as the reference
         return self.to_out(torch.matmul(attn, v))
 
-    def folded(self, key: Tensor, value: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """For inference: ``scores`` (C x slots) with ``q k^T = x @ scores`` and ``values`` (slots x C) =
-        ``to_out(to_v(value))``, bias included; cached while the memory and the weights are unchanged."""
+    def folded(self, key: Tensor, value: Tensor, dtype: torch.dtype, group: int = 1
+               ) -> tuple[Tensor, Tensor, int]:
+        """For inference: ``scores`` (C x slots) with ``q k^T = x @ scores``, ``values`` = ``to_out(to_v(value))``
+        (bias included) and the group size they come in; cached while the memory and the weights are unchanged.
+
+        ``group``: slots per class. A built memory holds one prototype per class, repeated in each of its
+        slots; then the values are one row per class (group = ``group``) and the attention weights are summed
+        per class before the (ten times smaller) product. Otherwise one row per slot (group = 1)."""
         wq = [m.weight for m in self.to_q]
         wk, wv = [m.weight for m in self.to_k], [m.weight for m in self.to_v]
         scores = self._cached(  # (C, slots)
             "scores", lambda: (self.to_k(key.to(dtype))[0] @ (wq[2] @ wq[1] @ wq[0]).to(dtype)).t().contiguous(),
             key, *wq, *wk)
-        values = self._cached(  # (slots, C)
-            "values", lambda: self.to_out[0](self.to_v(value.to(dtype)))[0], value, *wv,
+        rows = value[0]
+        repeated = group > 1 and rows.shape[0] % group == 0 and bool(self._cached(
+            f"repeated{group}", lambda: torch.tensor(bool((rows.view(-1, group, rows.shape[-1]) ==
+                                                            rows[::group, None]).all())), value))
+        step = group if repeated else 1
+        values = self._cached(  # (slots / step, C)
+            f"values{step}", lambda: self.to_out[0](self.to_v(value[:, ::step].to(dtype)))[0], value, *wv,
             self.to_out[0].weight, self.to_out[0].bias)
-        return scores, values
+        return scores, values, step
 
 
 class MemoryDecoder(nn.Module):
@@ -89,21 +99,26 @@ class MemoryDecoder(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    def forward(self, x: Tensor, key: Tensor, value: Tensor, group: int = 1) -> Tensor:
+        """``group``: slots per class (lets inference use a memory's repeated prototypes; see
+        :meth:`MemoryAttention.folded`)."""
         if not (self.training or torch.is_grad_enabled()):
-            return self._infer(x, key, value)
+            return self._infer(x, key, value, group)
         x = self.norm1(x + self.dropout(self.attn(x, key, value)))
         return self.norm2(x + self.dropout2(self.linear2(self.dropout1(F.relu(self.linear1(x))))))
 
-    def _infer(self, x: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    def _infer(self, x: Tensor, key: Tensor, value: Tensor, group: int = 1) -> Tensor:
         """The same map with the memory folded in, for inference (no dropout, no autograd): the attention
         logits are ``x @ scores`` with ``scores = (k Wq)^T`` (C x slots), and since each row of the softmax sums
         to 1, ``to_out(A v) = A (to_out(v))``: the output projection and its bias fold into the values. Both
-        are computed once per memory and weights; a pixel then costs two small matmuls instead of five."""
-        scores, values = self.attn.folded(key, value, x.dtype)
+        are computed once per memory and weights; a pixel then costs two small matmuls instead of five. Where
+        each class's slots share one value (a built memory), ``A v`` sums the class's weights first."""
+        scores, values, step = self.attn.folded(key, value, x.dtype, group)
         shape = x.shape
         t = x.reshape(-1, shape[-1])
         a = torch.softmax(t @ scores, dim=-1)
+        if step > 1:
+            a = a.view(a.shape[0], -1, step).sum(-1)
         t = F.layer_norm(torch.addmm(t, a, values), self.norm1.normalized_shape, self.norm1.weight,
                          self.norm1.bias, self.norm1.eps)
         h = F.relu_(F.linear(t, self.linear1.weight, self.linear1.bias))
@@ -141,7 +156,7 @@ class MAR(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         N, C, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)  # (N, h*w, C)
-        out = self.HEdecoder(tokens, self.memory_key, self.memory_value)
+        out = self.HEdecoder(tokens, self.memory_key, self.memory_value, self.slots_per_class)
         return out.transpose(1, 2).reshape(N, C, h, w)
 
 
