@@ -28,6 +28,13 @@ def _projection(channels: int, dim: int) -> nn.Sequential:
                          nn.Linear(dim, dim, bias=False))
 
 
+def _in_runs(rows: Tensor, group: int) -> Tensor:
+    """0-d bool: ``rows`` (slots, C) come in runs of ``group`` equal rows (a class's slots share one value)."""
+    if rows.shape[0] % group:
+        return torch.tensor(False)
+    return (rows.view(-1, group, rows.shape[-1]) == rows[::group, None]).all()
+
+
 class MemoryAttention(nn.Module):
     """Single-head cross-attention from pixel features to memory slots (``to_q``, ``to_k``, ``to_v``,
     ``to_out``). :meth:`folded` gives the same map for inference as two cached matrices (see
@@ -73,10 +80,7 @@ class MemoryAttention(nn.Module):
         scores = self._cached(  # (C, slots)
             "scores", lambda: (self.to_k(key.to(dtype))[0] @ (wq[2] @ wq[1] @ wq[0]).to(dtype)).t().contiguous(),
             key, *wq, *wk)
-        rows = value[0]
-        repeated = group > 1 and rows.shape[0] % group == 0 and bool(self._cached(
-            f"repeated{group}", lambda: torch.tensor(bool((rows.view(-1, group, rows.shape[-1]) ==
-                                                            rows[::group, None]).all())), value))
+        repeated = group > 1 and bool(self._cached(f"repeated{group}", lambda: _in_runs(value[0], group), value))
         step = group if repeated else 1
         values = self._cached(  # (slots / step, C)
             f"values{step}", lambda: self.to_out[0](self.to_v(value[:, ::step].to(dtype)))[0], value, *wv,
