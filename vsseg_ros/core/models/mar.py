@@ -13,6 +13,7 @@ fine-tuned in the MAR stage); they are frozen (``requires_grad=False``) unless a
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -33,6 +34,15 @@ def _in_runs(rows: Tensor, group: int) -> Tensor:
     if rows.shape[0] % group:
         return torch.tensor(False)
     return (rows.view(-1, group, rows.shape[-1]) == rows[::group, None]).all()
+
+
+@functools.lru_cache(maxsize=8)
+def _group_sum_matrix(slots: int, group: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(slots, slots / group) 0/1: column g sums slots g * group .. (g + 1) * group - 1."""
+    with torch.inference_mode(False):  # a normal tensor: usable with and without autograd
+        m = torch.zeros(slots, slots // group, dtype=dtype, device=device)
+        m[torch.arange(slots, device=device), torch.arange(slots, device=device) // group] = 1
+        return m
 
 
 class MemoryAttention(nn.Module):
@@ -121,8 +131,8 @@ class MemoryDecoder(nn.Module):
         shape = x.shape
         t = x.reshape(-1, shape[-1])
         a = torch.softmax(t @ scores, dim=-1)
-        if step > 1:
-            a = a.view(a.shape[0], -1, step).sum(-1)
+        if step > 1:  # per-class sums as a product with a 0/1 matrix: faster than a strided sum on a CPU
+            a = a @ _group_sum_matrix(a.shape[-1], step, a.dtype, a.device)
         t = F.layer_norm(torch.addmm(t, a, values), self.norm1.normalized_shape, self.norm1.weight,
                          self.norm1.bias, self.norm1.eps)
         h = F.relu_(F.linear(t, self.linear1.weight, self.linear1.bias))
