@@ -427,7 +427,11 @@ def main(args: Optional[list[str]] = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         node.get_logger().info(f"stopping; frames {node.counters.as_dict()}")
-        node.destroy_node()  # publishes held-back frames while ROS is still up
+        # Stop the executor and join its threads before anything is torn down: a thread still waiting inside
+        # rclpy when the interpreter exits ends the process with std::terminate (SIGABRT) instead of 0.
+        executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)
+        node.destroy_node()  # publishes held-back frames while ROS is still up (publishing needs no executor)
         rclpy.try_shutdown()
     return 0
 
