@@ -53,10 +53,14 @@ def _cmd_demo(args: argparse.Namespace, _: list[str]) -> int:
 def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
     from vsseg_ros.tools.bench import run_bench
 
+    if args.chart and not args.temporal:
+        print("vsseg-ros bench: error: --chart draws the --temporal results; give --temporal MODEL", file=sys.stderr)
+        return 2
+
     return run_bench(sizes=args.sizes, frames=args.frames, warmup=args.warmup, json_path=args.json,
                      device=args.device, model_path=args.model, rate_hz=args.rate,
                      open_loop_frames=args.open_loop_frames, temporal=args.temporal, node=not args.no_node,
-                     node_params=dict(args.node_param or []))
+                     node_params=dict(args.node_param or []), chart_path=args.chart)
 
 
 def _is_temporal_recipe(path: Path) -> bool:
@@ -145,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--node-param", type=_param, action="append", metavar="NAME=VALUE",
                    help="a node parameter for the node phase, e.g. worker_threads=1 (repeatable)")
     b.add_argument("--json", type=Path, help="also write the results as JSON here")
+    b.add_argument("--chart", type=Path, metavar="PNG",
+                   help="with --temporal: also draw its results as a bar chart (PNG)")
     b.set_defaults(func=_cmd_bench)
 
     t = sub.add_parser("train", help="train from a YAML recipe (config/train/*.yaml): per-frame (stage 1) or, for "

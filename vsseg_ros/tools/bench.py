@@ -146,13 +146,17 @@ def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, mod
 def run_bench(sizes: list[tuple[int, int]], frames: int = 30, warmup: int = 5,
               json_path: Optional[Path] = None, device: str = "auto", model_path: str = "",
               video: Optional[Path] = None, rate_hz: float = 30.0, open_loop_frames: int = 60,
-              temporal: Optional[str] = None, node: bool = True, node_params: Optional[dict] = None) -> int:
+              temporal: Optional[str] = None, node: bool = True, node_params: Optional[dict] = None,
+              chart_path: Optional[Path] = None) -> int:
     report: dict = {"frames": frames, "warmup": warmup}
     if temporal:
-        from vsseg_ros.tools.bench_temporal import bench_temporal, print_temporal
+        from vsseg_ros.tools.bench_temporal import bench_temporal, print_temporal, write_chart
 
         report["temporal"] = bench_temporal(temporal, sizes, frames=frames, warmup=warmup, video=video)
         print_temporal(report["temporal"])
+        if chart_path:
+            write_chart(chart_path, report["temporal"])
+            print(f"chart: {chart_path}")
     if node:
         report["results"] = _bench_node_and_model(sizes, frames, warmup, device, model_path, video, rate_hz,
                                                   open_loop_frames, node_params)

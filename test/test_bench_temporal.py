@@ -1,0 +1,117 @@
+"""`vsseg-ros bench --temporal`: the variants it times label alike, its ratios come from its medians, and its
+chart is drawn (a tiny random model at a small size: fast, and the numbers are not what is tested)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vsseg_ros.core.segmenter import Frame, OutputRequest
+from vsseg_ros.core.temporal_segmenter import STAGES, TemporalSegmenter
+from vsseg_ros.imaging.video import default_video, read_frames
+from vsseg_ros.tools.bench_temporal import (STAGE_COLORS, NaiveTemporal, bench_temporal, load_temporal_model,
+                                            print_temporal, write_chart)
+
+TINY = """name: tiny_bench
+backbone: mobilenetv2
+output_stride: 16
+head: lite
+head_channels: 16
+num_classes: 11
+input_size: [48, 64]
+temporal:
+  frames: 3
+  mode: causal
+  stf: {heads: 2, ffn: 16, block: 2, dropout: 0.0, pe_size: [3, 4], dim: 8, pool: 2}
+  mar: {slots_per_class: 2, dim: 8, ffn: 8, dropout: 0.0}
+  flow2seg: null
+"""
+SIZE = (48, 64)
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_ratios_stages_and_chart(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    results = bench_temporal(tiny, [SIZE], frames=3, warmup=1, dis_presets=("ultrafast",))
+    assert len(results) == 1
+    r = results[0]
+    assert r["size"] == "48x64" and r["window"] == 3 and r["frames"] == 3 and "random weights" in r["model_id"]
+    p50 = {k: v["p50"] for k, v in r["ms"].items()}
+    assert set(p50) == {"perframe", "streaming", "streaming_no_mar", "naive"} and min(p50.values()) > 0
+    assert r["streaming_over_perframe"] == round(p50["streaming"] / p50["perframe"], 3)
+    assert r["naive_over_streaming"] == round(p50["naive"] / p50["streaming"], 3)
+    assert r["mar_share"] == round(p50["streaming"] / p50["streaming_no_mar"] - 1.0, 3)
+    assert set(r["streaming_stages_ms"]) == set(STAGES) and r["streaming_stages_ms"]["backbone"] > 0
+    assert 0 < r["mar_stage_share"] < 1 and r["streaming_stages_ms"]["flow"] == 0
+    assert set(r["dis_ms"]) == {"ultrafast@1", "ultrafast@0.5"}
+
+    print_temporal(results)
+    out = capsys.readouterr().out
+    assert "naive/stream" in out and "MAR stage" in out and "48x64" in out
+
+    png = tmp_path / "chart.png"
+    write_chart(png, results)
+    img = cv2.imread(str(png))
+    assert img is not None and img.shape[1] == 960 and img.shape[0] > 150
+    colours = {tuple(int(c) for c in px) for px in img.reshape(-1, 3)}
+    assert STAGE_COLORS["backbone"] in colours and STAGE_COLORS["mar"] in colours  # the stacked stages are drawn
+    with pytest.raises(OSError, match="could not write"):
+        write_chart(tmp_path / "no_such_dir" / "chart.png", results)
+
+
+def test_naive_variant_labels_as_streaming(tiny: Path) -> None:
+    """The naive way (every window frame through the backbone again) is the same model: the same labels."""
+    model, cmap, model_id = load_temporal_model(tiny)
+    clip = list(read_frames(default_video(), max_frames=5, size=SIZE))
+    # a random network's features are nearly constant: BatchNorm statistics from the clip make them O(1), and
+    # random classifier weights then give several classes per frame
+    x = torch.from_numpy(np.stack(clip)).permute(0, 3, 1, 2).float().div(255.0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # a cumulative average: one pass sets the statistics of that batch
+    with torch.no_grad():
+        model.train().frame_features(x)
+        model.eval().perframe.head.classifier.weight.normal_(0.0, 1.0)
+    streaming = TemporalSegmenter(model, cmap, model_id, input_size=SIZE, mode="causal")
+    naive = NaiveTemporal(TemporalSegmenter(model, cmap, model_id, input_size=SIZE, mode="causal"))
+    request = OutputRequest(boundary=False, confidence=False)
+    classes = set()
+    for i, rgb in enumerate(clip):
+        a = streaming.push(Frame(image=rgb, stamp_ns=i * 33_333_333, camera_id="c"), request).labels
+        b = naive.push(rgb, request)
+        assert a.shape == b.shape == SIZE and (a == b).mean() > 0.999
+        classes |= set(np.unique(a).tolist())
+    assert len(classes) >= 2
+
+
+def test_rejects_a_per_frame_config(tmp_path: Path) -> None:
+    path = tmp_path / "perframe.yaml"
+    path.write_text(TINY.split("temporal:")[0])
+    with pytest.raises(ValueError, match="not a temporal model config"):
+        load_temporal_model(path)
+
+
+def test_chart_needs_temporal(capsys: pytest.CaptureFixture) -> None:
+    from vsseg_ros.cli import _cmd_bench
+
+    args = argparse.Namespace(chart=Path("chart.png"), temporal=None)
+    assert _cmd_bench(args, []) == 2
+    assert "--chart" in capsys.readouterr().err
