@@ -19,17 +19,11 @@ from vsseg_ros.core.models.import_mmseg import (config_for_mmseg_pspnet, infer_m
 from vsseg_ros.core.models.perframe import PerFrameSegNet, count_parameters, fold_batchnorm
 from vsseg_ros.core.models.resnet import ResNet
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[1]
 BLOCKS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _bn(prefix: str) -> list[str]:

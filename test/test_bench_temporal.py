@@ -17,6 +17,8 @@ from vsseg_ros.imaging.video import default_video, read_frames
 from vsseg_ros.tools.bench_temporal import (STAGE_COLORS, NaiveTemporal, bench_temporal, load_temporal_model,
                                             print_temporal, write_chart)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = """name: tiny_bench
 backbone: mobilenetv2
 output_stride: 16
@@ -39,14 +41,6 @@ def tiny(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
     return path
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_ratios_stages_and_chart(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -19,14 +19,7 @@ from vsseg_ros.core.flow import FLOW_NORM, DISFlow, flow_to_tensor, to_gray
 from vsseg_ros.core.models.flow2seg import Flow2SegPath, FlowSegNet, ResidualFusion, flow2seg_loss
 from vsseg_ros.metrics.confusion import ConfusionMatrix
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the machine is shared by parallel test runs; small models gain little from a second thread
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _texture(rng: np.random.Generator, h: int, w: int, sigma: float = 1.5) -> np.ndarray:

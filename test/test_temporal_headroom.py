@@ -16,18 +16,12 @@ from vsseg_ros.core.classes import ClassMap
 from vsseg_ros.core.config import ModelConfig
 from vsseg_ros.metrics.headroom import BASELINES, HeadroomScorer, SoftmaxModel, TemporalModelError, oracle_labels
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 CAMVID_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 SEC = 1_000_000_000
 DT = SEC // 15  # 15 Hz
 C3 = ("a", "b", "c")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _texture(h: int, w: int, seed: int = 7) -> np.ndarray:

@@ -23,19 +23,13 @@ from vsseg_ros.core.perframe_segmenter import PerFrameSegmenter
 from vsseg_ros.core.segmenter import Frame, OutputRequest, Segmenter
 from vsseg_ros.core.temporal_segmenter import STAGES, TemporalResult, TemporalSegmenter
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 C = CAMVID.num_classes
 NET = (32, 48)  # network input (small: fast)
 FRAME = (40, 56)  # frames are resized to NET
 SEC = 1_000_000_000
 DT = SEC // 10  # 10 Hz
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _config(mode: str = "causal", frames: int = 3, mar: bool = True, flow2seg: bool = False,

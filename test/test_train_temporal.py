@@ -25,15 +25,9 @@ from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
 from vsseg_ros.training.temporal import (TrainConfigError, build_from_init, load_temporal_recipe, main,
                                          run_temporal_training, train_temporal)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SIZE = (64, 96)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _folder(root: Path) -> None:
