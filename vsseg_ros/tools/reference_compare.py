@@ -48,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="directory to put on sys.path for the reference's dependencies (addict, yapf); repeatable")
     p.add_argument("--size", type=int, nargs=2, default=(256, 512), metavar=("H", "W"),
                    help="input size (multiples of 128, as the reference needs); default 256 512")
-    p.add_argument("--outputs", type=int, default=2, help="timed output frames per implementation (median reported)")
+    p.add_argument("--outputs", type=int, default=3,
+                   help="timed output frames per implementation, alternating between them (median reported)")
     p.add_argument("--no-mar", action="store_true", help="compare PSPNet + STF only")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     p.add_argument("--seed", type=int, default=0)
@@ -129,6 +130,18 @@ def build_reference(module: Any, reference_dir: Path, seed: int, mar: bool) -> A
     if not mar:
         net.MAR = None
     return net.eval()
+
+
+def _interleaved_median_ms(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median ms of each function over ``repeats`` calls, the functions called in turn (order reversed every
+    other round)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(repeats):
+        for name in (list(fns) if i % 2 == 0 else list(reversed(fns))):
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
@@ -217,8 +230,9 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             o = ours.fuse(feats, target, boundary=False)
             F.interpolate(o["logits"], scale_factor=8, mode="bilinear", align_corners=False)
 
-        ref_ms = _median_ms(ref_fn, args.outputs)
-        ours_ms = _median_ms(ours_stream, args.outputs)
+        # alternated (ref, ours, ours, ref, ...) so that a slow spell of the shared machine hits both alike
+        medians = _interleaved_median_ms({"ref": ref_fn, "ours": ours_stream}, args.outputs)
+        ref_ms, ours_ms = medians["ref"], medians["ours"]
         backbone_ms = _median_ms(lambda: ours.frame_features(frames[2]), args.outputs)
         fuse_ms = _median_ms(lambda: ours.fuse(feats, target, boundary=False, refine=False), args.outputs)
         mar_ms = _median_ms(lambda: ours.mar(feats[target]), args.outputs) if ours.mar is not None else 0.0
