@@ -25,7 +25,6 @@ from torch import Tensor, nn
 from vsseg_ros.core.classes import ClassMap
 from vsseg_ros.core.config import parse_input_size
 from vsseg_ros.core.device import PRECISION_NAMES, resolve_device, resolve_precision
-from vsseg_ros.core.models.bilinear import bilinear_matrix
 from vsseg_ros.core.models.perframe import fold_batchnorm
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult, Segmenter
 
@@ -109,6 +108,22 @@ class FramePreparer:
         return buf, h, w
 
 
+def _interp_matrix(out_size: int, in_size: int, in_used: int, scale: float) -> Tensor:
+    """``(out_size, in_used)`` bilinear weights (align_corners=False) sampling ``in_size`` source pixels
+    at ``scale`` output pixels per source pixel; columns past ``in_used`` carry no weight and are dropped
+    (sources beyond the edge are clamped to the last pixel, as ``F.interpolate`` does)."""
+    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) / scale - 0.5).clamp_(min=0.0)
+    i0 = src.floor().long().clamp_(max=in_size - 1)
+    lam = src - i0
+    i1 = (i0 + 1).clamp_(max=in_size - 1)
+    m = torch.zeros(out_size, in_size, dtype=torch.float64)
+    rows = torch.arange(out_size)
+    m.index_put_((rows, i0), 1.0 - lam, accumulate=True)
+    m.index_put_((rows, i1), lam, accumulate=True)
+    assert not m[:, in_used:].any()
+    return m[:, :in_used].float()
+
+
 class _PostBuffers:
     """Interpolation matrices and scratch tensors for one (frame size, network size, logit size) pair.
 
@@ -127,8 +142,8 @@ class _PostBuffers:
         # logit rows/cols that any output pixel reads (the rest only cover the padding)
         self.rows = min(hl, math.ceil(h / stride) + 1)
         self.cols = min(wl, math.ceil(w / stride) + 1)
-        self.ry = bilinear_matrix(H, hl, stride * H / h, self.rows).to(device)  # (H, rows)
-        self.rxt = bilinear_matrix(W, wl, stride * W / w, self.cols).t().contiguous().to(device)  # (cols, W)
+        self.ry = _interp_matrix(H, hl, self.rows, stride * H / h).to(device)  # (H, rows)
+        self.rxt = _interp_matrix(W, wl, self.cols, stride * W / w).t().contiguous().to(device)  # (cols, W)
         self.band = max(1, min(H, self.BAND_ELEMENTS // (C * W)))
         n = self.band
         self.tmp = torch.empty(C * n * self.cols, device=device)

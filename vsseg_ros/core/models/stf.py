@@ -56,7 +56,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vsseg_ros.core.models.bilinear import resize_channels_last
 from vsseg_ros.core.models.cache_keys import mode_key, tensor_key
 
 # -- token layouts ----------------------------------------------------------------------------------------------
@@ -429,12 +428,9 @@ class STF(nn.Module):
         if self.residual:  # project back at the pooled size (cheaper; linear, so it commutes with upsampling)
             out = F.linear(out, self.proj_out.weight.flatten(1), self.proj_out.bias)
         H, W = -(-h // self.block) * self.block, -(-w // self.block) * self.block
-        out = from_blocks(out, H, W, self.block)[:, 0, :h, :w]  # (N, h, w, C)
-        if self.pool > 1:  # channels-last matrix products: several times faster than F.interpolate on a CPU
-            out = resize_channels_last(out, h0, w0)
-            if self.residual:  # added in this layout: the result is channels-last, like a CPU conv's output
-                return out.add_(x_target.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        out = out.permute(0, 3, 1, 2)
+        out = from_blocks(out, H, W, self.block)[:, 0, :h, :w].permute(0, 3, 1, 2)
+        if self.pool > 1:
+            out = F.interpolate(out, size=(h0, w0), mode="bilinear", align_corners=False)
         return x_target + out if self.residual else out.contiguous()
 
 
