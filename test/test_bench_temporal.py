@@ -54,6 +54,7 @@ def test_ratios_stages_and_chart(tiny: Path, tmp_path: Path, capsys: pytest.Capt
     assert r["naive_over_streaming"] == round(p50["naive"] / p50["streaming"], 3)
     assert r["mar_share"] == round(p50["streaming"] / p50["streaming_no_mar"] - 1.0, 3)
     assert set(r["streaming_stages_ms"]) == set(STAGES) and r["streaming_stages_ms"]["backbone"] > 0
+    assert r["mar_stage_share"] == round(r["streaming_stages_ms"]["mar"] / p50["streaming"], 3)
     assert 0 < r["mar_stage_share"] < 1 and r["streaming_stages_ms"]["flow"] == 0
     assert set(r["dis_ms"]) == {"ultrafast@1", "ultrafast@0.5"}
 

@@ -23,7 +23,8 @@ from vsseg_ros.imaging.video import default_video, read_frames
 from vsseg_ros.tools.rosenv import apply_local_ros_env
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def latency_stats(values: list[float]) -> dict[str, float]:
+    """Median, 95th percentile and mean of ``values`` (ms), rounded to 0.01."""
     arr = np.asarray(values)
     return {"p50": round(float(np.median(arr)), 2), "p95": round(float(np.percentile(arr, 95)), 2),
             "mean": round(float(arr.mean()), 2)}
@@ -59,8 +60,9 @@ def bench_model(frames: list[np.ndarray], size: tuple[int, int], warmup: int, mo
             network.append(res.timings_ms.get("network", res.timings_ms.get("backbone", float("nan"))))
             for k, v in {"decode": (t1 - t0) * 1e3, **res.timings_ms, "publish_conversion": (t3 - t2) * 1e3}.items():
                 stages.setdefault(k, []).append(v)
-    return {"model_id": seg.model_id, "device": str(seg.device), "push_ms": _stats(total),
-            "network_ms": _stats(network), "stages_ms": {k: _stats(v)["p50"] for k, v in stages.items()}}
+    return {"model_id": seg.model_id, "device": str(seg.device), "push_ms": latency_stats(total),
+            "network_ms": latency_stats(network),
+            "stages_ms": {k: latency_stats(v)["p50"] for k, v in stages.items()}}
 
 
 def peak_rss_mb(pid: int) -> Optional[float]:
@@ -99,7 +101,7 @@ def open_loop(client, msgs: list, rate_hz: float, drain_s: float = 2.0) -> dict:
     return {"input_hz": rate_hz, "published": len(keys), "processed": len(times),
             "drop_rate": round(1.0 - len(times) / len(keys), 3),
             "output_hz": round(len(times) / span, 2) if times else 0.0,
-            "latency_ms": _stats(lat) if lat else None}
+            "latency_ms": latency_stats(lat) if lat else None}
 
 
 def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, model_path: str,
@@ -140,7 +142,7 @@ def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, mod
         client.close()
         node.stop()
         params.unlink(missing_ok=True)
-    return {"end_to_end_ms": _stats(lat), "open_loop": loaded, "node_peak_rss_mb": memory}
+    return {"end_to_end_ms": latency_stats(lat), "open_loop": loaded, "node_peak_rss_mb": memory}
 
 
 def run_bench(sizes: list[tuple[int, int]], frames: int = 30, warmup: int = 5,

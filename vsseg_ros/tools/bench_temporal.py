@@ -26,12 +26,7 @@ import torch
 from tqdm import tqdm
 
 from vsseg_ros.core.segmenter import Frame, OutputRequest
-
-
-def _stats(values: list[float]) -> dict[str, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    return {"p50": round(float(np.median(arr)), 2), "p95": round(float(np.percentile(arr, 95)), 2),
-            "mean": round(float(arr.mean()), 2)}
+from vsseg_ros.tools.bench import latency_stats
 
 
 def load_temporal_model(spec: Union[str, Path]) -> tuple[Any, Any, str]:
@@ -131,16 +126,17 @@ def bench_temporal(spec: Union[str, Path], sizes: list[tuple[int, int]], frames:
                     t0 = time.perf_counter()
                     dis(a, b)
                     ts.append((time.perf_counter() - t0) * 1e3)
-                flow_ms[f"{preset}@{scale:g}"] = _stats(ts)
-        p50 = {k: _stats(v)["p50"] for k, v in times.items()}
+                flow_ms[f"{preset}@{scale:g}"] = latency_stats(ts)
+        ms = {k: latency_stats(v) for k, v in times.items()}
+        p50 = {k: v["p50"] for k, v in ms.items()}
+        stage_ms = {k: latency_stats(v)["p50"] for k, v in stages.items()}
         results.append({
             "size": f"{size[0]}x{size[1]}", "model_id": model_id, "frames": frames,
-            "window": int(model.frames), "ms": {k: _stats(v) for k, v in times.items()},
-            "streaming_stages_ms": {k: _stats(v)["p50"] for k, v in stages.items()},
+            "window": int(model.frames), "ms": ms, "streaming_stages_ms": stage_ms,
             "streaming_over_perframe": round(p50["streaming"] / p50["perframe"], 3),
             "naive_over_streaming": round(p50["naive"] / p50["streaming"], 3),
             "mar_share": round(p50["streaming"] / p50["streaming_no_mar"] - 1.0, 3),
-            "mar_stage_share": round(_stats(stages.get("mar", [0.0]))["p50"] / p50["streaming"], 3),
+            "mar_stage_share": round(stage_ms.get("mar", 0.0) / p50["streaming"], 3),
             "dis_ms": flow_ms,
         })
     return results
@@ -214,9 +210,8 @@ def draw_chart(results: list[dict[str, Any]], width: int = 960) -> np.ndarray:
             cv2.putText(img, label, (end + 8, yb + 18), font, 0.45, ink, 1, cv2.LINE_AA)
         share = f"MAR stage {r['mar_stage_share']:.1%} of streaming, MAR adds {r['mar_share']:.1%}"
         cv2.putText(img, share, (left, y + 30 + 3 * 36 + 6), font, 0.42, grey, 1, cv2.LINE_AA)
-    x = 10
+    x, yl = 10, img.shape[0] - 30
     for stage, colour in STAGE_COLORS.items():  # legend
-        yl = img.shape[0] - 30
         cv2.rectangle(img, (x, yl), (x + 14, yl + 14), colour, -1)
         cv2.putText(img, stage, (x + 20, yl + 12), font, 0.45, ink, 1, cv2.LINE_AA)
         x += 20 + 10 * len(stage) + 24

@@ -145,12 +145,7 @@ def _interleaved_median_ms(fns: dict[str, Callable[[], Any]], repeats: int) -> d
 
 
 def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return _interleaved_median_ms({"fn": fn}, repeats)["fn"]
 
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:
@@ -263,7 +258,7 @@ def _print(result: dict[str, Any]) -> None:
     t = result["time_ms"]
     print(f"  per output frame: reference {t['reference_per_output']:.0f} ms (3 backbones + fusion), "
           f"ours streaming {t['ours_streaming_per_output']:.0f} ms (backbone {t['ours_backbone']:.0f}, "
-          f"STF {t['ours_stf'] - 0:.0f} incl. classifier, MAR {t['ours_mar']:.0f}); x{t['speedup']:.2f}")
+          f"STF {t['ours_stf']:.0f} incl. classifier, MAR {t['ours_mar']:.0f}); x{t['speedup']:.2f}")
     if result["notes"].get("torchvision_stub"):
         print("  note: torchvision is not installed; an import-only stand-in satisfied mmcv's runner import")
 
