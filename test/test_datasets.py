@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vsseg_ros.core.classes import CAMVID, CITYSCAPES
-from vsseg_ros.data.base import DatasetError
+from vsseg_ros.data.base import DatasetError, DecodedPairs
 from vsseg_ros.data.camvid import CamVid
 from vsseg_ros.data.cityscapes import LABEL_TO_TRAIN_ID, Cityscapes
 from vsseg_ros.data.folder import ImageFolder, read_class_list
@@ -173,6 +173,19 @@ def test_folder_reads_classes_txt_and_sequences(tmp_path: Path) -> None:
     seqs = ds.sequences()
     assert list(seqs) == ["drive", "park"] and [s.frame for s in seqs["drive"]] == [10, 11]
     assert "3 frames" in repr(ds)
+
+
+def test_decoded_pairs_read_once_when_kept(tmp_path: Path) -> None:
+    ds = ImageFolder(make_folder(tmp_path))
+    kept, fresh = DecodedPairs(ds, keep=True), DecodedPairs(ds, keep=False)
+    assert len(kept) == 3 and kept.kept() == []
+    first = kept[1]
+    assert kept[1] is first and len(kept.kept()) == 1  # kept: the same arrays, not decoded again
+    assert fresh[1] is not fresh[1] and fresh.kept() == []
+    np.testing.assert_array_equal(fresh[1][0], first[0])
+    np.testing.assert_array_equal(fresh[1][1], first[1])
+    kept.preload()
+    assert len(kept.kept()) == 3
 
 
 def test_folder_with_split_jpg_images_and_yaml_classes(tmp_path: Path) -> None:

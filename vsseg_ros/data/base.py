@@ -94,6 +94,35 @@ def generic_class_map(num_classes: int) -> ClassMap:
                     colors=tuple(tuple(int(v) for v in c) for c in rgb))
 
 
+class DecodedPairs:
+    """The decoded (image, label) pairs of a :class:`LabelledDataset` by index, read on first use and, with
+    ``keep``, kept in memory (a training set is then decoded once per run, not once per epoch)."""
+
+    def __init__(self, data: "LabelledDataset", keep: bool = True) -> None:
+        self.data, self.keep = data, keep
+        self._kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        pair = self._kept.get(index)
+        if pair is None:
+            pair = self.data.load(index)
+            if self.keep:
+                self._kept[index] = pair
+        return pair
+
+    def preload(self) -> None:
+        """Decode every pair now (before forking data-loader workers, so that they share the pages)."""
+        for i in range(len(self.data)):
+            self[i]
+
+    def kept(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The pairs decoded and kept so far."""
+        return list(self._kept.values())
+
+
 class LabelledDataset:
     """Base of the dataset readers. Subclasses fill ``samples``, ``class_map`` and call :meth:`_set_ids`.
 
@@ -244,5 +273,5 @@ class LabelledDataset:
         return out
 
 
-__all__ = ["DatasetError", "IMAGE_SUFFIXES", "LabelledDataset", "Sample", "check_root", "generic_class_map",
-           "list_images", "missing_folders_error", "parse_name", "unpaired_error", "check_pairs", "IGNORE_ID"]
+__all__ = ["DatasetError", "DecodedPairs", "IMAGE_SUFFIXES", "LabelledDataset", "Sample", "check_root",
+           "generic_class_map", "list_images", "missing_folders_error", "parse_name", "unpaired_error", "check_pairs", "IGNORE_ID"]

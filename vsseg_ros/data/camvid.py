@@ -16,8 +16,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from vsseg_ros.core.classes import CAMVID, IGNORE_ID, ClassMap
-from vsseg_ros.data.base import (IMAGE_SUFFIXES, DatasetError, LabelledDataset, Sample, check_pairs, check_root,
-                                 generic_class_map, list_images, missing_folders_error, parse_name)
+from vsseg_ros.data.base import (IMAGE_SUFFIXES, DatasetError, DecodedPairs, LabelledDataset, Sample, check_pairs,
+                                 check_root, generic_class_map, list_images, missing_folders_error, parse_name)
 
 #: class id used for "void" in the SegNet release
 VOID_ID = 11
@@ -90,23 +90,13 @@ class CamVidTrainDataset:
         self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1) * 255.0
         self.inv_std = 1.0 / (np.asarray(std, np.float32).reshape(3, 1, 1) * 255.0)
         self.boundary_radius = boundary_radius
-        self.cache = cache
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.pairs = DecodedPairs(data, keep=cache)
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def _pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if index in self._cache:
-            return self._cache[index]
-        pair = self.data.load(index)
-        if self.cache:
-            self._cache[index] = pair
-        return pair
-
     def preload(self) -> None:
-        for i in range(len(self.data)):
-            self._pair(i)
+        self.pairs.preload()
 
     def __getitem__(self, key: Any) -> dict[str, Any]:
         import torch
@@ -117,7 +107,7 @@ class CamVidTrainDataset:
             index, seed = int(key[0]), int(key[1])
         else:
             index, seed = int(key), int(key)
-        image, label = self._pair(index)
+        image, label = self.pairs[index]
         if self.transform is not None:
             image, label = self.transform(image, label, np.random.default_rng(seed))
         x = (np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) - self.mean) * self.inv_std

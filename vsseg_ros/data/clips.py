@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from vsseg_ros.core.classes import IGNORE_ID
-from vsseg_ros.data.base import DatasetError, LabelledDataset
+from vsseg_ros.data.base import DatasetError, DecodedPairs, LabelledDataset
 from vsseg_ros.data.transforms import photometric_jitter
 
 Key = Union[int, tuple[int, int], list[int]]
@@ -232,20 +232,11 @@ class StillClipDataset(_ClipDataset):
             raise ValueError(f"target_degrade and transient are probabilities in [0, 1], got {target_degrade}, "
                              f"{transient}")
         self.target_degrade, self.transient = float(target_degrade), float(transient)
-        self.cache = cache
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def _pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if index in self._cache:
-            return self._cache[index]
-        pair = self.data.load(index)
-        if self.cache:
-            self._cache[index] = pair
-        return pair
+        self.pairs = DecodedPairs(data, keep=cache)
 
     def _source(self, key: Key) -> tuple[int, np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
         index, rng = self._rng(key)
-        image, label = self._pair(index)
+        image, label = self.pairs[index]
         scale, flip, t = self._geometry(label.shape[:2], rng)
         jseed = self._jitter_seed(rng)
         src = self._apply_jitter(self._resize(image, scale, flip), jseed)

@@ -527,7 +527,7 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
                                  boundary_radius=int(dc["boundary_radius"] or 0) or None, cache=True)
     dataset.preload()  # decoded once; workers forked after this share the pages
     counts = np.zeros(cfg.num_classes, np.int64)
-    for _, lab in dataset._cache.values():
+    for _, lab in dataset.pairs.kept():
         counts += np.bincount(lab.ravel(), minlength=256)[: cfg.num_classes]
     weights_np = class_weights(counts, str(tr["class_weighting"]))
     weight = torch.from_numpy(weights_np).to(device)
