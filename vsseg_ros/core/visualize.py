@@ -1,8 +1,9 @@
-"""Pictures people look at: colour masks, overlays, boundary heat maps, contact sheets."""
+"""Pictures people look at: colour masks, overlays, boundary heat maps, contact sheets, and writing them."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Sequence, Union
 
 import cv2
 import numpy as np
@@ -74,3 +75,12 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str] = 
     if footer is not None:
         parts.append(cv2.resize(footer, (sheet_w, footer.shape[0])) if footer.shape[1] != sheet_w else footer)
     return np.concatenate(parts, axis=0)
+
+
+def write_png(path: Union[str, Path], image: np.ndarray, rgb: bool = True) -> Path:
+    """Write an HxWx3 uint8 picture (RGB, or OpenCV's BGR with ``rgb=False``) as an image file at ``path``;
+    OSError when it cannot be written (a missing folder, no permission)."""
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if rgb else image
+    if not cv2.imwrite(str(path), bgr):
+        raise OSError(f"could not write {path}")
+    return Path(path)

@@ -273,5 +273,5 @@ class LabelledDataset:
         return out
 
 
-__all__ = ["DatasetError", "DecodedPairs", "IMAGE_SUFFIXES", "LabelledDataset", "Sample", "check_root",
-           "generic_class_map", "list_images", "missing_folders_error", "parse_name", "unpaired_error", "check_pairs", "IGNORE_ID"]
+__all__ = ["DatasetError", "DecodedPairs", "IMAGE_SUFFIXES", "LabelledDataset", "Sample", "check_pairs", "check_root",
+           "generic_class_map", "list_images", "missing_folders_error", "parse_name", "unpaired_error", "IGNORE_ID"]

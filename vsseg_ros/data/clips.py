@@ -438,6 +438,8 @@ def save_clip_preview(dataset: _ClipDataset, path: Union[str, Path], n: int = 4,
     its frames left to right (target outlined in green) and the target's label in class colours on the right."""
     import cv2
 
+    from vsseg_ros.core.visualize import write_png
+
     path = Path(path)
     if len(dataset) == 0:
         raise ValueError("empty dataset: nothing to preview")
@@ -467,9 +469,7 @@ def save_clip_preview(dataset: _ClipDataset, path: Union[str, Path], n: int = 4,
         f = max_width / sheet.shape[1]
         sheet = cv2.resize(sheet, (max_width, int(round(sheet.shape[0] * f))), interpolation=cv2.INTER_AREA)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cannot write {path}")
-    return path
+    return write_png(path, sheet)
 
 
 __all__ = ["RealClipDataset", "StillClipDataset", "make_clips", "save_clip_preview", "target_index"]

@@ -220,7 +220,6 @@ def draw_chart(results: list[dict[str, Any]], width: int = 960) -> np.ndarray:
 
 def write_chart(path: Union[str, Path], results: list[dict[str, Any]]) -> None:
     """:func:`draw_chart` as a PNG at ``path``."""
-    import cv2
+    from vsseg_ros.core.visualize import write_png
 
-    if not cv2.imwrite(str(path), draw_chart(results)):
-        raise OSError(f"could not write {path}")
+    write_png(path, draw_chart(results), rgb=False)

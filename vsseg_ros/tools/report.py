@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from vsseg_ros.core.classes import ClassMap
+from vsseg_ros.core.visualize import write_png
 
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
@@ -46,14 +47,6 @@ def _vertical_text(text: str, scale: float = FONT_SCALE) -> np.ndarray:
     strip = np.full((18, w, 3), 255, np.uint8)
     _text(strip, text, (3, 13), scale)
     return np.ascontiguousarray(np.rot90(strip))
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> Path:
-    import cv2
-
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    return path
 
 
 def iou_bars(per_class: Sequence[dict[str, Optional[float]]], model_names: Sequence[str],
@@ -323,15 +316,15 @@ def write_report(out_dir: Path, results: Sequence[dict[str, Any]], model_names: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    written["iou"] = _write_png(out_dir / "iou.png", iou_bars([r["per_class_iou"] for r in results], model_names,
+    written["iou"] = write_png(out_dir / "iou.png", iou_bars([r["per_class_iou"] for r in results], model_names,
                                                               class_map))
     names = list(results[0]["per_class_iou"].keys())
     mats = [confusion_image(m, names, title=f"confusion matrix: {n}") for m, n in zip(confusions, model_names)]
-    written["confusion"] = _write_png(out_dir / "confusion.png", _hstack(mats))
-    written["latency"] = _write_png(out_dir / "latency.png",
+    written["confusion"] = write_png(out_dir / "confusion.png", _hstack(mats))
+    written["latency"] = write_png(out_dir / "latency.png",
                                     latency_histogram(latencies, model_names, [r["latency_ms"] for r in results]))
     if strip:
-        written["overlays"] = _write_png(out_dir / "overlays.png", overlay_strip(strip, class_map, model_names))
+        written["overlays"] = write_png(out_dir / "overlays.png", overlay_strip(strip, class_map, model_names))
     pictures = {k: p.name for k, p in written.items()}
     index = out_dir / "index.md"
     index.write_text(markdown(results, model_names, source, pictures), encoding="utf-8")

@@ -197,10 +197,9 @@ def _tick_step(span: float) -> float:
 
 
 def write_chart(path: Path, out: dict[str, Any]) -> None:
-    import cv2
+    from vsseg_ros.core.visualize import write_png
 
-    if not cv2.imwrite(str(path), draw_chart(out)):
-        raise OSError(f"could not write {path}")
+    write_png(path, draw_chart(out), rgb=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -97,25 +97,24 @@ class DistContext:
             else:
                 dist.barrier()
 
-    def sync_buffers(self, model: nn.Module) -> None:
-        """Copy rank 0's buffers (BatchNorm running statistics) to every rank. DDP does so at the start of each
-        forward, but each rank's forward then updates them with its own batch: call this before evaluating."""
-        if not self.enabled:
-            return
-        import torch.distributed as dist
-
-        for buf in model.buffers():
-            dist.broadcast(buf.data, src=0)
-
-    def broadcast_module(self, module: nn.Module) -> None:
-        """Copy rank 0's parameters and buffers to every rank (a state only rank 0 computed, e.g. MAR's memory)."""
+    def _from_rank0(self, tensors: list[torch.Tensor]) -> None:
+        """Overwrite ``tensors`` on every rank with rank 0's values."""
         if not self.enabled:
             return
         import torch.distributed as dist
 
         with torch.no_grad():
-            for t in [*module.parameters(), *module.buffers()]:
+            for t in tensors:
                 dist.broadcast(t.data, src=0)
+
+    def sync_buffers(self, model: nn.Module) -> None:
+        """Copy rank 0's buffers (BatchNorm running statistics) to every rank. DDP does so at the start of each
+        forward, but each rank's forward then updates them with its own batch: call this before evaluating."""
+        self._from_rank0(list(model.buffers()))
+
+    def broadcast_module(self, module: nn.Module) -> None:
+        """Copy rank 0's parameters and buffers to every rank (a state only rank 0 computed, e.g. MAR's memory)."""
+        self._from_rank0([*module.parameters(), *module.buffers()])
 
     def check_in_sync(self, model: nn.Module) -> None:
         """Raise if the ranks' parameters and buffers differ (a per-tensor checksum compared over the ranks)."""
