@@ -3,6 +3,9 @@ forward, encoder/decoder layers, padding invariance, short windows, caches and g
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -240,7 +243,34 @@ def test_caches_follow_parameter_and_feature_changes() -> None:
         assert torch.allclose(reweighted, s(feats, 2).detach(), atol=1e-6)
     assert not torch.allclose(changed, reference) and not torch.allclose(moved, changed)
     assert not torch.allclose(reprojected, moved) and not torch.allclose(reweighted, reprojected)
-    assert len(s._token_cache) <= 4 * s.frames  # tokens and long-step projections of the last frames only
+    del feats, reference, changed, moved, reprojected, reweighted
+    gc.collect()
+    assert not s._token_cache  # entries leave with their features
+
+
+def test_stream_frames_stay_cached_while_other_features_pass_through() -> None:
+    """A stream's frames are prepared once even when other windows use the same STF in between (other
+    cameras, or the benchmark's naive way with fresh features each time): those must not push them out."""
+    s = _stf(dim=8, pool=2)
+    prepared: list[weakref.ref] = []  # weak: counting must not keep the passing features alive
+    tokens = s._tokens
+    s._tokens = lambda f: prepared.append(weakref.ref(f)) or tokens(f)  # count the per-frame work
+    stream = [torch.randn(1, 16, 8, 8) for _ in range(8)]
+    live = [[torch.randn(1, 16, 8, 8) for _ in range(3)] for _ in range(4)]  # four more cameras' windows
+    with torch.no_grad():
+        for i in range(2, len(stream)):
+            s(stream[i - 2: i + 1], 2)
+            for _ in range(6):  # naive passes: fresh features, freed at once
+                s([torch.randn(1, 16, 8, 8) for _ in range(3)], 2)
+            for window in live:
+                s(window, 2)
+    for f in stream + [f for w in live for f in w]:
+        assert sum(p() is f for p in prepared) == 1
+    assert len(s._token_cache) <= s.FRAME_CACHE_ENTRIES
+    prepared.clear()
+    del stream, live, window, f  # the loop variables hold tensors too
+    gc.collect()
+    assert not s._token_cache
 
 
 def test_stf_rejects_bad_widths() -> None:

@@ -268,6 +268,11 @@ class STF(nn.Module):
     windows.
     """
 
+    #: bound on the per-frame cache (two entries per frame: tokens and long-step projections). Entries leave
+    #: when their feature is freed, so this only matters when many features are alive at once (many cameras
+    #: sharing one model: 64 is ten cameras at T=3 with room to spare)
+    FRAME_CACHE_ENTRIES = 64
+
     def __init__(self, channels: int, frames: int = 3, heads: int = 2, ffn: int = 256, block: int = 16,
                  dropout: float = 0.1, pe_size: Sequence[int] = (128, 256), dim: Optional[int] = None,
                  pool: int = 1) -> None:
@@ -356,7 +361,7 @@ class STF(nn.Module):
     def _frame_tokens(self, feature: Tensor) -> Tensor:
         """:meth:`_tokens`, remembered per feature tensor without autograd: a streaming window passes the same
         tensors again as it slides, so each frame is prepared once. An entry holds a weak reference to its
-        feature (a freed tensor never matches) and its version counter (an in-place change misses).
+        feature (it is dropped when the feature is freed) and its version counter (an in-place change misses).
         Inference-mode tensors have no version counter: features made under ``torch.inference_mode`` must not
         be modified in place while they are in a window (the streaming segmenter never does)."""
         if torch.is_grad_enabled():
@@ -396,9 +401,12 @@ class STF(nn.Module):
         if hit is not None and hit[0]() is feature:
             return hit[1]
         value = make()
-        self._token_cache[key] = (weakref.ref(feature), value)
-        while len(self._token_cache) > 4 * self.frames:  # oldest first (dicts keep insertion order)
-            del self._token_cache[next(iter(self._token_cache))]
+        cache = self._token_cache
+        # the entry leaves when its feature is freed (a frame leaving every window, a naive pass's features),
+        # so features passing through never push out the frames a stream still holds
+        cache[key] = (weakref.ref(feature, lambda _, k=key: cache.pop(k, None)), value)
+        while len(cache) > self.FRAME_CACHE_ENTRIES:  # many live features: oldest first (insertion order)
+            cache.pop(next(iter(cache)), None)
         return value
 
     def forward(self, features: Sequence[Tensor], target: int, positions: Optional[Sequence[int]] = None) -> Tensor:
