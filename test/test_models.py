@@ -12,6 +12,7 @@ from torch import nn
 
 from vsseg_ros.core.config import ConfigError, ModelConfig, default_config
 from vsseg_ros.core.models import BoundaryHead, LiteHead, MobileNetV2Backbone, PerFrameSegNet
+from vsseg_ros.core.models.heads import pointwise
 from vsseg_ros.core.models.perframe import fold_batchnorm
 from vsseg_ros.core.pretrained import PretrainedWeightsMissing, imagenet_mobilenetv2_path
 
@@ -145,6 +146,24 @@ def test_head_feature_and_classifier_are_separate() -> None:
         assert net(x, boundary=False)["boundary"] is None
     assert isinstance(net.head, LiteHead) and isinstance(net.boundary_head, BoundaryHead)
     assert net.head.classifier.out_channels == 7 and net.head.classifier.kernel_size == (1, 1)
+
+
+def test_pointwise_classifier_matches_the_convolution_in_every_layout() -> None:
+    """Channels-last features (inference) go through a matrix product instead of the 1x1 convolution: same
+    logits, with and without autograd; other layouts and other convolutions use the convolution."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 5, 1)
+    x = torch.randn(2, 16, 6, 7)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    ref = conv(x)
+    for inp in (x, cl, x[:, :, 1:5]):  # NCHW, channels-last, a cropped NCHW view
+        assert torch.allclose(pointwise(conv, inp), conv(inp), atol=1e-6)
+    out = pointwise(conv, cl)
+    assert out.is_contiguous(memory_format=torch.channels_last) and torch.allclose(out, ref, atol=1e-6)
+    out.sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+    wide = nn.Conv2d(16, 5, 3, padding=1)  # not pointwise: the convolution itself
+    assert torch.equal(pointwise(wide, cl), wide(cl))
 
 
 def test_no_boundary_head() -> None:

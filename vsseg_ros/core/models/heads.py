@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -35,6 +36,18 @@ class SeparableConvBNReLU(nn.Sequential):
             nn.BatchNorm2d(in_channels),
             ConvBNReLU(in_channels, out_channels, 1),
         )
+
+
+def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``conv`` (1x1, stride 1, no groups) applied to ``x``. On a channels-last ``x`` (inference) it runs as a
+    matrix product over the channels, which the CPU does faster than the convolution call for a
+    classifier's few output channels (117 vs 175 us at 128 -> 11 on 48x60 features, 2 threads); the result
+    is then channels-last too. Otherwise, and for any other convolution, the convolution itself."""
+    if (x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+            and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+            and conv.groups == 1):
+        return F.linear(x.permute(0, 2, 3, 1), conv.weight.flatten(1), conv.bias).permute(0, 3, 1, 2)
+    return conv(x)
 
 
 def init_conv_bn(module: nn.Module) -> None:
@@ -85,7 +98,7 @@ class LiteHead(nn.Module):
         return self.refine(x)
 
     def classify(self, feature: Tensor) -> Tensor:
-        return self.classifier(feature)
+        return pointwise(self.classifier, feature)
 
     def forward(self, feats: dict[str, Tensor]) -> Tensor:
         return self.classify(self.forward_features(feats))

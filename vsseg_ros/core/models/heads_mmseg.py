@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vsseg_ros.core.models.heads import init_conv_bn
+from vsseg_ros.core.models.heads import init_conv_bn, pointwise
 
 PSP_POOL_SCALES = (1, 2, 3, 6)
 DROPOUT = 0.1
@@ -59,7 +59,7 @@ class _DecodeHead(nn.Module):
 
     def classify(self, feature: Tensor) -> Tensor:
         """Logits from a :meth:`forward_features` map: dropout (training only), then the 1x1 ``conv_seg``."""
-        return self.conv_seg(self.dropout(feature))
+        return pointwise(self.conv_seg, self.dropout(feature))
 
     def forward(self, feats: dict[str, Tensor]) -> Tensor:
         return self.classify(self.forward_features(feats))
