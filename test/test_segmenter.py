@@ -115,24 +115,27 @@ def test_bands_give_the_same_maps(model: PerFrameSegNet, monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize("confidence", [False, True])
-def test_labels_are_the_first_maximal_class_of_the_upsampled_logits(confidence: bool,
+@pytest.mark.parametrize("landscape", [True, False])  # columns or rows interpolated first
+def test_labels_are_the_first_maximal_class_of_the_upsampled_logits(confidence: bool, landscape: bool,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Labels straight from the output maps against argmax (first maximum) of F.interpolate, with exact
-    ties between classes (equal channels, and a constant region), in one band and in several; NaN logits
-    give valid labels, not a crash."""
+    ties between classes (equal channels, and a constant region), in one band and in several, for both
+    orders of the two interpolation products; NaN logits give valid labels, not a crash."""
     torch.manual_seed(0)
-    logits = torch.randn(1, C, 7, 9)
+    hl, wl, H, W = (7, 9, 50, 70) if landscape else (9, 7, 70, 50)
+    logits = torch.randn(1, C, hl, wl)
     logits[0, 5] = logits[0, 2]  # class 2 and 5 tie everywhere: 2 must win where they are the maximum
     logits[0, 2:4, :3, :3] = 9.0  # classes 2 and 3 tie at the top of a region
-    H, W = 50, 70
-    up = F.interpolate(logits, size=(56, 72), mode="bilinear", align_corners=False)[0, :, :H, :W]
+    up = F.interpolate(logits, size=(8 * hl, 8 * wl), mode="bilinear", align_corners=False)[0, :, :H, :W]
     nan = logits.clone()
-    nan[0, :, 6, 8] = float("nan")
+    nan[0, :, -1, -1] = float("nan")
     for band_rows in (None, 7):
         if band_rows:
             monkeypatch.setattr(_PostBuffers, "BAND_ELEMENTS", C * W * band_rows)
-        maps = _PostBuffers((H, W, H, W, 7, 9), C, 8, torch.device("cpu"))
+        maps = _PostBuffers((H, W, H, W, hl, wl), C, 8, torch.device("cpu"))
+        assert maps.cols_first == landscape
         with torch.inference_mode():
+            torch.testing.assert_close(maps.upsample(logits[0]), up, atol=1e-5, rtol=1e-5)
             labels, conf = maps.labels_and_confidence(logits[0].contiguous(), confidence)
             assert labels.dtype == torch.uint8 and labels.shape == (H, W)
             assert torch.equal(labels.long(), up.argmax(0))

@@ -129,7 +129,10 @@ class _PostBuffers:
 
     Upsampling is separable bilinear interpolation done as two matrix products (exactly
     ``F.interpolate(mode="bilinear", align_corners=False)`` with the frame/logit scale, but faster on CPU),
-    processed in bands of rows so the scratch memory stays bounded for large frames.
+    processed in bands of rows so the scratch memory stays bounded for large frames. The product over the
+    shorter logit side runs at full output size, so it goes second: for a landscape frame the columns are
+    interpolated first (once, at logit height), then each band's rows (at 360x480, 102 instead of 127
+    million multiply-adds per frame for 11 classes).
     """
 
     #: upper bound on the elements of one band of upsampled logits (16 MB of float32)
@@ -146,7 +149,10 @@ class _PostBuffers:
         self.rxt = _interp_matrix(W, wl, self.cols, stride * W / w).t().contiguous().to(device)  # (cols, W)
         self.band = max(1, min(H, self.BAND_ELEMENTS // (C * W)))
         n = self.band
-        self.tmp = torch.empty(C * n * self.cols, device=device)
+        rows, cols = self.rows, self.cols
+        self.cols_first = rows * cols * W + H * rows * W < H * rows * cols + H * cols * W  # fewer products
+        # columns first: the whole (C, rows, W) intermediate; rows first: one band's (C, n, cols)
+        self.tmp = torch.empty(C * (rows * W if self.cols_first else n * cols), device=device)
         self.up = torch.empty(C * n * W, device=device)
         self.hit: Optional[Tensor] = None  # a second band, only when confidence is asked for
         self.max = torch.empty(n * W, device=device)
@@ -155,25 +161,45 @@ class _PostBuffers:
         # class c scores C - c where it attains the maximum: the largest score is the first maximal class
         self.scores = torch.arange(C, 0, -1, dtype=torch.float32, device=device).view(-1, 1, 1)
 
+    def _prepared(self, x: Tensor, tmp: Optional[Tensor] = None) -> Tensor:
+        """The used part of (K, hl, wl) logits; when columns go first, column-interpolated (K, rows, W), into
+        ``tmp`` if given."""
+        x = x[:, : self.rows, : self.cols].contiguous()
+        if not self.cols_first:
+            return x
+        K = x.shape[0]
+        out = (torch.empty(K, self.rows, self.W, device=x.device) if tmp is None
+               else tmp[: K * self.rows * self.W].view(K, self.rows, self.W))
+        torch.mm(x.view(K * self.rows, self.cols), self.rxt, out=out.view(K * self.rows, self.W))
+        return out
+
+    def _rows(self, x: Tensor, r0: int, r1: int, out: Tensor) -> None:
+        """Output rows r0..r1 of a :meth:`_prepared` ``x`` into ``out`` (K, r1 - r0, W)."""
+        if self.cols_first:
+            torch.matmul(self.ry[r0:r1], x, out=out)
+            return
+        K, n = x.shape[0], r1 - r0
+        size = K * n * self.cols  # rows first: self.tmp is the band's scratch
+        t = (self.tmp[:size] if size <= self.tmp.numel() else torch.empty(size, device=x.device)).view(K, n, -1)
+        torch.matmul(self.ry[r0:r1], x, out=t)
+        torch.mm(t.view(K * n, self.cols), self.rxt, out=out.view(K * n, self.W))
+
     def upsample(self, x: Tensor) -> Tensor:
         """(K, hl, wl) -> a new (K, H, W) tensor."""
-        x = x[:, : self.rows, : self.cols].contiguous()
-        t = torch.matmul(self.ry, x)  # (K, H, cols)
-        K = t.shape[0]
-        return torch.mm(t.view(K * self.H, -1), self.rxt).view(K, self.H, self.W)
+        out = torch.empty(x.shape[0], self.H, self.W, device=x.device)
+        self._rows(self._prepared(x), 0, self.H, out)
+        return out
 
     def labels_and_confidence(self, logits: Tensor, confidence: bool) -> tuple[Tensor, Optional[Tensor]]:
         """Labels (first class with the largest upsampled logit, uint8) and, if asked, the max softmax,
         both as new (H, W) tensors. (``torch.max(dim)`` with indices is several times slower on CPU.)"""
-        C, W, cols = self.C, self.W, self.cols
-        x = logits[:, : self.rows, : self.cols].contiguous()
+        C, W = self.C, self.W
+        x = self._prepared(logits, self.tmp)
         for r0 in range(0, self.H, self.band):
             r1 = min(self.H, r0 + self.band)
             n = r1 - r0
-            tmp = self.tmp[: C * n * cols].view(C, n, cols)
-            torch.matmul(self.ry[r0:r1], x, out=tmp)
             up = self.up[: C * n * W].view(C, n, W)
-            torch.mm(tmp.view(C * n, cols), self.rxt, out=up.view(C * n, W))
+            self._rows(x, r0, r1, up)
             mx = self.max[: n * W].view(n, W)
             torch.amax(up, 0, out=mx)
             # 1.0 where a class attains the maximum, as float: a CPU writes a float compare several times
