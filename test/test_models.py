@@ -156,8 +156,13 @@ def test_pointwise_classifier_matches_the_convolution_in_every_layout() -> None:
     x = torch.randn(2, 16, 6, 7)
     cl = x.contiguous(memory_format=torch.channels_last)
     ref = conv(x)
-    for inp in (x, cl, x[:, :, 1:5]):  # NCHW, channels-last, a cropped NCHW view
-        assert torch.allclose(pointwise(conv, inp), conv(inp), atol=1e-6)
+    calls = []
+    conv.register_forward_hook(lambda *_: calls.append(1))
+    for inp, by_conv in ((x, True), (cl, False), (x[:, :, 1:5], True)):  # NCHW, channels-last, a cropped view
+        calls.clear()
+        got = pointwise(conv, inp)
+        assert bool(calls) == by_conv  # the matrix product on channels-last input only
+        assert torch.allclose(got, conv(inp), atol=1e-6)
     out = pointwise(conv, cl)
     assert out.is_contiguous(memory_format=torch.channels_last) and torch.allclose(out, ref, atol=1e-6)
     out.sum().backward()

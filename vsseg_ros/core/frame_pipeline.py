@@ -202,19 +202,18 @@ class _PostBuffers:
             self._rows(x, r0, r1, up)
             mx = self.max[: n * W].view(n, W)
             torch.amax(up, 0, out=mx)
-            # 1.0 where a class attains the maximum, as float: a CPU writes a float compare several times
-            # faster than a bool one (0.45 vs 1.2 ms for 11x360x480); in place unless up is still needed
-            hit = up
+            # hit: 1.0 where a class attains the maximum, as float (a CPU writes a float compare several times
+            # faster than a bool one: 0.45 vs 1.2 ms for 11x360x480); in place when up is not needed after
             if confidence:
                 if self.hit is None:
                     self.hit = torch.empty_like(self.up)
-                hit = self.hit[: C * n * W].view(C, n, W)
-            torch.eq(up, mx, out=hit)
-            if confidence:
+                hit = torch.eq(up, mx, out=self.hit[: C * n * W].view(C, n, W))
                 # max softmax = 1 / sum_c exp(l_c - max_c l), in place on the band; the clamp keeps exp()
                 # out of denormals (slow on CPU) and changes the result by < 1e-34
                 up.sub_(mx).clamp_(min=-80.0).exp_()
                 torch.sum(up, 0, out=self.sum[r0:r1])
+            else:
+                hit = torch.eq(up, mx, out=up)
             torch.amax(hit.mul_(self.scores), 0, out=self.rank[r0:r1])
         # rank 0 only where no class equals the maximum (NaN logits): the clamp keeps labels valid
         labels = (C - self.rank).clamp_(max=C - 1).to(torch.uint8)
@@ -247,20 +246,22 @@ class OutputMaps:
             self._key = key
         return self._buffers
 
+    def _for(self, logits: Tensor, H: int, W: int, h: int, w: int) -> tuple[Tensor, _PostBuffers]:
+        """``logits`` (1, C, hl, wl) as a contiguous fp32 (C, hl, wl), and the buffers for its sizes."""
+        logits = logits[0].float().contiguous()
+        return logits, self._post_buffers((H, W, h, w, *logits.shape[-2:]))
+
     def upsampled_logits(self, logits: Tensor, H: int, W: int, h: int, w: int) -> Tensor:
         """``logits`` (1, C, hl, wl) of an ``h x w`` region of a frame ``H x W`` -> a new (C, H, W) fp32 tensor,
         upsampled exactly as the label map is (for tools that need the class scores, e.g. softmax maps)."""
-        logits = logits[0].float().contiguous()
-        hl, wl = logits.shape[-2:]
-        return self._post_buffers((H, W, h, w, hl, wl)).upsample(logits)
+        logits, pb = self._for(logits, H, W, h, w)
+        return pb.upsample(logits)
 
     def __call__(self, logits: Tensor, boundary: Optional[Tensor], H: int, W: int, h: int, w: int,
                  request: OutputRequest) -> Maps:
         """``logits`` (1, C, hl, wl) and ``boundary`` logits (1, 1, hl, wl) or None, computed from an ``h x w``
         image region of the padded input of a frame ``H x W``."""
-        logits = logits[0].float().contiguous()
-        hl, wl = logits.shape[-2:]
-        pb = self._post_buffers((H, W, h, w, hl, wl))
+        logits, pb = self._for(logits, H, W, h, w)
         labels, confidence = pb.labels_and_confidence(logits, bool(request.confidence))
         edge = None
         if request.boundary and boundary is not None:

@@ -317,12 +317,12 @@ def write_report(out_dir: Path, results: Sequence[dict[str, Any]], model_names: 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     written["iou"] = write_png(out_dir / "iou.png", iou_bars([r["per_class_iou"] for r in results], model_names,
-                                                              class_map))
+                                                             class_map))
     names = list(results[0]["per_class_iou"].keys())
     mats = [confusion_image(m, names, title=f"confusion matrix: {n}") for m, n in zip(confusions, model_names)]
     written["confusion"] = write_png(out_dir / "confusion.png", _hstack(mats))
     written["latency"] = write_png(out_dir / "latency.png",
-                                    latency_histogram(latencies, model_names, [r["latency_ms"] for r in results]))
+                                   latency_histogram(latencies, model_names, [r["latency_ms"] for r in results]))
     if strip:
         written["overlays"] = write_png(out_dir / "overlays.png", overlay_strip(strip, class_map, model_names))
     pictures = {k: p.name for k, p in written.items()}

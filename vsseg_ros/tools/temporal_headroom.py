@@ -81,7 +81,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         source = open_source(argparse.Namespace(**{**vars(args), "context": (args.context, 0)}),
-                              model.class_map.num_classes)
+                             model.class_map.num_classes)
         notes = check_classes(source, [model])
         total = source.total if args.max_frames is None else min(source.total or args.max_frames, args.max_frames)
         frames = tqdm(source.frames, total=total, desc="temporal-headroom", unit="frame", disable=args.quiet)

@@ -136,10 +136,10 @@ class MemoryDecoder(nn.Module):
         t = F.layer_norm(torch.addmm(t, a, values), self.norm1.normalized_shape, self.norm1.weight,
                          self.norm1.bias, self.norm1.eps)
         h = F.relu_(F.linear(t, self.linear1.weight, self.linear1.bias))
-        if not torch.is_autocast_enabled(t.device.type):  # t is our own here: add into it, no copy
-            t.addmm_(h, self.linear2.weight.t()).add_(self.linear2.bias)
-        else:  # in-place ops are not autocast: let addmm cast its operands
-            t = torch.addmm(t, h, self.linear2.weight.t()).add_(self.linear2.bias)
+        w2 = self.linear2.weight.t()
+        # t is our own here: add into it, no copy; but in-place ops are not autocast, so there addmm casts
+        t = torch.addmm(t, h, w2) if torch.is_autocast_enabled(t.device.type) else t.addmm_(h, w2)
+        t.add_(self.linear2.bias)
         t = F.layer_norm(t, self.norm2.normalized_shape, self.norm2.weight, self.norm2.bias, self.norm2.eps)
         return t.reshape(shape)
 
