@@ -155,6 +155,26 @@ def test_streaming_equals_the_naive_window_forward(mode: str, variant: str) -> N
             assert (without - ref).abs().max() > 1e-2
 
 
+@pytest.mark.parametrize("flow2seg", [False, True])
+def test_only_the_logit_rows_the_maps_read_are_refined(flow2seg: bool) -> None:
+    """A 40-row network input is padded to 64 rows, 8 at stride 8, of which the maps read 6: MAR and the
+    classifier run on those 6 (on all 8 where Flow2Seg's convolutions need the whole map), and the maps equal
+    those made from the whole logits (as ``return_logits`` keeps them)."""
+    model = _tiny(input_size=(40, 48), flow2seg=flow2seg)
+    cropped, whole = _segmenter(model), _segmenter(model, return_logits=True)
+    seen: list[int] = []
+    cropped.net.mar.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[-2]))
+    for f in _frames(4):
+        a, b = cropped.push(f), whole.push(f)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-6)
+        np.testing.assert_allclose(a.boundary, b.boundary, atol=1e-6)
+    assert b.logits.shape[-2] == 8 and len(np.unique(a.labels)) >= 2
+    assert seen == ([6, 8, 8, 8] if flow2seg else [6, 6, 6, 6])  # the first frame has no flow yet
+    with pytest.raises(ValueError, match="rows"):
+        model.fuse([torch.zeros(1, 16, 8, 6)], 0, rows=0)
+
+
 def test_the_windows_of_causal_and_centered(causal_model: TemporalSegNet, centered_model: TemporalSegNet) -> None:
     frames = _frames(5)
     s = [f.stamp_ns for f in frames]

@@ -108,6 +108,13 @@ class FramePreparer:
         return buf, h, w
 
 
+def extent_read(size: int, stride: int, grid: int) -> int:
+    """How many of a map's ``grid`` rows (or columns) at ``stride`` the output maps of an image region
+    ``size`` pixels high (wide) read: bilinear upsampling reaches one past the region's last; the rest of
+    the map covers only the input's padding."""
+    return min(grid, math.ceil(size / stride) + 1)
+
+
 def _interp_matrix(out_size: int, in_size: int, in_used: int, scale: float) -> Tensor:
     """``(out_size, in_used)`` bilinear weights (align_corners=False) sampling ``in_size`` source pixels
     at ``scale`` output pixels per source pixel; columns past ``in_used`` carry no weight and are dropped
@@ -143,8 +150,8 @@ class _PostBuffers:
         C = num_classes
         self.H, self.W, self.C = H, W, C
         # logit rows/cols that any output pixel reads (the rest only cover the padding)
-        self.rows = min(hl, math.ceil(h / stride) + 1)
-        self.cols = min(wl, math.ceil(w / stride) + 1)
+        self.rows = extent_read(h, stride, hl)
+        self.cols = extent_read(w, stride, wl)
         self.ry = _interp_matrix(H, hl, self.rows, stride * H / h).to(device)  # (H, rows)
         self.rxt = _interp_matrix(W, wl, self.cols, stride * W / w).t().contiguous().to(device)  # (cols, W)
         self.band = max(1, min(H, self.BAND_ELEMENTS // (C * W)))
@@ -365,4 +372,4 @@ class NetworkSegmenter(Segmenter):
 
 
 __all__ = ["PAD_MULTIPLE", "MODEL_INPUT_SIZE", "FramePreparer", "OutputMaps", "NetworkSegmenter", "check_image",
-           "inference_copy", "padded_size", "to_numpy"]
+           "extent_read", "inference_copy", "padded_size", "to_numpy"]

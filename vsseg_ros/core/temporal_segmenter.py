@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from vsseg_ros.core.classes import ClassMap
-from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, NetworkSegmenter
+from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, NetworkSegmenter, extent_read
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult
 
 if TYPE_CHECKING:
@@ -310,13 +310,16 @@ class TemporalSegmenter(NetworkSegmenter):
         entry = entries[target]
         boundary = bool(request.boundary and self.has_boundary)
         self._mar_ms = 0.0
+        H, W, h, w = entry.size
+        # the logit rows the maps read (all of them when the logits are returned: tests compare whole maps)
+        rows = None if self.return_logits else extent_read(h, self.net.stride, entry.feature.shape[-2])
         t0 = time.perf_counter()
         with torch.inference_mode():
             with self._autocast():
-                out = self.net.fuse([e.feature for e in entries], target, flow=entry.flow, boundary=boundary)
+                out = self.net.fuse([e.feature for e in entries], target, flow=entry.flow, boundary=boundary,
+                                    rows=rows)
             self._sync()
             t1 = time.perf_counter()
-            H, W, h, w = entry.size
             labels, confidence, edge = self.output_maps(out["logits"], out.get("boundary"), H, W, h, w, request)
             self._sync()
         t2 = time.perf_counter()

@@ -14,7 +14,7 @@ fine-tuned in the MAR stage); they are frozen (``requires_grad=False``) unless a
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -56,13 +56,13 @@ class MemoryAttention(nn.Module):
         self.to_k = _projection(channels, dim)
         self.to_v = _projection(channels, dim)
         self.to_out = nn.Sequential(nn.Linear(dim, channels), nn.Dropout(dropout))
-        self._cache: dict[str, tuple[tuple, Tensor]] = {}
+        self._cache: dict[str, tuple[tuple, Any]] = {}
 
     @staticmethod
     def _versions(*tensors: Tensor) -> tuple:
         return tuple(tensor_key(t) for t in tensors) + (mode_key(),)
 
-    def _cached(self, name: str, make: Callable[[], Tensor], *deps: Tensor) -> Tensor:
+    def _cached(self, name: str, make: Callable[[], Any], *deps: Tensor) -> Any:
         key = self._versions(*deps)
         hit = self._cache.get(name)
         if hit is not None and hit[0] == key:
@@ -85,16 +85,16 @@ class MemoryAttention(nn.Module):
         ``group``: slots per class. A built memory holds one prototype per class, repeated in each of its
         slots; then the values are one row per class (group = ``group``) and the attention weights are summed
         per class before the (ten times smaller) product. Otherwise one row per slot (group = 1)."""
+        # one key over everything the result depends on: checked every frame, so one pass, not one per matrix
+        weights = [m.weight for m in (*self.to_q, *self.to_k, *self.to_v)]
+        return self._cached(f"folded/{group}/{dtype}", lambda: self._fold(key, value, dtype, group),
+                            key, value, *weights, self.to_out[0].weight, self.to_out[0].bias)
+
+    def _fold(self, key: Tensor, value: Tensor, dtype: torch.dtype, group: int) -> tuple[Tensor, Tensor, int]:
         wq = [m.weight for m in self.to_q]
-        wk, wv = [m.weight for m in self.to_k], [m.weight for m in self.to_v]
-        scores = self._cached(  # (C, slots)
-            "scores", lambda: (self.to_k(key.to(dtype))[0] @ (wq[2] @ wq[1] @ wq[0]).to(dtype)).t().contiguous(),
-            key, *wq, *wk)
-        repeated = group > 1 and bool(self._cached(f"repeated{group}", lambda: _in_runs(value[0], group), value))
-        step = group if repeated else 1
-        values = self._cached(  # (slots / step, C)
-            f"values{step}", lambda: self.to_out[0](self.to_v(value[:, ::step].to(dtype)))[0], value, *wv,
-            self.to_out[0].weight, self.to_out[0].bias)
+        scores = (self.to_k(key.to(dtype))[0] @ (wq[2] @ wq[1] @ wq[0]).to(dtype)).t().contiguous()  # (C, slots)
+        step = group if group > 1 and bool(_in_runs(value[0], group)) else 1
+        values = self.to_out[0](self.to_v(value[:, ::step].to(dtype)))[0]  # (slots / step, C)
         return scores, values, step
 
 

@@ -84,22 +84,30 @@ class TemporalSegNet(nn.Module):
         return self.perframe.forward_features(x)
 
     def fuse(self, features: Sequence[Tensor], target: int, flow: Optional[Tensor] = None, boundary: bool = True,
-             refine: bool = True) -> dict[str, Optional[Tensor]]:
+             refine: bool = True, rows: Optional[int] = None) -> dict[str, Optional[Tensor]]:
         """Outputs for ``features[target]`` fused with the rest of the window (n <= T frames, oldest first).
 
         ``flow``: (N, 2, H, W) flow into the target frame for a Flow2Seg path (None: image logits only).
         ``refine=False`` skips MAR (building its memory needs the features MAR sees).
+        ``rows``: refine and classify only the first ``rows`` rows of the grid, so the logits have that many
+        (a segmenter passes the rows its output maps read; the rest cover only the input's padding). MAR and
+        the classifier work pixel by pixel, so those rows are exactly the full map's. Ignored with a flow:
+        Flow2Seg's 3x3 convolutions need the whole map. ``feature`` and ``boundary`` stay full size.
         """
         n = len(features)
         if not 1 <= n <= self.frames:
             raise ValueError(f"fuse() takes 1..{self.frames} frames, got {n}")
         if not 0 <= target < n:
             raise ValueError(f"target {target} is not among the {n} frames")
+        if rows is not None and rows < 1:
+            raise ValueError(f"rows must be at least 1, got {rows}")
         x = features[target]
         if self.stf is not None:
             nominal = self.target_index(self.frames)
             x = self.stf(features, target, self.stf.positions(n, target, nominal))
         fused = x
+        if rows is not None and (self.flow2seg is None or flow is None):
+            x = x[:, :, :rows]  # a view; contiguous in the channels-last layout the segmenters use
         if self.mar is not None and refine:
             x = self.mar(x)
         logits = self.perframe.classify(x)
