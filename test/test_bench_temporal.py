@@ -15,7 +15,7 @@ from vsseg_ros.core.segmenter import Frame, OutputRequest
 from vsseg_ros.core.temporal_segmenter import STAGES, TemporalSegmenter
 from vsseg_ros.imaging.video import default_video, read_frames
 from vsseg_ros.tools.bench_temporal import (STAGE_COLORS, NaiveTemporal, bench_temporal, load_temporal_model,
-                                            print_temporal, write_chart)
+                                            paired_share, print_temporal, write_chart)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,7 +52,11 @@ def test_ratios_stages_and_chart(tiny: Path, tmp_path: Path, capsys: pytest.Capt
     assert set(p50) == {"perframe", "streaming", "streaming_no_mar", "naive"} and min(p50.values()) > 0
     assert r["streaming_over_perframe"] == round(p50["streaming"] / p50["perframe"], 3)
     assert r["naive_over_streaming"] == round(p50["naive"] / p50["streaming"], 3)
-    assert r["mar_share"] == round(p50["streaming"] / p50["streaming_no_mar"] - 1.0, 3)
+    frame_ms = r["frame_ms"]
+    assert {k: len(v) for k, v in frame_ms.items()} == {k: 3 for k in p50}  # the timed frames, warm-up excluded
+    assert p50["streaming"] == round(float(np.median(frame_ms["streaming"])), 2)  # latency_stats' rounding
+    ratios = np.asarray(frame_ms["streaming"]) / np.asarray(frame_ms["streaming_no_mar"])
+    assert r["mar_share"] == round(float(np.median(ratios)) - 1.0, 3)
     assert set(r["streaming_stages_ms"]) == set(STAGES) and r["streaming_stages_ms"]["backbone"] > 0
     assert r["mar_stage_share"] == round(r["streaming_stages_ms"]["mar"] / p50["streaming"], 3)
     assert 0 < r["mar_stage_share"] < 1 and r["streaming_stages_ms"]["flow"] == 0
@@ -110,3 +114,13 @@ def test_chart_needs_temporal(capsys: pytest.CaptureFixture) -> None:
     args = argparse.Namespace(chart=Path("chart.png"), temporal=None)
     assert _cmd_bench(args, []) == 2
     assert "--chart" in capsys.readouterr().err
+
+
+def test_paired_share_is_the_median_of_the_per_frame_ratios() -> None:
+    without = [10.0, 20.0, 40.0, 10.0, 30.0]  # the machine's speed changes from frame to frame
+    with_it = [11.0, 22.0, 44.0, 12.0, 30.0]  # +10 % in three pairs
+    assert paired_share(with_it, without) == 0.1
+    with pytest.raises(ValueError, match="paired"):
+        paired_share([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="paired"):
+        paired_share([], [])
