@@ -1,6 +1,7 @@
 """Speed of a temporal model, as ratios measured in one run (part of ``vsseg-ros bench --temporal``).
 
-Per input size, on the same frames and interleaved frame by frame (so machine noise hits every variant alike):
+Per input size, on the same frames and interleaved frame by frame (so machine noise hits every variant alike;
+every other frame in reverse order, so none always follows the same one):
 
 - ``perframe``: the model's own per-frame network alone (:class:`PerFrameSegmenter`), the bar;
 - ``streaming``: :class:`TemporalSegmenter` (one backbone pass per frame + the fusion over the window);
@@ -112,21 +113,19 @@ def bench_temporal(spec: Union[str, Path], sizes: list[tuple[int, int]], frames:
         request = OutputRequest(boundary=False, confidence=False)
         times: dict[str, list[float]] = {k: [] for k in (*variants, "naive")}
         stages: dict[str, list[float]] = {}
+        order = list(times)
         for i, rgb in enumerate(tqdm(clip, desc=f"temporal {size[0]}x{size[1]}", unit="frame", leave=False)):
             frame = Frame(image=rgb, stamp_ns=i * 33_333_333, camera_id="bench")
-            for name, seg in variants.items():
+            # every other frame in reverse order: no variant always runs after the same one (caches, clocks)
+            for name in order if i % 2 == 0 else order[::-1]:
                 t0 = time.perf_counter()
-                res = seg.push(frame, request)
+                res = naive.push(rgb, request) if name == "naive" else variants[name].push(frame, request)
                 dt = (time.perf_counter() - t0) * 1e3
                 if i >= warmup:
                     times[name].append(dt)
                     if name == "streaming":
                         for k, v in res.timings_ms.items():
                             stages.setdefault(k, []).append(v)
-            t0 = time.perf_counter()
-            naive.push(rgb, request)
-            if i >= warmup:
-                times["naive"].append((time.perf_counter() - t0) * 1e3)
         flow_ms: dict[str, dict[str, float]] = {}
         grays = [to_gray(f) for f in clip]
         for preset in dis_presets:
