@@ -311,8 +311,7 @@ class TemporalSegmenter(NetworkSegmenter):
         boundary = bool(request.boundary and self.has_boundary)
         self._mar_ms = 0.0
         H, W, h, w = entry.size
-        # the logit rows the maps read (all of them when the logits are returned: tests compare whole maps)
-        rows = None if self.return_logits else extent_read(h, self.net.stride, entry.feature.shape[-2])
+        rows = self.logit_rows(h, entry.feature)
         t0 = time.perf_counter()
         with torch.inference_mode():
             with self._autocast():
@@ -330,6 +329,12 @@ class TemporalSegmenter(NetworkSegmenter):
                 "window_stamps": tuple(e.frame.stamp_ns for e in entries), "target": target,
                 "logits": out["logits"].float().clone() if self.return_logits else None}
         return entry, info
+
+    def logit_rows(self, h: int, feature: Tensor) -> Optional[int]:
+        """The ``rows`` to ask :meth:`TemporalSegNet.fuse` for: the rows of ``feature``'s grid that the output
+        maps of an ``h``-row image region read; None (all) when results carry the logits (tests compare whole
+        maps)."""
+        return None if self.return_logits else extent_read(h, self.net.stride, feature.shape[-2])
 
     @staticmethod
     def _result(entry: _Entry, info: dict[str, Any], timings: dict[str, float]) -> TemporalResult:

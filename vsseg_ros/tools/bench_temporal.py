@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vsseg_ros.core.frame_pipeline import extent_read
 from vsseg_ros.core.segmenter import Frame, OutputRequest
 from vsseg_ros.tools.bench import latency_stats
 
@@ -84,8 +83,8 @@ class NaiveTemporal:
                 x, h, w = seg.prepare(img, H, W)
                 feats.append(seg.net.frame_features(x))
             target = seg.net.target_index(len(feats)) if seg.mode == "centered" else len(feats) - 1
-            rows = extent_read(h, seg.net.stride, feats[-1].shape[-2])  # the same work after the backbone
-            out = seg.net.fuse(feats, target, boundary=False, rows=rows)
+            # the same work after the backbone as the streaming segmenter's
+            out = seg.net.fuse(feats, target, boundary=False, rows=seg.logit_rows(h, feats[-1]))
             labels, _, _ = seg.output_maps(out["logits"], None, H, W, h, w, request)
         return labels
 
