@@ -62,9 +62,30 @@ def test_mar_cache_follows_memory_and_weight_changes() -> None:
         after_memory = m(x)
         m.HEdecoder.attn.to_q[1].weight.mul_(3.0)
         after_weight = m(x)
+        m.HEdecoder.linear2.bias.add_(1.0)  # folded into norm1's and linear1's biases at inference
+        after_bias = m(x)
     assert not torch.allclose(before, after_memory)
     assert not torch.allclose(after_memory, after_weight)
-    assert torch.allclose(after_weight, _by_hand(m, x).detach(), atol=1e-5)
+    assert not torch.allclose(after_weight, after_bias)
+    assert torch.allclose(after_bias, _by_hand(m, x).detach(), atol=1e-5)
+
+
+def test_frozen_weights_are_folded_once_and_no_longer_checked() -> None:
+    """An inference copy's weights never change (freeze_weights): the fold is made once and reused without
+    re-checking the weights, so a later change is not seen, which is why only such copies are frozen."""
+    from vsseg_ros.core.models.cache_keys import freeze_weights
+
+    m = _mar()
+    x = torch.randn(1, 8, 4, 4)
+    expected = _by_hand(m, x).detach()
+    assert freeze_weights(m) == 1 and m.HEdecoder.weights_frozen
+    with torch.inference_mode():
+        first = m.HEdecoder.folded(m.memory_key, m.memory_value, x.dtype, 2)
+        assert torch.allclose(m(x), expected, atol=1e-5)
+        with torch.no_grad():
+            m.HEdecoder.linear2.bias.add_(1.0)
+        assert m.HEdecoder.folded(m.memory_key, m.memory_value, x.dtype, 2) is first
+        assert torch.allclose(m(x), expected, atol=1e-5)
 
 
 def test_mar_inference_uses_one_value_per_class_when_the_memory_repeats_its_prototypes() -> None:
@@ -75,14 +96,14 @@ def test_mar_inference_uses_one_value_per_class_when_the_memory_repeats_its_prot
     expected = _by_hand(m, x).detach()
     with torch.inference_mode():
         assert torch.allclose(m(x), expected, atol=1e-5)
-        _, values, step = m.HEdecoder.attn.folded(m.memory_key, m.memory_value, x.dtype, 4)
-        assert step == 4 and values.shape == (3, 8)
+        f = m.HEdecoder.folded(m.memory_key, m.memory_value, x.dtype, 4)
+        assert f.step == 4 and f.values.shape == (3, 8)
         with torch.no_grad():  # one slot's value changes: back to a value per slot, still the same map
             m.memory_value[0, 5].add_(1.0)
         expected = _by_hand(m, x).detach()
         assert torch.allclose(m(x), expected, atol=1e-5)
-        _, values, step = m.HEdecoder.attn.folded(m.memory_key, m.memory_value, x.dtype, 4)
-        assert step == 1 and values.shape == (12, 8)
+        f = m.HEdecoder.folded(m.memory_key, m.memory_value, x.dtype, 4)
+        assert f.step == 1 and f.values.shape == (12, 8)
 
 
 def test_mar_memory_is_in_the_state_dict_and_trainable_when_enabled() -> None:

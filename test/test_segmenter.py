@@ -211,6 +211,30 @@ def test_bad_frames(seg: PerFrameSegmenter, bad: object) -> None:
         seg.push(Frame(bad, 0))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("input_size", [None, (64, 96)])
+def test_the_network_input_is_the_normalised_frame_zero_padded(input_size: object) -> None:
+    """Both buffer layouts (channels-last normalises whole pixel rows) hold (x / 255 - mean) / std in the
+    frame's region and 0 in the padding, also after a frame of another size used the preparer."""
+    import cv2
+
+    from vsseg_ros.core.frame_pipeline import FramePreparer
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    img = _image(97, 131, 9)
+    src = img if input_size is None else cv2.resize(img, (96, 64), interpolation=cv2.INTER_LINEAR)
+    h, w = src.shape[:2]
+    x = torch.from_numpy(src).permute(2, 0, 1)[None].float() / 255.0
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    expected = F.pad(x, (0, -(-w // 32) * 32 - w, 0, -(-h // 32) * 32 - h))
+    for channels_last in (True, False):
+        prep = FramePreparer(input_size, mean, std, torch.device("cpu"), channels_last=channels_last)
+        for frame in (img, _image(50, 70, 1), img):
+            buf, bh, bw = prep(frame, *frame.shape[:2])
+        assert (bh, bw) == (h, w)
+        assert buf.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        torch.testing.assert_close(buf, expected, atol=1e-6, rtol=0)
+
+
 def test_non_contiguous_frame(seg: PerFrameSegmenter) -> None:
     img = _image(100, 140)[::-1, ::2]  # negative and doubled strides
     r = seg.push(Frame(img, 0))

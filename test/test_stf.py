@@ -248,6 +248,27 @@ def test_caches_follow_parameter_and_feature_changes() -> None:
     assert not s._token_cache  # entries leave with their features
 
 
+def test_a_frozen_channels_last_stf_gives_the_same_result_and_leaves_its_inputs_alone() -> None:
+    """As a segmenter's inference copy runs: features channels-last (the residual is then added into the
+    upsampled result in place) and weights frozen (freeze_weights: the caches stop checking them)."""
+    from vsseg_ros.core.models.cache_keys import freeze_weights
+
+    torch.manual_seed(7)
+    s = _stf(dim=8, pool=2)
+    feats = [torch.randn(1, 16, 9, 11) for _ in range(3)]
+    with torch.enable_grad():
+        reference = s(feats, 2).detach()
+    assert freeze_weights(s) == 1 and s.weights_frozen
+    last = [f.contiguous(memory_format=torch.channels_last) for f in feats]
+    kept = [f.clone() for f in last]
+    with torch.inference_mode():
+        for _ in range(2):  # the second time from the caches
+            out = s(last, 2)
+            torch.testing.assert_close(out, reference, atol=1e-6, rtol=0)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.equal(f, k) for f, k in zip(last, kept))
+
+
 def test_stream_frames_stay_cached_while_other_features_pass_through() -> None:
     """A stream's frames are prepared once even when other windows use the same STF in between (other
     cameras, or the benchmark's naive way with fresh features each time): those must not push them out."""

@@ -211,6 +211,13 @@ def test_mode_override_and_model_default(causal_model: TemporalSegNet) -> None:
             _segmenter(causal_model, **bad)
 
 
+def test_only_the_segmenters_own_copy_has_frozen_weights(causal_model: TemporalSegNet) -> None:
+    """Its caches skip the per-frame weight checks; the caller's model keeps checking (it may be trained)."""
+    seg = _segmenter(causal_model)
+    assert seg.net.stf.weights_frozen and seg.net.mar.HEdecoder.weights_frozen
+    assert not causal_model.stf.weights_frozen and not causal_model.mar.HEdecoder.weights_frozen
+
+
 def test_results_are_maps_at_the_frame_size_with_every_stage_timed(causal_model: TemporalSegNet) -> None:
     seg = _segmenter(causal_model)
     for r in _stream(seg, _frames(3)):

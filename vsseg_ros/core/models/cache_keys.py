@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Hashable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def tensor_key(t: Tensor) -> Hashable:
@@ -23,4 +23,19 @@ def mode_key() -> Hashable:
             *((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in ("cpu", "cuda")))
 
 
-__all__ = ["tensor_key", "mode_key"]
+def freeze_weights(module: nn.Module) -> int:
+    """Declare that ``module``'s weights will not change again: every submodule that caches results derived
+    from its weights (those with a ``weights_frozen`` attribute) stops re-checking them on each call; its keys
+    keep only what still varies (inputs, dtype, inference and autocast mode). Checking a dozen weights costs
+    more than a cached product saves on small per-frame work. A weight changed afterwards is not seen, so this
+    is for inference copies nothing else holds (:func:`~vsseg_ros.core.frame_pipeline.inference_copy`).
+    Returns how many submodules were frozen."""
+    frozen = 0
+    for m in module.modules():
+        if hasattr(m, "weights_frozen"):
+            m.weights_frozen = True
+            frozen += 1
+    return frozen
+
+
+__all__ = ["tensor_key", "mode_key", "freeze_weights"]

@@ -14,7 +14,7 @@ fine-tuned in the MAR stage); they are frozen (``requires_grad=False``) unless a
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,7 @@ def _group_sum_matrix(slots: int, group: int, dtype: torch.dtype, device: torch.
 
 class MemoryAttention(nn.Module):
     """Single-head cross-attention from pixel features to memory slots (``to_q``, ``to_k``, ``to_v``,
-    ``to_out``). :meth:`folded` gives the same map for inference as two cached matrices (see
+    ``to_out``). :meth:`fold` gives the same map for inference as two matrices (see
     :meth:`MemoryDecoder._infer`)."""
 
     def __init__(self, channels: int, dim: int, dropout: float) -> None:
@@ -56,20 +56,6 @@ class MemoryAttention(nn.Module):
         self.to_k = _projection(channels, dim)
         self.to_v = _projection(channels, dim)
         self.to_out = nn.Sequential(nn.Linear(dim, channels), nn.Dropout(dropout))
-        self._cache: dict[str, tuple[tuple, Any]] = {}
-
-    @staticmethod
-    def _versions(*tensors: Tensor) -> tuple:
-        return tuple(tensor_key(t) for t in tensors) + (mode_key(),)
-
-    def _cached(self, name: str, make: Callable[[], Any], *deps: Tensor) -> Any:
-        key = self._versions(*deps)
-        hit = self._cache.get(name)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        value = make()
-        self._cache[name] = (key, value)
-        return value
 
     def forward(self, x: Tensor, key: Tensor, value: Tensor) -> Tensor:
         """x (N, L, C), key/value (1, S, C) memory (converted to x's dtype here) -> (N, L, C)."""
@@ -77,20 +63,18 @@ class MemoryAttention(nn.Module):
         attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)), dim=-1)  # no 1/sqrt(d), as the reference
         return self.to_out(torch.matmul(attn, v))
 
-    def folded(self, key: Tensor, value: Tensor, dtype: torch.dtype, group: int = 1
-               ) -> tuple[Tensor, Tensor, int]:
+    def weights(self) -> list[Tensor]:
+        """The parameters :meth:`fold` depends on."""
+        return [*(m.weight for m in (*self.to_q, *self.to_k, *self.to_v)), self.to_out[0].weight,
+                self.to_out[0].bias]
+
+    def fold(self, key: Tensor, value: Tensor, dtype: torch.dtype, group: int = 1) -> tuple[Tensor, Tensor, int]:
         """For inference: ``scores`` (C x slots) with ``q k^T = x @ scores``, ``values`` = ``to_out(to_v(value))``
-        (bias included) and the group size they come in; cached while the memory and the weights are unchanged.
+        (bias included) and the group size they come in.
 
         ``group``: slots per class. A built memory holds one prototype per class, repeated in each of its
         slots; then the values are one row per class (group = ``group``) and the attention weights are summed
         per class before the (ten times smaller) product. Otherwise one row per slot (group = 1)."""
-        # one key over everything the result depends on: checked every frame, so one pass, not one per matrix
-        weights = [m.weight for m in (*self.to_q, *self.to_k, *self.to_v)]
-        return self._cached(f"folded/{group}/{dtype}", lambda: self._fold(key, value, dtype, group),
-                            key, value, *weights, self.to_out[0].weight, self.to_out[0].bias)
-
-    def _fold(self, key: Tensor, value: Tensor, dtype: torch.dtype, group: int) -> tuple[Tensor, Tensor, int]:
         wq = [m.weight for m in self.to_q]
         scores = (self.to_k(key.to(dtype))[0] @ (wq[2] @ wq[1] @ wq[0]).to(dtype)).t().contiguous()  # (C, slots)
         step = group if group > 1 and bool(_in_runs(value[0], group)) else 1
@@ -98,9 +82,23 @@ class MemoryAttention(nn.Module):
         return scores, values, step
 
 
+class Folded(NamedTuple):
+    """A :class:`MemoryDecoder` in its inference form for one memory (see :meth:`MemoryDecoder._infer`)."""
+
+    scores: Tensor  # (C, slots): the attention logits are x @ scores
+    values: Tensor  # (slots / step, C): to_out(to_v(memory values)), to_out's bias included
+    step: int  # slots per row of values
+    norm1_bias: Tensor  # norm1's bias + linear2's bias
+    linear1_bias: Tensor  # linear1's bias - linear1's weight @ linear2's bias
+
+
 class MemoryDecoder(nn.Module):
     """x = LN(x + Dropout(attn(x, memory))); x = LN(x + Dropout(FFN(x))) (the reference's ``HEdecoder``; its
     attention output passes two dropouts in training, ``to_out``'s and this one, as there)."""
+
+    #: True on an inference copy (:func:`~vsseg_ros.core.models.cache_keys.freeze_weights`): its weights and
+    #: memory never change, so :meth:`folded` stops checking them on every call
+    weights_frozen = False
 
     def __init__(self, channels: int, dim: int, ffn: int, dropout: float) -> None:
         super().__init__()
@@ -112,34 +110,57 @@ class MemoryDecoder(nn.Module):
         self.norm2 = nn.LayerNorm(channels)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
+        self._cache: dict[str, tuple[tuple, Folded]] = {}
 
     def forward(self, x: Tensor, key: Tensor, value: Tensor, group: int = 1) -> Tensor:
         """``group``: slots per class (lets inference use a memory's repeated prototypes; see
-        :meth:`MemoryAttention.folded`)."""
+        :meth:`MemoryAttention.fold`)."""
         if not (self.training or torch.is_grad_enabled()):
             return self._infer(x, key, value, group)
         x = self.norm1(x + self.dropout(self.attn(x, key, value)))
         return self.norm2(x + self.dropout2(self.linear2(self.dropout1(F.relu(self.linear1(x))))))
 
+    def folded(self, key: Tensor, value: Tensor, dtype: torch.dtype, group: int = 1) -> Folded:
+        """The inference form for memory ``key``/``value`` (see :meth:`_infer`), cached while the memory, the
+        weights and the inference/autocast mode are unchanged (one key over all of them: it is checked every
+        frame). Frozen weights leave only the mode to check."""
+        if self.weights_frozen:
+            deps: tuple = (mode_key(),)
+        else:
+            tensors = (key, value, *self.attn.weights(), self.norm1.bias, self.linear1.weight, self.linear1.bias,
+                       self.linear2.bias)
+            deps = (*(tensor_key(t) for t in tensors), mode_key())
+        name = f"{group}/{dtype}"
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] == deps:
+            return hit[1]
+        scores, values, step = self.attn.fold(key, value, dtype, group)
+        b2 = self.linear2.bias
+        # elementwise, not a matmul: autocast must not round the folded bias to half precision
+        folded = Folded(scores, values, step, self.norm1.bias + b2,
+                        self.linear1.bias - (self.linear1.weight * b2).sum(1))
+        self._cache[name] = (deps, folded)
+        return folded
+
     def _infer(self, x: Tensor, key: Tensor, value: Tensor, group: int = 1) -> Tensor:
         """The same map with the memory folded in, for inference (no dropout, no autograd): the attention
         logits are ``x @ scores`` with ``scores = (k Wq)^T`` (C x slots), and since each row of the softmax sums
-        to 1, ``to_out(A v) = A (to_out(v))``: the output projection and its bias fold into the values. Both
-        are computed once per memory and weights; a pixel then costs two small matmuls instead of five. Where
-        each class's slots share one value (a built memory), ``A v`` sums the class's weights first."""
-        scores, values, step = self.attn.folded(key, value, x.dtype, group)
+        to 1, ``to_out(A v) = A (to_out(v))``: the output projection and its bias fold into the values. A pixel
+        then costs two small matmuls instead of five. Where each class's slots share one value (a built
+        memory), ``A v`` sums the class's weights first. linear2's bias is added by norm1 instead (one pass
+        fewer): the FFN's input then carries it too, so linear1's bias takes ``linear1(b2)`` back out."""
+        f = self.folded(key, value, x.dtype, group)
         shape = x.shape
         t = x.reshape(-1, shape[-1])
-        a = torch.softmax(t @ scores, dim=-1)
-        if step > 1:  # per-class sums as a product with a 0/1 matrix: faster than a strided sum on a CPU
-            a = a @ _group_sum_matrix(a.shape[-1], step, a.dtype, a.device)
-        t = F.layer_norm(torch.addmm(t, a, values), self.norm1.normalized_shape, self.norm1.weight,
-                         self.norm1.bias, self.norm1.eps)
-        h = F.relu_(F.linear(t, self.linear1.weight, self.linear1.bias))
+        a = torch.softmax(t @ f.scores, dim=-1)
+        if f.step > 1:  # per-class sums as a product with a 0/1 matrix: faster than a strided sum on a CPU
+            a = a @ _group_sum_matrix(a.shape[-1], f.step, a.dtype, a.device)
+        t = F.layer_norm(torch.addmm(t, a, f.values), self.norm1.normalized_shape, self.norm1.weight,
+                         f.norm1_bias, self.norm1.eps)
+        h = F.relu_(F.linear(t, self.linear1.weight, f.linear1_bias))
         w2 = self.linear2.weight.t()
         # t is our own here: add into it, no copy; but in-place ops are not autocast, so there addmm casts
         t = torch.addmm(t, h, w2) if torch.is_autocast_enabled(t.device.type) else t.addmm_(h, w2)
-        t.add_(self.linear2.bias)
         t = F.layer_norm(t, self.norm2.normalized_shape, self.norm2.weight, self.norm2.bias, self.norm2.eps)
         return t.reshape(shape)
 
@@ -177,4 +198,4 @@ class MAR(nn.Module):
         return out.transpose(1, 2).reshape(N, C, h, w)
 
 
-__all__ = ["MAR", "MemoryAttention", "MemoryDecoder"]
+__all__ = ["MAR", "MemoryAttention", "MemoryDecoder", "Folded"]

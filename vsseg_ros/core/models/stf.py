@@ -272,6 +272,9 @@ class STF(nn.Module):
     #: when their feature is freed, so this only matters when many features are alive at once (many cameras
     #: sharing one model: 64 is ten cameras at T=3 with room to spare)
     FRAME_CACHE_ENTRIES = 64
+    #: True on an inference copy (:func:`~vsseg_ros.core.models.cache_keys.freeze_weights`): the caches stop
+    #: checking the parameters on every call (features, sizes, dtype and mode still key them)
+    weights_frozen = False
 
     def __init__(self, channels: int, frames: int = 3, heads: int = 2, ffn: int = 256, block: int = 16,
                  dropout: float = 0.1, pe_size: Sequence[int] = (128, 256), dim: Optional[int] = None,
@@ -321,7 +324,8 @@ class STF(nn.Module):
                    ) -> tuple[Encoding, Encoding]:
         """Encoder (n frames) and decoder (1 frame) encodings, resized to the unpadded (h, w), zero-padded and
         grouped; cached while the parameters are unchanged and no gradient is needed."""
-        key = (tuple(positions), h, w, dtype, tensor_key(self.pe_enc), tensor_key(self.pe_dec), mode_key())
+        params = () if self.weights_frozen else (tensor_key(self.pe_enc), tensor_key(self.pe_dec))
+        key = (tuple(positions), h, w, dtype, *params, mode_key())
         cacheable = not (torch.is_grad_enabled() and self.pe_enc.requires_grad)
         if cacheable and key in self._pe_cache:
             return self._pe_cache[key]
@@ -366,7 +370,7 @@ class STF(nn.Module):
         be modified in place while they are in a window (the streaming segmenter never does)."""
         if torch.is_grad_enabled():
             return self._tokens(feature)
-        params = (self.proj_in.weight, self.proj_in.bias) if self.residual else ()
+        params = (self.proj_in.weight, self.proj_in.bias) if self.residual and not self.weights_frozen else ()
         return self._frame_cached("tokens", feature, lambda: self._tokens(feature),
                                   tuple(tensor_key(p) for p in params))
 
@@ -379,8 +383,12 @@ class STF(nn.Module):
             return None
         mha = self.encoder.layer.self_attn.self_attn_long
         w, b = mha.in_proj_weight, mha.in_proj_bias
-        deps = (tensor_key(w), tensor_key(b))
-        own = tuple(tensor_key(p) for p in (self.proj_in.weight, self.proj_in.bias)) if self.residual else ()
+        if self.weights_frozen:
+            deps: tuple = ()
+            own: tuple = ()
+        else:
+            deps = (tensor_key(w), tensor_key(b))
+            own = tuple(tensor_key(p) for p in (self.proj_in.weight, self.proj_in.bias)) if self.residual else ()
         per_frame = [self._frame_cached("long_qkv", f, lambda t=t: F.linear(swap_grouping(t), w, b),
                                         deps + own)
                      for f, t in zip(features, tokens)]
@@ -439,6 +447,8 @@ class STF(nn.Module):
         out = from_blocks(out, H, W, self.block)[:, 0, :h, :w].permute(0, 3, 1, 2)
         if self.pool > 1:
             out = F.interpolate(out, size=(h0, w0), mode="bilinear", align_corners=False)
+            if self.residual and out.dtype == x_target.dtype and out.stride() == x_target.stride():
+                return out.add_(x_target)  # a new tensor of the same layout: add into it, no third one
         return x_target + out if self.residual else out.contiguous()
 
 
