@@ -148,7 +148,7 @@ class MemoryDecoder(nn.Module):
         to 1, ``to_out(A v) = A (to_out(v))``: the output projection and its bias fold into the values. A pixel
         then costs two small matmuls instead of five. Where each class's slots share one value (a built
         memory), ``A v`` sums the class's weights first. linear2's bias is added by norm1 instead (one pass
-        fewer): the FFN's input then carries it too, so linear1's bias takes ``linear1(b2)`` back out."""
+        fewer): the FFN's input then carries it too, so linear1's bias takes ``linear1.weight @ b2`` back out."""
         f = self.folded(key, value, x.dtype, group)
         shape = x.shape
         t = x.reshape(-1, shape[-1])
