@@ -324,8 +324,7 @@ class STF(nn.Module):
                    ) -> tuple[Encoding, Encoding]:
         """Encoder (n frames) and decoder (1 frame) encodings, resized to the unpadded (h, w), zero-padded and
         grouped; cached while the parameters are unchanged and no gradient is needed."""
-        params = () if self.weights_frozen else (tensor_key(self.pe_enc), tensor_key(self.pe_dec))
-        key = (tuple(positions), h, w, dtype, *params, mode_key())
+        key = (tuple(positions), h, w, dtype, *self._weights_key(self.pe_enc, self.pe_dec), mode_key())
         cacheable = not (torch.is_grad_enabled() and self.pe_enc.requires_grad)
         if cacheable and key in self._pe_cache:
             return self._pe_cache[key]
@@ -370,9 +369,8 @@ class STF(nn.Module):
         be modified in place while they are in a window (the streaming segmenter never does)."""
         if torch.is_grad_enabled():
             return self._tokens(feature)
-        params = (self.proj_in.weight, self.proj_in.bias) if self.residual and not self.weights_frozen else ()
         return self._frame_cached("tokens", feature, lambda: self._tokens(feature),
-                                  tuple(tensor_key(p) for p in params))
+                                  self._weights_key(*self._input_projection()))
 
     def _long_qkv(self, features: Sequence[Tensor], tokens: Sequence[Tensor], positions: Sequence[int],
                   pe_enc: Encoding) -> Optional[Tensor]:
@@ -383,12 +381,8 @@ class STF(nn.Module):
             return None
         mha = self.encoder.layer.self_attn.self_attn_long
         w, b = mha.in_proj_weight, mha.in_proj_bias
-        if self.weights_frozen:
-            deps: tuple = ()
-            own: tuple = ()
-        else:
-            deps = (tensor_key(w), tensor_key(b))
-            own = tuple(tensor_key(p) for p in (self.proj_in.weight, self.proj_in.bias)) if self.residual else ()
+        deps = self._weights_key(w, b)
+        own = self._weights_key(*self._input_projection())
         per_frame = [self._frame_cached("long_qkv", f, lambda t=t: F.linear(swap_grouping(t), w, b),
                                         deps + own)
                      for f, t in zip(features, tokens)]
@@ -401,6 +395,15 @@ class STF(nn.Module):
         qkv = torch.cat(per_frame, 2)
         qkv[..., : 2 * self.dim] += hit[1]
         return qkv
+
+    def _weights_key(self, *params: Tensor) -> tuple:
+        """The part of a cache key that follows ``params``: their :func:`tensor_key` s, or nothing once the
+        weights are frozen (an inference copy's never change)."""
+        return () if self.weights_frozen else tuple(tensor_key(p) for p in params)
+
+    def _input_projection(self) -> tuple[Tensor, ...]:
+        """The 1x1 input projection's weight and bias (none without one): each frame's tokens depend on them."""
+        return (self.proj_in.weight, self.proj_in.bias) if self.residual else ()
 
     def _frame_cached(self, name: str, feature: Tensor, make, deps: tuple) -> Tensor:
         """A per-frame result kept while ``feature`` (weakly referenced) and ``deps`` are unchanged."""
