@@ -15,7 +15,8 @@ from vsseg_ros.core.segmenter import Frame, OutputRequest
 from vsseg_ros.core.temporal_segmenter import STAGES, TemporalSegmenter
 from vsseg_ros.imaging.video import default_video, read_frames
 from vsseg_ros.tools.bench_temporal import (STAGE_COLORS, NaiveTemporal, bench_temporal, load_temporal_model,
-                                            paired_share, print_temporal, write_chart)
+                                            paired_share, paired_share_after, print_temporal,
+                                            write_chart)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -56,7 +57,8 @@ def test_ratios_stages_and_chart(tiny: Path, tmp_path: Path, capsys: pytest.Capt
     assert {k: len(v) for k, v in frame_ms.items()} == {k: 3 for k in p50}  # the timed frames, warm-up excluded
     assert p50["streaming"] == round(float(np.median(frame_ms["streaming"])), 2)  # latency_stats' rounding
     ratios = np.asarray(frame_ms["streaming"]) / np.asarray(frame_ms["streaming_no_mar"])
-    assert r["mar_share"] == round(float(np.median(ratios)) - 1.0, 3)
+    assert r["mar_share_whole_frame"] == round(float(np.median(ratios)) - 1.0, 3)
+    assert isinstance(r["mar_share"], float) and isinstance(r["mar_backbone_ms"], float)
     assert set(r["streaming_stages_ms"]) == set(STAGES) and r["streaming_stages_ms"]["backbone"] > 0
     assert r["mar_stage_share"] == round(r["streaming_stages_ms"]["mar"] / p50["streaming"], 3)
     assert 0 < r["mar_stage_share"] < 1 and r["streaming_stages_ms"]["flow"] == 0
@@ -64,7 +66,7 @@ def test_ratios_stages_and_chart(tiny: Path, tmp_path: Path, capsys: pytest.Capt
 
     print_temporal(results)
     out = capsys.readouterr().out
-    assert "naive/stream" in out and "MAR stage" in out and "48x64" in out
+    assert "naive/stream" in out and "MAR stage" in out and "48x64" in out and "after the backbone" in out
 
     png = tmp_path / "chart.png"
     write_chart(png, results)
@@ -124,3 +126,18 @@ def test_paired_share_is_the_median_of_the_per_frame_ratios() -> None:
         paired_share([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="paired"):
         paired_share([], [])
+
+
+def test_paired_share_after_leaves_the_shared_stages_noise_out() -> None:
+    """The backbone's time jumps from frame to frame (and differs inside a pair); MAR's 1 ms after it does not."""
+    backbone_with = [44.0, 45.0, 47.0, 50.0, 41.0]  # slower than its pair in four frames of five
+    backbone_without = [40.0, 39.0, 44.0, 40.0, 41.0]
+    rest_without = [10.0, 10.5, 9.5, 10.0, 10.0]
+    with_it = [b + r + 1.0 for b, r in zip(backbone_with, rest_without)]
+    without = [b + r for b, r in zip(backbone_without, rest_without)]
+    assert paired_share_after(with_it, without, backbone_with, backbone_without) == 0.02  # 1 ms / median 50
+    assert paired_share(with_it, without) > 0.09  # whole frames: the backbone's jumps count as MAR's
+    with pytest.raises(ValueError, match="paired"):
+        paired_share_after(with_it, without, backbone_with, backbone_without[:4])
+    with pytest.raises(ValueError, match="paired"):
+        paired_share_after([], [], [], [])

@@ -11,11 +11,21 @@ every other frame in reverse order, so none always follows the same one):
 
 Plus DIS optical flow per frame (the Flow2Seg input) for the presets at the input size. Every variant produces
 the full label map at input resolution. Ratios: streaming / perframe, naive / streaming (of the medians), and
-MAR's cost two ways: ``mar_share``, the median over frames of each frame's streaming time over its
-streaming_no_mar time, minus 1 (paired: the two run back to back on the same frame, so a slow spell of the
-machine hits both; a ratio of the two medians moved between 0 and 6 % from run to run), and
-``mar_stage_share`` (the MAR stage's median over the streaming median, from the same frames). ``frame_ms``
-keeps every timed frame. :func:`draw_chart` draws the ratios as bars.
+MAR's cost three ways:
+
+- ``mar_share`` ("MAR adds"): paired after the backbone. streaming and streaming_no_mar run back to back on the
+  same frame, so a slow spell of the machine hits both; each pair's difference of the time spent *outside the
+  backbone stage* (MAR runs after the backbone, which is the same work in both) is MAR's cost on that frame,
+  and the median of those differences is taken over the streaming_no_mar median. The backbone's own
+  frame-to-frame spread (a few ms at 360x480) then drops out of the pairs: the per-frame differences spread
+  half as much as whole-frame ones.
+- ``mar_share_whole_frame``: the median over frames of each frame's streaming time over its streaming_no_mar
+  time, minus 1 (the same pairs, backbone included; a ratio of the two medians moved between 0 and 6 % from run
+  to run, this one between 2 and 7 %). ``mar_backbone_ms``: the pairs' median backbone difference (with minus
+  without MAR), the check that the stage left out carries no cost of MAR's.
+- ``mar_stage_share``: the MAR stage's median over the streaming median, from the same frames.
+
+``frame_ms`` keeps every timed frame. :func:`draw_chart` draws the ratios as bars.
 """
 
 from __future__ import annotations
@@ -66,11 +76,24 @@ def paired_share(with_it: list[float], without: list[float]) -> float:
     return round(float(np.median(np.asarray(with_it) / np.asarray(without))) - 1.0, 3)
 
 
+def paired_share_after(with_it: list[float], without: list[float], with_shared: list[float],
+                       without_shared: list[float]) -> float:
+    """What a component adds outside a stage both variants share, from frames timed in pairs: the median of
+    ``(with_it[i] - with_shared[i]) - (without[i] - without_shared[i])`` over the median of ``without``. The
+    shared stage's own noise drops out of each pair's difference."""
+    n = len(with_it)
+    if not n or any(len(t) != n for t in (without, with_shared, without_shared)):
+        raise ValueError("need the same nonzero number of paired times and shared-stage times, got "
+                         f"{[len(t) for t in (with_it, without, with_shared, without_shared)]}")
+    a, b = np.asarray(with_it) - np.asarray(with_shared), np.asarray(without) - np.asarray(without_shared)
+    return round(float(np.median(a - b) / np.median(without)), 3)
+
+
 class NaiveTemporal:
     """The reference's way: for each output, every frame of the window goes through the backbone again."""
 
     def __init__(self, streaming: Any) -> None:
-        self.seg = streaming  # borrow its prepared network, preparer and output maps
+        self.seg = streaming  # use its prepared network, preparer and output maps (never its stream)
         self.window: list[np.ndarray] = []
 
     def push(self, image: np.ndarray, request: OutputRequest) -> np.ndarray:
@@ -108,10 +131,12 @@ def bench_temporal(spec: Union[str, Path], sizes: list[tuple[int, int]], frames:
             "streaming": TemporalSegmenter(model, cmap, model_id, input_size=size, mode="causal"),
             "streaming_no_mar": TemporalSegmenter(no_mar, cmap, model_id, input_size=size, mode="causal"),
         }
-        naive = NaiveTemporal(variants["streaming"])
+        # the naive way has a network of its own: borrowing the streaming variant's warmed that copy's weights for
+        # it on every frame, help the no-MAR copy never got (it biased the paired MAR estimates)
+        naive = NaiveTemporal(TemporalSegmenter(model, cmap, model_id, input_size=size, mode="causal"))
         request = OutputRequest(boundary=False, confidence=False)
         times: dict[str, list[float]] = {k: [] for k in (*variants, "naive")}
-        stages: dict[str, list[float]] = {}
+        stages: dict[str, dict[str, list[float]]] = {"streaming": {}, "streaming_no_mar": {}}
         order = list(times)
         for i, rgb in enumerate(tqdm(clip, desc=f"temporal {size[0]}x{size[1]}", unit="frame", leave=False)):
             frame = Frame(image=rgb, stamp_ns=i * 33_333_333, camera_id="bench")
@@ -122,9 +147,9 @@ def bench_temporal(spec: Union[str, Path], sizes: list[tuple[int, int]], frames:
                 dt = (time.perf_counter() - t0) * 1e3
                 if i >= warmup:
                     times[name].append(dt)
-                    if name == "streaming":
+                    if name in stages:
                         for k, v in res.timings_ms.items():
-                            stages.setdefault(k, []).append(v)
+                            stages[name].setdefault(k, []).append(v)
         flow_ms: dict[str, dict[str, float]] = {}
         grays = [to_gray(f) for f in clip]
         for preset in dis_presets:
@@ -139,13 +164,18 @@ def bench_temporal(spec: Union[str, Path], sizes: list[tuple[int, int]], frames:
                 flow_ms[f"{preset}@{scale:g}"] = latency_stats(ts)
         ms = {k: latency_stats(v) for k, v in times.items()}
         p50 = {k: v["p50"] for k, v in ms.items()}
-        stage_ms = {k: latency_stats(v)["p50"] for k, v in stages.items()}
+        stage_ms = {k: latency_stats(v)["p50"] for k, v in stages["streaming"].items()}
+        backbone = {k: stages[k]["backbone"] for k in stages}
         results.append({
             "size": f"{size[0]}x{size[1]}", "model_id": model_id, "frames": frames,
             "window": int(model.frames), "ms": ms, "streaming_stages_ms": stage_ms,
             "streaming_over_perframe": round(p50["streaming"] / p50["perframe"], 3),
             "naive_over_streaming": round(p50["naive"] / p50["streaming"], 3),
-            "mar_share": paired_share(times["streaming"], times["streaming_no_mar"]),
+            "mar_share": paired_share_after(times["streaming"], times["streaming_no_mar"],
+                                            backbone["streaming"], backbone["streaming_no_mar"]),
+            "mar_share_whole_frame": paired_share(times["streaming"], times["streaming_no_mar"]),
+            "mar_backbone_ms": round(float(np.median(np.subtract(backbone["streaming"],
+                                                                 backbone["streaming_no_mar"]))), 2),
             "mar_stage_share": round(stage_ms.get("mar", 0.0) / p50["streaming"], 3),
             "dis_ms": flow_ms,
             "frame_ms": times,
@@ -170,6 +200,8 @@ def print_temporal(results: list[dict[str, Any]]) -> None:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["streaming_stages_ms"].items())
         flows = ", ".join(f"{k} {v['p50']:.1f}" for k, v in r["dis_ms"].items())
         print(f"{r['size']:>10} streaming stages (ms): {stages}")
+        print(f"{'':>10} MAR adds {r['mar_share']:.1%} after the backbone (paired), {r['mar_share_whole_frame']:.1%} "
+              f"whole frames (paired); backbone with - without MAR {r['mar_backbone_ms']:+.2f} ms")
         print(f"{'':>10} DIS flow per frame (ms, preset@scale): {flows}")
 
 
