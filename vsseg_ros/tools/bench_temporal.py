@@ -25,7 +25,8 @@ MAR's cost three ways:
   without MAR), the check that the stage left out carries no cost of MAR's.
 - ``mar_stage_share``: the MAR stage's median over the streaming median, from the same frames.
 
-``frame_ms`` keeps every timed frame. :func:`draw_chart` draws the ratios as bars.
+``frame_ms`` keeps every timed frame and ``backbone_frame_ms`` the two streaming copies' backbone stage on
+those frames (what ``mar_share`` leaves out). :func:`draw_chart` draws the ratios as bars.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def bench_temporal(spec: Union[str, Path], sizes: list[tuple[int, int]], frames:
             "mar_stage_share": round(stage_ms.get("mar", 0.0) / p50["streaming"], 3),
             "dis_ms": flow_ms,
             "frame_ms": times,
+            "backbone_frame_ms": backbone,
         })
     return results
 
