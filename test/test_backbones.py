@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from vsseg_ros.core.config import BACKBONES, HEADS, ConfigError, ModelConfig
 from vsseg_ros.core.models.heads_mmseg import FCNHead, PSPHead
 from vsseg_ros.core.models.import_mmseg import (config_for_mmseg_pspnet, infer_mmseg_config, mmseg_pspnet_to_ours,
                                                 mmseg_to_ours)
-from vsseg_ros.core.models.perframe import PerFrameSegNet, count_parameters, fold_batchnorm
+from vsseg_ros.core.models.perframe import PerFrameSegNet, count_parameters
 from vsseg_ros.core.models.resnet import ResNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -288,28 +287,6 @@ def test_aux_head_needs_a_resnet() -> None:
         ModelConfig(backbone="mobilenetv2", aux_head=True)
     with pytest.raises(ConfigError, match="aux_head"):
         ModelConfig(aux_head="yes")
-
-
-def test_fold_batchnorm_on_resnet_psp_and_channels_last() -> None:
-    torch.manual_seed(0)
-    net = PerFrameSegNet(ModelConfig(backbone="resnet18", head="psp", output_stride=8, head_channels=32,
-                                     num_classes=5, aux_head=True)).eval()
-    _randomise_bn(net)
-    x = torch.randn(1, 3, 64, 96)
-    with torch.inference_mode():
-        ref = net(x)
-    folded = copy.deepcopy(net)
-    n = fold_batchnorm(folded)
-    assert n == sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    fast = copy.deepcopy(folded).to(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        out = folded(x)
-        out_cl = fast(x.contiguous(memory_format=torch.channels_last))
-    for k in ("logits", "boundary", "feature"):
-        scale = ref[k].abs().max()
-        assert torch.allclose(ref[k], out[k], atol=1e-4 * scale, rtol=1e-4), k
-        assert torch.allclose(ref[k], out_cl[k], atol=1e-4 * scale, rtol=1e-4), k
 
 
 # -- mmseg PSPNet import ------------------------------------------------------------------------------------

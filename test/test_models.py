@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 from pathlib import Path
@@ -196,26 +197,35 @@ def test_imagenet_backbone_on_perframe_net() -> None:
     assert len(info["loaded"]) == len(net.backbone.state_dict())
 
 
-def test_fold_batchnorm_keeps_outputs() -> None:
+@pytest.mark.parametrize("config", [
+    ModelConfig(head_channels=32),  # MobileNetV2 + light head + boundary head (the default's layout)
+    ModelConfig(backbone="resnet18", head="psp", output_stride=8, head_channels=32, num_classes=5, aux_head=True),
+], ids=["mobilenetv2-lite", "resnet18-psp-aux"])
+def test_fold_batchnorm_keeps_outputs(config: ModelConfig) -> None:
     torch.manual_seed(0)
-    net = PerFrameSegNet(ModelConfig(head_channels=32)).eval()
-    net.load_imagenet_backbone()
-    for m in net.modules():  # non-trivial statistics in the heads too
+    net = PerFrameSegNet(config).eval()
+    g = torch.Generator().manual_seed(3)
+    for m in net.modules():  # non-trivial statistics and affine terms everywhere, heads included
         if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
+            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 0.4 - 0.2)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.bias.shape, generator=g) * 0.2 - 0.1)
     x = torch.randn(1, 3, 64, 96)
     with torch.inference_mode():
         ref = net(x)
-    import copy
     folded = copy.deepcopy(net)
     n = fold_batchnorm(folded)
     assert n == sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    fast = copy.deepcopy(folded).to(memory_format=torch.channels_last)  # how the segmenter runs it on a CPU
     with torch.inference_mode():
         out = folded(x)
+        out_cl = fast(x.contiguous(memory_format=torch.channels_last))
     for k in ("logits", "boundary", "feature"):
-        assert torch.allclose(ref[k], out[k], atol=1e-4, rtol=1e-4), k
+        scale = ref[k].abs().max()
+        assert torch.allclose(ref[k], out[k], atol=1e-4 * scale, rtol=1e-4), k
+        assert torch.allclose(ref[k], out_cl[k], atol=1e-4 * scale, rtol=1e-4), k
     with pytest.raises(RuntimeError):
         fold_batchnorm(copy.deepcopy(net).train())
 
