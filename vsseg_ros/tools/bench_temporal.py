@@ -70,11 +70,18 @@ def load_temporal_model(spec: Union[str, Path]) -> tuple[Any, Any, str]:
     return ckpt.build_model(), ckpt.class_map, ckpt.model_id
 
 
+def _paired(*series: list[float]) -> list[np.ndarray]:
+    """``series`` as arrays, checked to be timed in pairs: the same nonzero number of frames each."""
+    n = len(series[0])
+    if not n or any(len(t) != n for t in series):
+        raise ValueError(f"need the same nonzero number of paired times in each series, got {[len(t) for t in series]}")
+    return [np.asarray(t, dtype=float) for t in series]
+
+
 def paired_share(with_it: list[float], without: list[float]) -> float:
     """What a component adds, from frames timed in pairs: the median of ``with_it[i] / without[i]``, minus 1."""
-    if not with_it or len(with_it) != len(without):
-        raise ValueError(f"need the same nonzero number of paired times, got {len(with_it)} and {len(without)}")
-    return round(float(np.median(np.asarray(with_it) / np.asarray(without))) - 1.0, 3)
+    a, b = _paired(with_it, without)
+    return round(float(np.median(a / b)) - 1.0, 3)
 
 
 def paired_share_after(with_it: list[float], without: list[float], with_shared: list[float],
@@ -82,12 +89,8 @@ def paired_share_after(with_it: list[float], without: list[float], with_shared: 
     """What a component adds outside a stage both variants share, from frames timed in pairs: the median of
     ``(with_it[i] - with_shared[i]) - (without[i] - without_shared[i])`` over the median of ``without``. The
     shared stage's own noise drops out of each pair's difference."""
-    n = len(with_it)
-    if not n or any(len(t) != n for t in (without, with_shared, without_shared)):
-        raise ValueError("need the same nonzero number of paired times and shared-stage times, got "
-                         f"{[len(t) for t in (with_it, without, with_shared, without_shared)]}")
-    a, b = np.asarray(with_it) - np.asarray(with_shared), np.asarray(without) - np.asarray(without_shared)
-    return round(float(np.median(a - b) / np.median(without)), 3)
+    a, b, a_shared, b_shared = _paired(with_it, without, with_shared, without_shared)
+    return round(float(np.median((a - a_shared) - (b - b_shared)) / np.median(b)), 3)
 
 
 class NaiveTemporal:
