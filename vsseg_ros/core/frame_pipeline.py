@@ -310,8 +310,9 @@ def inference_copy(model: nn.Module, device: torch.device, channels_last: bool, 
 
 
 class NetworkSegmenter(Segmenter):
-    """What the torch segmenters share: argument checks, device and precision, the inference copy of the
-    model (``self.net``), the frame preparer and output maps, and a lock so one frame runs at a time.
+    """What the network segmenters share: argument checks, device and precision, the inference copy of the
+    model (``self.net``: a torch module, or an exported network on ONNX Runtime / OpenVINO that answers the
+    same calls), the frame preparer and output maps, and a lock so one frame runs at a time.
 
     ``input_size``: ``(height, width)`` frames are resized to; ``"model"`` (default) takes the model
     config's; None, 0 or (0, 0) keeps each frame's own size. ``mean``/``std`` (0-1 scale) default to the
@@ -342,7 +343,12 @@ class NetworkSegmenter(Segmenter):
                              f"std={self.std}")
         self.channels_last = (self._device.type == "cpu") if channels_last is None else bool(channels_last)
         self.num_classes = num_classes
-        self.net = inference_copy(model, self._device, self.channels_last, fold_bn)
+        # an exported network (vsseg_ros.runtimes.exported_net) runs as it is, on its own engine; pre- and
+        # post-processing stay here, so every backend shares them
+        self.net = (inference_copy(model, self._device, self.channels_last, fold_bn) if isinstance(model, nn.Module)
+                    else model)
+        #: what runs the network: "torch", or the exported engine and its provider
+        self.backend: str = getattr(self.net, "backend", "torch")
         self.prepare = FramePreparer(self.input_size, self.mean, self.std, self._device, self.channels_last)
         self.output_maps = OutputMaps(num_classes, int(stride), self._device)
         self._lock = threading.Lock()
@@ -380,8 +386,9 @@ class NetworkSegmenter(Segmenter):
 
     def describe(self) -> str:
         size = "native" if self.input_size is None else f"{self.input_size[0]}x{self.input_size[1]}"
-        return (f"{self.model_id} on {self.device} ({self.precision}), input {size}, "
-                f"{self.num_classes} classes")
+        runs = (f"on {self.device} ({self.precision})" if self.backend == "torch"
+                else f"on {getattr(self.net, 'description', self.backend)}")
+        return f"{self.model_id} {runs}, input {size}, {self.num_classes} classes"
 
 
 __all__ = ["PAD_MULTIPLE", "MODEL_INPUT_SIZE", "FramePreparer", "OutputMaps", "NetworkSegmenter", "check_image",

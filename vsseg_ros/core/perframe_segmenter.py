@@ -40,7 +40,7 @@ class PerFrameSegmenter(NetworkSegmenter):
         super().__init__(model, model.config, model.num_classes, model.stride, class_map, model_id,
                          device=device, precision=precision, input_size=input_size, mean=mean, std=std,
                          channels_last=channels_last, fold_bn=fold_bn)
-        self.has_boundary = self.net.boundary_head is not None
+        self.has_boundary = bool(model.config.boundary_head)
 
     def push(self, frame: Frame, request: OutputRequest = OutputRequest()) -> SegmentationResult:
         result = super().push(frame, request)

@@ -74,6 +74,15 @@ def check_max_frame_gap(seconds: Any) -> float:
     return value
 
 
+def fusion_calls(frames: int) -> list[tuple[int, int]]:
+    """Every ``(window frames, labelled index)`` a :class:`TemporalSegmenter` of a ``frames``-frame model asks
+    ``fuse`` for, in either mode: causal ``(n, n-1)`` for n = 1..T (centered's held-back frames are labelled
+    the same way), centered ``(n, n-2)`` for n = 2..T. An exported temporal model has one fusion graph each."""
+    causal = [(n, n - 1) for n in range(1, frames + 1)]
+    centered = [(n, n - 2) for n in range(2, frames + 1)]
+    return sorted(set(causal + centered))
+
+
 @dataclass
 class TemporalResult(SegmentationResult):
     """A :class:`SegmentationResult` that also says which frames were fused: ``window_stamps`` (stamps of the
@@ -144,8 +153,7 @@ class TemporalSegmenter(NetworkSegmenter):
         self._max_gap_ns = self.max_frame_gap_s * 1e9
         if isinstance(max_cameras, bool) or not isinstance(max_cameras, int) or max_cameras < 1:
             raise ValueError(f"max_cameras must be an integer >= 1, got {max_cameras!r}")
-        perframe = model.perframe
-        super().__init__(model, perframe.config, perframe.num_classes, perframe.stride, class_map, model_id,
+        super().__init__(model, model.config, model.num_classes, model.stride, class_map, model_id,
                          device=device, precision=precision, input_size=input_size, mean=mean, std=std,
                          channels_last=channels_last, fold_bn=fold_bn)
         self.mode = mode
@@ -153,7 +161,7 @@ class TemporalSegmenter(NetworkSegmenter):
         self.window_size = int(model.frames)
         self.max_cameras = max_cameras
         self.return_logits = bool(return_logits)
-        self.has_boundary = perframe.boundary_head is not None
+        self.has_boundary = bool(model.config.boundary_head)
         self.backbone_calls = 0
         self.resets: dict[str, int] = dict.fromkeys(RESET_REASONS, 0)
         self._windows: OrderedDict[str, _Window] = OrderedDict()
@@ -359,5 +367,5 @@ class TemporalSegmenter(NetworkSegmenter):
                 f"(delay {self.delay_frames}), max frame gap {self.max_frame_gap_s:g} s")
 
 
-__all__ = ["TemporalSegmenter", "TemporalResult", "CAUSAL", "CENTERED", "MODES", "STAGES", "RESET_REASONS",
+__all__ = ["TemporalSegmenter", "TemporalResult", "fusion_calls", "CAUSAL", "CENTERED", "MODES", "STAGES", "RESET_REASONS",
            "check_mode", "check_max_frame_gap"]
