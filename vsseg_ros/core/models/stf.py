@@ -84,10 +84,21 @@ def swap_grouping(x: Tensor) -> Tensor:
     return x.transpose(1, 3).contiguous()
 
 
+def _ceil_div(a: int, b: int) -> int:
+    """ceil(a / b) for a >= 0, b > 0, written without negative numbers: traced into an ONNX graph, ``//`` of a
+    size becomes an integer Div, which truncates, so ``-(-a // b)`` would come out as floor(a / b)."""
+    return (a + b - 1) // b
+
+
+def _round_up(a: int, b: int) -> int:
+    """``a`` rounded up to a multiple of ``b`` (see :func:`_ceil_div`)."""
+    return _ceil_div(a, b) * b
+
+
 def _pad_to(x: Tensor, block: int) -> Tensor:
     """Zero-pad dims -3, -2 (H, W of a channels-last ``(..., H, W, C)`` tensor) up to multiples of ``block``."""
     h, w = x.shape[-3:-1]
-    ph, pw = (-h) % block, (-w) % block
+    ph, pw = _round_up(h, block) - h, _round_up(w, block) - w
     return F.pad(x, (0, 0, 0, pw, 0, ph)) if (ph or pw) else x
 
 
@@ -340,7 +351,7 @@ class STF(nn.Module):
 
     def _padding(self, h: int, w: int, batch: int, device: torch.device) -> Optional[Padding]:
         """Key masks for an (h, w) grid padded to the block size (None when nothing is padded), cached."""
-        H, W = -(-h // self.block) * self.block, -(-w // self.block) * self.block
+        H, W = _round_up(h, self.block), _round_up(w, self.block)
         if (H, W) == (h, w):
             return None
         key = (h, w, batch, device)
@@ -367,7 +378,7 @@ class STF(nn.Module):
         feature (it is dropped when the feature is freed) and its version counter (an in-place change misses).
         Inference-mode tensors have no version counter: features made under ``torch.inference_mode`` must not
         be modified in place while they are in a window (the streaming segmenter never does)."""
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or torch.jit.is_tracing():  # tracing (ONNX export): every frame is an input
             return self._tokens(feature)
         return self._frame_cached("tokens", feature, lambda: self._tokens(feature),
                                   self._weights_key(*self._input_projection()))
@@ -376,8 +387,9 @@ class STF(nn.Module):
                   pe_enc: Encoding) -> Optional[Tensor]:
         """Without autograd: the encoder's long-step ``[q | k | v]`` for the window, (N, bb, n, blocks, 3C).
         The projection is linear, so ``(x + p) W + b = (x W + b) + p W``: each frame's ``x W + b`` is computed
-        once and kept with the frame, the encodings' ``p W`` once per window shape. None with autograd."""
-        if torch.is_grad_enabled():
+        once and kept with the frame, the encodings' ``p W`` once per window shape. None with autograd and while
+        tracing (an exported graph recomputes it from its inputs)."""
+        if torch.is_grad_enabled() or torch.jit.is_tracing():
             return None
         mha = self.encoder.layer.self_attn.self_attn_long
         w, b = mha.in_proj_weight, mha.in_proj_bias
@@ -437,7 +449,7 @@ class STF(nn.Module):
         if x_target.dim() != 4 or x_target.shape[1] != self.channels:
             raise ValueError(f"STF expects features (N, {self.channels}, h, w), got {tuple(x_target.shape)}")
         N, _, h0, w0 = x_target.shape
-        h, w = (-(-h0 // self.pool), -(-w0 // self.pool)) if self.pool > 1 else (h0, w0)
+        h, w = (_ceil_div(h0, self.pool), _ceil_div(w0, self.pool)) if self.pool > 1 else (h0, w0)
         tokens = [self._frame_tokens(f) for f in features]
         x = torch.cat(tokens, 2)  # (N, blocks, n, bb, dim)
         padding = self._padding(h, w, N, x.device)
@@ -446,7 +458,7 @@ class STF(nn.Module):
         out = self.decoder.layer(tokens[target], memory, pe_dec, pe_enc, padding)
         if self.residual:  # project back at the pooled size (cheaper; linear, so it commutes with upsampling)
             out = F.linear(out, self.proj_out.weight.flatten(1), self.proj_out.bias)
-        H, W = -(-h // self.block) * self.block, -(-w // self.block) * self.block
+        H, W = _round_up(h, self.block), _round_up(w, self.block)
         out = from_blocks(out, H, W, self.block)[:, 0, :h, :w].permute(0, 3, 1, 2)
         if self.pool > 1:
             out = F.interpolate(out, size=(h0, w0), mode="bilinear", align_corners=False)
