@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
 #: subcommands whose options and code live in their own module (``add_arguments(parser)``, ``run(args)``);
 #: (name, module, help, needs ROS)
 PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
+    ("export", "vsseg_ros.tools.export",
+     "export a checkpoint to ONNX (fp32, fp16 or calibrated int8) as a model directory the node runs on "
+     "onnxruntime / openvino / tensorrt; --default re-exports the shipped default", False),
     ("eval", "vsseg_ros.tools.evaluate",
      "accuracy, temporal consistency and latency of a model on a dataset split or a bag (offline, no DDS)", False),
     ("make-bag", "vsseg_ros.tools.make_bag",
