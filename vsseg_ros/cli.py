@@ -47,7 +47,7 @@ def _cmd_demo(args: argparse.Namespace, _: list[str]) -> int:
     from vsseg_ros.tools.demo import run_demo
 
     return run_demo(video=args.video, out_dir=args.out, params_file=args.params_file, device=args.device,
-                    model_path=args.model, max_frames=args.max_frames, rate=args.rate)
+                    model_path=args.model, max_frames=args.max_frames, rate=args.rate, backend=args.backend)
 
 
 def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
@@ -57,10 +57,20 @@ def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
         print("vsseg-ros bench: error: --chart draws the --temporal results; give --temporal MODEL", file=sys.stderr)
         return 2
 
+    backends = None
+    if args.backends:
+        from vsseg_ros.tools.bench_backends import parse_backends
+
+        try:
+            backends = parse_backends(args.backends)
+        except ValueError as e:
+            print(f"vsseg-ros bench: error: {e}", file=sys.stderr)
+            return 2
     return run_bench(sizes=args.sizes, frames=args.frames, warmup=args.warmup, json_path=args.json,
                      device=args.device, model_path=args.model, rate_hz=args.rate,
                      open_loop_frames=args.open_loop_frames, temporal=args.temporal, node=not args.no_node,
-                     node_params=dict(args.node_param or []), chart_path=args.chart)
+                     node_params=dict(args.node_param or []), chart_path=args.chart, backends=backends,
+                     int8_model=args.int8_model)
 
 
 def _is_temporal_recipe(path: Path) -> bool:
@@ -128,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--params-file", type=Path, help="node parameters YAML to start from")
     d.add_argument("--model", default="", help="checkpoint to run (default: the packaged default model)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    d.add_argument("--backend", default="", help="torch, onnxruntime, openvino, tensorrt, auto (default: the "
+                                                 "node's own, auto)")
     d.add_argument("--max-frames", type=int, default=None, help="play at most this many frames")
     d.add_argument("--rate", type=float, default=1.0, help="playback speed factor (1 = the video's own rate)")
     d.set_defaults(func=_cmd_demo)
@@ -148,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-node", action="store_true", help="skip the node and model-alone measurements")
     b.add_argument("--node-param", type=_param, action="append", metavar="NAME=VALUE",
                    help="a node parameter for the node phase, e.g. worker_threads=1 (repeatable)")
+    b.add_argument("--backends", metavar="LIST",
+                   help="compare backends side by side, e.g. torch,onnxruntime,openvino,onnxruntime-int8 "
+                        "(NAME-int8: the int8 export on NAME); JSON key 'backends'")
+    b.add_argument("--int8-model", default="", help="with --backends: the int8 export the -int8 entries run "
+                                                    "(default: the packaged default_int8)")
     b.add_argument("--json", type=Path, help="also write the results as JSON here")
     b.add_argument("--chart", type=Path, metavar="PNG",
                    help="with --temporal: also draw its results as a bar chart (PNG)")

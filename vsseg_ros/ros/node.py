@@ -90,7 +90,8 @@ class SegmentationNode(Node):
         self._next_segmenter: Optional[Segmenter] = None
         self.get_logger().info(
             f"model {self._segmenter.model_id!r} on {self._segmenter.device}, precision {values['precision']}, "
-            f"{self._segmenter.class_map.num_classes} classes{_temporal_summary(self._segmenter)}")
+            f"{self._segmenter.class_map.num_classes} classes{_temporal_summary(self._segmenter)}; "
+            f"backend {_backend_summary(self._segmenter)}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         out_qos = qos_profile(values["output_qos"], values["output_qos_depth"])
@@ -146,7 +147,8 @@ class SegmentationNode(Node):
                               input_size=size if size[0] else None,
                               mean=list(v["image_mean"]) if v["image_mean"] is not None else None,
                               std=list(v["image_stddev"]) if v["image_stddev"] is not None else None,
-                              temporal_mode=v["temporal_mode"] or None, max_frame_gap_s=v["max_frame_gap"])
+                              temporal_mode=v["temporal_mode"] or None, max_frame_gap_s=v["max_frame_gap"],
+                              backend=v["backend"])
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         new = self._values()
@@ -169,8 +171,8 @@ class SegmentationNode(Node):
                 self.get_logger().warning(f"refused parameter change: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
             self._next_segmenter = seg
-            self.get_logger().info(f"model {seg.model_id!r} on {seg.device}{_temporal_summary(seg)} will run "
-                                   "from the next frame")
+            self.get_logger().info(f"model {seg.model_id!r} on {seg.device}{_temporal_summary(seg)}, backend "
+                                   f"{_backend_summary(seg)} will run from the next frame")
         return SetParametersResult(successful=True)
 
     # ---- input ------------------------------------------------------------------------------------
@@ -360,6 +362,12 @@ class SegmentationNode(Node):
                         pub.wait_for_all_acked(Duration(seconds=1.0))
         except Exception as err:  # stopping must not fail because of the last frame
             self.get_logger().warning(f"could not publish the held-back frames: {err!r}")
+
+
+def _backend_summary(segmenter: Segmenter) -> str:
+    """Which backend, engine and provider actually run the network (never a silent fall back)."""
+    backend = getattr(segmenter, "backend", "torch")
+    return backend if backend == "torch" else f"{backend}: {getattr(segmenter.net, 'description', backend)}"
 
 
 def _temporal_summary(segmenter: Segmenter) -> str:

@@ -94,9 +94,22 @@ def _check_positive(name: str) -> Callable[[Any], Optional[str]]:
     return check
 
 
+def _check_backend(v: str) -> Optional[str]:
+    from vsseg_ros.runtimes.backends import check_backend
+
+    try:
+        check_backend(v)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", "", "Checkpoint file (.pt) to run; empty = the packaged default model.",
-              reloads_model=True),
+    ParamSpec("model_path", "", "Checkpoint file (.pt) or exported model (a `vsseg-ros export` directory or its "
+              ".onnx) to run; empty = the packaged default model.", reloads_model=True),
+    ParamSpec("backend", "auto", "What runs the network: torch, onnxruntime, openvino, tensorrt, or auto (the "
+              "fastest installed backend the exported model passed its checks on; torch for a checkpoint; with an "
+              "empty model_path the packaged int8 export).", check=_check_backend, reloads_model=True),
     ParamSpec("device", "auto", "Torch device: auto (cuda:0 when present, else cpu), cpu, cuda or cuda:N.",
               check=_check_device, reloads_model=True),
     ParamSpec("precision", "fp32", "Inference precision.", choices=("fp32", "fp16", "bf16"), reloads_model=True),

@@ -30,39 +30,64 @@ def latency_stats(values: list[float]) -> dict[str, float]:
             "mean": round(float(arr.mean()), 2)}
 
 
-def bench_model(frames: list[np.ndarray], size: tuple[int, int], warmup: int, model_path: str,
-                device: str) -> dict:
-    """The node's per-frame work, stage by stage, in this process: decode the bgr8 Image message, the
-    Segmenter's own stages (preprocess, network or backbone/fusion/MAR, postprocess) and the conversion of the
-    mask into the Image message the node publishes. What the node adds beyond these is DDS transport."""
-    from vsseg_ros.core.loading import load_segmenter
-    from vsseg_ros.core.segmenter import Frame, OutputRequest
-    from vsseg_ros.imaging.decode import decode_message
-    from vsseg_ros.ros.convert import to_image_msg
-    from vsseg_ros.tools.client import make_image_msg
+class ModelStepper:
+    """The node's per-frame work on one model, one frame at a time, in this process: decode the bgr8 Image
+    message, the Segmenter's own stages (preprocess, network or backbone/fusion/MAR, postprocess) and the
+    conversion of the mask into the Image message the node publishes. What the node adds beyond these is DDS
+    transport. ``bench --backends`` runs one per backend, each in its own process."""
 
-    seg = load_segmenter(model_path, device=device, input_size=size)
-    request = OutputRequest(boundary=False, confidence=False)  # what the node computes for a mask subscriber
-    total, network = [], []
-    stages: dict[str, list[float]] = {}
-    for i, rgb in enumerate(tqdm(frames, desc=f"model {size[0]}x{size[1]}", unit="frame", leave=False)):
-        msg = make_image_msg(rgb[:, :, ::-1], "bgr8", i)
+    def __init__(self, frames: list[np.ndarray], size: tuple[int, int], model_path: str, device: str,
+                 backend: str = "torch") -> None:
+        from vsseg_ros.core.loading import load_segmenter
+        from vsseg_ros.core.segmenter import OutputRequest
+        from vsseg_ros.tools.client import make_image_msg
+
+        self.seg = load_segmenter(model_path, device=device, input_size=size, backend=backend)
+        self.request = OutputRequest(boundary=False, confidence=False)  # what the node computes for a mask subscriber
+        self.msgs = [make_image_msg(rgb[:, :, ::-1], "bgr8", i) for i, rgb in enumerate(frames)]
+
+    def step(self, i: int) -> Optional[dict[str, float]]:
+        """Frame ``i``: ``push`` (model) and ``network`` ms and every stage's ms; None while a model holds back."""
+        from vsseg_ros.core.segmenter import Frame
+        from vsseg_ros.imaging.decode import decode_message
+        from vsseg_ros.ros.convert import to_image_msg
+
+        msg = self.msgs[i % len(self.msgs)]
         t0 = time.perf_counter()
         image = decode_message(msg)
         t1 = time.perf_counter()
-        res = seg.push(Frame(image=image, stamp_ns=i), request)
+        res = self.seg.push(Frame(image=image, stamp_ns=i), self.request)
         t2 = time.perf_counter()
-        if res is not None:
-            to_image_msg(res.labels, msg.header)
+        if res is None:
+            return None
+        to_image_msg(res.labels, msg.header)
         t3 = time.perf_counter()
-        if i >= warmup and res is not None:
-            total.append((t2 - t1) * 1e3)
-            network.append(res.timings_ms.get("network", res.timings_ms.get("backbone", float("nan"))))
-            for k, v in {"decode": (t1 - t0) * 1e3, **res.timings_ms, "publish_conversion": (t3 - t2) * 1e3}.items():
-                stages.setdefault(k, []).append(v)
-    return {"model_id": seg.model_id, "device": str(seg.device), "push_ms": latency_stats(total),
-            "network_ms": latency_stats(network),
+        return {"push": (t2 - t1) * 1e3,
+                "network": res.timings_ms.get("network", res.timings_ms.get("backbone", float("nan"))),
+                "stages": {"decode": (t1 - t0) * 1e3, **res.timings_ms, "publish_conversion": (t3 - t2) * 1e3}}
+
+
+def summarize_steps(steps: list[dict]) -> dict:
+    """Medians (and p95, mean) of :meth:`ModelStepper.step` results."""
+    stages: dict[str, list[float]] = {}
+    for st in steps:
+        for k, v in st["stages"].items():
+            stages.setdefault(k, []).append(v)
+    return {"push_ms": latency_stats([st["push"] for st in steps]),
+            "network_ms": latency_stats([st["network"] for st in steps]),
             "stages_ms": {k: latency_stats(v)["p50"] for k, v in stages.items()}}
+
+
+def bench_model(frames: list[np.ndarray], size: tuple[int, int], warmup: int, model_path: str,
+                device: str, backend: str = "torch") -> dict:
+    """:class:`ModelStepper` over ``frames`` (the first ``warmup`` untimed)."""
+    stepper = ModelStepper(frames, size, model_path, device, backend)
+    steps = []
+    for i in tqdm(range(len(frames)), desc=f"model {size[0]}x{size[1]}", unit="frame", leave=False):
+        st = stepper.step(i)
+        if i >= warmup and st is not None:
+            steps.append(st)
+    return {"model_id": stepper.seg.model_id, "device": str(stepper.seg.device), **summarize_steps(steps)}
 
 
 def peak_rss_mb(pid: int) -> Optional[float]:
@@ -149,8 +174,15 @@ def run_bench(sizes: list[tuple[int, int]], frames: int = 30, warmup: int = 5,
               json_path: Optional[Path] = None, device: str = "auto", model_path: str = "",
               video: Optional[Path] = None, rate_hz: float = 30.0, open_loop_frames: int = 60,
               temporal: Optional[str] = None, node: bool = True, node_params: Optional[dict] = None,
-              chart_path: Optional[Path] = None) -> int:
+              chart_path: Optional[Path] = None, backends: Optional[list[str]] = None, int8_model: str = "") -> int:
     report: dict = {"frames": frames, "warmup": warmup}
+    if backends:
+        from vsseg_ros.tools.bench_backends import run_backends, summary_ratios
+
+        report["backends"] = run_backends(backends, sizes, frames, warmup, device, model_path, int8_model, video,
+                                          rate_hz, open_loop_frames, node, node_params)
+        report["network_speedup_vs_torch"] = summary_ratios(report["backends"])
+        node = False  # the backends' rows hold the node runs
     if temporal:
         from vsseg_ros.tools.bench_temporal import bench_temporal, print_temporal, write_chart
 

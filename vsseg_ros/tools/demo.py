@@ -24,7 +24,7 @@ def _percentile(values: list[float], q: float) -> Optional[float]:
 
 
 def run_demo(video: Optional[Path] = None, out_dir: Path = Path("out/demo"), params_file: Optional[Path] = None,
-             device: str = "auto", model_path: str = "", max_frames: Optional[int] = None,
+             device: str = "auto", model_path: str = "", max_frames: Optional[int] = None, backend: str = "",
              rate: float = 1.0) -> int:
     env = apply_local_ros_env()
     import rclpy
@@ -38,7 +38,8 @@ def run_demo(video: Optional[Path] = None, out_dir: Path = Path("out/demo"), par
     fps = video_fps(video) * rate
     frames = list(read_frames(video, max_frames=max_frames))
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = write_params_file({"model_path": model_path, "device": device, "stats_period": 2.0},
+    params = write_params_file({"model_path": model_path, "device": device, "stats_period": 2.0,
+                                **({"backend": backend} if backend else {})},
                                path=out_dir / "node_params.yaml", base=params_file)
     print(f"demo: {video.name}, {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]} at {fps:.1f} Hz; "
           f"ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, DDS on loopback")

@@ -62,6 +62,13 @@ def add_input_arguments(p: argparse.ArgumentParser, context_after: bool = True) 
     src.add_argument("--max-frames", type=int, default=None, help="use at most this many frames")
 
 
+def _backend_for(path: str, backend: str) -> str:
+    """An exported model runs on its engine (auto) unless a backend other than the default torch is asked for."""
+    from vsseg_ros.runtimes.manifest import is_exported_path
+
+    return "auto" if backend == "torch" and path and is_exported_path(path) else backend
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_input_arguments(p)
 
@@ -70,6 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--compare", nargs=2, metavar=("CKPT_A", "CKPT_B"),
                    help=f"two checkpoints side by side on the same frames ('{DEFAULT_MODEL}' = the packaged model)")
     m.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    m.add_argument("--backend", default="torch",
+                   help="torch (default: the checkpoint's own numbers), onnxruntime, openvino, tensorrt, or auto "
+                        "(what the node runs by default); an exported --model runs on its engine")
     m.add_argument("--precision", default="fp32", help="fp32 (default), fp16, bf16")
     m.add_argument("--input-size", type=_input_size, default=None,
                    help="network input HEIGHTxWIDTH (default: the model's own; 0 = each frame's size)")
@@ -275,7 +285,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(int(args.threads))
     paths = [("" if p == DEFAULT_MODEL else p) for p in args.compare] if args.compare else [args.model]
     segmenters = [load_segmenter(p, device=args.device, precision=args.precision, input_size=args.input_size,
-                                 temporal_mode=args.temporal_mode or None, max_frame_gap_s=args.max_frame_gap)
+                                 temporal_mode=args.temporal_mode or None, max_frame_gap_s=args.max_frame_gap,
+                                 backend=_backend_for(p, args.backend))
                   for p in paths]
     for seg in segmenters[1:]:
         if seg.class_map.num_classes != segmenters[0].class_map.num_classes:

@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params-file", type=Path, help="node parameters YAML to start from (started node only)")
     p.add_argument("--model", default="", help="checkpoint for the started node (default: the packaged model)")
     p.add_argument("--device", default="auto", help="device for the started node: auto, cpu, cuda, cuda:N")
+    p.add_argument("--backend", default="", help="backend for the started node: torch, onnxruntime, openvino, "
+                                                 "tensorrt, auto (default: the node's own, auto)")
     p.add_argument("--max-frames", type=int, default=None, help="publish at most this many images")
     p.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for the node to serve")
     p.add_argument("--drain-timeout", type=float, default=10.0,
@@ -302,6 +304,8 @@ def _live(args: argparse.Namespace, frames: Any, out_dir: Path) -> dict[str, Any
             params["model_path"] = str(args.model)
         if args.device:
             params["device"] = args.device
+        if args.backend:
+            params["backend"] = args.backend
         if frames.compressed:
             params["image_transport"] = "compressed"
         if args.clock:
