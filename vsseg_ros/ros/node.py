@@ -338,6 +338,9 @@ class SegmentationNode(Node):
         self._slot.close()
 
     def destroy_node(self) -> None:
+        if not hasattr(self, "_slot"):  # __init__ failed (a parameter or model refused): nothing started yet
+            super().destroy_node()
+            return
         self._slot.close()
         if self._worker is not None:
             self._worker.join(timeout=5.0)

@@ -2,8 +2,8 @@
 
 ONNX Runtime's ``quantize_static`` in QDQ format with per-channel weights. The calibration frames go through the
 same :class:`FramePreparer` as at run time (resize to the network size, normalise, zero-pad, NHWC), taken evenly
-over the split. Calibration ranges are cached per method in the output directory, so trying other exclusions or
-weight types does not calibrate again.
+over the split, a few frames per pass (onnxruntime keeps every activation of a pass in memory). The per-frame
+model's two graphs (with and without the boundary head) share one calibration.
 
 Choices (docs/deployment.md has what each gave on CamVid val):
 
@@ -62,12 +62,26 @@ class _FrameReader:
         self.data = data
         self.indices = np.linspace(0, len(data) - 1, frames).round().astype(int).tolist()
         self.progress = progress
+        self._range = (0, len(self.indices))
         self._it: Optional[Iterator[dict[str, np.ndarray]]] = None
+        self._bar: Any = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """onnxruntime's strided calibration: the next pass reads frames start..end only."""
+        self._range = (start_index, end_index)
+        self._it = None
 
     def _frames(self) -> Iterator[dict[str, np.ndarray]]:
         from tqdm import tqdm
 
-        for i in tqdm(self.indices, desc="int8 calibration", unit="frame", leave=False, disable=not self.progress):
+        if self._bar is None:
+            self._bar = tqdm(total=len(self.indices), desc="int8 calibration", unit="frame", leave=False,
+                             disable=not self.progress)
+        for i in self.indices[self._range[0]:self._range[1]]:
+            self._bar.update(1)
             image, _ = self.data.load(i)
             with torch.inference_mode():
                 buf, _, _ = self.prepare(image, *image.shape[:2])
@@ -80,6 +94,17 @@ class _FrameReader:
 
     def rewind(self) -> None:
         self._it = None
+        self._range = (0, len(self.indices))
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _stride(frames: int) -> int:
+    """Frames per calibration pass: onnxruntime keeps every activation of a pass in memory (and, for MinMax with
+    CalibMaxIntermediateOutputs, drops them without merging), so ranges are merged every few frames instead;
+    it must divide the frame count."""
+    return max(d for d in range(1, 9) if frames % d == 0)
 
 
 def excluded_nodes(path: Path, exclude: str) -> list[str]:
@@ -116,7 +141,7 @@ def _quantize_graph(src: Path, dst: Path, reader: Optional[_FrameReader], cache:
     with tempfile.TemporaryDirectory(prefix="vsseg-int8-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # folds and names what quantization needs
-        extra = {"CalibMaxIntermediateOutputs": 8}  # merge ranges every 8 frames: bounded memory
+        extra: dict[str, Any] = {"CalibStridedMinMax": _stride(len(reader))} if reader is not None else {}
         if method == "percentile":
             extra["CalibPercentile"] = 99.999
         quantize_static(str(pre), str(dst), calibration_data_reader=reader, quant_format=QuantFormat.QDQ,
@@ -139,16 +164,19 @@ def quantize_model(fp32: Union[ExportedModel, str, Path], out_dir: Union[str, Pa
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.onnx"):
         old.unlink()
+    for old in out.glob("calibration_*.json"):
+        old.unlink()
     reader = _FrameReader(model, data, frames, progress)
-    cache = out / f"calibration_{method}_{frames}.json"
     quantized = ["network", "network_labels"] if not model.temporal else ["features"]
     graphs = json.loads(json.dumps(model.graphs))
-    for name in quantized:
-        if name not in model.graphs:
-            continue
-        reader.rewind()
-        _quantize_graph(model.graph(name), out / model.graphs[name], reader, cache, method, exclude, reduce_range,
-                        weights)
+    with tempfile.TemporaryDirectory(prefix="vsseg-calib-") as tmp:
+        cache = Path(tmp) / f"calibration_{method}.json"  # one calibration for both per-frame graphs
+        for name in quantized:
+            if name not in model.graphs:
+                continue
+            reader.rewind()
+            _quantize_graph(model.graph(name), out / model.graphs[name], reader, cache, method, exclude,
+                            reduce_range, weights)
     if model.temporal:  # fusion graphs stay fp32 (see the module doc)
         for name in model.graphs["fusion"].values():
             shutil.copyfile(model.root / name, out / name)
