@@ -25,7 +25,7 @@ from vsseg_ros.runtimes.sessions import ORT_PROVIDERS, RuntimeUnavailable
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 BACKEND_CHOICES = ("auto",) + BACKENDS
 #: exported backends in the order ``auto`` tries them, on the CPU and on a GPU
-AUTO_ORDER = {"cpu": ("onnxruntime", "openvino"), "cuda": ("tensorrt", "onnxruntime")}
+AUTO_ORDER = {"cpu": ("openvino", "onnxruntime"), "cuda": ("tensorrt", "onnxruntime")}
 #: where checkpoints exported on the fly are kept (``VSSEG_EXPORT_CACHE`` overrides)
 DEFAULT_EXPORT_CACHE = Path.home() / ".cache" / "vsseg_ros" / "exported"
 

@@ -96,8 +96,9 @@ class OrtSession(GraphSession):
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        spin = os.environ.get("VSSEG_ORT_SPINNING", "0")  # "1" only where nothing else runs in the process
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
         so.log_severity_level = 3
         for name, value in (dims or {}).items():  # a fixed size plans memory and kernels once (6 % faster)
             so.add_free_dimension_override_by_name(name, int(value))
