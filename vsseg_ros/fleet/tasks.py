@@ -104,8 +104,11 @@ def segmenter_for(settings: ScoreSettings, model_bytes: Optional[bytes] = None) 
                              max_frame_gap_s=settings.max_frame_gap)
         _SEGMENTERS.clear()  # one model per process
         _SEGMENTERS[key] = seg
-    if settings.threads:
+    if settings.threads:  # a worker keeps to its CPUs: torch's threads and OpenCV's (DIS flow, remap, dilation)
+        import cv2
+
         torch.set_num_threads(int(settings.threads))
+        cv2.setNumThreads(int(settings.threads))
     return seg
 
 
