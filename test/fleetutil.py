@@ -11,6 +11,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
 from test_eval import _scene
 from vsseg_ros.bags import write_bag
@@ -23,6 +24,19 @@ START = 1_700_000_000 * 10**9
 #: eval options every fleet test uses (a small network input, one thread, the fastest flow)
 SMALL = ["--input-size", "64x96", "--threads", "1", "--quiet", "--dis-preset", "ultrafast"]
 GOOD = 8
+
+
+def run_eval(argv) -> int:
+    """`vsseg-ros eval` in this process with these arguments (paths welcome)."""
+    from vsseg_ros.tools.evaluate import main
+
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """The fleet of :func:`make_fleet`, made once per test module."""
+    return make_fleet(tmp_path_factory.mktemp("fleet"))
 
 
 def synthetic(sequence: str, n: int, offset: int = 0, labelled: bool = True) -> list[LabelledFrame]:

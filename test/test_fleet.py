@@ -15,21 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from fleetutil import GOOD, HEADLINE, SMALL, make_fleet, one_stream_reference, synthetic
+from fleetutil import GOOD, HEADLINE, SMALL, fleet, one_stream_reference, synthetic  # noqa: F401 - fleet is a fixture
+from fleetutil import run_eval as _run
 from vsseg_ros.bags import write_bag
-from vsseg_ros.tools.evaluate import main
 
 RECORD_KEYS = {"key", "bag", "task", "chunk", "worker", "status", "seconds", "warnings"}
 OK_KEYS = RECORD_KEYS | {"result", "totals", "ground_truth", "image_topic", "gt_topic", "gt_report", "class_map"}
-
-
-def _run(argv) -> int:
-    return main([str(a) for a in argv])
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    return make_fleet(tmp_path_factory.mktemp("fleet"))
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +152,15 @@ def test_a_ray_address_that_does_not_answer_is_a_clear_error_within_the_timeout(
     assert time.monotonic() - t0 < 30
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port} does not answer" in err and "ray start --head" in err
+
+
+def test_fleet_sizing_and_the_bench_chart():
+    from vsseg_ros.fleet.run import workers_needed
+    from vsseg_ros.tools.bench_fleet import draw_chart
+
+    # 1,000 h at 10 Hz in 8 h is 1,250 frames/s: 126 workers of 9.98 frames/s, 125 of exactly 10
+    assert workers_needed(1000, 10, 8, 9.98) == 126 and workers_needed(1000, 10, 8, 10.0) == 125
+    run = {"mode": "m", "workers": 1, "frames": 408, "bags": 8, "frames_per_s": 8.0, "frames_per_s_scoring": 9.0}
+    chart = draw_chart({"runs": {"sequential": run, "ray_1": run, "ray_2": {**run, "workers": 2}},
+                        "ratios": {"ray_2_over_ray_1": 1.8}, "cpus": 2})
+    assert chart.shape[0] > 3 * 60 and chart.dtype.name == "uint8" and (chart < 255).any()

@@ -12,20 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from fleetutil import GOOD, HEADLINE, SMALL, make_fleet
-from vsseg_ros.tools.evaluate import main
+from fleetutil import GOOD, HEADLINE, SMALL, fleet  # noqa: F401 - fleet is a fixture
+from fleetutil import run_eval as _run
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                 reason="ray is not installed (requirements.txt pins it; `make setup` installs it)")
-
-
-def _run(argv) -> int:
-    return main([str(a) for a in argv])
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    return make_fleet(tmp_path_factory.mktemp("fleet"))
 
 
 @pytest.fixture(scope="module")
