@@ -209,6 +209,9 @@ PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
      "build the MAR memory of a temporal model from a dataset and store it in the checkpoint", False),
     ("bench-reference", "vsseg_ros.tools.reference_compare",
      "run the ST_Memory reference code beside ours: logits difference and time per output frame", False),
+    ("bench-fleet", "vsseg_ros.tools.bench_fleet",
+     "fleet evaluation speed: sequential vs Ray with 1 and N workers on the same bags, and the workers a fleet "
+     "needs", False),
     ("temporal-headroom", "vsseg_ros.tools.temporal_headroom",
      "what fusing a per-frame model's outputs over a causal window could gain, no learning: per-frame vs causal "
      "mean, flow-aligned mean and the any-of-T oracle", False),

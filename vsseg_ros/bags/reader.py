@@ -343,7 +343,29 @@ class BagFrames:
                 name = str(seq)
         return name or self.path.stem
 
+    def sequence_spans(self) -> list[tuple[str, int, Optional[int]]]:
+        """``(sequence, first stamp ns, frames)`` of each sequence the bag's custom data lists (make-bag writes
+        them), in bag order; frames is None where the bag does not name its frames. [] for a recorded bag (one
+        stream, named after the bag). Read from the metadata only: no message is read."""
+        starts = sorted((int(first), str(seq)) for seq, first in self._sequences)
+        stamps = sorted(int(k) for k in self._names) if self._names else None
+        spans = []
+        for i, (first, seq) in enumerate(starts):
+            stop = starts[i + 1][0] if i + 1 < len(starts) else None
+            count = None if stamps is None else sum(1 for t in stamps if t >= first and (stop is None or t < stop))
+            spans.append((seq, first, count))
+        return spans
+
     def __iter__(self) -> Iterator[LabelledFrame]:
+        return self.between()
+
+    def between(self, start_ns: Optional[int] = None, stop_ns: Optional[int] = None) -> Iterator[LabelledFrame]:
+        """The frames whose header stamp is in [``start_ns``, ``stop_ns``) (None: open), in time order, as
+        iterating the bag yields them; messages outside are skipped before they are decoded."""
+
+        def inside(stamp: int) -> bool:
+            return (start_ns is None or stamp >= start_ns) and (stop_ns is None or stamp < stop_ns)
+
         if self.gt_topic is not None:
             _ = self.gt_report  # pairs stamps first (and warns or raises)
         topics = [self.image_topic] + ([self.gt_topic] if self.gt_topic else [])
@@ -354,6 +376,8 @@ class BagFrames:
         try:
             for topic, _, raw in bag.messages(topics):
                 stamp, frame_id = _stamp(raw, topic)
+                if not inside(stamp):
+                    continue
                 if topic == self.gt_topic:
                     if stamp not in self._image_stamps:
                         continue  # counted in gt_report

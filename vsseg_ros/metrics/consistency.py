@@ -14,6 +14,7 @@ TC is its mIoU. It needs no ground truth.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any, Callable, Optional, Sequence
 
@@ -71,9 +72,10 @@ class VideoConsistency:
         self.values[k].append(float((same_gt & same_pred).sum()) / a)
 
     def mvc(self, k: int) -> Optional[float]:
-        """Mean VC over the windows of ``k`` frames, None when there was no window."""
+        """Mean VC over the windows of ``k`` frames, None when there was no window. The sum is exact
+        (:func:`math.fsum`), so it does not depend on the order of the windows: per-bag sums merge into it."""
         v = self.values[k]
-        return float(np.mean(v)) if v else None
+        return math.fsum(v) / len(v) if v else None
 
     def summary(self) -> dict[str, Any]:
         return {f"mvc{k}": self.mvc(k) for k in self.windows} | {

@@ -15,7 +15,7 @@ import numpy as np
 from vsseg_ros.metrics.boundary import BoundaryScore
 from vsseg_ros.metrics.confusion import ConfusionMatrix
 from vsseg_ros.metrics.consistency import FlowConsistency, VideoConsistency
-from vsseg_ros.metrics.latency import latency_summary
+from vsseg_ros.metrics.mergeable import StreamTotals
 
 MVC_WINDOWS = (8, 16)
 
@@ -89,56 +89,14 @@ class StreamScorer:
 
     def result(self) -> dict[str, Any]:
         """Plain-Python numbers (JSON-ready): miou, per_class_iou, boundary_f, mvc8, mvc16, tc, latency_ms,
-        frames, plus details (pixel accuracy, boundary precision/recall, window and pair counts, notes)."""
-        notes: list[str] = []
-        scored = self.confusion.total
-        miou = None if not scored else _num(self.confusion.miou())
-        if self.labelled_frames == 0:
-            notes.append("no frame had ground truth: mIoU, per-class IoU, boundary F and mVC are undefined")
-        elif scored == 0:
-            notes.append(f"all {self.labelled_frames} labelled frames are entirely ignore ({self.ignore_id}): "
-                         "mIoU is undefined")
-        if self.empty_gt_frames and scored:
-            notes.append(f"{self.empty_gt_frames} labelled frame(s) were entirely ignore and add no pixels")
-        boundary = self.boundary.summary()
-        if self.labelled_frames and boundary["f"] is None:
-            notes.append("boundary F undefined: " + ("the ground truth has no class boundary"
-                                                     if not boundary["gt_pixels"] else
-                                                     "the predictions have no scored boundary pixel"))
-        video = self.video.summary()
-        for k in MVC_WINDOWS:
-            if self.labelled_frames and video[f"mvc{k}"] is None:
-                notes.append(f"mVC{k} undefined: no run of {k} consecutive labelled frames of one sequence "
-                             "with a pixel whose label stays the same")
-        tc = pairs = None
-        if self.flow is not None:
-            tc, pairs = self.flow.tc(), self.flow.pairs
-            if tc is None:
-                notes.append("TC undefined: no two consecutive frames of one sequence")
-        else:
-            notes.append("TC not computed (flow consistency switched off)")
-        latency = latency_summary(self.latencies)
-        return {
-            "miou": miou,
-            "per_class_iou": self.per_class_iou() if scored else {n: None for n in self.class_names},
-            "pixel_accuracy": _num(self.confusion.pixel_accuracy()) if scored else None,
-            "boundary_f": boundary["f"],
-            "boundary": {k: boundary[k] for k in ("precision", "recall", "tolerance_px")},
-            "mvc8": video["mvc8"],
-            "mvc16": video["mvc16"],
-            "mvc_windows": video["windows"],
-            "tc": tc,
-            "tc_pairs": pairs,
-            "latency_ms": latency,
-            "frames": self.frames,
-            "labelled_frames": self.labelled_frames,
-            "scored_pixels": scored,
-            "notes": notes,
-        }
+        frames, plus details (pixel accuracy, boundary precision/recall, window and pair counts, notes).
+        Computed from :meth:`totals` (the same arithmetic that merges many streams), latency percentiles exactly."""
+        return self.totals().result(latencies=self.latencies)
 
-
-def _num(v: float) -> Optional[float]:
-    return None if np.isnan(v) else float(v)
+    def totals(self) -> StreamTotals:
+        """What the scores are computed from, as a value that merges with other streams' (see
+        :mod:`vsseg_ros.metrics.mergeable`)."""
+        return StreamTotals.of(self)
 
 
 __all__ = ["MVC_WINDOWS", "StreamScorer"]

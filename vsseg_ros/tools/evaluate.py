@@ -5,7 +5,8 @@ Frames stream in order through the same :class:`~vsseg_ros.core.segmenter.Segmen
 models over the same frames. Writes ``--json FILE`` (one model: miou, per_class_iou, boundary_f, mvc8, mvc16, tc,
 latency_ms, frames, model, ...; two: ``{"models": [..., ...], "delta": ...}``), ``--report DIR`` (Markdown page
 with pictures, see :mod:`vsseg_ros.tools.report`) and ``--output-bag`` (the predicted masks as a new bag).
-Nothing here imports ROS.
+``--bags PATTERN...`` scores a fleet of bags (one after the other, or as Ray tasks with ``--ray``) and merges the
+results exactly: :mod:`vsseg_ros.fleet`. Nothing here imports ROS.
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                         "bag at this path; 'auto' (with --bag) = beside the input, BAG_eval")
     o.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="storage of --output-bag")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from vsseg_ros.fleet.run import add_fleet_arguments
+
+    add_fleet_arguments(p)
 
 
 class _OutputBag:
@@ -274,7 +279,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from vsseg_ros.tools.report import StripFrame, strip_indices, write_report
 
     if (args.bag is None) == (args.dataset is None):
-        raise ValueError("give exactly one input: --bag BAG or --dataset NAME --root DIR [--split S]")
+        raise ValueError("give exactly one input: --bag BAG or --dataset NAME --root DIR [--split S] (or --bags "
+                         "PATTERN... for a fleet of bags)")
     if args.compare and args.model:
         raise ValueError("--model and --compare exclude each other (--compare names both models)")
     if args.bag is not None and any(args.context):
@@ -382,8 +388,14 @@ def _print_summary(out: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The ``vsseg-ros eval`` command: 0 on success, 2 on bad input (the message says what was wrong)."""
+    """The ``vsseg-ros eval`` command: 0 on success, 2 on bad input (the message says what was wrong); with
+    ``--bags`` see :func:`vsseg_ros.fleet.run.run_fleet_command`."""
     from vsseg_ros.core.checkpoint import CheckpointError
+
+    if getattr(args, "bags", None):
+        from vsseg_ros.fleet.run import run_fleet_command
+
+        return run_fleet_command(args)
 
     errors: tuple[type[BaseException], ...] = (ValueError, CheckpointError, FileNotFoundError, OSError)
     try:

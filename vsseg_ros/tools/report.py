@@ -272,6 +272,40 @@ def _fmt(v: Any, pct: bool = True) -> str:
     return f"{100 * v:.2f}" if pct else f"{v:.2f}"
 
 
+def bag_table(bags: Sequence[dict[str, Any]], failed: Sequence[dict[str, Any]] = (), limit: int = 200) -> list[str]:
+    """Markdown lines: one row per scored bag (in the order given: worst mIoU first for a fleet) with its frame
+    counts and headline numbers, then the bags that failed with their errors."""
+    lines = [f"## Bags ({len(bags)} scored, worst mIoU first)", "",
+             "| # | bag | frames (labelled) | mIoU (%) | boundary F (%) | mVC8 (%) | TC (%) | p50 (ms) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for i, b in enumerate(bags[:limit], 1):
+        chunk = f" [chunk {b['chunk'][0]}/{b['chunk'][1]}]" if b.get("chunk") else ""
+        gt = "" if b.get("ground_truth", True) else " (no ground truth)"
+        lines.append(f"| {i} | `{b['bag']}`{chunk}{gt} | {b['frames']} ({b.get('labelled_frames')}) | "
+                     f"{_fmt(b.get('miou'))} | {_fmt(b.get('boundary_f'))} | {_fmt(b.get('mvc8'))} | "
+                     f"{_fmt(b.get('tc'))} | {_fmt(b.get('latency_ms_p50'), False)} |")
+    if len(bags) > limit:
+        lines.append(f"\n({len(bags) - limit} more bags in the JSON's `bags`.)")
+    if failed:
+        lines += ["", f"## Bags that failed ({len(failed)})", "", "| bag | error |", "|---|---|"]
+        lines += [f"| `{f['bag']}` | {str(f.get('error')).replace('|', '/')} |" for f in failed]
+    return lines + [""]
+
+
+def bag_bars(bags: Sequence[dict[str, Any]], count: int = 30) -> Optional[np.ndarray]:
+    """The ``count`` first bags given (worst first) that have an mIoU, as bars (None when none has one)."""
+    scored = [b for b in bags if b.get("miou") is not None][:count]
+    if not scored:
+        return None
+    names: dict[str, Optional[float]] = {}
+    for b in scored:
+        name = Path(b["bag"]).name + (f" [{b['chunk'][0]}/{b['chunk'][1]}]" if b.get("chunk") else "")
+        while name in names:
+            name += "'"
+        names[name[-40:]] = b["miou"]
+    return iou_bars([names], ["mIoU per bag"])
+
+
 def markdown(results: Sequence[dict[str, Any]], model_names: Sequence[str], source: str,
              pictures: dict[str, str]) -> str:
     """The report page: summary table (one column per model), per-class IoU table, notes and the pictures."""
@@ -310,9 +344,11 @@ def markdown(results: Sequence[dict[str, Any]], model_names: Sequence[str], sour
 
 def write_report(out_dir: Path, results: Sequence[dict[str, Any]], model_names: Sequence[str],
                  confusions: Sequence[np.ndarray], latencies: Sequence[Sequence[float]], class_map: ClassMap,
-                 strip: Sequence[StripFrame] = (), source: str = "") -> dict[str, Path]:
+                 strip: Sequence[StripFrame] = (), source: str = "", bags: Sequence[dict[str, Any]] = (),
+                 failed: Sequence[dict[str, Any]] = ()) -> dict[str, Path]:
     """Write the pictures and ``index.md`` into ``out_dir`` (created); returns name -> path of what was written.
-    ``strip`` empty: no overlay picture (e.g. when the frames may not be shown)."""
+    ``strip`` empty: no overlay picture (e.g. when the frames may not be shown). ``bags`` / ``failed`` (a fleet):
+    a per-bag table in that order and a chart of the first bags' mIoU (``bags.png``), and the bags that failed."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -325,9 +361,17 @@ def write_report(out_dir: Path, results: Sequence[dict[str, Any]], model_names: 
                                    latency_histogram(latencies, model_names, [r["latency_ms"] for r in results]))
     if strip:
         written["overlays"] = write_png(out_dir / "overlays.png", overlay_strip(strip, class_map, model_names))
+    bars = bag_bars(bags) if bags else None
+    if bars is not None:
+        written["bags"] = write_png(out_dir / "bags.png", bars)
     pictures = {k: p.name for k, p in written.items()}
     index = out_dir / "index.md"
-    index.write_text(markdown(results, model_names, source, pictures), encoding="utf-8")
+    page = markdown(results, model_names, source, pictures)
+    if bags or failed:
+        page += "\n" + "\n".join(bag_table(bags, failed))
+        if bars is not None:
+            page += f"\n![mIoU of the worst bags]({pictures['bags']})\n"
+    index.write_text(page, encoding="utf-8")
     written["index"] = index
     return written
 
@@ -355,5 +399,5 @@ def strip_indices(total: int, count: int) -> list[int]:
     return sorted({int(math.floor(i * (total - 1) / (count - 1) + 0.5)) for i in range(count)})
 
 
-__all__ = ["StripFrame", "confusion_image", "error_view", "iou_bars", "latency_histogram", "markdown",
+__all__ = ["StripFrame", "bag_bars", "bag_table", "confusion_image", "error_view", "iou_bars", "latency_histogram", "markdown",
            "overlay_strip", "strip_indices", "write_report"]
