@@ -164,3 +164,24 @@ def test_fleet_sizing_and_the_bench_chart():
     chart = draw_chart({"runs": {"sequential": run, "ray_1": run, "ray_2": {**run, "workers": 2}},
                         "ratios": {"ray_2_over_ray_1": 1.8}, "cpus": 2})
     assert chart.shape[0] > 3 * 60 and chart.dtype.name == "uint8" and (chart < 255).any()
+
+
+def test_an_exported_model_runs_on_its_engine_in_the_fleet_as_in_one_eval(fleet, tmp_path):
+    """`--model DIR` (an exported model) and `--backend` reach the fleet's per-bag segmenter: the fleet over one
+    bag equals `eval --bag` on the same engine, and both say which engine ran."""
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    from vsseg_ros.core.loading import DEFAULT_WEIGHTS
+
+    exported = DEFAULT_WEIGHTS.parent / "default_int8"
+    bag = fleet["good"][0]
+    one = tmp_path / "one.json"
+    assert _run(["--bag", bag, "--model", exported, "--backend", "openvino", "--json", one] + SMALL) == 0
+    many = tmp_path / "many.json"
+    assert _run(["--bags", bag, "--model", exported, "--backend", "openvino", "--results", tmp_path / "results",
+                 "--json", many] + SMALL) == 0
+    one_out, many_out = json.loads(one.read_text()), json.loads(many.read_text())
+    assert many_out["miou"] == one_out["miou"] and many_out["frames"] == one_out["frames"]
+    assert many_out["backend"].startswith("openvino") and one_out["backend"] == many_out["backend"]
+    torch_out = tmp_path / "torch.json"
+    assert _run(["--bags", bag, "--results", tmp_path / "torch_results", "--json", torch_out] + SMALL) == 0
+    assert json.loads(torch_out.read_text())["backend"] == "torch"

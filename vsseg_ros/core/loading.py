@@ -137,6 +137,13 @@ def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", prec
     return segmenter_from_checkpoint(ckpt, **options)
 
 
+def backend_summary(segmenter: Segmenter) -> str:
+    """Which backend, engine and provider actually run the network (logged and reported: never a silent fall
+    back)."""
+    backend = getattr(segmenter, "backend", "torch")
+    return backend if backend == "torch" else f"{backend}: {getattr(segmenter.net, 'description', backend)}"
+
+
 def fresh_default_export() -> Optional["ExportedModel"]:
     """The packaged export of the default model, or None when it is absent or was exported from another
     ``default.pt`` (its recorded sha256 differs: re-run ``vsseg-ros export --default``)."""

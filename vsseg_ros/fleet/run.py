@@ -80,9 +80,10 @@ def settings_from(args: argparse.Namespace) -> ScoreSettings:
     if args.ray and not threads:
         threads = max(1, int(args.cpus_per_worker))  # one process per worker: no oversubscription
     path = model_file(ScoreSettings(model=str(args.model or "")))
-    if not path.is_file():
+    if not (path.is_file() or path.is_dir()):
         raise FileNotFoundError(f"--model {path} does not exist")
     return ScoreSettings(model=str(args.model or ""), model_sha256=file_sha256(path), device=args.device,
+                         backend=getattr(args, "backend", "torch"),
                          precision=args.precision, input_size=args.input_size, temporal_mode=args.temporal_mode,
                          max_frame_gap=args.max_frame_gap, threads=threads, warmup=args.warmup,
                          boundary_tolerance=args.boundary_tolerance, tc=not args.no_tc, dis_preset=args.dis_preset,
@@ -174,7 +175,8 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
             from vsseg_ros.fleet.ray_backend import RayPool
 
             ship = None
-            if settings.model and not args.no_ship_model:
+            if settings.model and not args.no_ship_model and Path(settings.model).is_file():
+                # a checkpoint travels in Ray's object store; an exported directory must be visible to the workers
                 ship = Path(settings.model).read_bytes()
             with RayPool(args.ray, args.workers, args.cpus_per_worker, args.ray_timeout) as pool:
                 mode, workers = pool.description, pool.capacity()
@@ -205,6 +207,7 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
 
 def _fleet_json(args: argparse.Namespace, seg: Any, settings: ScoreSettings, tasks: list[BagTask], bags: list[Any],
                 records: list[dict[str, Any]], merged: Optional[dict[str, Any]], found: list[str]) -> dict[str, Any]:
+    from vsseg_ros.core.loading import backend_summary
     from vsseg_ros.tools.evaluate import DEFAULT_MODEL
 
     ok = [r for r in records if r.get("status") == "ok"]
@@ -219,7 +222,7 @@ def _fleet_json(args: argparse.Namespace, seg: Any, settings: ScoreSettings, tas
         out.setdefault("notes", []).append(
             f"{len(no_gt)} of {len(ok)} scored bags have no ground truth: they count for TC and latency only")
     out.update({
-        "model": seg.model_id, "model_path": settings.model or DEFAULT_MODEL,
+        "model": seg.model_id, "model_path": settings.model or DEFAULT_MODEL, "backend": backend_summary(seg),
         "delay_frames": int(getattr(seg, "delay_frames", 0)),
         "frames_without_result": sum(r["result"].get("frames_without_result", 0) for r in ok),
         "sequences": sum(r["result"].get("sequences", 0) for r in ok),

@@ -34,6 +34,7 @@ class ScoreSettings:
     model: str = ""  # checkpoint path ("" = the packaged default model)
     model_sha256: str = ""
     device: str = "cpu"
+    backend: str = "torch"  # as eval's --backend (an exported model runs on its engine)
     precision: str = "fp32"
     input_size: Any = None
     temporal_mode: Optional[str] = None
@@ -56,11 +57,11 @@ class ScoreSettings:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The content hash of a checkpoint file, or of an exported model directory's manifest (which records its
+    graphs' hashes)."""
+    from vsseg_ros.runtimes.manifest import MANIFEST, sha256_file
+
+    return sha256_file(path / MANIFEST if path.is_dir() else path)
 
 
 def model_file(settings: ScoreSettings) -> Path:
@@ -99,7 +100,10 @@ def segmenter_for(settings: ScoreSettings, model_bytes: Optional[bytes] = None) 
         path: Any = settings.model
         if model_bytes is not None:
             path = _shipped_copy(model_bytes, settings.model_sha256 or hashlib.sha256(model_bytes).hexdigest())
-        seg = load_segmenter(path, device=settings.device, precision=settings.precision,
+        from vsseg_ros.tools.evaluate import _backend_for
+
+        seg = load_segmenter(path, device=settings.device, backend=_backend_for(str(path), settings.backend),
+                             precision=settings.precision,
                              input_size=settings.input_size, temporal_mode=settings.temporal_mode or None,
                              max_frame_gap_s=settings.max_frame_gap)
         _SEGMENTERS.clear()  # one model per process

@@ -30,7 +30,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from vsseg_ros.core.checkpoint import CheckpointError
-from vsseg_ros.core.loading import load_segmenter
+from vsseg_ros.core.loading import backend_summary as _backend_summary, load_segmenter
 from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
 from vsseg_ros.core.mailbox import LatestSlot
 from vsseg_ros.core.segmenter import Frame, OutputRequest, Segmenter, SegmentationResult
@@ -365,12 +365,6 @@ class SegmentationNode(Node):
                         pub.wait_for_all_acked(Duration(seconds=1.0))
         except Exception as err:  # stopping must not fail because of the last frame
             self.get_logger().warning(f"could not publish the held-back frames: {err!r}")
-
-
-def _backend_summary(segmenter: Segmenter) -> str:
-    """Which backend, engine and provider actually run the network (never a silent fall back)."""
-    backend = getattr(segmenter, "backend", "torch")
-    return backend if backend == "torch" else f"{backend}: {getattr(segmenter.net, 'description', backend)}"
 
 
 def _temporal_summary(segmenter: Segmenter) -> str:

@@ -272,7 +272,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the evaluation described by ``args`` (the parsed options) and write its outputs; returns the JSON."""
     import torch
 
-    from vsseg_ros.core.loading import load_segmenter
+    from vsseg_ros.core.loading import backend_summary, load_segmenter
     from vsseg_ros.core.segmenter import OutputRequest
     from vsseg_ros.metrics.evaluate import evaluate_stream
     from vsseg_ros.metrics.scorer import StreamScorer
@@ -341,6 +341,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         r = scorer.result()
         r["model"] = seg.model_id
         r["model_path"] = path or DEFAULT_MODEL
+        r["backend"] = backend_summary(seg)
         r["delay_frames"] = int(getattr(seg, "delay_frames", 0))
         r["frames_without_result"] = missed
         results.append(r)
