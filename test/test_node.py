@@ -364,7 +364,7 @@ def test_outputs_nobody_subscribes_to_are_not_computed(rclpy_ctx):
 
         for _ in range(5):  # nobody listens: the model does not run at all
             send()
-        assert requests == [] and seg_node.counters.skipped >= 1
+        assert requests == [] and seg_node.camera.counters.skipped >= 1
         peer.create_subscription(Image, "/lazy/semantic/mask", masks.append, qos_profile("reliable", 5))
         deadline = time.monotonic() + 30
         while not masks and time.monotonic() < deadline:
