@@ -218,6 +218,9 @@ PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
     ("temporal-headroom", "vsseg_ros.tools.temporal_headroom",
      "what fusing a per-frame model's outputs over a causal window could gain, no learning: per-frame vs causal "
      "mean, flow-aligned mean and the any-of-T oracle", False),
+    ("soak", "vsseg_ros.tools.soak",
+     "run the node (started for you) for minutes under a camera-rate stream over DDS: RSS, output rate, drops, "
+     "latency and wrong stamps over time; fails on RSS growth or a wrong stamp", True),
     ("decode-bombs", "vsseg_ros.tools.decode_bombs",
      "hostile compressed images (decompression bombs, scan bombs, other formats) through the node's decoder, one "
      "process each: outcome, time and peak memory", False),
