@@ -221,6 +221,9 @@ PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
     ("soak", "vsseg_ros.tools.soak",
      "run the node (started for you) for minutes under a camera-rate stream over DDS: RSS, output rate, drops, "
      "latency and wrong stamps over time; fails on RSS growth or a wrong stamp", True),
+    ("fuzz-decoders", "vsseg_ros.tools.fuzz_decoders",
+     "property-based fuzzing (hypothesis) of the Image and CompressedImage decoders: every message decodes to its "
+     "declared size or is refused with ImageDecodeError", False),
     ("decode-bombs", "vsseg_ros.tools.decode_bombs",
      "hostile compressed images (decompression bombs, scan bombs, other formats) through the node's decoder, one "
      "process each: outcome, time and peak memory", False),
