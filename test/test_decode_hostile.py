@@ -118,7 +118,8 @@ def test_other_containers_are_refused_by_name(name, no_decoding):
         decode_compressed("jpeg", samples[name]())
     assert info.value.kind == "unsupported_compressed_format"
     assert "jpeg and png" in str(info.value)
-    label = {"webp": "WebP", "pgm": "PNM", "jp2": "JPEG 2000", "hdr": "HDR", "exr": "OpenEXR", "sun": "Sun", "avif": "AVIF"}
+    label = {"webp": "WebP", "pgm": "PNM", "jp2": "JPEG 2000", "hdr": "HDR", "exr": "OpenEXR", "sun": "Sun",
+             "avif": "AVIF"}
     assert label.get(name, name.upper()) in str(info.value)
 
 

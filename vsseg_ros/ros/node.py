@@ -269,13 +269,17 @@ class SegmentationNode(Node):
 
                 torch.cuda.empty_cache()
 
-    def shutdown(self) -> None:
-        """From any state: deactivate and clean up what is there, and let :meth:`run_worker` return."""
+    def unconfigure(self) -> None:
+        """From any state back to unconfigured: deactivate and clean up what is there."""
         with self._transition:
             if self._active:
                 self.deactivate()
             if self.configured:
                 self.cleanup()
+
+    def shutdown(self) -> None:
+        """From any state: :meth:`unconfigure`, and let :meth:`run_worker` return."""
+        self.unconfigure()
         self.stop_worker()
 
     # ---- input ------------------------------------------------------------------------------------
@@ -440,7 +444,8 @@ class SegmentationNode(Node):
             f"health {('OK', 'WARN', 'ERROR')[level]}: {message}")
         seg = self._segmenter
         values = {**c.as_dict(), "state": "active" if self._active else "inactive",
-                  "input_topic": self.camera.topic, "input_rate_hz": f"{rate_in:.2f}", "output_rate_hz": f"{rate_out:.2f}",
+                  "input_topic": self.camera.topic, "input_rate_hz": f"{rate_in:.2f}",
+                  "output_rate_hz": f"{rate_out:.2f}",
                   "drop_rate": f"{p.dropped / p.received:.3f}" if p.received else "0.000",
                   "processing_time_ms_p50": f"{med(infer):.2f}", "pipeline_latency_ms_p50": f"{med(latency):.2f}",
                   "pipeline_latency_ms_p95": f"{health.p95(latency):.2f}" if latency.size else "0.00",
@@ -525,11 +530,7 @@ class SegmentationLifecycleNode(LifecycleNodeMixin, SegmentationNode):
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"a transition raised in state {state.label!r}; cleaning up to unconfigured")
         try:
-            with self._transition:
-                if self._active:
-                    self.deactivate()
-                if self.configured:
-                    self.cleanup()
+            self.unconfigure()
         except Exception as err:
             self.get_logger().error(f"cleaning up after the error failed: {err!r}")
             return TransitionCallbackReturn.FAILURE
