@@ -81,6 +81,14 @@ def test_every_sof_type_declares_the_size(sof, no_decoding):
     assert kind_of(decode_compressed, "jpeg", bytes(data), max_pixels=LIMIT) == "too_large"
 
 
+def test_a_png_chunk_that_claims_more_bytes_than_there_are_is_refused_without_decoding(no_decoding):
+    """Found by fuzzing: OpenCV 5 allocates a PNG chunk's declared length before reading it (2 GB for 68 bytes)."""
+    png = encode_compressed(texture(), "png")
+    for bad in (hi.png_with_chunk_length(png), hi.png_with_chunk_length(png, length=len(png)), png[:-20]):
+        assert kind_of(decode_compressed, "png", bad) == "corrupt_compressed"
+    assert kind_of(decode_compressed, "png", hi.flat_png(7, 5, 4, 3, palette=False)) == "corrupt_compressed"
+
+
 def test_a_jpeg_whose_header_cannot_be_read_is_refused_without_decoding(no_decoding):
     good = encode_compressed(texture(), "jpeg")
     sof = good.index(b"\xff\xc0")
@@ -173,7 +181,8 @@ def test_hostile_inputs_of_at_most_1_mb_cost_bounded_memory_and_time(tmp_path):
     process): refused or decoded with peak RSS growth < 200 MB. Time is checked loosely here (a shared, noisy
     machine); `vsseg-ros decode-bombs` reports it exactly."""
     cmd = [sys.executable, "-m", "vsseg_ros.tools.decode_bombs", "--json", str(tmp_path / "bombs.json"),
-           "--only", "20000x20000", "--only", "scans", "--only", "baseline", "--only", "16-bit RGBA flat (at"]
+           "--only", "20000x20000", "--only", "scans", "--only", "baseline", "--only", "16-bit RGBA flat (at",
+           "--only", "claims 2 GB"]
     subprocess.run(cmd, check=True, capture_output=True, timeout=240)
     rows = json.loads((tmp_path / "bombs.json").read_text())["inputs"]
     assert len(rows) >= 6

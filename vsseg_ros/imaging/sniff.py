@@ -5,7 +5,9 @@ A ``CompressedImage``'s ``format`` field is written by the publisher and cannot 
 anything is decoded. :func:`sniff` identifies the container by its magic number and, for the two formats the
 node accepts (JPEG and PNG), parses the header that declares the frame size:
 
-* PNG: the IHDR chunk, which the format requires to come first.
+* PNG: the IHDR chunk, which the format requires to come first; then every chunk's length is checked against
+  the bytes that remain (OpenCV 5 allocates a chunk's declared length before reading it: a 68-byte PNG whose
+  IDAT claims 2 GB made it allocate 2 GB), and a palette image must have its PLTE before the image data.
 * JPEG: every marker segment from SOI up to the first start-of-frame (all thirteen SOF types: baseline,
   extended, progressive, lossless, hierarchical, arithmetic), however many segments come before it; then the
   scan headers (SOS) are counted, skipping entropy-coded data, because a progressive JPEG with thousands of
@@ -117,7 +119,31 @@ def _png_header(data: bytes) -> CompressedHeader:
     if compression or filtering or interlace > 1:
         raise HeaderError("PNG IHDR declares an unknown compression, filter or interlace method")
     channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour]
+    _check_png_chunks(data, palette=colour == 3)
     return CompressedHeader("png", width, height, channels, depth, interlaced=interlace == 1)
+
+
+def _check_png_chunks(data: bytes, palette: bool) -> None:
+    """Every chunk fits in the data (a chunk may not claim more bytes than are there); IDAT exists, and a palette
+    image has PLTE before it."""
+    i, n = 8, len(data)
+    seen_plte = seen_idat = False
+    while i + 8 <= n:
+        length, tag = struct.unpack_from(">I4s", data, i)
+        if length > n - i - 12:
+            raise HeaderError(f"PNG chunk {tag!r} at byte {i} declares {length} bytes, more than the {n - i - 12} "
+                              "that follow")
+        if tag == b"PLTE":
+            seen_plte = True
+        elif tag == b"IDAT":
+            if palette and not seen_plte:
+                raise HeaderError("PNG palette image has no PLTE chunk before its image data")
+            seen_idat = True
+        elif tag == b"IEND":
+            break
+        i += 12 + length
+    if not seen_idat:
+        raise HeaderError("PNG data has no image data (IDAT chunk)")
 
 
 def _jpeg_header(data: bytes) -> CompressedHeader:

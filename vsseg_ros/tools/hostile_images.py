@@ -81,8 +81,10 @@ def _chunk(tag: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload) & 0xFFFFFFFF)
 
 
-def flat_png(width: int, height: int, bit_depth: int = 8, colour_type: int = 2, interlaced: bool = False) -> bytes:
-    """A valid all-zero PNG of any size (it compresses about 1000:1), Adam7-interlaced if asked."""
+def flat_png(width: int, height: int, bit_depth: int = 8, colour_type: int = 2, interlaced: bool = False,
+             palette: bool = True) -> bytes:
+    """A valid all-zero PNG of any size (it compresses about 1000:1), Adam7-interlaced if asked; a palette image
+    (colour type 3) gets a grey PLTE unless ``palette`` is False (then it is invalid)."""
     channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
     bits = channels * bit_depth
 
@@ -105,8 +107,19 @@ def flat_png(width: int, height: int, bit_depth: int = 8, colour_type: int = 2, 
             parts.append(z.compress(block if n == 256 else b"".join(rows(w, n))))
     parts.append(z.flush())
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, int(interlaced))
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"".join(parts)) +
+    plte = (_chunk(b"PLTE", bytes(v for k in range(1 << bit_depth) for v in (k * 255 // ((1 << bit_depth) - 1),) * 3))
+            if colour_type == 3 and palette else b"")
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + plte + _chunk(b"IDAT", b"".join(parts)) +
             _chunk(b"IEND", b""))
+
+
+def png_with_chunk_length(png: bytes, tag: bytes = b"IDAT", length: int = 0x8000000B) -> bytes:
+    """``png`` whose ``tag`` chunk declares ``length`` bytes (OpenCV 5 allocated that much before reading: found
+    by fuzzing, 2 GB for a 68-byte file)."""
+    b = bytearray(png)
+    i = png.index(tag) - 4
+    struct.pack_into(">I", b, i, length)
+    return bytes(b)
 
 
 def png_with_corrupt_idat(png: bytes) -> bytes:
@@ -145,6 +158,7 @@ def catalogue(max_pixels: int = 3840 * 2160 * 2) -> dict[str, tuple[str, Callabl
             "jpeg", lambda: with_app_segments(with_declared_size(small, 20000, 20000), 100_000)),
         "jpeg 65535x2 SOF (degenerate)": ("jpeg", lambda: with_declared_size(small, 65535, 2)),
         "png 20000x20000 (valid), sent as jpeg": ("jpeg", lambda: flat_png(20000, 20000, 1, 0)),
+        "png 193x45 whose IDAT chunk claims 2 GB": ("png", lambda: png_with_chunk_length(flat_png(193, 45, 8, 0))),
         f"progressive jpeg {w}x{h} flat with 3000 repeated scans": (
             "jpeg", lambda: with_repeated_last_scan(_jpeg(np.zeros((h, w, 3), np.uint8), progressive=True), 3000)),
         f"progressive jpeg {w}x{h} flat with {MAX_JPEG_SCANS} scans (the most accepted)": (
@@ -163,5 +177,5 @@ def catalogue(max_pixels: int = 3840 * 2160 * 2) -> dict[str, tuple[str, Callabl
     }
 
 
-__all__ = ["catalogue", "flat_png", "jpeg_with_bad_scan", "png_with_corrupt_idat", "with_app_segments",
+__all__ = ["catalogue", "flat_png", "jpeg_with_bad_scan", "png_with_chunk_length", "png_with_corrupt_idat", "with_app_segments",
            "with_declared_size", "with_exif_orientation", "with_repeated_last_scan"]
