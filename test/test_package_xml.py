@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: import name -> rosdep key, for the Python libraries (ROS packages are their own key)
 PYTHON_KEYS = {"torch": "python3-torch", "numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml",
-               "tqdm": "python3-tqdm"}
+               "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib", "hypothesis": "python3-hypothesis"}
 PIP_ONLY = {"rosbags"}  # rosbags and rosbags-image: no rosdep key
 NOT_A_DEPENDENCY = {"vsseg_ros"}
 
