@@ -114,13 +114,18 @@ def test_bands_give_the_same_maps(model: PerFrameSegNet, monkeypatch: pytest.Mon
     np.testing.assert_array_equal(whole.boundary, banded.boundary)
 
 
+@pytest.mark.parametrize("dense", [True, False])  # interpolation as matrix products, or as gathers
 @pytest.mark.parametrize("confidence", [False, True])
 @pytest.mark.parametrize("landscape", [True, False])  # columns or rows interpolated first
-def test_labels_are_the_first_maximal_class_of_the_upsampled_logits(confidence: bool, landscape: bool,
+def test_labels_are_the_first_maximal_class_of_the_upsampled_logits(confidence: bool, landscape: bool, dense: bool,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Labels straight from the output maps against argmax (first maximum) of F.interpolate, with exact
     ties between classes (equal channels, and a constant region), in one band and in several, for both
-    orders of the two interpolation products; NaN logits give valid labels, not a crash."""
+    orders of the two interpolation products and both ways of interpolating; NaN logits give valid labels."""
+    from vsseg_ros.core.frame_pipeline import _Interp
+
+    if not dense:
+        monkeypatch.setattr(_Interp, "DENSE_ELEMENTS", 0)
     torch.manual_seed(0)
     hl, wl, H, W = (7, 9, 50, 70) if landscape else (9, 7, 70, 50)
     logits = torch.randn(1, C, hl, wl)
@@ -145,6 +150,28 @@ def test_labels_are_the_first_maximal_class_of_the_upsampled_logits(confidence: 
             else:
                 assert conf is None
             assert int(maps.labels_and_confidence(nan[0].contiguous(), confidence)[0].max()) < C
+
+
+@pytest.mark.parametrize("H, W", [(1, 400_000), (400_000, 1), (3, 200_000)])
+def test_a_degenerate_frame_costs_what_its_pixels_cost(seg: PerFrameSegmenter, H: int, W: int) -> None:
+    """A frame far longer than wide: the interpolation along its long side is kept as taps, not as a dense
+    (side x logit grid) matrix, so the output maps' buffers stay proportional to its pixels."""
+    import time
+
+    frame = Frame(np.full((H, W, 3), 90, np.uint8), 0)
+    t0 = time.perf_counter()
+    r = seg.push(frame)
+    seconds = time.perf_counter() - t0
+    assert r.labels.shape == (H, W) and r.confidence.shape == (H, W) and r.boundary.shape == (H, W)
+    pb = seg.output_maps._buffers
+    long_axis = pb.rx if W > H else pb.ry
+    assert long_axis.dense is None
+    held = sum(t.numel() for t in (pb.tmp, pb.up, pb.max, pb.rank, pb.sum, *(a.dense for a in (pb.rx, pb.ry)
+                                                                               if a.dense is not None)))
+    assert held <= (C + 3) * H * W + (1 << 21), held
+    uniform = seg.push(Frame(np.full((97, 131, 3), 90, np.uint8), 1))
+    assert (r.labels == uniform.labels[0, 0]).mean() > 0.99  # a flat frame: the same class everywhere
+    assert seconds < 10.0
 
 
 def test_output_request(seg: PerFrameSegmenter) -> None:

@@ -27,12 +27,32 @@ def _param(text: str) -> tuple[str, object]:
     return name.strip(), yaml.safe_load(value)
 
 
+def node_namespace(text: str) -> str:
+    """``--namespace`` as a ROS namespace: relative ones (``cam0``, as users type them) made absolute
+    (``/cam0``), a trailing slash dropped; ValueError saying why for an invalid one."""
+    ns = "/" + text.strip().strip("/") if text.strip().strip("/") else ""
+    if ns:
+        from rclpy.exceptions import InvalidNamespaceException
+        from rclpy.validate_namespace import validate_namespace
+
+        try:
+            validate_namespace(ns)
+        except InvalidNamespaceException as err:
+            raise ValueError(f"--namespace {text!r} is not a valid ROS namespace: {err}") from None
+    return ns
+
+
 def _cmd_node(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from vsseg_ros.ros.node import main
+    from vsseg_ros.ros.main import main  # light: the heavy imports come after its signal handlers
 
     argv = ["vsseg-ros-node", "--ros-args", "-r", f"image:={args.image_topic}"]
-    if args.namespace:
-        argv += ["-r", f"__ns:={args.namespace}"]
+    try:
+        namespace = node_namespace(args.namespace)
+    except ValueError as err:
+        print(f"vsseg-ros node: {err}", file=sys.stderr)
+        return 2
+    if namespace:
+        argv += ["-r", f"__ns:={namespace}"]
     if args.params_file:
         if not Path(args.params_file).is_file():
             print(f"vsseg-ros node: parameters file {args.params_file} does not exist", file=sys.stderr)
@@ -40,7 +60,7 @@ def _cmd_node(args: argparse.Namespace, ros_args: list[str]) -> int:
         argv += ["--params-file", str(args.params_file)]
     if ros_args:
         argv += [a for a in ros_args if a != "--ros-args"]
-    return main(argv)
+    return main(argv, lifecycle=args.lifecycle)
 
 
 def _cmd_demo(args: argparse.Namespace, _: list[str]) -> int:
@@ -121,7 +141,10 @@ def _cmd_package_model(args: argparse.Namespace, _: list[str]) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser; a plugged subcommand's module (and what it imports: torch, for most) is imported only when
+    ``command`` is that subcommand or None, so `vsseg-ros node` starts without importing torch before its
+    signal handlers are in place."""
     p = argparse.ArgumentParser(prog="vsseg-ros", description="Video semantic segmentation for ROS 2.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -129,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the segmentation node. Arguments after --ros-args go to ROS.")
     n.add_argument("--params-file", help="ROS parameters YAML (`/**: ros__parameters:`)")
     n.add_argument("--image-topic", default="/camera/image_raw", help="topic the `image` input is remapped to")
-    n.add_argument("--namespace", default="", help="node namespace (outputs go to <ns>/semantic/...)")
+    n.add_argument("--namespace", default="", help="node namespace, e.g. cam0 or /cam0 (outputs go to "
+                   "<ns>/semantic/...)")
+    n.add_argument("--lifecycle", action="store_true", help="run as a managed (lifecycle) node: it starts "
+                   "unconfigured and waits for configure / activate (what segmentation_lifecycle_node runs)")
     n.set_defaults(func=_cmd_node)
 
     d = sub.add_parser("demo", help="play a street video through the node over DDS and write pictures + stats")
@@ -189,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_cmd_package_model)
 
     for name, module, help_text, _ in PLUGGED:
-        _add_plugged(sub, name, module, help_text)
+        _add_plugged(sub, name, module, help_text, load=command in (None, name))
     return p
 
 
@@ -215,13 +241,25 @@ PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
     ("temporal-headroom", "vsseg_ros.tools.temporal_headroom",
      "what fusing a per-frame model's outputs over a causal window could gain, no learning: per-frame vs causal "
      "mean, flow-aligned mean and the any-of-T oracle", False),
+    ("soak", "vsseg_ros.tools.soak",
+     "run the node (started for you) for minutes under a camera-rate stream over DDS: RSS, output rate, drops, "
+     "latency and wrong stamps over time; fails on RSS growth or a wrong stamp", True),
+    ("fuzz-decoders", "vsseg_ros.tools.fuzz_decoders",
+     "property-based fuzzing (hypothesis) of the Image and CompressedImage decoders: every message decodes to its "
+     "declared size or is refused with ImageDecodeError", False),
+    ("decode-bombs", "vsseg_ros.tools.decode_bombs",
+     "hostile compressed images (decompression bombs, scan bombs, other formats) through the node's decoder, one "
+     "process each: outcome, time and peak memory", False),
 )
 
 
-def _add_plugged(sub: "argparse._SubParsersAction", name: str, module: str, help_text: str) -> None:
+def _add_plugged(sub: "argparse._SubParsersAction", name: str, module: str, help_text: str,
+                 load: bool = True) -> None:
     import importlib
 
     sp = sub.add_parser(name, help=help_text, description=help_text)
+    if not load:
+        return
     try:
         mod = importlib.import_module(module)
     except ImportError as e:  # a broken install: say so when the command is used, keep the others working
@@ -241,7 +279,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "--ros-args" in argv:
         i = argv.index("--ros-args")
         argv, ros_args = argv[:i], argv[i:]
-    args = build_parser().parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     offline = args.command == "replay" and getattr(args, "score_recorded", None) is not None  # scores a bag only
     if args.command in NEEDS_ROS and not offline:
         missing = _missing_ros()

@@ -127,27 +127,64 @@ def extent_read(size: int, stride: int, grid: int) -> int:
     return min(grid, math.ceil(size / stride) + 1)
 
 
-def _interp_matrix(out_size: int, in_size: int, in_used: int, scale: float) -> Tensor:
-    """``(out_size, in_used)`` bilinear weights (align_corners=False) sampling ``in_size`` source pixels
-    at ``scale`` output pixels per source pixel; columns past ``in_used`` carry no weight and are dropped
-    (sources beyond the edge are clamped to the last pixel, as ``F.interpolate`` does)."""
-    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) / scale - 0.5).clamp_(min=0.0)
-    i0 = src.floor().long().clamp_(max=in_size - 1)
-    lam = src - i0
-    i1 = (i0 + 1).clamp_(max=in_size - 1)
-    m = torch.zeros(out_size, in_size, dtype=torch.float64)
-    rows = torch.arange(out_size)
-    m.index_put_((rows, i0), 1.0 - lam, accumulate=True)
-    m.index_put_((rows, i1), lam, accumulate=True)
-    assert not m[:, in_used:].any()
-    return m[:, :in_used].float()
+class _Interp:
+    """Bilinear weights (align_corners=False) from ``in_size`` source pixels to ``out_size`` output pixels along
+    one axis, at ``scale`` output pixels per source pixel; sources past ``in_used`` carry no weight (they only
+    cover the input's padding) and are left out. Sources beyond the edge are clamped, as ``F.interpolate`` does.
+
+    Kept as a dense ``(out_size, in_used)`` matrix, applied as a matrix product (fast on a CPU), while that
+    matrix has at most :attr:`DENSE_ELEMENTS` elements; past that (a degenerate frame: a side far longer than
+    the logit grid is across, such as 1 x 4,000,000) as its two taps per output pixel, applied as two gathers
+    and a lerp, so its memory grows with the output, never with a side times the logit grid.
+    """
+
+    #: largest dense interpolation matrix kept (4 MB of float32); normal frames stay far below
+    DENSE_ELEMENTS = 1 << 20
+
+    def __init__(self, out_size: int, in_size: int, in_used: int, scale: float, device: torch.device) -> None:
+        src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) / scale - 0.5).clamp_(min=0.0)
+        i0 = src.floor().long().clamp_(max=in_size - 1)
+        lam = src - i0
+        i1 = (i0 + 1).clamp_(max=in_size - 1)
+        # i0 always lies inside the used sources, i1 only past them where its weight is 0
+        assert int(i0.max()) < in_used and not lam[i1 >= in_used].any()
+        self.dense: Optional[Tensor] = None  # (out_size, in_used)
+        self.dense_t: Optional[Tensor] = None  # (in_used, out_size), for products along the last axis
+        if out_size * in_used <= self.DENSE_ELEMENTS:
+            m = torch.zeros(out_size, in_used, dtype=torch.float64)
+            rows = torch.arange(out_size)
+            m.index_put_((rows, i0), 1.0 - lam, accumulate=True)
+            m.index_put_((rows, i1.clamp(max=in_used - 1)), lam, accumulate=True)
+            self.dense = m.float().to(device)
+            self.dense_t = self.dense.t().contiguous()
+        else:
+            self.i0 = i0.to(device)
+            self.i1 = i1.clamp_(max=in_used - 1).to(device)
+            self.lam = lam.float().to(device)
+
+    def rows(self, x: Tensor, r0: int, r1: int, out: Tensor) -> None:
+        """Output rows r0..r1 along axis 1 of ``x`` (K, in_used, L) into ``out`` (K, r1 - r0, L)."""
+        if self.dense is not None:
+            torch.matmul(self.dense[r0:r1], x, out=out)
+            return
+        torch.index_select(x, 1, self.i0[r0:r1], out=out)
+        out.lerp_(torch.index_select(x, 1, self.i1[r0:r1]), self.lam[r0:r1].view(1, -1, 1))
+
+    def last(self, x: Tensor, out: Tensor) -> None:
+        """Along the last axis: ``x`` (M, in_used) into ``out`` (M, out_size)."""
+        if self.dense_t is not None:
+            torch.mm(x, self.dense_t, out=out)
+            return
+        torch.index_select(x, 1, self.i0, out=out)
+        out.lerp_(torch.index_select(x, 1, self.i1), self.lam.view(1, -1))
 
 
 class _PostBuffers:
     """Interpolation matrices and scratch tensors for one (frame size, network size, logit size) pair.
 
     Upsampling is separable bilinear interpolation done as two matrix products (exactly
-    ``F.interpolate(mode="bilinear", align_corners=False)`` with the frame/logit scale, but faster on CPU),
+    ``F.interpolate(mode="bilinear", align_corners=False)`` with the frame/logit scale, but faster on CPU; a
+    degenerate frame's long side uses gathers instead, see :class:`_Interp`),
     processed in bands of rows so the scratch memory stays bounded for large frames. The product over the
     shorter logit side runs at full output size, so it goes second: for a landscape frame the columns are
     interpolated first (once, at logit height), then each band's rows (at 360x480, 102 instead of 127
@@ -164,8 +201,8 @@ class _PostBuffers:
         # logit rows/cols that any output pixel reads (the rest only cover the padding)
         self.rows = extent_read(h, stride, hl)
         self.cols = extent_read(w, stride, wl)
-        self.ry = _interp_matrix(H, hl, self.rows, stride * H / h).to(device)  # (H, rows)
-        self.rxt = _interp_matrix(W, wl, self.cols, stride * W / w).t().contiguous().to(device)  # (cols, W)
+        self.ry = _Interp(H, hl, self.rows, stride * H / h, device)  # rows: (rows,) -> (H,)
+        self.rx = _Interp(W, wl, self.cols, stride * W / w, device)  # columns: (cols,) -> (W,)
         self.band = max(1, min(H, self.BAND_ELEMENTS // (C * W)))
         n = self.band
         rows, cols = self.rows, self.cols
@@ -189,19 +226,19 @@ class _PostBuffers:
         K = x.shape[0]
         out = (torch.empty(K, self.rows, self.W, device=x.device) if tmp is None
                else tmp[: K * self.rows * self.W].view(K, self.rows, self.W))
-        torch.mm(x.view(K * self.rows, self.cols), self.rxt, out=out.view(K * self.rows, self.W))
+        self.rx.last(x.view(K * self.rows, self.cols), out.view(K * self.rows, self.W))
         return out
 
     def _rows(self, x: Tensor, r0: int, r1: int, out: Tensor) -> None:
         """Output rows r0..r1 of a :meth:`_prepared` ``x`` into ``out`` (K, r1 - r0, W)."""
         if self.cols_first:
-            torch.matmul(self.ry[r0:r1], x, out=out)
+            self.ry.rows(x, r0, r1, out)
             return
         K, n = x.shape[0], r1 - r0
         size = K * n * self.cols  # rows first: self.tmp is the band's scratch
         t = (self.tmp[:size] if size <= self.tmp.numel() else torch.empty(size, device=x.device)).view(K, n, -1)
-        torch.matmul(self.ry[r0:r1], x, out=t)
-        torch.mm(t.view(K * n, self.cols), self.rxt, out=out.view(K * n, self.W))
+        self.ry.rows(x, r0, r1, t)
+        self.rx.last(t.view(K * n, self.cols), out.view(K * n, self.W))
 
     def upsample(self, x: Tensor) -> Tensor:
         """(K, hl, wl) -> a new (K, H, W) tensor."""

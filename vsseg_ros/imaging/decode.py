@@ -14,14 +14,27 @@ and whose message says what was wrong, with the actual numbers, and what is acce
 =====================================  ==========================================================
 ``zero_size``                          width or height is 0 (or negative)
 ``too_large``                          width x height exceeds ``max_pixels`` (``max_input_pixels``)
-``unsupported_encoding:<encoding>``    ``Image.encoding`` is not in :data:`SUPPORTED_ENCODINGS`
+``too_long_side``                      width or height exceeds ``max_side`` (``max_input_side``)
+``bad_field``                          a size field is not an integer
+``unsupported_encoding``               ``Image.encoding`` is not in :data:`SUPPORTED_ENCODINGS`
 ``odd_size``                           yuv422 / nv12 frame with an odd width (nv12: or height)
 ``step_too_small``                     ``step`` is less than width x bytes per pixel
 ``size_mismatch``                      ``len(data)`` differs from what step and height require
 ``bad_data``                           ``data`` is not a byte buffer / sequence of bytes
-``unsupported_compressed_format``      ``CompressedImage.format`` names neither jpeg nor png
+``unsupported_compressed_format``      the bytes are neither JPEG nor PNG (whatever ``format`` says), or
+                                       ``format`` is compressedDepth
+``too_many_scans``                     a JPEG with more than :data:`MAX_JPEG_SCANS` scans
 ``corrupt_compressed``                 the compressed bytes are empty, corrupt or truncated
 =====================================  ==========================================================
+
+No kind contains a value from the message (an encoding string, a size): a stream of frames that are each wrong
+in a different way is still reported once.
+
+Compressed data is identified by its magic number, never by ``CompressedImage.format`` (OpenCV picks its codec
+from the bytes too), and its declared size is read from the JPEG SOF / PNG IHDR header and checked against the
+limits before anything is decoded (:mod:`.sniff`). EXIF orientation is ignored: pixels are taken as sent. What
+libjpeg/libpng print on fd 2 is caught (:mod:`.stderr_capture`) and put into the error message instead of the
+log.
 
 Colour conversion goes through rosbags-image (``rosbags.image``) where it is right, on a view that we
 build ourselves. Its own ``image_to_cvimage`` is not used directly because (rosbags-image 0.10.4)
@@ -38,10 +51,11 @@ right, and the tests prove it with solid-colour mosaics.
 
 from __future__ import annotations
 
-import struct
-
 import cv2
 import numpy as np
+
+from .sniff import ACCEPTED_FORMATS, HeaderError, format_field_kind, sniff
+from .stderr_capture import library_messages
 
 try:  # optional: rosbags-image is not a rosdep key
     from rosbags.image.image import convert_color as _rosbags_convert_color
@@ -49,6 +63,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     _rosbags_convert_color = None
 
 __all__ = [
+    "MAX_JPEG_SCANS",
     "SUPPORTED_COMPRESSED_FORMATS",
     "SUPPORTED_ENCODINGS",
     "ImageDecodeError",
@@ -78,7 +93,9 @@ _BPP: dict[str, int] = {
 }
 
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_BPP)
-SUPPORTED_COMPRESSED_FORMATS = ("jpeg", "png")
+SUPPORTED_COMPRESSED_FORMATS = ACCEPTED_FORMATS
+#: scans a JPEG may have: the decoder walks the whole image once per scan, real progressive files have about 10
+MAX_JPEG_SCANS = 32
 
 _YUV422 = frozenset({"yuv422", "yuv422_yuy2", "uyvy", "yuyv"})
 
@@ -110,17 +127,16 @@ _CV_TO_RGB: dict[str, int | None] = {
     "nv12": _cv_code("COLOR_YUV2RGB_NV12"),
 }
 
+# Pixels as sent: IMREAD_IGNORE_ORIENTATION keeps OpenCV from applying a JPEG's EXIF rotation.
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers (SOF0..SOF15 without DHT C4, JPG C8 and DAC CC).
-_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_IMREAD_FLAGS = (cv2.IMREAD_COLOR if _IMREAD_RGB is None else _IMREAD_RGB) | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 class ImageDecodeError(ValueError):
     """An image message that cannot be decoded.
 
-    ``kind`` is a short stable key for the category of problem (no per-frame numbers in it), e.g.
-    ``"size_mismatch"`` or ``"unsupported_encoding:rgb16"``; ``str(err)`` is the full human message.
+    ``kind`` is a short stable key for the category of problem (no value from the message in it), e.g.
+    ``"size_mismatch"`` or ``"unsupported_encoding"``; ``str(err)`` is the full human message.
     """
 
     def __init__(self, message: str, kind: str) -> None:
@@ -171,7 +187,7 @@ def _as_bytes_array(data) -> np.ndarray:
         ) from None
 
 
-def _check_dims(height: int, width: int, max_pixels: int, what: str) -> None:
+def _check_dims(height: int, width: int, max_pixels: int, max_side: int, what: str) -> None:
     if height <= 0 or width <= 0:
         raise ImageDecodeError(
             f"{what} has zero size: width x height = {width} x {height}; both must be positive",
@@ -183,6 +199,19 @@ def _check_dims(height: int, width: int, max_pixels: int, what: str) -> None:
             f"{max_pixels} pixels set by the parameter max_input_pixels",
             "too_large",
         )
+    if max_side > 0 and max(width, height) > max_side:
+        raise ImageDecodeError(
+            f"{what} of width x height = {width} x {height} has a side longer than {max_side} pixels, the limit "
+            "set by the parameter max_input_side",
+            "too_long_side",
+        )
+
+
+def _as_int(value, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ImageDecodeError(f"image {name} {value!r} is not an integer", "bad_field") from None
 
 
 def decode_image(
@@ -193,13 +222,14 @@ def decode_image(
     data,
     is_bigendian: int = 0,
     max_pixels: int = 0,
+    max_side: int = 0,
 ) -> np.ndarray:
     """Decode raw ``sensor_msgs/Image`` fields into a C-contiguous HxWx3 uint8 RGB array.
 
     ``data`` may be ``bytes``, ``bytearray``, ``memoryview``, ``array.array('B')`` (rclpy) or a uint8
     numpy array (rosbags); it is wrapped without copying. Rows may be padded (``step`` larger than
     width x bytes per pixel); the padding is cropped. ``max_pixels`` > 0 rejects frames with more
-    pixels (the node's ``max_input_pixels``).
+    pixels (the node's ``max_input_pixels``), ``max_side`` > 0 frames with a longer side (``max_input_side``).
 
     Grey images are replicated into three channels. ``mono16`` is mapped to 8 bits by keeping the
     high byte (``value >> 8``: 0..255 -> 0, 65280..65535 -> 255), which treats the full 16-bit range
@@ -215,16 +245,16 @@ def decode_image(
     For an unpadded ``rgb8`` frame the result is a view of ``data`` (zero copy; read-only if
     ``data`` is immutable); every other case returns a new array.
     """
-    height, width, step = int(height), int(width), int(step)
-    _check_dims(height, width, max_pixels, f"{encoding!s} image")
+    height, width, step = _as_int(height, "height"), _as_int(width, "width"), _as_int(step, "step")
     enc = _normalise(encoding)
     bpp = _BPP.get(enc)
     if bpp is None:
         raise ImageDecodeError(
-            f"unsupported image encoding {encoding!r}; supported encodings are: "
+            f"unsupported image encoding {str(encoding)[:64]!r}; supported encodings are: "
             f"{', '.join(SUPPORTED_ENCODINGS)}",
-            "unsupported_encoding:" + str(encoding)[:40],
+            "unsupported_encoding",
         )
+    _check_dims(height, width, max_pixels, max_side, f"{enc} image")
     if (enc in _YUV422 and width % 2) or (enc == "nv12" and (width % 2 or height % 2)):
         need = "an even width" if enc in _YUV422 else "an even width and height"
         raise ImageDecodeError(
@@ -276,112 +306,93 @@ def _size_message(enc: str, width: int, height: int, bpp: int, step: int, rows: 
 
 
 def _compressed_kind(fmt: str, data: np.ndarray | None = None) -> str | None:
-    """'jpeg', 'png' or None for a CompressedImage.format string (short or image_transport long form)."""
-    f = str(fmt).strip().lower()
-    if "compresseddepth" in f:
-        return None
-    if "jpeg" in f or "jpg" in f:
-        return "jpeg"
-    if "png" in f:
-        return "png"
-    if not f and data is not None:  # format left empty by the publisher: trust the magic bytes
-        head = data[:8].tobytes()
-        if head.startswith(b"\xff\xd8"):
-            return "jpeg"
-        if head == _PNG_MAGIC:
-            return "png"
-    return None
+    """'jpeg', 'png' or None for a CompressedImage.format string (kept for the encoder; decoding goes by the
+    bytes)."""
+    return format_field_kind(fmt)
 
 
-def _peek_size(kind: str, buf: np.ndarray) -> tuple[int, int] | None:
-    """(width, height) from a PNG IHDR or JPEG SOF header, or None if it cannot be read cheaply."""
-    n = buf.size
-    try:
-        if kind == "png":
-            if n >= 24 and buf[:8].tobytes() == _PNG_MAGIC and buf[12:16].tobytes() == b"IHDR":
-                return struct.unpack_from(">II", buf, 16)
-            return None
-        if n < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
-            return None
-        i = 2
-        for _ in range(512):  # segments before the frame header; real files have a few dozen at most
-            if i + 4 > n or buf[i] != 0xFF:
-                return None
-            marker = int(buf[i + 1])
-            if marker == 0xFF:  # fill byte
-                i += 1
-                continue
-            if marker in _JPEG_SOF:
-                if i + 9 > n:
-                    return None
-                h, w = struct.unpack_from(">HH", buf, i + 5)
-                return w, h
-            if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # stand-alone markers
-                i += 2
-                continue
-            if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-                return None
-            (seg_len,) = struct.unpack_from(">H", buf, i + 2)
-            i += 2 + seg_len
-    except (struct.error, IndexError, ValueError):
-        return None
-    return None
+def _refuse_container(fmt: str, container: str | None, head: bytes) -> ImageDecodeError:
+    said = f" (its format field says {str(fmt)[:64]!r})" if str(fmt).strip() else ""
+    what = (f"is {container} data" if container is not None
+            else f"is neither JPEG nor PNG data (it starts with bytes {head.hex(' ')})")
+    return ImageDecodeError(
+        f"compressed image {what}{said}; accepted are jpeg and png, recognised by their magic number whatever "
+        "the format field says",
+        "unsupported_compressed_format",
+    )
 
 
-def decode_compressed(fmt: str, data, max_pixels: int = 0) -> np.ndarray:
+def decode_compressed(fmt: str, data, max_pixels: int = 0, max_side: int = 0,
+                      warnings: list[str] | None = None) -> np.ndarray:
     """Decode ``sensor_msgs/CompressedImage`` bytes into a C-contiguous HxWx3 uint8 RGB array.
 
-    ``fmt`` is the message's ``format``: ``"jpeg"``, ``"jpg"``, ``"png"`` or image_transport's long
-    form such as ``"rgb8; jpeg compressed bgr8"`` or ``"bgr8; png compressed"`` (an empty format is
-    resolved from the magic bytes). ``compressedDepth`` payloads are rejected. Grey, 16-bit and RGBA
-    PNGs are converted to 8-bit RGB (OpenCV's IMREAD_COLOR rules: 16 bits keep the high byte, alpha
-    is dropped). The frame size is read from the PNG/JPEG header and checked against ``max_pixels``
-    before decoding, then checked again on the decoded image.
+    The bytes decide the format: JPEG or PNG by their magic number, whatever ``fmt`` (the message's ``format``)
+    says; anything else (WebP, TIFF, BMP, GIF, ...) is refused by name. ``fmt`` only matters for
+    ``compressedDepth``, which is refused (its payload is a depth header and a 16-bit PNG, not a camera image).
+    The frame size declared in the PNG IHDR / JPEG SOF header (found after any number of segments) is checked
+    against ``max_pixels`` and ``max_side`` before anything is decoded, and a JPEG's scan count against
+    :data:`MAX_JPEG_SCANS`; the decoded image must have exactly the declared size. EXIF orientation is ignored
+    (pixels as sent). Grey, 16-bit and RGBA PNGs are converted to 8-bit RGB (OpenCV's IMREAD_COLOR rules: 16
+    bits keep the high byte, alpha is dropped). What the image libraries print is caught: it goes into the
+    error's message, or, for a frame that decoded despite it (libjpeg recovers from some damage), into
+    ``warnings`` when a list is given.
     """
     buf = _as_bytes_array(data)
-    kind = _compressed_kind(fmt, buf)
-    if kind is None:
+    if "compresseddepth" in str(fmt).lower():
         raise ImageDecodeError(
-            f"unsupported compressed image format {fmt!r}; supported are "
-            f"{', '.join(SUPPORTED_COMPRESSED_FORMATS)} (also in image_transport's long form, "
-            f"e.g. 'rgb8; jpeg compressed bgr8'); compressedDepth is not supported",
+            f"compressed image format {str(fmt)[:64]!r} is a compressedDepth payload, which is not supported; "
+            f"accepted are {', '.join(SUPPORTED_COMPRESSED_FORMATS)} camera images",
             "unsupported_compressed_format",
         )
     if buf.size == 0:
-        raise ImageDecodeError(f"compressed {kind} image has no data (0 bytes)", "corrupt_compressed")
-    size = _peek_size(kind, buf)
-    if size is not None:
-        _check_dims(size[1], size[0], max_pixels, f"compressed {kind} image")
+        raise ImageDecodeError("compressed image has no data (0 bytes)", "corrupt_compressed")
+    raw = buf.tobytes()
     try:
-        if _IMREAD_RGB is not None:
-            img = cv2.imdecode(buf, _IMREAD_RGB)
-        else:  # pragma: no cover - OpenCV < 4.10
-            img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-            if img is not None:
+        kind, header = sniff(raw)
+    except HeaderError as err:
+        raise ImageDecodeError(f"compressed image of {buf.size} bytes is corrupt: {err}",
+                               "corrupt_compressed") from None
+    if header is None:
+        raise _refuse_container(fmt, kind, raw[:8])
+    what = f"compressed {kind} image"
+    _check_dims(header.height, header.width, max_pixels, max_side, what)
+    if kind == "jpeg":
+        if header.scans == 0:
+            raise ImageDecodeError(f"{what} of {buf.size} bytes has no image data (no scan after its frame header)",
+                                   "corrupt_compressed")
+        if header.scans > MAX_JPEG_SCANS:
+            raise ImageDecodeError(f"{what} has {header.scans} scans, more than the {MAX_JPEG_SCANS} accepted (the "
+                                   "decoder would walk the whole image once per scan)", "too_many_scans")
+    with library_messages() as printed:
+        try:
+            img = cv2.imdecode(buf, _IMREAD_FLAGS)
+            if img is not None and _IMREAD_RGB is None and img.ndim == 3:  # pragma: no cover - OpenCV < 4.10
                 img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    except cv2.error as err:
+            error = None
+        except cv2.error as err:
+            img, error = None, str(err).strip()
+    said = f" ({'; '.join(printed)[:300]})" if printed else ""
+    if error is not None or img is None or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        why = f": {error}" if error else " (corrupt or truncated data)"
+        raise ImageDecodeError(f"{what} of {buf.size} bytes could not be decoded{why}{said}", "corrupt_compressed")
+    if img.shape[:2] != (header.height, header.width):
         raise ImageDecodeError(
-            f"compressed {kind} image of {buf.size} bytes could not be decoded: {str(err).strip()}",
-            "corrupt_compressed",
-        ) from None
-    if img is None or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        raise ImageDecodeError(
-            f"compressed {kind} image of {buf.size} bytes could not be decoded (corrupt or truncated data)",
-            "corrupt_compressed",
-        )
-    _check_dims(img.shape[0], img.shape[1], max_pixels, f"compressed {kind} image")
+            f"{what} decoded to {img.shape[1]} x {img.shape[0]} but its header declares {header.width} x "
+            f"{header.height}", "corrupt_compressed")
+    if printed and warnings is not None:
+        warnings.extend(printed)
     return np.ascontiguousarray(img)
 
 
-def decode_message(msg, max_pixels: int = 0) -> np.ndarray:
+def decode_message(msg, max_pixels: int = 0, max_side: int = 0, warnings: list[str] | None = None) -> np.ndarray:
     """Decode an Image (has ``encoding``) or CompressedImage (has ``format``) message object.
 
     Duck-typed, so rclpy messages, rosbags messages and simple namespaces all work.
     """
     if hasattr(msg, "encoding"):
         return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                            getattr(msg, "is_bigendian", 0), max_pixels)
+                            getattr(msg, "is_bigendian", 0), max_pixels, max_side)
     if hasattr(msg, "format"):
-        return decode_compressed(msg.format, msg.data, max_pixels)
+        return decode_compressed(msg.format, msg.data, max_pixels, max_side, warnings)
     raise TypeError(f"{type(msg).__name__} is neither a sensor_msgs Image (no .encoding) "
                     f"nor a CompressedImage (no .format)")

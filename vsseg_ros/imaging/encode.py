@@ -107,7 +107,7 @@ def encode_image(rgb: np.ndarray, encoding: str, row_padding: int = 0,
     if enc not in SUPPORTED_ENCODINGS:
         raise ImageDecodeError(
             f"unsupported image encoding {encoding!r}; supported encodings are: {', '.join(SUPPORTED_ENCODINGS)}",
-            "unsupported_encoding:" + str(encoding)[:40],
+            "unsupported_encoding",
         )
     if row_padding < 0:
         raise ValueError(f"row_padding must be >= 0, got {row_padding}")

@@ -1,59 +1,57 @@
 """segmentation_node: camera images in, per-pixel classes, boundary and confidence maps out.
 
-The subscription callback only hands the newest message to a worker thread (never inference in a callback);
-the worker decodes, runs the Segmenter and publishes. A frame replaced before the worker took it is dropped
-and counted. Outputs nobody subscribes to are neither computed nor serialised.
+The subscription callback only hands the newest message to a worker (never inference in a callback); the
+worker decodes, runs the Segmenter and publishes. A frame replaced before the worker took it is dropped and
+counted. Outputs nobody subscribes to are neither computed nor serialised.
+
+One class, :class:`SegmentationNode`, in the states of a ROS 2 managed node: :meth:`configure` loads the model
+and creates the publishers (the slow part), :meth:`activate` creates the subscription, :meth:`deactivate`
+destroys it and stops publishing with the model kept warm, :meth:`cleanup` frees the model. Started plainly it
+configures and activates itself in its constructor; :class:`SegmentationLifecycleNode` (``rclpy.lifecycle``)
+maps the lifecycle transitions onto the same methods.
 
 Every output carries the header of the frame it labels (``result.frame.meta``): with a centered temporal model
 that is the previous frame's, published one frame late. Frames a temporal model still holds back are flushed
-(labelled and published) when the model is replaced by a parameter change and when the node stops.
+(labelled and published) when the model is replaced by a parameter change, on deactivation and when the node
+stops.
 """
 
 from __future__ import annotations
 
-import signal
-import sys
+import gc
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from vsseg_ros.core.checkpoint import CheckpointError
 from vsseg_ros.core.loading import backend_summary as _backend_summary, load_segmenter
-from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
-from vsseg_ros.core.mailbox import LatestSlot
 from vsseg_ros.core.segmenter import Frame, OutputRequest, Segmenter, SegmentationResult
+from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
 from vsseg_ros.core.visualize import overlay
 from vsseg_ros.imaging.decode import ImageDecodeError, decode_message
+from vsseg_ros.ros import health
+from vsseg_ros.ros.camera import CameraInput, Counters
 from vsseg_ros.ros.convert import class_map_msg, to_image_msg
 from vsseg_ros.ros.params import PARAMS, PARAMS_BY_NAME
 from vsseg_ros.ros.qos import latched_qos, qos_profile
+from vsseg_ros.tools.rosenv import FASTDDS_PROFILE
 
 NODE_NAME = "segmentation_node"
+#: what loading a model can raise for a bad parameter value or a bad file (all reported with the reason)
+MODEL_ERRORS = (CheckpointError, ValueError, RuntimeError, OSError, AssertionError)
 
 
-@dataclass
-class Counters:
-    received: int = 0
-    processed: int = 0
-    dropped: int = 0  # replaced by a newer frame before the worker took it
-    rejected: int = 0  # malformed input (bad encoding, size, corrupt compressed data)
-    skipped: int = 0  # nobody subscribed to any output
-    failed: int = 0  # the model raised
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+class StartupError(RuntimeError):
+    """The node cannot start: a parameter value or the model. The message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -67,86 +65,82 @@ class _Wanted:
     segmentation: bool
 
 
+@dataclass
+class _Outputs:
+    """The publishers that exist from configure to cleanup."""
+
+    mask: Any
+    boundary: Any
+    confidence: Any  # None unless publish_confidence
+    color: Any  # None unless publish_color_mask
+    segmentation: Any
+    class_map: Any
+    diagnostics: Any
+
+    def maps(self) -> tuple[Any, ...]:
+        return self.mask, self.boundary, self.confidence, self.color, self.segmentation
+
+
 class SegmentationNode(Node):
     """``worker_thread=False``: the caller runs :meth:`run_worker` itself (``main`` does, in the main thread:
     torch called from a second thread was measured 20-50 % slower on 2 cores, each calling thread getting
-    its own OpenMP team)."""
+    its own OpenMP team). ``autostart=False`` leaves the node unconfigured (the lifecycle node's start)."""
 
-    def __init__(self, worker_thread: bool = True, **kwargs: Any) -> None:
+    def __init__(self, worker_thread: bool = True, autostart: bool = True, **kwargs: Any) -> None:
+        # State every method relies on, set before anything can fail, so that tearing down a node whose
+        # construction failed (rclpy destroys it at shutdown) never meets a missing attribute.
+        self.camera: Optional[CameraInput] = None
+        self._segmenter: Optional[Segmenter] = None
+        self._next_segmenter: Optional[Segmenter] = None
+        self._out: Optional[_Outputs] = None
+        self._stats_timer: Any = None
+        self._last_stats = time.monotonic()
+        self._active = False
+        self._reported: set[str] = set()
+        self._transition = threading.RLock()  # one state change at a time
+        self._busy = threading.Lock()  # held by the worker while it processes a frame
+        self._stopping = threading.Event()
+        self._worker: Optional[threading.Thread] = None
         super().__init__(NODE_NAME, **kwargs)
         for spec in PARAMS:
-            default = spec.default if spec.default is not None else Parameter.Type.DOUBLE_ARRAY
-            self.declare_parameter(spec.name, default, spec.descriptor())
+            self.declare_parameter(spec.name, spec.default, spec.descriptor())
         values = self._values()
-        for spec in PARAMS:
-            reason = spec.validate(values[spec.name])
-            if reason:
-                raise ValueError(reason)
-        if values["worker_threads"] > 0:
-            import torch
-
-            torch.set_num_threads(values["worker_threads"])
-        self._segmenter: Segmenter = self._build_segmenter(values)
-        self._next_segmenter: Optional[Segmenter] = None
-        self.get_logger().info(
-            f"model {self._segmenter.model_id!r} on {self._segmenter.device}, precision {values['precision']}, "
-            f"{self._segmenter.class_map.num_classes} classes{_temporal_summary(self._segmenter)}; "
-            f"backend {_backend_summary(self._segmenter)}")
+        reason = self._invalid(values)
+        if reason:
+            raise StartupError(reason)
+        topic = self.resolve_topic_name("image")
+        self.camera = CameraInput(topic + "/compressed" if values["image_transport"] == "compressed" else topic)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        out_qos = qos_profile(values["output_qos"], values["output_qos_depth"])
-        self._pub_mask = self.create_publisher(Image, "semantic/mask", out_qos)
-        self._pub_boundary = self.create_publisher(Image, "semantic/boundary_confidence", out_qos)
-        self._pub_confidence = (self.create_publisher(Image, "semantic/confidence", out_qos)
-                                if values["publish_confidence"] else None)
-        self._pub_color = (self.create_publisher(Image, "semantic/color_mask", out_qos)
-                           if values["publish_color_mask"] else None)
-        from vsseg_ros.msg import ClassMap as ClassMapMsg, SemanticSegmentation
-
-        self._seg_type = SemanticSegmentation
-        self._pub_seg = self.create_publisher(SemanticSegmentation, "semantic/segmentation", out_qos)
-        self._pub_class_map = self.create_publisher(ClassMapMsg, "semantic/class_map", latched_qos())
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-        in_qos = qos_profile(values["input_qos"], values["input_qos_depth"])
-        if values["image_transport"] == "compressed":
-            self._input_topic = self.resolve_topic_name("image") + "/compressed"
-            self._sub = self.create_subscription(CompressedImage, self._input_topic, self._on_image, in_qos)
-        else:
-            self._input_topic = self.resolve_topic_name("image")
-            self._sub = self.create_subscription(Image, self._input_topic, self._on_image, in_qos)
-        self.get_logger().info(f"subscribed to {self._input_topic} ({values['input_qos']}, "
-                               f"depth {values['input_qos_depth']}); publishing under "
-                               f"{self.resolve_topic_name('semantic')}/")
-
-        self.counters = Counters()
-        self._lock = threading.Lock()
-        self._reported: set[str] = set()
-        self._infer_ms: deque[float] = deque(maxlen=512)
-        self._latency_ms: deque[float] = deque(maxlen=512)
-        self._fused: deque[int] = deque(maxlen=512)
-        self._last_stats = (time.monotonic(), Counters())
-        self._publish_class_map()
-        self._slot: LatestSlot = LatestSlot()
-        self._worker: Optional[threading.Thread] = None
+        if autostart:
+            reason = self.configure()
+            if reason:
+                raise StartupError(reason)
+            self.activate()
         if worker_thread:
             self._worker = threading.Thread(target=self.run_worker, name="vsseg-worker", daemon=True)
             self._worker.start()
-        self._stats_timer = self.create_timer(0.5, self._maybe_report_stats)
 
     # ---- parameters -------------------------------------------------------------------------------
     def _values(self) -> dict[str, Any]:
-        # get_parameter_or: an unset parameter (image_mean, image_stddev) reads as None.
-        return {spec.name: self.get_parameter_or(spec.name, Parameter(spec.name)).value for spec in PARAMS}
+        return {spec.name: self.get_parameter(spec.name).value for spec in PARAMS}
+
+    @staticmethod
+    def _invalid(values: dict[str, Any]) -> Optional[str]:
+        for spec in PARAMS:
+            reason = spec.validate(values[spec.name])
+            if reason:
+                return reason
+        if (values["network_image_height"] == 0) != (values["network_image_width"] == 0):
+            return "set network_image_width and network_image_height together (both 0 = the model's own)"
+        return None
 
     def _build_segmenter(self, v: dict[str, Any]) -> Segmenter:
         size = (v["network_image_height"], v["network_image_width"])
-        if (size[0] == 0) != (size[1] == 0):
-            raise ValueError("set network_image_width and network_image_height together (both 0 = the model's own)")
+        own = PARAMS_BY_NAME["image_mean"].default
         return load_segmenter(v["model_path"], device=v["device"], precision=v["precision"],
                               input_size=size if size[0] else None,
-                              mean=list(v["image_mean"]) if v["image_mean"] is not None else None,
-                              std=list(v["image_stddev"]) if v["image_stddev"] is not None else None,
+                              mean=None if v["image_mean"] == own else [float(x) for x in v["image_mean"]],
+                              std=None if v["image_stddev"] == own else [float(x) for x in v["image_stddev"]],
                               temporal_mode=v["temporal_mode"] or None, max_frame_gap_s=v["max_frame_gap"],
                               backend=v["backend"])
 
@@ -163,10 +157,13 @@ class SegmentationNode(Node):
                 return SetParametersResult(successful=False, reason=reason)
             reload |= spec.reloads_model and p.value != new[p.name]
             new[p.name] = p.value
-        if reload:
+        reason = self._invalid(new)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        if reload and self._segmenter is not None:  # unconfigured: the model loads at configure
             try:
                 seg = self._build_segmenter(new)
-            except (CheckpointError, ValueError, RuntimeError, OSError) as err:
+            except MODEL_ERRORS as err:
                 reason = f"model not changed: {err}"
                 self.get_logger().warning(f"refused parameter change: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
@@ -175,51 +172,165 @@ class SegmentationNode(Node):
                                    f"{_backend_summary(seg)} will run from the next frame")
         return SetParametersResult(successful=True)
 
-    # ---- input ------------------------------------------------------------------------------------
-    def _on_image(self, msg: Any) -> None:
-        # Never work here: hand over the newest frame and return.
-        with self._lock:
-            self.counters.received += 1
-        if self._slot.put(msg):
-            with self._lock:
-                self.counters.dropped += 1
+    # ---- states -----------------------------------------------------------------------------------
+    @property
+    def configured(self) -> bool:
+        return self._segmenter is not None
 
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def configure(self) -> Optional[str]:
+        """Load the model and create the publishers; None on success, else the reason (nothing is kept)."""
+        with self._transition:
+            values = self._values()
+            reason = self._invalid(values)
+            if reason:
+                return reason
+            if values["worker_threads"] > 0:
+                import torch
+
+                torch.set_num_threads(values["worker_threads"])
+            self.get_logger().info(f"loading the model ({values['model_path'] or 'the packaged default'}) on "
+                                   f"{values['device']}")
+            try:
+                segmenter = self._build_segmenter(values)
+            except MODEL_ERRORS as err:
+                return f"cannot load the model: {err}"
+            self._segmenter = segmenter
+            self._out = self._create_outputs(values)
+            self.get_logger().info(
+                f"model {segmenter.model_id!r} on {segmenter.device}, precision {values['precision']}, "
+                f"{segmenter.class_map.num_classes} classes{_temporal_summary(segmenter)}; "
+                f"backend {_backend_summary(segmenter)}")
+            self._publish_class_map()
+            self._last_stats = time.monotonic()
+            self.camera.period(active=False)  # the first reporting period starts now
+            self._stats_timer = self.create_timer(0.5, self._tick)
+            return None
+
+    def _create_outputs(self, values: dict[str, Any]) -> _Outputs:
+        from vsseg_ros.msg import ClassMap as ClassMapMsg, SemanticSegmentation
+
+        self._seg_type = SemanticSegmentation
+        qos = qos_profile(values["output_qos"], values["output_qos_depth"])
+        return _Outputs(
+            mask=self.create_publisher(Image, "semantic/mask", qos),
+            boundary=self.create_publisher(Image, "semantic/boundary_confidence", qos),
+            confidence=(self.create_publisher(Image, "semantic/confidence", qos)
+                        if values["publish_confidence"] else None),
+            color=self.create_publisher(Image, "semantic/color_mask", qos) if values["publish_color_mask"] else None,
+            segmentation=self.create_publisher(SemanticSegmentation, "semantic/segmentation", qos),
+            class_map=self.create_publisher(ClassMapMsg, "semantic/class_map", latched_qos()),
+            diagnostics=self.create_publisher(DiagnosticArray, "/diagnostics", 10))
+
+    def activate(self) -> None:
+        """Subscribe to the camera and process what comes."""
+        with self._transition:
+            values = self._values()
+            qos = qos_profile(values["input_qos"], values["input_qos_depth"])
+            msg_type = CompressedImage if values["image_transport"] == "compressed" else Image
+            self.camera.activated()
+            self.camera.subscription = self.create_subscription(msg_type, self.camera.topic,
+                                                                self.camera.on_message, qos)
+            self._active = True
+            self.get_logger().info(f"subscribed to {self.camera.topic} ({values['input_qos']}, depth "
+                                   f"{values['input_qos_depth']}); publishing under "
+                                   f"{self.resolve_topic_name('semantic')}/")
+
+    def deactivate(self) -> None:
+        """Stop processing and publishing (the subscription goes); the model stays loaded."""
+        with self._transition:
+            if self.camera.subscription is not None:
+                self.destroy_subscription(self.camera.subscription)
+                self.camera.subscription = None
+            with self._busy:  # the frame in the model, if any, is finished first
+                if self._active and self._segmenter is not None:
+                    self._flush(self._segmenter)
+                self._active = False
+                self.camera.deactivated()
+
+    def cleanup(self) -> None:
+        """Destroy the publishers and free the model."""
+        with self._transition:
+            if self._stats_timer is not None:
+                self.destroy_timer(self._stats_timer)
+                self._stats_timer = None
+            if self._out is not None:
+                for pub in (*self._out.maps(), self._out.class_map, self._out.diagnostics):
+                    if pub is not None:
+                        self.destroy_publisher(pub)
+                self._out = None
+            with self._busy:
+                device = getattr(self._segmenter, "device", "cpu")
+                self._segmenter = self._next_segmenter = None
+            gc.collect()
+            if str(device).startswith("cuda"):
+                import torch
+
+                torch.cuda.empty_cache()
+
+    def unconfigure(self) -> None:
+        """From any state back to unconfigured: deactivate and clean up what is there."""
+        with self._transition:
+            if self._active:
+                self.deactivate()
+            if self.configured:
+                self.cleanup()
+
+    def shutdown(self) -> None:
+        """From any state: :meth:`unconfigure`, and let :meth:`run_worker` return."""
+        self.unconfigure()
+        self.stop_worker()
+
+    # ---- input ------------------------------------------------------------------------------------
     def _reject(self, msg: Any, err: ImageDecodeError) -> None:
-        with self._lock:
-            self.counters.rejected += 1
-        if err.kind not in self._reported:
-            self._reported.add(err.kind)
-            self.get_logger().error(
-                f"rejected a frame on {self._input_topic} (frame_id {msg.header.frame_id!r}): {err} "
-                "[reported once; later frames with this problem are only counted as rejected]")
+        self.camera.count("rejected")
+        self._report_once(err.kind, f"rejected a frame on {self.camera.topic} (frame_id {msg.header.frame_id!r}): "
+                          f"{err} [reported once; later frames with this kind of problem are only counted as "
+                          "rejected]")
+
+    def _report_once(self, kind: str, text: str, warning: bool = False) -> None:
+        if kind in self._reported:
+            return
+        self._reported.add(kind)
+        (self.get_logger().warning if warning else self.get_logger().error)(text)
 
     # ---- worker -----------------------------------------------------------------------------------
     def run_worker(self) -> None:
-        """Take the newest frame, segment it, publish; until the node is destroyed or ROS shuts down."""
-        while not self._slot.closed and self.context.ok():
-            msg = self._slot.take(timeout=0.2)
+        """Take the newest frame, segment it, publish; until :meth:`stop_worker`, shutdown or ROS stops."""
+        while not self._stopping.is_set() and self.context.ok():
+            msg = self.camera.slot.take(timeout=0.2) if self.camera is not None else None
             if msg is None:
+                if self.camera is None:
+                    time.sleep(0.2)
                 continue
-            try:
-                self._process(msg)
-            except Exception as err:  # keep the node up whatever one frame does
-                if not self.context.ok():
-                    return  # shutting down (SIGINT): nothing can be published any more
-                with self._lock:
-                    self.counters.failed += 1
-                key = f"model:{type(err).__name__}"
-                if key not in self._reported:
-                    self._reported.add(key)
-                    self.get_logger().error(f"inference failed: {err!r} [reported once; counted as failed]")
+            with self._busy:
+                if self._active:
+                    self._handle(msg)
+
+    def _handle(self, msg: Any) -> None:
+        try:
+            self._process(msg)
+        except Exception as err:  # keep the node up whatever one frame does
+            if not self.context.ok():
+                return  # shutting down (SIGINT): nothing can be published any more
+            self.camera.failed(f"{type(err).__name__}: {err}")
+            self._report_once(f"model:{type(err).__name__}",
+                              f"inference failed: {err!r} [reported once per kind of error; later frames that fail "
+                              "are counted as failed and the node goes on with the next frame]")
+        finally:
+            self.camera.frame_started = None
 
     def _wanted(self) -> Optional["_Wanted"]:
         """Which outputs have subscribers right now (asked once per frame); None if none has."""
         def subscribed(pub) -> bool:
             return pub is not None and pub.get_subscription_count() > 0
 
-        w = _Wanted(mask=subscribed(self._pub_mask), boundary=subscribed(self._pub_boundary),
-                    confidence=subscribed(self._pub_confidence), color=subscribed(self._pub_color),
-                    segmentation=subscribed(self._pub_seg))
+        o = self._out
+        w = _Wanted(mask=subscribed(o.mask), boundary=subscribed(o.boundary), confidence=subscribed(o.confidence),
+                    color=subscribed(o.color), segmentation=subscribed(o.segmentation))
         return w if (w.mask or w.boundary or w.confidence or w.color or w.segmentation) else None
 
     def _swap_segmenter(self) -> None:
@@ -241,130 +352,191 @@ class SegmentationNode(Node):
     def _process(self, msg: Any) -> None:
         if self._next_segmenter is not None:
             self._swap_segmenter()
-        max_pixels = self.get_parameter("max_input_pixels").value
+        limits = self.get_parameter("max_input_pixels").value, self.get_parameter("max_input_side").value
+        damage: list[str] = []
         try:
-            rgb = decode_message(msg, max_pixels=max_pixels)
+            rgb = decode_message(msg, max_pixels=limits[0], max_side=limits[1], warnings=damage)
         except ImageDecodeError as err:
             self._reject(msg, err)
             return
+        if damage:
+            self._report_once("decoder_warning", f"a compressed frame on {self.camera.topic} decoded although the "
+                              f"image library reported damage ({'; '.join(damage)[:300]}); such frames are "
+                              "processed [reported once]", warning=True)
         wanted = self._wanted()
         if wanted is None:
-            with self._lock:
-                self.counters.skipped += 1
+            self.camera.count("skipped")
             return
         header = msg.header
         frame = Frame(image=rgb, stamp_ns=header.stamp.sec * 1_000_000_000 + header.stamp.nanosec,
                       camera_id=header.frame_id, meta=header)
         request = OutputRequest(boundary=wanted.boundary or wanted.segmentation, confidence=wanted.confidence)
+        self.camera.frame_started = time.monotonic()
         result = self._segmenter.push(frame, request)
         if result is not None:  # None while a centered model holds the frame back
             self._publish(result, wanted, self._segmenter.model_id)
 
     def _publish(self, result: SegmentationResult, wanted: "_Wanted", model_id: str) -> None:
         header = result.frame.meta  # the labelled frame's header, unchanged (the previous frame's when centered)
+        o = self._out
         mask = boundary = None
         if wanted.mask or wanted.segmentation:
             mask = to_image_msg(result.labels, header)
             if wanted.mask:
-                self._pub_mask.publish(mask)
+                o.mask.publish(mask)
         if result.boundary is not None:
             boundary = to_image_msg(result.boundary, header)
             if wanted.boundary:
-                self._pub_boundary.publish(boundary)
+                o.boundary.publish(boundary)
         if wanted.segmentation:
-            self._pub_seg.publish(self._seg_type(
+            o.segmentation.publish(self._seg_type(
                 header=header, mask=mask, boundary_confidence=boundary, frames_fused=result.frames_fused,
                 inference_time_ms=result.inference_ms, model_id=model_id))
         if wanted.confidence and result.confidence is not None:
-            self._pub_confidence.publish(to_image_msg(result.confidence, header))
+            o.confidence.publish(to_image_msg(result.confidence, header))
         if wanted.color:
             alpha = self.get_parameter("overlay_alpha").value
             colors = overlay(result.frame.image, result.labels, self._segmenter.class_map, alpha=1.0 - alpha)
-            self._pub_color.publish(to_image_msg(colors, header))
+            o.color.publish(to_image_msg(colors, header))
         now_ns = self.get_clock().now().nanoseconds
-        with self._lock:
-            self.counters.processed += 1
-            self._infer_ms.append(result.inference_ms)
-            self._latency_ms.append((now_ns - result.frame.stamp_ns) / 1e6)
-            self._fused.append(result.frames_fused)
+        self.camera.processed(result.inference_ms, (now_ns - result.frame.stamp_ns) / 1e6, result.frames_fused)
 
     def _publish_class_map(self) -> None:
         header = Image().header
         header.stamp = self.get_clock().now().to_msg()
-        self._pub_class_map.publish(class_map_msg(self._segmenter.class_map, self._segmenter.model_id, header))
+        self._out.class_map.publish(class_map_msg(self._segmenter.class_map, self._segmenter.model_id, header))
 
-    # ---- statistics -------------------------------------------------------------------------------
-    def _maybe_report_stats(self) -> None:
+    # ---- statistics and health --------------------------------------------------------------------
+    def _limits(self) -> health.Limits:
+        get = lambda name: float(self.get_parameter(name).value)  # noqa: E731
+        return health.Limits(input_timeout_s=get("input_timeout"), latency_budget_ms=get("latency_budget_ms"),
+                             expected_rate_hz=get("expected_rate_hz"), max_drop_rate=get("max_drop_rate"))
+
+    def _tick(self) -> None:
+        """Every 0.5 s while configured: the silent-publisher check, and every stats_period the report."""
+        timeout = self.get_parameter("input_timeout").value
+        sub = self.camera.subscription
+        if self._active and sub is not None and self.camera.silent_publisher(sub.get_publisher_count(),
+                                                                             timeout if timeout > 0 else 5.0):
+            self.get_logger().warning(
+                f"a publisher is matched on {self.camera.topic} but no frame has arrived for "
+                f"{timeout if timeout > 0 else 5.0:g} s. If the camera is publishing, its frames are lost in "
+                "transport: large frames (over about 0.5 MB) from or to a best-effort endpoint are dropped by Fast "
+                "DDS's default transports. Fix: give the camera driver and this node the shipped Fast DDS profile "
+                f"(FASTDDS_DEFAULT_PROFILES_FILE={FASTDDS_PROFILE}; `ros2 launch vsseg_ros segmentation.launch.py "
+                "fastdds_profile:=true` sets it for the node), or set input_qos: reliable for a reliable camera "
+                "[reported once]")
         period = self.get_parameter("stats_period").value
-        t0, c0 = self._last_stats
         now = time.monotonic()
-        if period <= 0 or now - t0 < period:
+        if period <= 0 or now - self._last_stats < period:
             return
-        with self._lock:
-            c = Counters(**self.counters.as_dict())
-            infer = np.array(self._infer_ms) if self._infer_ms else np.zeros(1)
-            latency = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
-            fused = np.array(self._fused) if self._fused else np.zeros(1)
-            self._infer_ms.clear()
-            self._latency_ms.clear()
-            self._fused.clear()
-        self._last_stats = (now, c)
-        dt = now - t0
-        rate_in, rate_out = (c.received - c0.received) / dt, (c.processed - c0.processed) / dt
+        self._last_stats = now
+        self._report(*self.camera.period(self._active))
+
+    def _report(self, p: health.Period, c: Counters, samples: dict[str, np.ndarray]) -> None:
+        level, message = health.assess(p, self._limits())
+        infer, latency = samples["infer_ms"], samples["latency_ms"]
+        med = lambda a: float(np.median(a)) if a.size else 0.0  # noqa: E731
+        rate_in = p.received / p.seconds if p.seconds > 0 else 0.0
+        rate_out = p.processed / p.seconds if p.seconds > 0 else 0.0
         self.get_logger().info(
             f"frames received {c.received}, processed {c.processed}, dropped {c.dropped}, rejected {c.rejected}, "
-            f"skipped {c.skipped} (no subscriber), failed {c.failed} | last {dt:.0f} s: in {rate_in:.1f} Hz, "
-            f"out {rate_out:.1f} Hz, inference p50 {np.median(infer):.1f} ms, latency p50 "
-            f"{np.median(latency):.1f} ms")
-        level = DiagnosticStatus.OK
-        message = "ok"
-        if c.rejected > c0.rejected or c.failed > c0.failed:
-            level, message = DiagnosticStatus.WARN, "frames rejected or failed"
-        elif c.received > c0.received and c.processed == c0.processed and c.skipped == c0.skipped:
-            level, message = DiagnosticStatus.WARN, "frames arrive but none is processed"
-        values = {**c.as_dict(), "input_rate_hz": f"{rate_in:.2f}", "output_rate_hz": f"{rate_out:.2f}",
-                  "processing_time_ms_p50": f"{np.median(infer):.2f}",
-                  "pipeline_latency_ms_p50": f"{np.median(latency):.2f}", "model_id": self._segmenter.model_id,
-                  **_temporal_values(self._segmenter, fused)}
-        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: segmentation",
-                                  message=message, hardware_id=str(self._segmenter.device),
+            f"skipped {c.skipped} (no subscriber), failed {c.failed} | last {p.seconds:.0f} s: in {rate_in:.1f} Hz, "
+            f"out {rate_out:.1f} Hz, inference p50 {med(infer):.1f} ms, latency p50 {med(latency):.1f} ms | "
+            f"health {('OK', 'WARN', 'ERROR')[level]}: {message}")
+        seg = self._segmenter
+        values = {**c.as_dict(), "state": "active" if self._active else "inactive",
+                  "input_topic": self.camera.topic, "input_rate_hz": f"{rate_in:.2f}",
+                  "output_rate_hz": f"{rate_out:.2f}",
+                  "drop_rate": f"{p.dropped / p.received:.3f}" if p.received else "0.000",
+                  "processing_time_ms_p50": f"{med(infer):.2f}", "pipeline_latency_ms_p50": f"{med(latency):.2f}",
+                  "pipeline_latency_ms_p95": f"{health.p95(latency):.2f}" if latency.size else "0.00",
+                  "seconds_since_input": "never" if p.since_input_s is None else f"{p.since_input_s:.1f}",
+                  "failing_in_a_row": str(p.failing_in_a_row), "model_id": seg.model_id, "device": str(seg.device),
+                  **_temporal_values(seg, samples["fused"] if samples["fused"].size else np.zeros(1))}
+        status = DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: {self.camera.topic}",
+                                  message=message, hardware_id=self.camera.frame_id or self.camera.topic,
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         diag = DiagnosticArray(status=[status])
         diag.header.stamp = self.get_clock().now().to_msg()
-        self._pub_diag.publish(diag)
+        self._out.diagnostics.publish(diag)
 
+    # ---- stopping ---------------------------------------------------------------------------------
     def stop_worker(self) -> None:
         """Make :meth:`run_worker` return after the frame it is working on (signal handlers call this)."""
-        self._slot.close()
+        self._stopping.set()
+        if self.camera is not None:
+            self.camera.slot.close()
 
     def destroy_node(self) -> None:
-        if not hasattr(self, "_slot"):  # __init__ failed (a parameter or model refused): nothing started yet
-            super().destroy_node()
-            return
-        self._slot.close()
+        self.stop_worker()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
-        if self.context.ok() and (self._worker is None or not self._worker.is_alive()):
+        if self.context.ok() and self._active and (self._worker is None or not self._worker.is_alive()):
             self._flush_before_exit()
         super().destroy_node()
 
     def _flush_before_exit(self) -> None:
         """Publish the frames the model still holds back, then give reliable subscribers a moment to get them."""
         try:
-            with self._lock:
-                before = self.counters.processed
+            with self.camera.lock:
+                before = self.camera.counters.processed
             self._flush(self._segmenter)
-            with self._lock:
-                flushed = self.counters.processed - before
+            with self.camera.lock:
+                flushed = self.camera.counters.processed - before
             if flushed:
                 self.get_logger().info(f"published {flushed} held-back frame(s) before stopping")
                 from rclpy.duration import Duration
 
-                for pub in (self._pub_mask, self._pub_boundary, self._pub_confidence, self._pub_color, self._pub_seg):
+                for pub in self._out.maps():
                     if pub is not None and pub.get_subscription_count() > 0:
                         pub.wait_for_all_acked(Duration(seconds=1.0))
         except Exception as err:  # stopping must not fail because of the last frame
             self.get_logger().warning(f"could not publish the held-back frames: {err!r}")
+
+
+class SegmentationLifecycleNode(LifecycleNodeMixin, SegmentationNode):
+    """The same node as a ROS 2 managed node (``rclpy.lifecycle``): the standard lifecycle services
+    (``~/change_state``, ``~/get_state``, ...) and ``~/transition_event``, so a lifecycle manager (Nav2's,
+    Autoware's) drives it. Each transition runs the node's own method; a model that does not load fails
+    ``configure`` (the node stays unconfigured, with the reason logged and configurable again)."""
+
+    def __init__(self, worker_thread: bool = True, **kwargs: Any) -> None:
+        SegmentationNode.__init__(self, worker_thread=worker_thread, autostart=False, **kwargs)
+        LifecycleNodeMixin.__init__(self, enable_communication_interface=True)
+        self.get_logger().info("managed node: unconfigured; `configure` loads the model, `activate` subscribes")
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        reason = self.configure()
+        if reason:
+            self.get_logger().error(f"configure failed, still unconfigured: {reason}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.activate()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.deactivate()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.shutdown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"a transition raised in state {state.label!r}; cleaning up to unconfigured")
+        try:
+            self.unconfigure()
+        except Exception as err:
+            self.get_logger().error(f"cleaning up after the error failed: {err!r}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
 
 
 def _temporal_summary(segmenter: Segmenter) -> str:
@@ -385,61 +557,8 @@ def _temporal_values(segmenter: Segmenter, fused: np.ndarray) -> dict[str, str]:
     return values
 
 
-def _spin(executor: MultiThreadedExecutor) -> None:
-    try:
-        executor.spin()
-    except ExternalShutdownException:
-        pass
-
-
 def main(args: Optional[list[str]] = None) -> int:
-    # Our own SIGINT/SIGTERM handling: rclpy's would shut the context down at once, and then the frames a
-    # temporal model holds back could no longer be published.
-    from rclpy.signals import SignalHandlerOptions
+    """Kept for callers of ``vsseg_ros.ros.node.main``; the entry point is :func:`vsseg_ros.ros.main.main`."""
+    from vsseg_ros.ros.main import main as entry
 
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stopping: list[SegmentationNode] = []
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        # `ros2 launch` (non-interactive) sends a second SIGINT; it must not interrupt the teardown.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if not stopping:
-            raise KeyboardInterrupt  # still starting: abandon the start
-        stopping[0].stop_worker()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        node = SegmentationNode(worker_thread=False)
-    except KeyboardInterrupt:
-        rclpy.try_shutdown()
-        return 0
-    except (CheckpointError, ValueError, RuntimeError, OSError, ParameterException) as err:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {err}")
-        rclpy.try_shutdown()
-        return 2
-    stopping.append(node)
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    spinner = threading.Thread(target=_spin, args=(executor,), name="vsseg-executor", daemon=True)
-    spinner.start()
-    try:
-        node.run_worker()  # inference in the main thread; returns once SIGINT/SIGTERM called stop_worker()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        node.get_logger().info(f"stopping; frames {node.counters.as_dict()}")
-        # Stop the executor and join its threads before anything is torn down: a thread still waiting inside
-        # rclpy when the interpreter exits ends the process with std::terminate (SIGABRT) instead of 0.
-        executor.shutdown(timeout_sec=5.0)
-        spinner.join(timeout=5.0)
-        node.destroy_node()  # publishes held-back frames while ROS is still up (publishing needs no executor)
-        rclpy.try_shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return entry(args)

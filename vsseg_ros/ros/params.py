@@ -1,10 +1,17 @@
 """The node's parameters: one table that declares them (with descriptors) and validates new values.
 
 ``config/segmentation.yaml`` lists the same names with their defaults; a test keeps the two in step.
+
+Every parameter is declared with a value, so ``ros2 param dump`` lists them all (a parameter declared without
+one makes rclpy's get_parameters service fail, and the dump comes out empty). ``image_mean``/``image_stddev``
+mean "the model's own" when empty (``""``): ROS parameter files cannot hold an empty list, so they are declared
+with dynamic typing, a string ``""`` or three numbers.
 """
 
 from __future__ import annotations
 
+import array
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -31,16 +38,21 @@ class ParamSpec:
     check: Optional[Callable[[Any], Optional[str]]] = field(default=None, compare=False)
     #: changing it rebuilds the model (the node loads the new one before accepting the value)
     reloads_model: bool = False
-    #: the type, for parameters whose default is None (unset = "the model's own")
+    #: the value type when ``default`` is a sentinel of another type (``""`` = the model's own normalisation)
     kind: Optional[type] = None
 
     @property
     def type(self) -> type:
-        return self.kind if self.default is None else type(self.default)
+        return self.kind if self.kind is not None else type(self.default)
+
+    @property
+    def unset(self) -> bool:
+        """The default is the "not given" sentinel (the parameter then takes two types: dynamic typing)."""
+        return self.kind is not None and type(self.default) is not self.kind
 
     def descriptor(self) -> ParameterDescriptor:
         d = ParameterDescriptor(name=self.name, type=_TYPES[self.type], read_only=self.read_only,
-                                description=self.description)
+                                description=self.description, dynamic_typing=self.unset)
         if self.choices:
             d.additional_constraints = "one of: " + self.choice_list()
         if self.int_range:
@@ -55,14 +67,17 @@ class ParamSpec:
 
     def validate(self, value: Any) -> Optional[str]:
         """None if ``value`` is acceptable, else the reason it is refused."""
-        if value is None and self.default is None:
+        if self.unset and (value is None or value == self.default):
             return None
         expected = self.type
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if expected is list:
-            if not isinstance(value, (list, tuple)):
-                return f"{self.name} must be a list of numbers, got {value!r}"
+            numbers_ = as_number_list(value)
+            if numbers_ is None:
+                own = ' or "" for the model\'s own' if self.unset else ""
+                return f"{self.name} must be a list of numbers{own}, got {type(value).__name__} {value!r}"
+            value = numbers_
         elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             return f"{self.name} must be of type {expected.__name__}, got {type(value).__name__} {value!r}"
         if self.choices and value not in self.choices:
@@ -74,6 +89,16 @@ class ParamSpec:
         return self.check(value) if self.check else None
 
 
+def as_number_list(value: Any) -> Optional[list[float]]:
+    """A list of floats from a list, tuple or ``array.array`` of numbers (what rclpy hands over for a
+    DOUBLE_ARRAY or INTEGER_ARRAY parameter), else None."""
+    if not isinstance(value, (list, tuple, array.array)):
+        return None
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
+        return None
+    return [float(v) for v in value]
+
+
 def _check_device(v: str) -> Optional[str]:
     return None if _DEVICE_RE.match(v) else f"device={v!r} is not accepted; use auto, cpu, cuda or cuda:N"
 
@@ -81,7 +106,7 @@ def _check_device(v: str) -> Optional[str]:
 def _check_triple(name: str, positive: bool) -> Callable[[Any], Optional[str]]:
     def check(v: Any) -> Optional[str]:
         if len(v) != 3:
-            return f"{name} needs 3 values (R, G, B), got {len(v)}; leave it unset for the model's own"
+            return f"{name} needs 3 values (R, G, B), got {len(v)}; \"\" means the model's own"
         if positive and any(x <= 0 for x in v):
             return f"{name} values must be > 0, got {list(v)}"
         return None
@@ -117,10 +142,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               int_range=(0, 8192), reloads_model=True),
     ParamSpec("network_image_height", 0, "Network input height in pixels; 0 = the model's own.",
               int_range=(0, 8192), reloads_model=True),
-    ParamSpec("image_mean", None, "Normalisation mean (R, G, B) on a 0-1 scale; unset = the model's own.",
-              check=_check_triple("image_mean", positive=False), reloads_model=True, kind=list),
-    ParamSpec("image_stddev", None, "Normalisation std (R, G, B) on a 0-1 scale; unset = the model's own.",
-              check=_check_triple("image_stddev", positive=True), reloads_model=True, kind=list),
+    ParamSpec("image_mean", "", "Normalisation mean (R, G, B) on a 0-1 scale, three numbers; \"\" = the model's "
+              "own.", check=_check_triple("image_mean", positive=False), reloads_model=True, kind=list),
+    ParamSpec("image_stddev", "", "Normalisation std (R, G, B) on a 0-1 scale, three numbers > 0; \"\" = the "
+              "model's own.", check=_check_triple("image_stddev", positive=True), reloads_model=True, kind=list),
     ParamSpec("temporal_mode", "", "Temporal models: causal (window t-T+1..t, no added latency) or centered "
               "(t-1, t, t+1: frame t is published when t+1 arrives, one frame late, with frame t's header); "
               "empty = the model's own. Per-frame models ignore it.", choices=("", "causal", "centered"),
@@ -143,10 +168,22 @@ PARAMS: tuple[ParamSpec, ...] = (
               "color_mask (0 = class colours only).", float_range=(0.0, 1.0)),
     ParamSpec("max_input_pixels", 3840 * 2160 * 2, "Frames with more pixels (width x height) are rejected.",
               int_range=(1, 1 << 30)),
+    ParamSpec("max_input_side", 16384, "Frames with a longer width or height are rejected (degenerate frames such "
+              "as 1 x 4000000 cost far more than their pixels).", int_range=(1, 1 << 20)),
     ParamSpec("worker_threads", 0, "CPU threads torch uses for inference; 0 = all cores. One worker runs "
               "the model so frames stay in order.", int_range=(0, 256), read_only=True),
     ParamSpec("stats_period", 5.0, "Seconds between counter logs and /diagnostics; 0 = off.",
               float_range=(0.0, 3600.0)),
+    ParamSpec("input_timeout", 5.0, "Seconds without an input frame (while active) after which /diagnostics "
+              "reports ERROR; also how long a matched publisher may stay silent before the node warns that its "
+              "frames do not get through; 0 = off.", float_range=(0.0, 3600.0)),
+    ParamSpec("latency_budget_ms", 500.0, "/diagnostics reports WARN when the pipeline latency p95 (now - frame "
+              "stamp at publish) exceeds this; 0 = off.", float_range=(0.0, 3_600_000.0)),
+    ParamSpec("expected_rate_hz", 0.0, "The camera's frame rate: /diagnostics reports WARN when the input rate "
+              "is more than 10 % below it; 0 = not checked.", float_range=(0.0, 1000.0)),
+    ParamSpec("max_drop_rate", 0.5, "/diagnostics reports WARN when more than this fraction of the frames "
+              "received in a period was dropped (replaced by a newer one before the model took it).",
+              float_range=(0.0, 1.0)),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}

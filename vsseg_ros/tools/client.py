@@ -53,7 +53,9 @@ class SegmentationClient:
     def __init__(self, image_topic: str = "/camera/image_raw", namespace: str = "",
                  outputs: Sequence[str] = ("segmentation",), image_qos: str = "reliable",
                  output_qos: Optional[QoSProfile] = None, compressed: bool = False,
-                 name: str = "vsseg_client") -> None:
+                 name: str = "vsseg_client", keep_messages: bool = True) -> None:
+        """``keep_messages=False`` keeps only each output's header (long runs: a soak receives thousands of
+        camera-sized masks)."""
         from vsseg_ros.msg import ClassMap, SemanticSegmentation
 
         if not rclpy.ok():
@@ -62,6 +64,7 @@ class SegmentationClient:
         prefix = f"{namespace.rstrip('/')}/semantic" if namespace else "/semantic"
         self.publish_times: dict[tuple[int, int], float] = {}
         self._compressed = compressed
+        self._keep = keep_messages
         msg_type = CompressedImage if compressed else Image
         topic = image_topic + "/compressed" if compressed else image_topic
         self.image_pub = self.node.create_publisher(msg_type, topic, qos_profile(image_qos, 10))
@@ -90,7 +93,7 @@ class SegmentationClient:
             t = time.perf_counter()
             key = stamp_key(msg.header)
             with self._lock:
-                self.received[out].msgs[key] = msg
+                self.received[out].msgs[key] = msg if self._keep else msg.header
                 self.received[out].times[key] = t
         return on_msg
 

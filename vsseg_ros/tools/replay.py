@@ -175,7 +175,7 @@ class _Player:
 
         self.recorder.write("/diagnostics", time.time_ns(), raw)
         for status in deserialize_message(raw, DiagnosticArray).status:
-            if status.name.endswith("segmentation"):
+            if any(kv.key == "model_id" for kv in status.values):  # the node's per-camera status
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
                 self.diagnostics_time = time.perf_counter()
 

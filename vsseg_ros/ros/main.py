@@ -1,0 +1,129 @@
+"""The node's process: start-up, signals and exit status. Entry point of ``ros2 run vsseg_ros
+segmentation_node``, ``ros2 run vsseg_ros segmentation_lifecycle_node`` and ``vsseg-ros node [--lifecycle]``.
+
+Exit status: 0 when the node stopped on SIGINT/SIGTERM (or, as a managed node, on the shutdown transition);
+2 when it could not start: a bad parameter value, a model that does not load, ROS arguments rcl refuses, or
+SIGINT/SIGTERM before the node was up. Either way one FATAL line says why, never a traceback.
+
+Nothing heavy is imported at module level: the signal handlers are installed before rclpy and torch are
+imported (seconds on a small computer), so a signal during those imports ends the start as cleanly as one
+during model loading.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+NODE_NAME = "segmentation_node"
+
+
+class _Interrupted(BaseException):
+    """SIGINT/SIGTERM while the node is still starting (BaseException: no ``except Exception`` swallows it)."""
+
+
+def _fatal(text: str) -> None:
+    """One FATAL line, through rclpy's logger when it can be had (same format as the node's other lines)."""
+    try:
+        import rclpy.logging
+
+        rclpy.logging.get_logger(NODE_NAME).fatal(text)
+    except _Interrupted:
+        raise
+    except Exception:
+        print(f"[FATAL] [{time.time():.9f}] [{NODE_NAME}]: {text}", file=sys.stderr, flush=True)
+
+
+def _try_shutdown() -> None:
+    try:
+        import rclpy
+
+        rclpy.try_shutdown()
+    except Exception:  # nothing is left to save
+        pass
+
+
+def main(args: Optional[list[str]] = None, lifecycle: bool = False) -> int:
+    """Run the node until SIGINT/SIGTERM (or the lifecycle shutdown transition); the exit status."""
+    started: list[Any] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        # `ros2 launch` (non-interactive) sends a second SIGINT; it must not interrupt the teardown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not started:
+            raise _Interrupted(signum)
+        started[0].stop_worker()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        return _run(args, lifecycle, started)
+    except _Interrupted as sig:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        name = signal.Signals(sig.args[0]).name if sig.args else "a signal"
+        _fatal(f"cannot start: {name} arrived while the node was starting; stopped before it was up")
+        _try_shutdown()
+        return 2
+
+
+def _run(args: Optional[list[str]], lifecycle: bool, started: list[Any]) -> int:
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    # Our own SIGINT/SIGTERM handling: rclpy's would shut the context down at once, and then the frames a
+    # temporal model holds back could no longer be published.
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except Exception as err:  # rcl refuses the command line (a bad remap rule, namespace, parameter file)
+        _fatal(f"cannot start: the ROS arguments were refused: {str(err).strip()}")
+        _try_shutdown()
+        return 2
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    from vsseg_ros.ros.node import SegmentationLifecycleNode, SegmentationNode
+
+    try:
+        node = (SegmentationLifecycleNode if lifecycle else SegmentationNode)(worker_thread=False)
+    except Exception as err:  # a parameter value, the model, an override of the wrong type
+        _fatal(f"cannot start: {err}")
+        _try_shutdown()
+        return 2
+    started.append(node)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    spinner = threading.Thread(target=spin, name="vsseg-executor", daemon=True)
+    spinner.start()
+    try:
+        node.run_worker()  # inference in the main thread; returns once stop_worker() ran (signal, shutdown)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        counters = node.camera.counters.as_dict() if node.camera is not None else {}
+        node.get_logger().info(f"stopping; frames {counters}")
+        # Stop the executor and join its threads before anything is torn down: a thread still waiting inside
+        # rclpy when the interpreter exits ends the process with std::terminate (SIGABRT) instead of 0.
+        executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)
+        node.destroy_node()  # publishes held-back frames while ROS is still up (publishing needs no executor)
+        rclpy.try_shutdown()
+    return 0
+
+
+def lifecycle_main(args: Optional[list[str]] = None) -> int:
+    return main(args, lifecycle=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
