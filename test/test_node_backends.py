@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from rosutil import needs_ros
-from test_node import _next_stamp, _rgb, _set_params, _start, _wait_exit
+from test_node import _next_stamp, _rgb, _set_params, _start
+from test_node_startup import _check_clean_failure, _start as _start_cli
 
 pytestmark = needs_ros
 
@@ -67,7 +68,5 @@ def test_backend_not_installed_stops_the_node_at_start_with_what_is_available(tm
 
     if backend_status()["tensorrt"] is None:
         pytest.skip("TensorRT is installed here")
-    proc = _start(tmp_path_factory, "node_trt", backend="tensorrt")
-    assert _wait_exit(proc) == 2
-    assert re.search(r"backend 'tensorrt' is not available here.*available: auto, torch", proc.log()), \
-        proc.log()[-2000:]
+    proc = _start_cli(tmp_path_factory.mktemp("node_trt"), "node_trt", ["-p", "backend:=tensorrt"])
+    _check_clean_failure(proc, r"backend 'tensorrt' is not available here.*available: auto, torch")
