@@ -79,3 +79,59 @@ def test_a_worker_that_dies_mid_bag_is_retried_once_and_counted_once(fleet, ray_
     crashed = next(r for r in ray["bags"] if Path(r["bag"]).name == "crash_me")
     assert crashed["frames"] == 6 and crashed["worker"].split(":")[1] != str(died)  # the retry, on another worker
     assert len(list((tmp_path / "results" / "bags").glob("*.json"))) == 4
+
+
+def test_a_ray_start_cluster_with_token_authentication(fleet, tmp_path):
+    """A head started by `ray start` with token authentication (the token made by `ray get-auth-token
+    --generate` into ~/.ray/auth_token, as Ray's docs set a cluster up) scores the bags like the sequential path:
+    the driver sends the token by itself. The head runs with --block in its own process group, on 127.0.0.1
+    only, and is stopped with the group."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env.pop("RAY_AUTH_MODE", None)
+    env.pop("RAY_ADDRESS", None)
+    ray_bin = Path(sys.executable).with_name("ray")
+    temp = tempfile.mkdtemp(prefix="vsseg-ray-head-")  # short: Ray's socket paths must fit in 107 bytes
+    subprocess.run([str(ray_bin), "get-auth-token", "--generate"], env=env, check=True, capture_output=True,
+                   timeout=60)
+    token = tmp_path / "home" / ".ray" / "auth_token"
+    assert token.is_file(), "ray get-auth-token --generate wrote no token"
+    head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
+                             "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
+                             f"--temp-dir={temp}"], env={**env, "RAY_AUTH_MODE": "token"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while head.poll() is None and time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        assert head.poll() is None, "ray start exited"
+        bags = [str(p) for p in fleet["good"][:2]]
+        out = tmp_path / "cluster.json"
+        done = subprocess.run([sys.executable, "-m", "vsseg_ros.cli", "eval", "--bags", *bags, "--ray",
+                               f"127.0.0.1:{port}", "--workers", "1", "--results", str(tmp_path / "res"),
+                               "--json", str(out), *SMALL], env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert _run(["--bags", *bags, "--json", tmp_path / "seq.json"] + SMALL) == 0
+        cluster, seq = json.loads(out.read_text()), json.loads((tmp_path / "seq.json").read_text())
+        for key in HEADLINE:
+            assert cluster[key] == seq[key], key
+        assert f"Ray cluster at 127.0.0.1:{port}" in cluster["fleet"]["mode"]
+    finally:
+        os.killpg(head.pid, signal.SIGINT)  # --block: the head stops its processes when it is interrupted
+        try:
+            head.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)

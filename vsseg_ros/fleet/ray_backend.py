@@ -85,6 +85,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _send_token_if_there_is_one() -> None:
+    """A driver sends Ray's auth token only in ``RAY_AUTH_MODE=token``, but ``ray start`` (Ray >= 2.59) enables
+    token authentication and writes the token to ~/.ray/auth_token: without this, connecting to such a cluster is
+    refused (InvalidAuthToken). A cluster without authentication accepts a driver that sends one."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return  # the user's choice
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def _clean_stale_temp_dirs() -> None:
     """Remove the temporary folders of local instances whose driver is gone (killed before it could)."""
     for d in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
@@ -177,6 +188,7 @@ class RayPool:
             if not address:
                 return self._start_local()
         check_answers(address, self.timeout_s)
+        _send_token_if_there_is_one()
         self.ray = import_ray(loopback=_is_loopback(_split_address(address)[0]))
         try:
             self.ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
