@@ -19,8 +19,12 @@ from vsseg_ros.core.device import resolve_device, resolve_precision
 from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.core.perframe_segmenter import MODEL_INPUT_SIZE, PerFrameSegmenter
 from vsseg_ros.core.segmenter import Segmenter
-from vsseg_ros.core.temporal_segmenter import (DEFAULT_MAX_FRAME_GAP_S, TemporalSegmenter, check_max_frame_gap,
-                                              check_mode)
+from vsseg_ros.core.temporal_segmenter import (
+    DEFAULT_MAX_FRAME_GAP_S,
+    TemporalSegmenter,
+    check_max_frame_gap,
+    check_mode,
+)
 
 if TYPE_CHECKING:
     from vsseg_ros.runtimes.manifest import ExportedModel

@@ -367,5 +367,5 @@ class TemporalSegmenter(NetworkSegmenter):
                 f"(delay {self.delay_frames}), max frame gap {self.max_frame_gap_s:g} s")
 
 
-__all__ = ["TemporalSegmenter", "TemporalResult", "fusion_calls", "CAUSAL", "CENTERED", "MODES", "STAGES", "RESET_REASONS",
-           "check_mode", "check_max_frame_gap"]
+__all__ = ["TemporalSegmenter", "TemporalResult", "fusion_calls", "CAUSAL", "CENTERED", "MODES", "STAGES",
+           "RESET_REASONS", "check_mode", "check_max_frame_gap"]
