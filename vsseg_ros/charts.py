@@ -175,6 +175,7 @@ def latency_histogram(latencies: Sequence[Sequence[float]], model_names: Sequenc
                 ax.axvline(float(s[key]), color=color, ls=ls, lw=1.3)
     handles, _ = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color="black", ls=ls, lw=1.3, label=key) for key, ls in styles]
+    ax.set_ylim(0, 1.45 * ax.get_ylim()[1])  # room above the bars for the legend
     ax.legend(handles=handles, fontsize=8, loc="upper right")
     clipped = bool((all_v > hi).any())
     ax.set_xlabel("latency per frame (ms)" + (f"; frames over {hi:.1f} ms counted in the last bin" if clipped else ""))
@@ -251,7 +252,7 @@ def temporal_bench(results: Sequence[Mapping[str, Any]]) -> Figure:
         ax.grid(axis="x", color="0.9")
         ax.set_axisbelow(True)
     handles = [Patch(color=c, label=s) for s, c in STAGE_COLORS.items()]
-    handles.append(Patch(color=WHOLE_FRAME, label="whole frame"))
+    handles.append(Patch(color=WHOLE_FRAME, label="per-frame, naive (whole frame)"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     return fig
 
@@ -280,7 +281,7 @@ def fleet_bench(result: Mapping[str, Any]) -> Figure:
     first = next(iter(runs.values()))
     ax.set_title(f"vsseg-ros eval --bags: {first['bags']} bags, {first['frames']} frames, {result['cpus']} CPUs",
                  fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside right upper", fontsize=8)
     ax.grid(axis="x", color="0.9")
     ax.set_axisbelow(True)
     ratios = ", ".join(f"{k} {v}" for k, v in result.get("ratios", {}).items() if not k.endswith("_scoring"))

@@ -287,8 +287,9 @@ class StreamTotals:
             self.mvc[size].merge(w)
         mine, theirs = self._tc(), other._tc()
         if mine is not None and theirs is not None:  # both or neither: checked above
-            mine[0] += theirs[0]
-            mine[1] += theirs[1]
+            tc_confusion, tc_invalid = mine  # the arrays themselves: added in place
+            tc_confusion += theirs[0]
+            tc_invalid += theirs[1]
         self.tc_pairs += other.tc_pairs
         self.latency.merge(other.latency)
         self.frames += other.frames
