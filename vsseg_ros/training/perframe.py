@@ -363,12 +363,13 @@ def evaluate(model: PerFrameSegNet, data: CamVid, mean: Sequence[float], std: Se
 # -- plotting -------------------------------------------------------------------------------------
 
 
-def plot_curve(points: Sequence[tuple[int, float]], path: Path, title: str = "validation mIoU") -> None:
-    """A line chart of (iteration, mIoU in [0, 1]) (:func:`vsseg_ros.charts.training_curve`), written as PNG."""
+def plot_curve(points: Sequence[tuple[int, float]], path: Path, title: str = "validation mIoU",
+               xlabel: str = "iteration") -> None:
+    """A line chart of (x, mIoU in [0, 1]) (:func:`vsseg_ros.charts.training_curve`), written as PNG."""
     from vsseg_ros import charts
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    charts.save_png(charts.training_curve(points, title), path)
+    charts.save_png(charts.training_curve(points, title, xlabel), path)
 
 
 # -- the trainer ----------------------------------------------------------------------------------
