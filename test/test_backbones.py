@@ -13,8 +13,12 @@ from torch import Tensor, nn
 from vsseg_ros.core.checkpoint import CheckpointError
 from vsseg_ros.core.config import BACKBONES, HEADS, ConfigError, ModelConfig
 from vsseg_ros.core.models.heads_mmseg import FCNHead, PSPHead
-from vsseg_ros.core.models.import_mmseg import (config_for_mmseg_pspnet, infer_mmseg_config, mmseg_pspnet_to_ours,
-                                                mmseg_to_ours)
+from vsseg_ros.core.models.import_mmseg import (
+    config_for_mmseg_pspnet,
+    infer_mmseg_config,
+    mmseg_pspnet_to_ours,
+    mmseg_to_ours,
+)
 from vsseg_ros.core.models.perframe import PerFrameSegNet, count_parameters
 from vsseg_ros.core.models.resnet import ResNet
 

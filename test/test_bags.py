@@ -204,7 +204,8 @@ def test_make_bag_from_a_folder_with_unlabelled_neighbours_of_one_sequence(tmp_p
         cv2.imwrite(str(tmp_path / "f" / "images" / f"{seq}_000010.png"), rng.integers(0, 256, (H, W, 3), np.uint8))
         cv2.imwrite(str(tmp_path / "f" / "labels" / f"{seq}_000010.png"), rng.integers(0, 3, (H, W)).astype(np.uint8))
         for k in (7, 8, 9, 11):
-            cv2.imwrite(str(tmp_path / "f" / "frames" / f"{seq}_{k:06d}.png"), rng.integers(0, 256, (H, W, 3), np.uint8))
+            frame = rng.integers(0, 256, (H, W, 3), np.uint8)
+            cv2.imwrite(str(tmp_path / "f" / "frames" / f"{seq}_{k:06d}.png"), frame)
     out = tmp_path / "bag"
     assert _make_bag("--folder", str(tmp_path / "f"), "--sequence", "drive2", "--frames-before", "2",
                      "--frames-after", "1", "--out", str(out)) == 0

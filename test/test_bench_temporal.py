@@ -10,13 +10,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import to_hex
 
+from vsseg_ros import charts
 from vsseg_ros.core.segmenter import Frame, OutputRequest
 from vsseg_ros.core.temporal_segmenter import STAGES, TemporalSegmenter
 from vsseg_ros.imaging.video import default_video, read_frames
-from vsseg_ros.tools.bench_temporal import (STAGE_COLORS, NaiveTemporal, bench_temporal, load_temporal_model,
-                                            paired_share, paired_share_after, print_temporal,
-                                            write_chart)
+from vsseg_ros.tools.bench_temporal import (
+    NaiveTemporal,
+    bench_temporal,
+    load_temporal_model,
+    paired_share,
+    paired_share_after,
+    print_temporal,
+    write_chart,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -77,8 +85,14 @@ def test_ratios_stages_and_chart(tiny: Path, tmp_path: Path, capsys: pytest.Capt
     write_chart(png, results)
     img = cv2.imread(str(png))
     assert img is not None and img.shape[1] == 960 and img.shape[0] > 150
-    colours = {tuple(int(c) for c in px) for px in img.reshape(-1, 3)}
-    assert STAGE_COLORS["backbone"] in colours and STAGE_COLORS["mar"] in colours  # the stacked stages are drawn
+    # the streaming bar is the stages stacked, each as long as its median, one after the other
+    ax = charts.temporal_bench(results).axes[0]
+    stacked = [p for p in ax.patches if abs(p.get_y() + p.get_height() / 2 - 1) < 1e-9]
+    drawn = [(to_hex(p.get_facecolor()), p.get_x(), p.get_width()) for p in stacked]
+    stages = [(charts.STAGE_COLORS[k], v) for k, v in r["streaming_stages_ms"].items() if v > 0]
+    assert [c for c, _, _ in drawn] == [c for c, _ in stages] and len(stages) >= 3
+    assert [w for _, _, w in drawn] == pytest.approx([v for _, v in stages])
+    assert [x for _, x, _ in drawn] == pytest.approx(np.cumsum([0] + [v for _, v in stages[:-1]]))
     with pytest.raises(OSError, match="could not write"):
         write_chart(tmp_path / "no_such_dir" / "chart.png", results)
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vsseg_ros.core.checkpoint import (FORMAT, VERSION, Checkpoint, CheckpointError, load_checkpoint,
-                                       save_checkpoint)
+from vsseg_ros.core.checkpoint import FORMAT, VERSION, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from vsseg_ros.core.classes import CAMVID, ClassMap
 from vsseg_ros.core.config import ModelConfig
 from vsseg_ros.core.loading import load_segmenter

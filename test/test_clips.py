@@ -154,7 +154,8 @@ def test_consecutive_frames_differ_smoothly(tmp_path: Path) -> None:
     # with everything on (acceleration, colour drift, blur, noise, occluders) steps stay small and alike,
     # far below the difference between two unrelated stills
     full = StillClipDataset(data, 5, "center", size=(56, 80), scale_range=(1, 1), seed=3, occluders=0.5)
-    unrelated = _mad(torch.from_numpy(data.load(0)[0]).permute(2, 0, 1), torch.from_numpy(data.load(1)[0]).permute(2, 0, 1))
+    unrelated = _mad(torch.from_numpy(data.load(0)[0]).permute(2, 0, 1),
+                     torch.from_numpy(data.load(1)[0]).permute(2, 0, 1))
     ratios = []
     for key in [(i, s) for i in range(3) for s in range(4)]:
         f = full[key]["frames"]

@@ -47,15 +47,16 @@ def make_cityscapes(root: Path, split: str = "train", sequence: bool = True) -> 
         (root / "gtFine" / split / city / f"{name}_gtFine_polygons.json").write_text("{}")
         if sequence and city == "aachen":
             for frame in (17, 18, 19, 20):
-                _write_rgb(root / "leftImg8bit_sequence" / split / city / f"{city}_{seq:06d}_{frame:06d}_leftImg8bit.png",
-                           _rgb(3, 4, 100 + frame))
+                name = f"{city}_{seq:06d}_{frame:06d}_leftImg8bit.png"
+                _write_rgb(root / "leftImg8bit_sequence" / split / city / name, _rgb(3, 4, 100 + frame))
     return root
 
 
 def test_cityscapes_table_is_the_official_one() -> None:
     assert len(LABEL_TO_TRAIN_ID) == 19 and sorted(LABEL_TO_TRAIN_ID.values()) == list(range(19))
     by_train = {t: i for i, t in LABEL_TO_TRAIN_ID.items()}
-    assert [by_train[t] for t in range(19)] == [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
+    assert [by_train[t] for t in range(19)] == [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32,
+                                                33]
     assert CITYSCAPES.num_classes == 19 and CITYSCAPES.names[11] == "person" and CITYSCAPES.names[18] == "bicycle"
     assert CITYSCAPES.colors[0] == (128, 64, 128) and CITYSCAPES.colors[13] == (0, 0, 142)
 
@@ -83,7 +84,8 @@ def test_cityscapes_neighbours_from_the_sequence_folder(tmp_path: Path) -> None:
 
 
 def test_cityscapes_wrong_root_says_which_layout(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"dataset root not found.*Cityscapes layout.*leftImg8bit/train.*gtFine/train"):
+    with pytest.raises(DatasetError,
+                       match=r"dataset root not found.*Cityscapes layout.*leftImg8bit/train.*gtFine/train"):
         Cityscapes(tmp_path / "nope", "train")
     (tmp_path / "train").mkdir()  # a CamVid layout is not a Cityscapes one
     (tmp_path / "trainannot").mkdir()

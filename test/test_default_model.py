@@ -51,15 +51,15 @@ def _tiny_camvid(root: Path) -> list[np.ndarray]:
 def test_evaluate_split_scores_against_the_labels_and_resets_per_sequence(tmp_path):
     labels = _tiny_camvid(tmp_path)
     data = CamVid(tmp_path, "val")
-    perfect = _Oracle({i: np.where(l == 255, 0, l).astype(np.uint8) for i, l in enumerate(labels)})
+    perfect = _Oracle({i: np.where(lab == 255, 0, lab).astype(np.uint8) for i, lab in enumerate(labels)})
     res = evaluate_split(perfect, data, progress=False)
     assert res["miou"] == pytest.approx(1.0) and res["frames"] == 3
     assert perfect.resets == 2  # sequence A, then sequence B
     # Predict Sky (0) everywhere: Sky IoU = 59/(59+...) and the others 0.
-    sky = _Oracle({i: np.zeros_like(l) for i, l in enumerate(labels)})
+    sky = _Oracle({i: np.zeros_like(lab) for i, lab in enumerate(labels)})
     res = evaluate_split(sky, data, progress=False)
-    valid = sum(int((l != 255).sum()) for l in labels)
-    sky_px = sum(int((l == 0).sum()) for l in labels)
+    valid = sum(int((lab != 255).sum()) for lab in labels)
+    sky_px = sum(int((lab == 0).sum()) for lab in labels)
     iou = res["iou"]
     assert iou["Sky"] == pytest.approx(sky_px / valid)
     assert iou["Road"] == 0.0 and iou["Car"] == 0.0

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetutil import GOOD, HEADLINE, SMALL, fleet, one_stream_reference, synthetic  # noqa: F401 - fleet is a fixture
-from fleetutil import run_eval as _run
+from fleetutil import GOOD, HEADLINE, SMALL, fleet, one_stream_reference, run_eval as _run, synthetic  # noqa: F401 - fleet is a fixture
 from vsseg_ros.bags import write_bag
 
 RECORD_KEYS = {"key", "bag", "task", "chunk", "worker", "status", "seconds", "warnings"}
@@ -37,7 +36,8 @@ def test_fleet_result_equals_one_stream_over_the_same_frames(fleet, sequential):
     assert out["counts"] == {"bags": GOOD + 1, "tasks": GOOD + 1, "scored": GOOD, "failed": 1,
                              "without_ground_truth": 1, "frames_without_ground_truth": 6}
     (failed,) = out["failed"]
-    assert failed["bag"].endswith("z_corrupt") and failed["error"].startswith("BagError") and failed["error_kind"] == "bag"
+    assert failed["bag"].endswith("z_corrupt") and failed["error"].startswith("BagError")
+    assert failed["error_kind"] == "bag"
     reference = one_stream_reference(fleet["good"])
     for key in HEADLINE:
         assert out[key] == reference[key], key  # to the last digit
@@ -87,8 +87,8 @@ def test_a_killed_driver_resumes_and_scores_the_rest_only(fleet, sequential, tmp
     results = tmp_path / "results"
     argv = [sys.executable, "-m", "vsseg_ros.tools.evaluate", "--bags", str(fleet["dir"]), "--results",
             str(results)] + SMALL
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "driver.log", "w"), start_new_session=True,
-                            env={**os.environ, "PYTHONSAFEPATH": "1"})
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "driver.log", "w"),
+                            start_new_session=True, env={**os.environ, "PYTHONSAFEPATH": "1"})
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -117,7 +117,8 @@ def test_chunks_cut_at_sequence_starts_score_exactly_as_the_whole_bag(tmp_path):
     assert _run(["--bags", tmp_path / "long", "--json", tmp_path / "whole.json"] + SMALL) == 0
     assert _run(["--bag", tmp_path / "long", "--json", tmp_path / "eval.json"] + SMALL) == 0
     chunked, whole, single = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("chunked", "whole", "eval"))
-    assert [r["chunk"] for r in chunked["bags"]] == [[1, 2], [2, 2]] and [r["frames"] for r in chunked["bags"]] == [10, 10]
+    assert [r["chunk"] for r in chunked["bags"]] == [[1, 2], [2, 2]]
+    assert [r["frames"] for r in chunked["bags"]] == [10, 10]
     assert chunked["counts"]["tasks"] == 2 and whole["counts"]["tasks"] == 1
     for key in HEADLINE:
         assert chunked[key] == whole[key] == single[key], key
@@ -155,14 +156,20 @@ def test_a_ray_address_that_does_not_answer_is_a_clear_error_within_the_timeout(
 
 
 def test_fleet_sizing_and_the_bench_chart():
+    from vsseg_ros import charts
     from vsseg_ros.fleet.run import workers_needed
-    from vsseg_ros.tools.bench_fleet import draw_chart
 
     # 1,000 h at 10 Hz in 8 h is 1,250 frames/s: 126 workers of 9.98 frames/s, 125 of exactly 10
     assert workers_needed(1000, 10, 8, 9.98) == 126 and workers_needed(1000, 10, 8, 10.0) == 125
     run = {"mode": "m", "workers": 1, "frames": 408, "bags": 8, "frames_per_s": 8.0, "frames_per_s_scoring": 9.0}
-    chart = draw_chart({"runs": {"sequential": run, "ray_1": run, "ray_2": {**run, "workers": 2}},
-                        "ratios": {"ray_2_over_ray_1": 1.8}, "cpus": 2})
+    fig = charts.fleet_bench({"runs": {"sequential": run, "ray_1": run, "ray_2": {**run, "workers": 2,
+                                                                              "frames_per_s": 14.5}},
+                              "ratios": {"ray_2_over_ray_1": 1.8}, "cpus": 2})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["sequential", "Ray, 1 worker", "Ray, 2 workers"]
+    whole, scoring = ax.containers  # whole run and scoring phase, one bar per run each
+    assert [b.get_width() for b in whole] == [8.0, 8.0, 14.5] and [b.get_width() for b in scoring] == [9.0] * 3
+    chart = charts.to_rgb(fig)
     assert chart.shape[0] > 3 * 60 and chart.dtype.name == "uint8" and (chart < 255).any()
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetutil import GOOD, HEADLINE, SMALL, fleet  # noqa: F401 - fleet is a fixture
-from fleetutil import run_eval as _run
+from fleetutil import GOOD, HEADLINE, SMALL, fleet, run_eval as _run  # noqa: F401 - fleet is a fixture
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                 reason="ray is not installed (requirements.txt pins it; `make setup` installs it)")

@@ -155,7 +155,7 @@ def test_boundary_predictions_next_to_ignored_pixels_are_not_false_positives():
 def test_boundary_matching_agrees_with_brute_force_distances():
     rng = np.random.default_rng(1)
     for tol in (0, 1, 2, 3):
-        for trial in range(3):
+        for _trial in range(3):
             gt = (rng.random((12, 14)) < 0.3).astype(np.uint8)
             pred = (rng.random((12, 14)) < 0.3).astype(np.uint8)
             s = BoundaryScore(tol)
@@ -184,7 +184,7 @@ def test_mvc_counts_every_window_including_the_last_and_not_across_clips():
     assert vc.mvc(8) == pytest.approx((1 + 1 + 0.75) / 3)
     assert vc.mvc(16) is None
     # clip B: 7 frames: shorter than any window, adds nothing (and nothing straddles A and B)
-    for t in range(7):
+    for _ in range(7):
         vc.add(np.zeros((2, 2), np.uint8), gt, "B")
     assert len(vc.values[8]) == 3
 

@@ -37,7 +37,8 @@ def _declared() -> set[str]:
 
 def test_every_import_has_a_rosdep_key_or_is_listed_as_pip_only():
     declared = _declared()
-    missing = sorted(PYTHON_KEYS.get(m, m) for m in _imports() - PIP_ONLY - set(OPTIONAL_PIP) if PYTHON_KEYS.get(m, m) not in declared)
+    missing = sorted(PYTHON_KEYS.get(m, m) for m in _imports() - PIP_ONLY - set(OPTIONAL_PIP)
+                     if PYTHON_KEYS.get(m, m) not in declared)
     assert not missing, f"package.xml lacks {missing}"
     # rclpy.lifecycle imports lifecycle_msgs; `ros2 launch` needs ros2launch; the tests need pytest, hypothesis
     assert {"lifecycle_msgs", "ros2launch", "rcl_interfaces", "python3-pytest", "python3-hypothesis"} <= declared

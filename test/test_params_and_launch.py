@@ -57,12 +57,12 @@ def _resolve_launch(**launch_args: str):
     Node, the command line's tokens, the --params-file arguments in order); a token that launch only fills in
     when it starts the process (`__node:=`/`__ns:=`) is None, and launch's temporary file for dict parameters
     is read and removed (its content is returned in its place)."""
-    from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LocalSubstitution
     from launch.utilities import perform_substitutions
     from launch_ros.actions import Node
 
+    from launch import LaunchContext
     from vsseg_ros.ros.launch_args import ARGUMENTS
 
     spec = importlib.util.spec_from_file_location("seg_launch", ROOT / "launch" / "segmentation.launch.py")

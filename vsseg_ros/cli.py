@@ -198,7 +198,8 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train from a YAML recipe (config/train/*.yaml): per-frame (stage 1) or, for "
                                      "a `stage: temporal` recipe, STF + MAR on a trained per-frame model")
-    t.add_argument("--config", type=Path, required=True, help="training recipe, e.g. config/train/mbv2_lite_camvid.yaml")
+    t.add_argument("--config", type=Path, required=True,
+                   help="training recipe, e.g. config/train/mbv2_lite_camvid.yaml")
     t.add_argument("--out", type=Path, help="output folder (best.pt, last.pt, logs, val_miou.png)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at its saved step")
     t.add_argument("--max-iters", type=int, help="stop after this many iterations")

@@ -26,8 +26,16 @@ import numpy as np
 
 from vsseg_ros.bags.cdr import CdrError, header_of
 from vsseg_ros.bags.typestore import add_package_types, typestore_for
-from vsseg_ros.bags.writer import (COMPRESSED_IMAGE, DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, IMAGE, KEY_CLASSES,
-                                   KEY_FRAME_NAMES, KEY_SEQUENCES, KEY_SOURCE)
+from vsseg_ros.bags.writer import (
+    COMPRESSED_IMAGE,
+    DEFAULT_GT_TOPIC,
+    DEFAULT_IMAGE_TOPIC,
+    IMAGE,
+    KEY_CLASSES,
+    KEY_FRAME_NAMES,
+    KEY_SEQUENCES,
+    KEY_SOURCE,
+)
 from vsseg_ros.data.sources import LabelledFrame
 
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
@@ -101,7 +109,8 @@ def resolve_bag_path(path: Union[str, Path]) -> Path:
     (also when it lies in a folder whose metadata.yaml is lost)."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise BagError(f"bag not found: {path} (expected a rosbag2 folder with metadata.yaml, or an .mcap or .db3 file)")
+        raise BagError(f"bag not found: {path} (expected a rosbag2 folder with metadata.yaml, or an .mcap or .db3 "
+                       "file)")
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".bag":
@@ -407,7 +416,8 @@ class BagFrames:
         try:
             image = decode_message(msg)
         except ImageDecodeError as err:
-            raise BagError(f"image {index} on {self.image_topic} ({_fmt_stamp(stamp)}) cannot be decoded: {err}") from err
+            raise BagError(f"image {index} on {self.image_topic} ({_fmt_stamp(stamp)}) cannot be decoded: "
+                           f"{err}") from err
         if not image.flags.writeable:
             image = image.copy()
         if label is not None and label.shape != image.shape[:2]:

@@ -87,5 +87,5 @@ def add_package_types(typestore: Typestore) -> Typestore:
     return typestore
 
 
-__all__ = ["DEFAULT_DISTRO", "DISTROS", "METADATA_VERSION", "WRITE_VERSION", "add_package_types", "check_distro", "distro_names",
-           "package_msg_dir", "typestore_for"]
+__all__ = ["DEFAULT_DISTRO", "DISTROS", "METADATA_VERSION", "WRITE_VERSION", "add_package_types", "check_distro",
+           "distro_names", "package_msg_dir", "typestore_for"]

@@ -22,8 +22,14 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from vsseg_ros.bags.typestore import (DEFAULT_DISTRO, METADATA_VERSION, WRITE_VERSION, add_package_types,
-                                      check_distro, typestore_for)
+from vsseg_ros.bags.typestore import (
+    DEFAULT_DISTRO,
+    METADATA_VERSION,
+    WRITE_VERSION,
+    add_package_types,
+    check_distro,
+    typestore_for,
+)
 
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
 DEFAULT_GT_TOPIC = "/camera/semantic_gt"

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 IGNORE_ID = 255
+
+
+def rgb_tuple(color: Iterable[Any]) -> tuple[int, int, int]:
+    """A colour (three numbers) as an ``(r, g, b)`` tuple of ints; ValueError unless it has three."""
+    r, g, b = (int(v) for v in color)
+    return r, g, b
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class ClassMap:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ClassMap":
-        return cls(names=tuple(d["names"]), colors=tuple(tuple(int(v) for v in c) for c in d["colors"]),
+        return cls(names=tuple(d["names"]), colors=tuple(rgb_tuple(c) for c in d["colors"]),
                    ignore_id=int(d.get("ignore_id", IGNORE_ID)), ids=tuple(d.get("ids", ())))
 
 

@@ -68,7 +68,12 @@ class DISFlow:
             raise ValueError(f"DIS scale must be in (0, 1], got {scale}")
         self.preset = name
         self.scale = scale
-        self._dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{name.upper()}"))
+        self._dis = cv2.DISOpticalFlow.create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{name.upper()}"))
+
+    def _calc(self, prev_gray: np.ndarray, gray: np.ndarray) -> np.ndarray:
+        # flow=None: OpenCV allocates the output; its stubs declare the argument as an array
+        flow: np.ndarray = self._dis.calc(prev_gray, gray, None)  # type: ignore[call-overload]
+        return flow
 
     def __repr__(self) -> str:
         return f"DISFlow(preset={self.preset!r}, scale={self.scale})"
@@ -83,11 +88,11 @@ class DISFlow:
             raise ValueError(f"DIS needs two images of the same size, got {prev_gray.shape} and {gray.shape}")
         h, w = gray.shape
         if self.scale == 1.0:
-            return self._dis.calc(prev_gray, gray, None)
+            return self._calc(prev_gray, gray)
         sw, sh = max(1, round(w * self.scale)), max(1, round(h * self.scale))
-        small = self._dis.calc(cv2.resize(prev_gray, (sw, sh), interpolation=cv2.INTER_AREA),
-                               cv2.resize(gray, (sw, sh), interpolation=cv2.INTER_AREA), None)
-        flow = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        small = self._calc(cv2.resize(prev_gray, (sw, sh), interpolation=cv2.INTER_AREA),
+                           cv2.resize(gray, (sw, sh), interpolation=cv2.INTER_AREA))
+        flow: np.ndarray = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
         flow[..., 0] *= w / sw
         flow[..., 1] *= h / sh
         return flow

@@ -37,7 +37,7 @@ MODEL_INPUT_SIZE = "model"
 try:  # OpenCV resizes uint8 images much faster than torch; torch is the fallback
     import cv2 as _cv2
 except ImportError:  # pragma: no cover - opencv is a dependency, but core must not need it
-    _cv2 = None
+    _cv2 = None  # type: ignore[assignment]  # None says OpenCV is not installed
 
 
 def check_image(image: Any) -> tuple[int, int]:
@@ -101,6 +101,7 @@ class FramePreparer:
                 # the image: normalising whole rows against tiled scale/shift rows vectorises (0.12 against
                 # 0.88 ms per 360x480 frame when broadcasting a per-channel (3, 1, 1) over 3-wide pixels)
                 rows = buf[0].permute(1, 2, 0)[:h, :w].view(h, w * 3)  # a view (view() never copies)
+                assert self._tiled is not None  # set with the buffer
                 scale, shift = self._tiled
                 rows.copy_(torch.from_numpy(image).view(h, w * 3))
                 rows.mul_(scale).add_(shift)
@@ -341,7 +342,8 @@ def inference_copy(model: nn.Module, device: torch.device, channels_last: bool, 
     if channels_last:  # the convolutional part only (attention modules hold 5-d positional encodings)
         for m in net.modules():
             if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)):
-                m.to(memory_format=torch.channels_last)
+                # Module.to takes memory_format (torch's docs); its typed overloads leave it out
+                m.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     freeze_weights(net)  # nothing changes this copy's weights: caches need not check them every frame
     return net
 

@@ -8,7 +8,7 @@ the package; otherwise MobileNetV2 with ImageNet weights and *untrained* heads, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, TypedDict, Union, cast
 
 import torch
 
@@ -16,14 +16,34 @@ from vsseg_ros.core.checkpoint import Checkpoint, CheckpointError, load_checkpoi
 from vsseg_ros.core.classes import CAMVID
 from vsseg_ros.core.config import ConfigError, ModelConfig, default_config, parse_input_size
 from vsseg_ros.core.device import resolve_device, resolve_precision
+from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE
 from vsseg_ros.core.models.perframe import PerFrameSegNet
-from vsseg_ros.core.perframe_segmenter import MODEL_INPUT_SIZE, PerFrameSegmenter
+from vsseg_ros.core.models.temporal import TemporalSegNet
+from vsseg_ros.core.perframe_segmenter import PerFrameSegmenter
 from vsseg_ros.core.segmenter import Segmenter
-from vsseg_ros.core.temporal_segmenter import (DEFAULT_MAX_FRAME_GAP_S, TemporalSegmenter, check_max_frame_gap,
-                                              check_mode)
+from vsseg_ros.core.temporal_segmenter import (
+    DEFAULT_MAX_FRAME_GAP_S,
+    TemporalSegmenter,
+    check_max_frame_gap,
+    check_mode,
+)
 
 if TYPE_CHECKING:
     from vsseg_ros.runtimes.manifest import ExportedModel
+
+
+
+class _Options(TypedDict):
+    """The checked arguments :func:`load_segmenter` passes on to whichever segmenter it builds."""
+
+    device: torch.device
+    precision: torch.dtype
+    input_size: Union[tuple[int, int], None, str]
+    mean: Optional[tuple[float, ...]]
+    std: Optional[tuple[float, ...]]
+    temporal_mode: Optional[str]
+    max_frame_gap_s: float
+
 
 UNTRAINED_MODEL_ID = "mbv2_lite:imagenet-backbone+untrained-heads"
 #: where a trained default model ships inside the package
@@ -107,8 +127,8 @@ def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", prec
     std_t = _check_triple("std", std, positive=True)
     mode = check_mode(temporal_mode)
     gap = check_max_frame_gap(max_frame_gap_s)
-    options = dict(device=dev, precision=dtype, input_size=size, mean=mean_t, std=std_t, temporal_mode=mode,
-                   max_frame_gap_s=gap)
+    options = _Options(device=dev, precision=dtype, input_size=size, mean=mean_t, std=std_t, temporal_mode=mode,
+                       max_frame_gap_s=gap)
 
     path = str(model_path).strip() if model_path is not None else ""
     if path and is_exported_path(path):
@@ -126,7 +146,7 @@ def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", prec
         if source is None:
             raise CheckpointError(f"backend {backend!r} runs exported models; no checkpoint ships as "
                                   f"{DEFAULT_WEIGHTS}: give model_path")
-        return exported_segmenter(exported_checkpoint(source, None if size == MODEL_INPUT_SIZE else size),
+        return exported_segmenter(exported_checkpoint(source, None if isinstance(size, str) else size),
                                   backend, **options)
     if path:
         ckpt = load_checkpoint(path)
@@ -141,7 +161,8 @@ def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", prec
 
 def _runnable_here(model: "ExportedModel", device: torch.device) -> bool:
     """Whether an installed backend can run ``model`` (``auto``'s choice exists)."""
-    from vsseg_ros.runtimes.backends import RuntimeUnavailable, choose_backend
+    from vsseg_ros.runtimes.backends import choose_backend
+    from vsseg_ros.runtimes.sessions import RuntimeUnavailable
 
     try:
         choose_backend("auto", model, gpu=device.type == "cuda")
@@ -154,7 +175,8 @@ def backend_summary(segmenter: Segmenter) -> str:
     """Which backend, engine and provider actually run the network (logged and reported: never a silent fall
     back)."""
     backend = getattr(segmenter, "backend", "torch")
-    return backend if backend == "torch" else f"{backend}: {getattr(segmenter.net, 'description', backend)}"
+    net = getattr(segmenter, "net", None)  # an exported model's segmenter runs an ExportedNet
+    return backend if backend == "torch" else f"{backend}: {getattr(net, 'description', backend)}"
 
 
 def fresh_default_export() -> Optional["ExportedModel"]:
@@ -190,9 +212,12 @@ def exported_segmenter(model: "ExportedModel", backend: str, device: torch.devic
     net = exported_net(model, name, gpu=gpu, device_id=device.index or 0, fp16=precision == torch.float16)
     cpu = torch.device("cpu")
     if model.temporal:
-        return TemporalSegmenter(net, model.class_map, model.model_id, device=cpu, input_size=size, mean=mean,
-                                 std=std, mode=temporal_mode, max_frame_gap_s=max_frame_gap_s)
-    return PerFrameSegmenter(net, model.class_map, model.model_id, device=cpu, input_size=size, mean=mean, std=std)
+        # the ExportedNet stands in for the torch network: the same calls (vsseg_ros.runtimes.exported_net)
+        return TemporalSegmenter(net, model.class_map, model.model_id, device=cpu,  # type: ignore[arg-type]
+                                 input_size=size, mean=mean, std=std, mode=temporal_mode,
+                                 max_frame_gap_s=max_frame_gap_s)
+    return PerFrameSegmenter(net, model.class_map, model.model_id, device=cpu,  # type: ignore[arg-type]
+                             input_size=size, mean=mean, std=std)
 
 
 def _parse_size(value: Union[tuple[int, int], int]) -> Optional[tuple[int, int]]:
@@ -210,10 +235,10 @@ def segmenter_from_checkpoint(ckpt: Checkpoint, device: Union[str, torch.device]
                               max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S) -> Segmenter:
     """The Segmenter for a loaded checkpoint: a :class:`TemporalSegmenter` (streaming, with ``temporal_mode``
     and ``max_frame_gap_s``) when its config has a temporal module, else a :class:`PerFrameSegmenter`."""
-    model = ckpt.build_model()
+    model = ckpt.build_model()  # a TemporalSegNet when the config has a temporal module, else a PerFrameSegNet
     if ckpt.config.temporal is not None:
-        return TemporalSegmenter(model, ckpt.class_map, ckpt.model_id, device=device, precision=precision,
-                                 input_size=input_size, mean=mean, std=std, mode=temporal_mode,
+        return TemporalSegmenter(cast(TemporalSegNet, model), ckpt.class_map, ckpt.model_id, device=device,
+                                 precision=precision, input_size=input_size, mean=mean, std=std, mode=temporal_mode,
                                  max_frame_gap_s=max_frame_gap_s)
-    return PerFrameSegmenter(model, ckpt.class_map, ckpt.model_id, device=device, precision=precision,
-                             input_size=input_size, mean=mean, std=std)
+    return PerFrameSegmenter(cast(PerFrameSegNet, model), ckpt.class_map, ckpt.model_id, device=device,
+                             precision=precision, input_size=input_size, mean=mean, std=std)

@@ -62,7 +62,7 @@ class _TopK:
         if scores.numel() > self.k:  # cut the batch down first: the concatenation stays small
             idx = torch.topk(scores, self.k, largest=self.largest).indices
             scores, feats = scores[idx], feats[idx]
-        if self.scores is not None:
+        if self.scores is not None and self.feats is not None:  # set together
             scores, feats = torch.cat([self.scores, scores]), torch.cat([self.feats, feats])
         k = min(self.k, scores.numel())
         idx = torch.topk(scores, k, largest=self.largest, sorted=True).indices

@@ -14,8 +14,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 
 from vsseg_ros.core.classes import ClassMap
-from vsseg_ros.core.frame_pipeline import (MODEL_INPUT_SIZE, PAD_MULTIPLE, NetworkSegmenter,  # noqa: F401
-                                           _PostBuffers)
+from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, PAD_MULTIPLE, NetworkSegmenter, _PostBuffers  # noqa: F401
 from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult
 

@@ -72,7 +72,7 @@ class Segmenter(abc.ABC):
         """Label the frames still held back (end of a stream); per-frame models hold none."""
         return []
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - a no-op by default on purpose: a per-frame model holds no state
         """Forget all temporal state (a new stream starts)."""
 
     @property

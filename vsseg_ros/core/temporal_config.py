@@ -85,7 +85,8 @@ class STFConfig:
         pe = self.pe_size
         if isinstance(pe, (str, bytes)) or not hasattr(pe, "__len__") or len(pe) != 2:
             raise ConfigError(f"temporal.stf.pe_size must be [height, width], got {pe!r}")
-        self.pe_size = (_int("temporal.stf.pe_size[0]", pe[0], 1, 4096), _int("temporal.stf.pe_size[1]", pe[1], 1, 4096))
+        self.pe_size = (_int("temporal.stf.pe_size[0]", pe[0], 1, 4096),
+                        _int("temporal.stf.pe_size[1]", pe[1], 1, 4096))
         if self.dim is not None:
             self.dim = _int("temporal.stf.dim", self.dim, 1, 65536)
             if self.dim % self.heads:

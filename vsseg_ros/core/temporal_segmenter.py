@@ -109,7 +109,7 @@ class _Entry:
 class _Window:
     """One camera's ring buffer of at most T frames."""
 
-    entries: deque = field(default_factory=deque)
+    entries: deque[_Entry] = field(default_factory=deque)
     last_stamp_ns: Optional[int] = None
 
     def restart_reason(self, frame: Frame, H: int, W: int, max_gap_ns: float) -> Optional[str]:
@@ -140,6 +140,8 @@ class TemporalSegmenter(NetworkSegmenter):
     Counters: ``backbone_calls`` (per-frame feature passes), ``resets`` (reason -> count).
     """
 
+    net: TemporalSegNet  # or an exported network with the same calls (vsseg_ros.runtimes.exported_net)
+
     def __init__(self, model: "TemporalSegNet", class_map: ClassMap, model_id: str,
                  device: Union[str, torch.device] = "cpu", precision: Union[str, torch.dtype] = "fp32",
                  input_size: Any = MODEL_INPUT_SIZE, mean: Optional[Sequence[float]] = None,
@@ -167,17 +169,18 @@ class TemporalSegmenter(NetworkSegmenter):
         self._windows: OrderedDict[str, _Window] = OrderedDict()
         self._flow = self._make_flow(model)
         self._mar_ms = 0.0
-        if getattr(self.net, "mar", None) is not None:  # MAR runs inside fuse(): time it with hooks
-            self.net.mar.register_forward_pre_hook(self._mar_start)
-            self.net.mar.register_forward_hook(self._mar_stop)
+        mar = getattr(self.net, "mar", None)  # an exported network has none
+        if mar is not None:  # MAR runs inside fuse(): time it with hooks
+            mar.register_forward_pre_hook(self._mar_start)
+            mar.register_forward_hook(self._mar_stop)
 
     @staticmethod
     def _make_flow(model: "TemporalSegNet") -> Any:
-        if getattr(model, "flow2seg", None) is None:
+        options = model.temporal.flow2seg  # the DIS settings the flow path was trained with
+        if getattr(model, "flow2seg", None) is None or options is None:
             return None
         from vsseg_ros.core.flow import DISFlow
 
-        options = model.temporal.flow2seg  # the DIS settings the flow path was trained with
         return DISFlow(options.preset, options.scale)
 
     def _mar_start(self, *_: Any) -> None:
@@ -325,9 +328,11 @@ class TemporalSegmenter(NetworkSegmenter):
             with self._autocast():
                 out = self.net.fuse([e.feature for e in entries], target, flow=entry.flow, boundary=boundary,
                                     rows=rows)
+            logits = out["logits"]
+            assert logits is not None  # fuse() always returns logits (only boundary may be None)
             self._sync()
             t1 = time.perf_counter()
-            labels, confidence, edge = self.output_maps(out["logits"], out.get("boundary"), H, W, h, w, request)
+            labels, confidence, edge = self.output_maps(logits, out.get("boundary"), H, W, h, w, request)
             self._sync()
         t2 = time.perf_counter()
         timings["fusion"] += (t1 - t0) * 1e3 - self._mar_ms
@@ -335,7 +340,7 @@ class TemporalSegmenter(NetworkSegmenter):
         timings["postprocess"] += (t2 - t1) * 1e3
         info = {"labels": labels, "confidence": confidence, "boundary": edge, "frames_fused": len(entries),
                 "window_stamps": tuple(e.frame.stamp_ns for e in entries), "target": target,
-                "logits": out["logits"].float().clone() if self.return_logits else None}
+                "logits": logits.float().clone() if self.return_logits else None}
         return entry, info
 
     def logit_rows(self, h: int, feature: Tensor) -> Optional[int]:
@@ -367,5 +372,5 @@ class TemporalSegmenter(NetworkSegmenter):
                 f"(delay {self.delay_frames}), max frame gap {self.max_frame_gap_s:g} s")
 
 
-__all__ = ["TemporalSegmenter", "TemporalResult", "fusion_calls", "CAUSAL", "CENTERED", "MODES", "STAGES", "RESET_REASONS",
-           "check_mode", "check_max_frame_gap"]
+__all__ = ["TemporalSegmenter", "TemporalResult", "fusion_calls", "CAUSAL", "CENTERED", "MODES", "STAGES",
+           "RESET_REASONS", "check_mode", "check_max_frame_gap"]

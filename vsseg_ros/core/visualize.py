@@ -13,7 +13,8 @@ from vsseg_ros.core.classes import ClassMap
 
 def color_mask(labels: np.ndarray, class_map: ClassMap) -> np.ndarray:
     """HxW class ids -> HxWx3 uint8 RGB in the class colours (ignore -> black)."""
-    return class_map.palette()[labels]
+    colors: np.ndarray = class_map.palette()[labels]
+    return colors
 
 
 def overlay(image_rgb: np.ndarray, labels: np.ndarray, class_map: ClassMap, alpha: float = 0.5) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from vsseg_ros.core.classes import IGNORE_ID, ClassMap
+from vsseg_ros.core.classes import IGNORE_ID, ClassMap, rgb_tuple
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _NAME_RE = re.compile(r"^(?P<seq>.+)_(?P<prefix>\D*)(?P<frame>\d+)$")
@@ -65,7 +65,7 @@ def missing_folders_error(root: Path, absent: Sequence[Path], expected: str) -> 
                         f"found folders: {', '.join(present) if present else 'none'}")
 
 
-def unpaired_error(names: Sequence[str], paths: dict[str, Path], where: Path, what: str, other: Path) -> DatasetError:
+def unpaired_error(names: Sequence[str], paths: dict[str, Path], where: Path, what: str, other: str) -> DatasetError:
     """``N image(s) in DIR without a label in DIR: a.png, b.png and 3 more``."""
     shown = ", ".join(paths[n].name for n in names[:5])
     more = f" and {len(names) - 5} more" if len(names) > 5 else ""
@@ -91,7 +91,7 @@ def generic_class_map(num_classes: int) -> ClassMap:
                    axis=-1)[None]
     rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
     return ClassMap(names=tuple(f"class_{i}" for i in range(num_classes)),
-                    colors=tuple(tuple(int(v) for v in c) for c in rgb))
+                    colors=tuple(rgb_tuple(c) for c in rgb))
 
 
 class DecodedPairs:
@@ -192,7 +192,8 @@ class LabelledDataset:
         bad = np.flatnonzero((present > 0) & ~self._valid)
         if bad.size:
             raise DatasetError(self._bad_ids_message(s.label_path, bad))
-        return self._lut[raw]
+        ids: np.ndarray = self._lut[raw]
+        return ids
 
     def _read_raw_label(self, path: Path) -> np.ndarray:
         """The ids stored in a label file as HxW uint8 (single channel; ids above 255 are out of range)."""

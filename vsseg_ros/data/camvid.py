@@ -16,8 +16,19 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from vsseg_ros.core.classes import CAMVID, IGNORE_ID, ClassMap
-from vsseg_ros.data.base import (IMAGE_SUFFIXES, DatasetError, DecodedPairs, LabelledDataset, Sample, check_pairs,
-                                 check_root, generic_class_map, list_images, missing_folders_error, parse_name)
+from vsseg_ros.data.base import (
+    IMAGE_SUFFIXES,
+    DatasetError,
+    DecodedPairs,
+    LabelledDataset,
+    Sample,
+    check_pairs,
+    check_root,
+    generic_class_map,
+    list_images,
+    missing_folders_error,
+    parse_name,
+)
 
 #: class id used for "void" in the SegNet release
 VOID_ID = 11

@@ -22,8 +22,7 @@ from typing import Optional, Union
 import numpy as np
 
 from vsseg_ros.core.classes import CITYSCAPES, IGNORE_ID, ClassMap
-from vsseg_ros.data.base import (DatasetError, LabelledDataset, Sample, check_root, missing_folders_error,
-                                 unpaired_error)
+from vsseg_ros.data.base import DatasetError, LabelledDataset, Sample, check_root, missing_folders_error, unpaired_error
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"

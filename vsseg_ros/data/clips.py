@@ -52,7 +52,8 @@ def _matrix(tx: float, ty: float, angle: float, log_zoom: float, px: float, py: 
     z = math.exp(log_zoom)
     a = np.array([[z * c, -z * s, tx], [z * s, z * c, ty], [0.0, 0.0, 1.0]])
     p = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [px, py, 1.0]])
-    return a @ p
+    m: np.ndarray = a @ p
+    return m
 
 
 def _line_kernel(dx: float, dy: float) -> Optional[np.ndarray]:
@@ -90,6 +91,9 @@ def _colour_drift(image: np.ndarray, gains: np.ndarray, contrast: float, saturat
 
 class _ClipDataset:
     """What both clip datasets share: keys -> random draws, the crop geometry, colour jitter and the output."""
+
+    def __getitem__(self, key: Key) -> dict[str, Any]:  # each dataset draws its clips its own way
+        raise NotImplementedError
 
     def __init__(self, data: LabelledDataset, frames: int = 3, target: Union[str, int] = "last",
                  size: Sequence[int] = (288, 384), seed: int = 0, scale_range: Sequence[float] = (0.5, 2.0),
@@ -175,11 +179,16 @@ class _ClipDataset:
 
         h, w = self.size
         flags = cv2.WARP_INVERSE_MAP | (cv2.INTER_NEAREST if label else cv2.INTER_LINEAR)
-        border = dict(borderMode=cv2.BORDER_CONSTANT, borderValue=IGNORE_ID) if label else \
-            dict(borderMode=cv2.BORDER_REFLECT_101)
+        mode = cv2.BORDER_CONSTANT if label else cv2.BORDER_REFLECT_101
+        value = IGNORE_ID if label else 0  # a reflected border reads no value
+        out: np.ndarray
         if abs(m[2, 0]) < 1e-12 and abs(m[2, 1]) < 1e-12 and abs(m[2, 2] - 1.0) < 1e-12:
-            return cv2.warpAffine(image, m[:2].astype(np.float64), (w, h), flags=flags, **border)
-        return cv2.warpPerspective(image, m.astype(np.float64), (w, h), flags=flags, **border)
+            out = cv2.warpAffine(image, m[:2].astype(np.float64), (w, h), flags=flags, borderMode=mode,
+                                 borderValue=value)
+        else:
+            out = cv2.warpPerspective(image, m.astype(np.float64), (w, h), flags=flags, borderMode=mode,
+                                      borderValue=value)
+        return out
 
     def _pack(self, frames: list[np.ndarray], label: np.ndarray, index: int) -> dict[str, Any]:
         import torch
@@ -309,10 +318,10 @@ class StillClipDataset(_ClipDataset):
                 c = c0 + speed * k
                 a = angles + spin * k
                 poly = np.stack([c[0] + radius * np.cos(a), c[1] + radius * np.sin(a)], 1)
-                poly = np.round(poly * 16).astype(np.int32)[None]
-                cv2.fillPoly(img, poly, colour, cv2.LINE_AA, shift=4)
+                pts = [np.round(poly * 16).astype(np.int32)]  # one polygon, 1/16 px (shift=4)
+                cv2.fillPoly(img, pts, colour, cv2.LINE_AA, shift=4)
                 if occluded is not None:  # the same anti-aliased fill, so its soft edge counts as covered too
-                    cv2.fillPoly(occluded, poly, 255, cv2.LINE_AA, shift=4)
+                    cv2.fillPoly(occluded, pts, 255, cv2.LINE_AA, shift=4)
             if k == 0 and occluded is not None:
                 label[occluded > 0] = IGNORE_ID
             if self.transient > 0 and rng.random() < self.transient:

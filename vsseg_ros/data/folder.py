@@ -25,8 +25,17 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from vsseg_ros.core.classes import IGNORE_ID, ClassMap
-from vsseg_ros.data.base import (DatasetError, LabelledDataset, Sample, check_pairs, check_root,
-                                 generic_class_map, list_images, missing_folders_error, parse_name)
+from vsseg_ros.data.base import (
+    DatasetError,
+    LabelledDataset,
+    Sample,
+    check_pairs,
+    check_root,
+    generic_class_map,
+    list_images,
+    missing_folders_error,
+    parse_name,
+)
 
 CLASS_FILES = ("classes.txt", "classes.yaml", "classes.yml")
 MAX_CLASSES = 255  # ids 0..254; 255 is the ignore id

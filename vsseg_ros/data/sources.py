@@ -10,6 +10,8 @@ from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
+from vsseg_ros.data.base import LabelledDataset
+
 #: frame rate that a dataset's frame numbers count in (stamps are frame number / rate): CamVid numbers its
 #: frames at 30 Hz (the val split is every second one, 15 Hz), Cityscapes sequences run at 17 Hz
 FRAME_NUMBER_RATE_HZ = {"camvid": 30.0, "cityscapes": 17.0, "folder": 30.0}
@@ -49,7 +51,7 @@ def dataset_frames(name: str, root: Union[str, Path], split: Optional[str] = Non
 
 
 def open_labelled(name: str, root: Union[str, Path], split: Optional[str] = None,
-                  num_classes: Optional[int] = None):
+                  num_classes: Optional[int] = None) -> LabelledDataset:
     """The dataset reader (checked now, so a wrong layout fails before any model work)."""
     from vsseg_ros.data.registry import open_dataset
 
@@ -57,7 +59,8 @@ def open_labelled(name: str, root: Union[str, Path], split: Optional[str] = None
     return open_dataset(name, root, split, **options)
 
 
-def frames_of(data, frame_rate_hz: float, context: tuple[int, int] = (0, 0)) -> Iterator[LabelledFrame]:
+def frames_of(data: LabelledDataset, frame_rate_hz: float,
+              context: tuple[int, int] = (0, 0)) -> Iterator[LabelledFrame]:
     """:class:`LabelledFrame` s of an opened dataset reader (anything with ``sequences()``, ``load()``,
     ``frame_path()`` and ``read_rgb()``), in the order of :func:`plan_frames`.
 
@@ -71,7 +74,7 @@ def frames_of(data, frame_rate_hz: float, context: tuple[int, int] = (0, 0)) -> 
     return _stream(data, plan_frames(data, context), 1e9 / float(frame_rate_hz))
 
 
-def plan_frames(data, context: tuple[int, int] = (0, 0)) -> list[tuple[str, int, Any]]:
+def plan_frames(data: LabelledDataset, context: tuple[int, int] = (0, 0)) -> list[tuple[str, int, Any]]:
     """``(sequence, frame number, Sample or image Path)`` of every frame :func:`frames_of` streams: sequences in
     name order, frames in number order; a :class:`~vsseg_ros.data.base.Sample` is labelled, a Path is a context
     frame. Cheap (no image is read), so its length is the stream's."""
@@ -92,7 +95,7 @@ def plan_frames(data, context: tuple[int, int] = (0, 0)) -> list[tuple[str, int,
     return plan
 
 
-def _stream(data, plan: list[tuple[str, int, Any]], period_ns: float) -> Iterator[LabelledFrame]:
+def _stream(data: LabelledDataset, plan: list[tuple[str, int, Any]], period_ns: float) -> Iterator[LabelledFrame]:
     for seq, number, entry in plan:
         stamp = int(round(number * period_ns))
         if isinstance(entry, Path):

@@ -153,8 +153,9 @@ def score_task(task: BagTask, settings: ScoreSettings, model_bytes: Optional[byt
                                  False)
                 notes = check_classes(source, [seg])
                 cm = seg.class_map
-                scorer = StreamScorer(cm.names, ignore_id=cm.ignore_id, boundary_tolerance_px=settings.boundary_tolerance,
-                                      flow_consistency=settings.tc, dis_preset=settings.dis_preset)
+                scorer = StreamScorer(cm.names, ignore_id=cm.ignore_id,
+                                      boundary_tolerance_px=settings.boundary_tolerance, flow_consistency=settings.tc,
+                                      dis_preset=settings.dis_preset)
                 stats = evaluate_stream([seg], _counted(frames.between(task.start_ns, task.stop_ns), progress),
                                         [scorer], warmup=settings.warmup)
             finally:

@@ -51,6 +51,10 @@ right, and the tests prove it with solid-colour mosaics.
 
 from __future__ import annotations
 
+import array
+from collections.abc import Sequence
+from typing import Any, Union
+
 import cv2
 import numpy as np
 
@@ -60,7 +64,11 @@ from .stderr_capture import library_messages
 try:  # optional: rosbags-image is not a rosdep key
     from rosbags.image.image import convert_color as _rosbags_convert_color
 except ImportError:  # pragma: no cover - depends on the environment
-    _rosbags_convert_color = None
+    _rosbags_convert_color = None  # type: ignore[assignment]  # optional: None says it is not installed
+
+#: what an image message's ``data`` may be: bytes-like (rclpy gives ``array.array('B')``), a uint8 numpy array
+#: (rosbags) or a sequence of ints
+ByteData = Union[bytes, bytearray, memoryview, "array.array[int]", np.ndarray, Sequence[int]]
 
 __all__ = [
     "MAX_JPEG_SCANS",
@@ -163,7 +171,7 @@ def _to_rgb(src: np.ndarray, encoding: str) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _as_bytes_array(data) -> np.ndarray:
+def _as_bytes_array(data: ByteData) -> np.ndarray:
     """``data`` as a flat uint8 array, without copying when it supports the buffer protocol."""
     if isinstance(data, np.ndarray):
         if data.dtype == np.uint8:
@@ -174,8 +182,9 @@ def _as_bytes_array(data) -> np.ndarray:
             f"image data is a non-contiguous {data.dtype} array; expected bytes or a uint8 array",
             "bad_data",
         )
-    try:
-        return np.frombuffer(data, dtype=np.uint8)
+    try:  # whatever came in (hostile messages too): the buffer protocol is tried, a TypeError says no
+        buf: np.ndarray = np.frombuffer(data, dtype=np.uint8)  # type: ignore[call-overload]
+        return buf
     except (TypeError, ValueError, BufferError):
         pass
     try:  # a list/tuple of ints, say
@@ -207,7 +216,7 @@ def _check_dims(height: int, width: int, max_pixels: int, max_side: int, what: s
         )
 
 
-def _as_int(value, name: str) -> int:
+def _as_int(value: Any, name: str) -> int:  # Any: a message field of whatever type the sender put there
     try:
         return int(value)
     except (TypeError, ValueError, OverflowError):
@@ -219,7 +228,7 @@ def decode_image(
     height: int,
     width: int,
     step: int,
-    data,
+    data: ByteData,
     is_bigendian: int = 0,
     max_pixels: int = 0,
     max_side: int = 0,
@@ -322,7 +331,7 @@ def _refuse_container(fmt: str, container: str | None, head: bytes) -> ImageDeco
     )
 
 
-def decode_compressed(fmt: str, data, max_pixels: int = 0, max_side: int = 0,
+def decode_compressed(fmt: str, data: ByteData, max_pixels: int = 0, max_side: int = 0,
                       warnings: list[str] | None = None) -> np.ndarray:
     """Decode ``sensor_msgs/CompressedImage`` bytes into a C-contiguous HxWx3 uint8 RGB array.
 
@@ -384,7 +393,7 @@ def decode_compressed(fmt: str, data, max_pixels: int = 0, max_side: int = 0,
     return np.ascontiguousarray(img)
 
 
-def decode_message(msg, max_pixels: int = 0, max_side: int = 0, warnings: list[str] | None = None) -> np.ndarray:
+def decode_message(msg: Any, max_pixels: int = 0, max_side: int = 0, warnings: list[str] | None = None) -> np.ndarray:
     """Decode an Image (has ``encoding``) or CompressedImage (has ``format``) message object.
 
     Duck-typed, so rclpy messages, rosbags messages and simple namespaces all work.

@@ -58,7 +58,7 @@ class VideoWriter:
 
     def __init__(self, path: Path, fps: float, size_hw: tuple[int, int]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size_hw[1], size_hw[0]))
+        self._w = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (size_hw[1], size_hw[0]))
         if not self._w.isOpened():
             raise RuntimeError(f"cannot write {path}: OpenCV has no mp4v encoder here")
 

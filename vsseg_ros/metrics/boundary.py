@@ -42,7 +42,8 @@ def boundary_map(labels: np.ndarray, ignore_id: Optional[int] = None) -> np.ndar
 def _disk(radius: int) -> np.ndarray:
     r = int(radius)
     y, x = np.mgrid[-r:r + 1, -r:r + 1]
-    return (x * x + y * y <= r * r).astype(np.uint8)
+    disk: np.ndarray = (x * x + y * y <= r * r).astype(np.uint8)
+    return disk
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:

@@ -115,14 +115,15 @@ def warp_into(probs: np.ndarray, flow: np.ndarray) -> np.ndarray:
 def oracle_labels(aligned: Sequence[np.ndarray], label: Optional[np.ndarray], ignore_id: int = 255) -> np.ndarray:
     """The oracle prediction from the window's aligned ``(H, W, C)`` maps (current frame first): the label where
     any map's argmax equals it, elsewhere (and on ignored pixels, or without a label) the current frame's argmax."""
-    current = aligned[0].argmax(-1).astype(np.uint8)
+    current: np.ndarray = aligned[0].argmax(-1).astype(np.uint8)
     if label is None:
         return current
     hit = np.zeros(current.shape, bool)
     for p in aligned:
         hit |= p.argmax(-1) == label
     hit &= label != ignore_id
-    return np.where(hit, label, current).astype(np.uint8)
+    labels: np.ndarray = np.where(hit, label, current).astype(np.uint8)
+    return labels
 
 
 class HeadroomScorer:
@@ -193,7 +194,7 @@ class HeadroomScorer:
         if earlier:
             self.flow_ms.append((time.perf_counter() - t0) * 1e3)
         plain_mean = probs if not earlier else (probs + sum(p for _, p in earlier)) / (len(earlier) + 1)
-        aligned_mean = probs if not earlier else sum(aligned) / len(aligned)
+        aligned_mean = probs if not earlier else sum(aligned[1:], aligned[0]) / len(aligned)
         preds = {
             "per_frame": probs.argmax(-1).astype(np.uint8),
             "mean": plain_mean.argmax(-1).astype(np.uint8),

@@ -144,7 +144,7 @@ class LatencyHistogram:
         if not self.count:
             return []
         n = min(int(n), self.count)
-        return [float(self.percentile(100.0 * i / max(1, n - 1))) for i in range(n)]
+        return [v for i in range(n) if (v := self.percentile(100.0 * i / max(1, n - 1))) is not None]
 
     def to_dict(self) -> dict[str, Any]:
         return {"ratio": self.RATIO, "floor_ms": self.FLOOR_MS, "bins": sorted([b, n] for b, n in self.bins.items()),
@@ -201,8 +201,9 @@ class StreamTotals:
     class_names: list[str]
     ignore_id: int = 255
     boundary_tolerance_px: int = 2
-    confusion: np.ndarray = field(default=None)  # type: ignore[assignment]
-    invalid_pred: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # None: zeros of the class count, made by __post_init__ (so the fields are never None after it)
+    confusion: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    invalid_pred: np.ndarray = field(default=None)  # type: ignore[arg-type]
     boundary: dict[str, int] = field(default_factory=lambda: dict(pred_total=0, pred_matched=0, gt_total=0,
                                                                   gt_matched=0, frames=0))
     mvc: dict[int, WindowTotals] = field(default_factory=dict)
@@ -231,6 +232,12 @@ class StreamTotals:
     @property
     def flow_consistency(self) -> bool:
         return self.tc_confusion is not None
+
+    def _tc(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """``(tc_confusion, tc_invalid)``, or None without flow consistency (the two are set together)."""
+        if self.tc_confusion is None or self.tc_invalid is None:
+            return None
+        return self.tc_confusion, self.tc_invalid
 
     @classmethod
     def empty(cls, class_names: Sequence[str], ignore_id: int = 255, boundary_tolerance_px: int = 2,
@@ -276,11 +283,13 @@ class StreamTotals:
         self.invalid_pred += other.invalid_pred
         for k in self.boundary:
             self.boundary[k] += other.boundary[k]
-        for k, w in other.mvc.items():
-            self.mvc[k].merge(w)
-        if self.tc_confusion is not None:
-            self.tc_confusion += other.tc_confusion
-            self.tc_invalid += other.tc_invalid
+        for size, w in other.mvc.items():
+            self.mvc[size].merge(w)
+        mine, theirs = self._tc(), other._tc()
+        if mine is not None and theirs is not None:  # both or neither: checked above
+            tc_confusion, tc_invalid = mine  # the arrays themselves: added in place
+            tc_confusion += theirs[0]
+            tc_invalid += theirs[1]
         self.tc_pairs += other.tc_pairs
         self.latency.merge(other.latency)
         self.frames += other.frames
@@ -336,10 +345,11 @@ class StreamTotals:
                 notes.append(f"mVC{k} undefined: no run of {k} consecutive labelled frames of one sequence "
                              "with a pixel whose label stays the same")
         tc = pairs = None
-        if self.tc_confusion is not None:
+        tc_totals = self._tc()
+        if tc_totals is not None:
             pairs = self.tc_pairs
             if pairs:
-                v = self._confusion(self.tc_confusion, self.tc_invalid, 255).miou()
+                v = self._confusion(*tc_totals, 255).miou()
                 tc = None if np.isnan(v) else float(v)
             if tc is None:
                 notes.append("TC undefined: no two consecutive frames of one sequence")
@@ -370,6 +380,7 @@ class StreamTotals:
 
     # ---- JSON ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        tc_totals = self._tc()
         return {
             "class_names": list(self.class_names), "ignore_id": self.ignore_id,
             "boundary_tolerance_px": self.boundary_tolerance_px,
@@ -377,9 +388,8 @@ class StreamTotals:
             "boundary": dict(self.boundary),
             "mvc": {str(k): {"windows": w.windows, "sum": w.total.to_list(), "empty": w.empty}
                     for k, w in sorted(self.mvc.items())},
-            "tc": None if self.tc_confusion is None else {"confusion": self.tc_confusion.tolist(),
-                                                          "invalid_pred": self.tc_invalid.tolist(),
-                                                          "pairs": self.tc_pairs},
+            "tc": None if tc_totals is None else {"confusion": tc_totals[0].tolist(),
+                                                  "invalid_pred": tc_totals[1].tolist(), "pairs": self.tc_pairs},
             "latency": self.latency.to_dict(),
             "frames": self.frames, "labelled_frames": self.labelled_frames, "empty_gt_frames": self.empty_gt_frames,
         }

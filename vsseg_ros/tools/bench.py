@@ -235,7 +235,7 @@ def _bench_node_and_model(sizes: list[tuple[int, int]], frames: int, warmup: int
         print(f"{r['size']:>10} per stage (median ms, this process): {stages}")
     loaded = [r for r in results if r.get("open_loop")]
     if loaded:
-        print(f"\nopen loop (frames published at a fixed rate without waiting):")
+        print("\nopen loop (frames published at a fixed rate without waiting):")
         print(f"{'input':>10} {'in Hz':>6} {'out Hz':>7} {'dropped':>8} {'latency p50':>12} {'p95':>7} "
               f"{'node peak RSS':>14}")
         for r in loaded:

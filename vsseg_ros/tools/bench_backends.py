@@ -17,7 +17,6 @@ import multiprocessing as mp
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 from tqdm import tqdm
 
 from vsseg_ros.tools.bench import ModelStepper, bench_node, summarize_steps
@@ -89,7 +88,7 @@ def bench_models(names: list[str], size: tuple[int, int], frames: int, warmup: i
             proc.start()
             workers[n] = (proc, parent)
         info = {}
-        for n, (proc, conn) in workers.items():
+        for n, (_proc, conn) in workers.items():
             msg = conn.recv()
             if not msg.get("ready"):
                 raise RuntimeError(f"backend {n}: {msg.get('error')}")

@@ -25,8 +25,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bags", nargs="+", metavar="PATTERN", help="bags to score (default: make them, see --make)")
@@ -153,40 +151,10 @@ def bench_fleet(patterns: Sequence[str], workers: Sequence[int], extra: Sequence
     return {"runs": runs, "ratios": ratios, "sizing": sizing, "cpus": cpu_count(), "eval_args": list(extra)}
 
 
-def draw_chart(result: dict[str, Any], width: int = 860) -> np.ndarray:
-    """A BGR chart: per run, frames/s over the whole run and over the scoring phase."""
-    import cv2
-
-    font, ink, grey = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0), (90, 90, 90)
-    runs = result["runs"]
-    top, row = 60, 64
-    img = np.full((top + row * len(runs) + 40, width, 3), 255, np.uint8)
-    first = next(iter(runs.values()))
-    cv2.putText(img, f"vsseg-ros eval --bags: {first['bags']} bags, {first['frames']} frames, {result['cpus']} CPUs",
-                (10, 22), font, 0.55, ink, 1, cv2.LINE_AA)
-    cv2.putText(img, "frames/s: whole run (dark) and scoring phase (light)", (10, 44), font, 0.45, grey, 1,
-                cv2.LINE_AA)
-    left, right = 150, width - 170
-    peak = max(max(r["frames_per_s"], r["frames_per_s_scoring"] or 0) for r in runs.values()) or 1.0
-    for i, (name, r) in enumerate(runs.items()):
-        y = top + i * row
-        label = f"Ray, {r['workers']} worker{'s' if r['workers'] > 1 else ''}" if name.startswith("ray") else name
-        cv2.putText(img, label, (10, y + 26), font, 0.5, ink, 1, cv2.LINE_AA)
-        for j, (value, colour) in enumerate(((r["frames_per_s"], (140, 90, 40)),
-                                             (r["frames_per_s_scoring"] or 0, (220, 180, 130)))):
-            yb = y + 6 + j * 24
-            end = left + int((right - left) * value / peak)
-            cv2.rectangle(img, (left, yb), (max(left + 1, end), yb + 20), colour, -1)
-            cv2.putText(img, f"{value:.2f}", (end + 6, yb + 15), font, 0.42, ink, 1, cv2.LINE_AA)
-    ratios = ", ".join(f"{k} {v}" for k, v in result["ratios"].items() if not k.endswith("_scoring"))
-    cv2.putText(img, ratios[:110], (10, img.shape[0] - 14), font, 0.42, grey, 1, cv2.LINE_AA)
-    return img
-
-
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from vsseg_ros.core.visualize import write_png
+    from vsseg_ros import charts
     from vsseg_ros.fleet.discover import FleetError
 
     try:
@@ -207,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if args.chart:
         args.chart.parent.mkdir(parents=True, exist_ok=True)
-        write_png(args.chart, draw_chart(result), rgb=False)
+        charts.save_png(charts.fleet_bench(result), args.chart)
     return 0
 
 
-__all__ = ["add_arguments", "bench_fleet", "draw_chart", "make_bags", "run"]
+__all__ = ["add_arguments", "bench_fleet", "make_bags", "run"]

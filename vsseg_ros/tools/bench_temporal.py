@@ -26,7 +26,7 @@ MAR's cost three ways:
 - ``mar_stage_share``: the MAR stage's median over the streaming median, from the same frames.
 
 ``frame_ms`` keeps every timed frame and ``backbone_frame_ms`` the two streaming copies' backbone stage on
-those frames (what ``mar_share`` leaves out). :func:`draw_chart` draws the ratios as bars.
+those frames (what ``mar_share`` leaves out). :func:`write_chart` draws them as bars.
 """
 
 from __future__ import annotations
@@ -210,64 +210,9 @@ def print_temporal(results: list[dict[str, Any]]) -> None:
         print(f"{'':>10} DIS flow per frame (ms, preset@scale): {flows}")
 
 
-#: BGR colours of the streaming stages in the chart (the per-frame and naive bars are grey)
-STAGE_COLORS = {"preprocess": (150, 150, 150), "backbone": (200, 140, 60), "flow": (60, 170, 230),
-                "fusion": (60, 160, 60), "mar": (40, 40, 200), "postprocess": (170, 90, 170)}
-
-
-def draw_chart(results: list[dict[str, Any]], width: int = 960) -> np.ndarray:
-    """A BGR chart of :func:`bench_temporal`'s results: per input size, horizontal bars for the per-frame model,
-    the streaming model split into its stages (medians) and the naive way, each with its median and ratio."""
-    import cv2
-
-    font, ink, grey = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0), (90, 90, 90)
-    group_h, top = 150, 64
-    img = np.full((top + group_h * len(results) + 46, width, 3), 255, np.uint8)
-    if results:
-        r0 = results[0]
-        title = f"{r0['model_id']}, T={r0['window']} causal"
-        cv2.putText(img, title[:100], (10, 22), font, 0.55, ink, 1, cv2.LINE_AA)
-        cv2.putText(img, f"median ms per frame, {r0['frames']} frames, variants interleaved frame by frame",
-                    (10, 44), font, 0.45, grey, 1, cv2.LINE_AA)
-    left, right = 110, width - 250
-    for g, r in enumerate(results):
-        y = top + g * group_h
-        ms = {k: r["ms"][k]["p50"] for k in ("perframe", "streaming", "naive")}
-        scale = (right - left) / max(max(ms.values()), 1e-9)
-        cv2.putText(img, r["size"], (10, y + 18), font, 0.6, ink, 1, cv2.LINE_AA)
-        rows = (("per-frame", ms["perframe"], ""),
-                ("streaming", ms["streaming"], f"{r['streaming_over_perframe']:.2f}x per-frame"),
-                ("naive", ms["naive"], f"{r['naive_over_streaming']:.2f}x streaming"))
-        for i, (name, value, ratio) in enumerate(rows):
-            yb = y + 30 + i * 36
-            cv2.putText(img, name, (10, yb + 18), font, 0.45, ink, 1, cv2.LINE_AA)
-            if name == "streaming":  # the stages' medians, stacked (their sum is close to, not exactly, the total)
-                x = float(left)
-                for stage, v in r["streaming_stages_ms"].items():
-                    if v <= 0:
-                        continue
-                    x1 = x + v * scale
-                    cv2.rectangle(img, (int(x), yb), (max(int(x1) - 1, int(x)), yb + 24),
-                                  STAGE_COLORS.get(stage, grey), -1)
-                    x = x1
-                end = max(int(x), left + int(value * scale))
-            else:
-                end = left + int(value * scale)
-                cv2.rectangle(img, (left, yb), (end, yb + 24), (185, 185, 185), -1)
-            label = f"{value:.1f} ms" + (f"  ({ratio})" if ratio else "")
-            cv2.putText(img, label, (end + 8, yb + 18), font, 0.45, ink, 1, cv2.LINE_AA)
-        share = f"MAR stage {r['mar_stage_share']:.1%} of streaming, MAR adds {r['mar_share']:.1%}"
-        cv2.putText(img, share, (left, y + 30 + 3 * 36 + 6), font, 0.42, grey, 1, cv2.LINE_AA)
-    x, yl = 10, img.shape[0] - 30
-    for stage, colour in STAGE_COLORS.items():  # legend
-        cv2.rectangle(img, (x, yl), (x + 14, yl + 14), colour, -1)
-        cv2.putText(img, stage, (x + 20, yl + 12), font, 0.45, ink, 1, cv2.LINE_AA)
-        x += 20 + 10 * len(stage) + 24
-    return img
-
-
 def write_chart(path: Union[str, Path], results: list[dict[str, Any]]) -> None:
-    """:func:`draw_chart` as a PNG at ``path``."""
-    from vsseg_ros.core.visualize import write_png
+    """:func:`bench_temporal`'s results as a bar chart (:func:`vsseg_ros.charts.temporal_bench`), a PNG at
+    ``path``."""
+    from vsseg_ros import charts
 
-    write_png(path, draw_chart(results), rgb=False)
+    charts.save_png(charts.temporal_bench(results), path)

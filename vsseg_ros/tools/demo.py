@@ -72,7 +72,8 @@ def run_demo(video: Optional[Path] = None, out_dir: Path = Path("out/demo"), par
 
     seg_msgs = client.received["segmentation"].msgs
     class_map = ClassMap(names=tuple(class_map_msg.class_names),
-                         colors=tuple(tuple(class_map_msg.colors[i:i + 3]) for i in range(0, len(class_map_msg.colors), 3)),
+                         colors=tuple(tuple(class_map_msg.colors[i:i + 3])
+                                      for i in range(0, len(class_map_msg.colors), 3)),
                          ignore_id=class_map_msg.ignore_id, ids=tuple(class_map_msg.class_ids))
     latencies = client.latency_ms("segmentation")
     processed = [i for i, k in enumerate(keys) if k in seg_msgs]

@@ -177,5 +177,5 @@ def catalogue(max_pixels: int = 3840 * 2160 * 2) -> dict[str, tuple[str, Callabl
     }
 
 
-__all__ = ["catalogue", "flat_png", "jpeg_with_bad_scan", "png_with_chunk_length", "png_with_corrupt_idat", "with_app_segments",
-           "with_declared_size", "with_exif_orientation", "with_repeated_last_scan"]
+__all__ = ["catalogue", "flat_png", "jpeg_with_bad_scan", "png_with_chunk_length", "png_with_corrupt_idat",
+           "with_app_segments", "with_declared_size", "with_exif_orientation", "with_repeated_last_scan"]

@@ -16,9 +16,15 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from vsseg_ros.bags.writer import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, STORAGES,
-                                   BagWriteError, CameraCalibration, write_bag)
 from vsseg_ros.bags.typestore import DEFAULT_DISTRO, DISTROS
+from vsseg_ros.bags.writer import (
+    DEFAULT_GT_TOPIC,
+    DEFAULT_IMAGE_TOPIC,
+    STORAGES,
+    BagWriteError,
+    CameraCalibration,
+    write_bag,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,11 +4,11 @@ Given a checkout of github.com/jfzhuang/ST_Memory (``--reference-dir``, NOT part
 imports the reference's own classes: its ``SegRefine`` of the MAR stage
 (``ST_Memory/exp/cityscapes/psp50/MAR/model/refine.py``: mmsegmentation PSPNet-R50-d8 built by the bundled
 mmseg/mmcv from ``mmsegmentation/configs/pspnet_r50-d8.py``, ``lib.net.transformer.STF`` and ``MAR``), gives it
-seeded random weights, converts its ``state_dict`` with :func:`~vsseg_ros.core.models.import_st_memory.st_memory_to_ours`
-and compares, in fp32 on the same three frames, the STF output, the MAR output, the logits at 1/8 and the
-upsampled logits its ``forward`` returns. Then it times one output frame each way: the reference recomputes the
-three backbones for every output (its ``forward``), ours streams (one backbone for the new frame + the fusion
-over cached features).
+seeded random weights, converts its ``state_dict`` with
+:func:`~vsseg_ros.core.models.import_st_memory.st_memory_to_ours` and compares, in fp32 on the same three frames,
+the STF output, the MAR output, the logits at 1/8 and the upsampled logits its ``forward`` returns. Then it times
+one output frame each way: the reference recomputes the three backbones for every output (its ``forward``), ours
+streams (one backbone for the new frame + the fusion over cached features).
 
 What is changed in the reference to run it here (nothing in its model code):
 
@@ -35,7 +35,7 @@ import sys
 import time
 import types
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 REFINE_MODULE = "exp.cityscapes.psp50.MAR.model.refine"
 CONFIG_FILE = Path("mmsegmentation/configs/pspnet_r50-d8.py")

@@ -260,9 +260,8 @@ def _counters(values: dict[str, str]) -> Optional[dict[str, int]]:
 
 def _parse_node_counters(log: str) -> Optional[dict[str, int]]:
     """The counters the node logs when it stops (``stopping; frames {...}``)."""
-    m = None
-    for m in re.finditer(r"stopping; frames (\{[^}]*\})", log):
-        pass
+    matches = list(re.finditer(r"stopping; frames (\{[^}]*\})", log))
+    m = matches[-1] if matches else None  # the last stop the log holds
     if m is None:
         return None
     try:

@@ -239,35 +239,10 @@ def _sample(client, pid: int, t: float, n: int, window_start: tuple[float, int, 
 
 def plot(result: SoakResult, path: Path) -> Path:
     """RSS, input/output rate and latency p50/p99 over time, one panel each."""
-    import matplotlib
+    from vsseg_ros import charts
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    s = result.series
-    t = [x.t_s / 60 for x in s]
-    r = s[:-1] if len(s) > 2 else s  # the last point's window holds the drain after the stream stopped
-    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    axes[0].plot(t, [x.rss_mb for x in s], color="tab:blue")
-    axes[0].axvline(result.summary["warmup_s"] / 60, color="grey", ls="--", lw=1, label="end of warm-up")
-    axes[0].set_ylabel("node RSS (MB)")
-    axes[0].legend(loc="lower right")
-    axes[1].plot(t[:len(r)], [x.in_rate_hz for x in r], label="frames sent", color="tab:grey")
-    axes[1].plot(t[:len(r)], [x.out_rate_hz for x in r], label="masks received", color="tab:green")
-    axes[1].set_ylabel("rate (Hz)")
-    axes[1].legend(loc="center right")
-    axes[2].plot(t, [x.latency_p50_ms for x in s], label="p50", color="tab:orange")
-    axes[2].plot(t, [x.latency_p99_ms for x in s], label="p99", color="tab:red")
-    axes[2].set_ylabel("latency, publish -> mask (ms)")
-    axes[2].set_xlabel("minutes")
-    axes[2].legend(loc="center right")
-    m = result.summary
-    fig.suptitle(f"vsseg-ros soak: {m['size']} {m['encoding']} at {m['rate_hz']:g} Hz, {m['minutes']:g} min; "
-                 f"RSS growth {m['rss_growth_mb']:.1f} MB, wrong stamps {m['wrong_stamps']}", fontsize=10)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    charts.save_png(charts.soak(result.to_json()), path)
     return path
 
 

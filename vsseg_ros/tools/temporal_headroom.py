@@ -17,14 +17,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
-
 from vsseg_ros.metrics.headroom import BASELINE_TITLES, BASELINES, DEFAULT_MAX_FRAME_GAP_S
 
 #: (result key, column / chart title) of the metrics shown
 METRICS = (("miou", "mIoU"), ("mvc8", "mVC8"), ("mvc16", "mVC16"), ("boundary_f", "boundary F"))
-#: bar colours (BGR) of the fused baselines in the chart
-COLORS = {"mean": (180, 180, 180), "aligned_mean": (200, 120, 40), "oracle": (60, 160, 60)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -132,74 +128,11 @@ def _title(out: dict[str, Any]) -> str:
             f"{out['frames']} frames, {out['labelled_frames']} labelled")
 
 
-def draw_chart(out: dict[str, Any], size: tuple[int, int] = (520, 960)) -> np.ndarray:
-    """A BGR bar chart: per metric, the gain in points of each fused baseline over per-frame (the per-frame value
-    is written under the metric's name)."""
-    import cv2
-
-    H, W = size
-    img = np.full((H, W, 3), 255, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    fused = [b for b in BASELINES if b != "per_frame"]
-    gains = {(b, k): out["baselines"][b]["gain"][k] for b in fused for k, _ in METRICS}
-    values = [100 * v for v in gains.values() if v is not None] + [0.0]
-    lo, hi = min(values), max(values)
-    span = max(hi - lo, 1.0)
-    lo, hi = lo - 0.12 * span, hi + 0.12 * span
-    top, bottom, left, right = 70, H - 90, 60, W - 20
-
-    def y_of(v: float) -> int:
-        return int(round(bottom - (v - lo) / (hi - lo) * (bottom - top)))
-
-    cv2.putText(img, _title(out)[:110], (10, 24), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, "gain over per-frame (points)", (10, 48), font, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
-    step = _tick_step(hi - lo)
-    tick = np.ceil(lo / step) * step
-    while tick <= hi:
-        y = y_of(tick)
-        cv2.line(img, (left, y), (right, y), (225, 225, 225), 1)
-        text = "0" if abs(tick) < step / 1e6 else f"{tick:+.3g}"
-        cv2.putText(img, text, (6, y + 4), font, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
-        tick += step
-    cv2.line(img, (left, y_of(0.0)), (right, y_of(0.0)), (0, 0, 0), 1)
-    group_w = (right - left) / len(METRICS)
-    bar_w = int(group_w * 0.8 / len(fused))
-    for g, (key, title) in enumerate(METRICS):
-        x0 = int(left + g * group_w + group_w * 0.1)
-        for i, b in enumerate(fused):
-            v = gains[(b, key)]
-            xa, xb = x0 + i * bar_w + 2, x0 + (i + 1) * bar_w - 2
-            if v is None:
-                cv2.putText(img, "n/a", (xa, y_of(0.0) - 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-                continue
-            y0, y1 = sorted((y_of(0.0), y_of(100 * v)))
-            cv2.rectangle(img, (xa, y0), (xb, max(y1, y0 + 1)), COLORS[b], -1)
-            label = f"{100 * v:+.2f}"
-            ty = y_of(100 * v) - 5 if v >= 0 else y_of(100 * v) + 14
-            cv2.putText(img, label, (xa, ty), font, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
-        base = out["baselines"]["per_frame"][key]
-        cx = int(left + g * group_w + group_w * 0.1)
-        cv2.putText(img, title, (cx, bottom + 22), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(img, f"per-frame {_pts(base)}", (cx, bottom + 42), font, 0.42, (60, 60, 60), 1, cv2.LINE_AA)
-    lx = left
-    for b in fused:
-        cv2.rectangle(img, (lx, H - 28), (lx + 14, H - 14), COLORS[b], -1)
-        cv2.putText(img, BASELINE_TITLES[b], (lx + 20, H - 16), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        lx += 20 + 9 * len(BASELINE_TITLES[b]) + 30
-    return img
-
-
-def _tick_step(span: float) -> float:
-    """A 1/2/5 x 10^k step giving about 5 to 10 grid lines over ``span``."""
-    raw = span / 6
-    k = 10 ** np.floor(np.log10(raw))
-    return float(next(m * k for m in (1, 2, 5, 10) if m * k >= raw))
-
-
 def write_chart(path: Path, out: dict[str, Any]) -> None:
-    from vsseg_ros.core.visualize import write_png
+    """The gains as a bar chart (:func:`vsseg_ros.charts.temporal_headroom`), a PNG at ``path``."""
+    from vsseg_ros import charts
 
-    write_png(path, draw_chart(out), rgb=False)
+    charts.save_png(charts.temporal_headroom(out, METRICS, BASELINE_TITLES), path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -363,49 +363,13 @@ def evaluate(model: PerFrameSegNet, data: CamVid, mean: Sequence[float], std: Se
 # -- plotting -------------------------------------------------------------------------------------
 
 
-def plot_curve(points: Sequence[tuple[int, float]], path: Path, title: str = "validation mIoU") -> None:
-    """A line chart of (iteration, mIoU in [0, 1]) drawn with OpenCV, written as PNG."""
-    import cv2
+def plot_curve(points: Sequence[tuple[int, float]], path: Path, title: str = "validation mIoU",
+               xlabel: str = "iteration") -> None:
+    """A line chart of (x, mIoU in [0, 1]) (:func:`vsseg_ros.charts.training_curve`), written as PNG."""
+    from vsseg_ros import charts
 
-    Wc, Hc = 800, 500
-    left, right, top, bottom = 70, 30, 50, 60
-    img = np.full((Hc, Wc, 3), 255, np.uint8)
-    pw, ph = Wc - left - right, Hc - top - bottom
-    xs = [p[0] for p in points]
-    ys = [100.0 * p[1] for p in points]
-    xmax = max(xs) if xs and max(xs) > 0 else 1
-    ymax = min(100.0, max(10.0, math.ceil((max(ys) if ys else 0) / 10.0) * 10.0 + 10.0))
-
-    def to_px(x: float, y: float) -> tuple[int, int]:
-        return int(round(left + pw * x / xmax)), int(round(top + ph * (1.0 - y / ymax)))
-
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for k in range(int(ymax // 10) + 1):  # horizontal grid every 10 points
-        y = k * 10.0
-        _, py = to_px(0, y)
-        cv2.line(img, (left, py), (left + pw, py), (225, 225, 225), 1)
-        cv2.putText(img, f"{y:.0f}", (left - 40, py + 5), font, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
-    for k in range(6):
-        x = xmax * k / 5
-        px, _ = to_px(x, 0)
-        cv2.line(img, (px, top + ph), (px, top + ph + 5), (60, 60, 60), 1)
-        cv2.putText(img, f"{x:.0f}", (px - 15, top + ph + 22), font, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
-    cv2.rectangle(img, (left, top), (left + pw, top + ph), (60, 60, 60), 1)
-    cv2.putText(img, "iteration", (left + pw // 2 - 35, Hc - 15), font, 0.5, (30, 30, 30), 1, cv2.LINE_AA)
-    cv2.putText(img, "mIoU %", (8, top - 15), font, 0.5, (30, 30, 30), 1, cv2.LINE_AA)
-    best = max(ys) if ys else float("nan")
-    label = f"{title}" + (f"  (best {best:.1f} %, last {ys[-1]:.1f} %)" if ys else "  (no points yet)")
-    cv2.putText(img, label, (left, 30), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    pts = [to_px(x, y) for x, y in zip(xs, ys)]
-    for a, b in zip(pts, pts[1:]):
-        cv2.line(img, a, b, (200, 90, 30), 2, cv2.LINE_AA)
-    for p in pts:
-        cv2.circle(img, p, 4, (200, 90, 30), -1, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if not cv2.imwrite(str(tmp), img):
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)
+    charts.save_png(charts.training_curve(points, title, xlabel), path)
 
 
 # -- the trainer ----------------------------------------------------------------------------------

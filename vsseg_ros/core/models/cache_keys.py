@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Hashable
+from typing import Any, Hashable, cast
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +33,7 @@ def freeze_weights(module: nn.Module) -> int:
     frozen = 0
     for m in module.modules():
         if hasattr(m, "weights_frozen"):
-            m.weights_frozen = True
+            cast(Any, m).weights_frozen = True  # a plain attribute of those modules (MAR, STF)
             frozen += 1
     return frozen
 

@@ -67,7 +67,8 @@ class ResidualFusion(nn.Module):
         # so attaching the path to a trained image network does not lose its accuracy, and the random flow
         # path of the first steps cannot disturb the image logits; the correction grows as it proves useful.
         nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        if self.conv_out.bias is not None:  # built with one
+            nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, image_logits: Tensor, flow_logits: Tensor) -> Tensor:
         if image_logits.shape != flow_logits.shape:

@@ -86,7 +86,8 @@ class LiteHead(nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes, 1)
         init_conv_bn(self)
         nn.init.normal_(self.classifier.weight, std=0.01)
-        nn.init.zeros_(self.classifier.bias)
+        if self.classifier.bias is not None:  # built with one
+            nn.init.zeros_(self.classifier.bias)
 
     def forward_features(self, feats: dict[str, Tensor]) -> Tensor:
         """The per-frame feature map: ``channels`` wide, at the spatial size of ``feats["low"]``."""
@@ -114,7 +115,8 @@ class BoundaryHead(nn.Module):
         init_conv_bn(self)
         nn.init.normal_(self.out.weight, std=0.01)
         # boundaries are rare: start near their prior probability, not at 0.5
-        nn.init.constant_(self.out.bias, math.log(prior / (1.0 - prior)))
+        if self.out.bias is not None:  # built with one
+            nn.init.constant_(self.out.bias, math.log(prior / (1.0 - prior)))
 
     def forward(self, feature: Tensor) -> Tensor:
         return self.out(self.block(feature))

@@ -42,7 +42,8 @@ class ConvModule(nn.Module):
 def _init_head(head: nn.Module, classifier: nn.Conv2d) -> None:
     init_conv_bn(head)
     nn.init.normal_(classifier.weight, std=0.01)
-    nn.init.zeros_(classifier.bias)
+    if classifier.bias is not None:  # built with one
+        nn.init.zeros_(classifier.bias)
 
 
 class _DecodeHead(nn.Module):
@@ -56,6 +57,9 @@ class _DecodeHead(nn.Module):
         self.num_classes = num_classes
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+
+    def forward_features(self, feats: dict[str, Tensor]) -> Tensor:  # each head its own
+        raise NotImplementedError
 
     def classify(self, feature: Tensor) -> Tensor:
         """Logits from a :meth:`forward_features` map: dropout (training only), then the 1x1 ``conv_seg``."""

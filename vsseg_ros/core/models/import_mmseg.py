@@ -101,6 +101,7 @@ def _infer(ours: Mapping[str, Tensor], source: str, name: Optional[str],
     for key, w in (("head.conv_seg.weight", seg), (width_key, width)):
         if w is None or w.dim() != 4:
             raise CheckpointError(f"{source}: decode_{key} is missing or not a conv weight")
+    assert seg is not None and width is not None  # checked just above
     # the head's width from its main conv (so a wrong-sized conv_seg shows up as a shape mismatch)
     num_classes, channels = int(seg.shape[0]), int(width.shape[0])
     # mmseg's names: "r50" is ResNetV1c-50, "r50b" the 7x7-stem ResNet-50

@@ -14,7 +14,7 @@ fine-tuned in the MAR stage); they are frozen (``requires_grad=False``) unless a
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +75,7 @@ class MemoryAttention(nn.Module):
         ``group``: slots per class. A built memory holds one prototype per class, repeated in each of its
         slots; then the values are one row per class (group = ``group``) and the attention weights are summed
         per class before the (ten times smaller) product. Otherwise one row per slot (group = 1)."""
-        wq = [m.weight for m in self.to_q]
+        wq = [cast(nn.Linear, m).weight for m in self.to_q]  # _projection: three linears
         scores = (self.to_k(key.to(dtype))[0] @ (wq[2] @ wq[1] @ wq[0]).to(dtype)).t().contiguous()  # (C, slots)
         step = group if group > 1 and bool(_in_runs(value[0], group)) else 1
         values = self.to_out[0](self.to_v(value[:, ::step].to(dtype)))[0]  # (slots / step, C)
@@ -110,7 +110,7 @@ class MemoryDecoder(nn.Module):
         self.norm2 = nn.LayerNorm(channels)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
-        self._cache: dict[str, tuple[tuple, Folded]] = {}
+        self._cache: dict[str, tuple[tuple[object, ...], Folded]] = {}
 
     def forward(self, x: Tensor, key: Tensor, value: Tensor, group: int = 1) -> Tensor:
         """``group``: slots per class (lets inference use a memory's repeated prototypes; see
@@ -125,7 +125,7 @@ class MemoryDecoder(nn.Module):
         weights and the inference/autocast mode are unchanged (one key over all of them: it is checked every
         frame). Frozen weights leave only the mode to check."""
         if self.weights_frozen:
-            deps: tuple = (mode_key(),)
+            deps: tuple[object, ...] = (mode_key(),)
         else:
             tensors = (key, value, *self.attn.weights(), self.norm1.bias, self.linear1.weight, self.linear1.bias,
                        self.linear2.bias)

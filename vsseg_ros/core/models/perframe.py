@@ -35,7 +35,7 @@ def build_backbone(config: ModelConfig) -> Union[MobileNetV2Backbone, ResNet]:
     raise ValueError(f"backbone {config.backbone!r} is not implemented")  # ModelConfig validates the names
 
 
-def build_head(config: ModelConfig, backbone: nn.Module) -> Union[LiteHead, PSPHead, FCNHead]:
+def build_head(config: ModelConfig, backbone: Union[MobileNetV2Backbone, ResNet]) -> Union[LiteHead, PSPHead, FCNHead]:
     high = backbone.high_channels
     if config.head == "lite":
         # the lite head merges a stride-8 low-level feature: MobileNetV2's "low", a ResNet's layer2 ("mid")
@@ -67,6 +67,8 @@ class PerFrameSegNet(nn.Module):
         self.head = build_head(config, self.backbone)
         self.aux_head: Optional[FCNHead] = None
         if config.aux_head:  # ModelConfig allows it for ResNet backbones only
+            if not isinstance(self.backbone, ResNet):
+                raise ValueError(f"aux_head needs a ResNet backbone, not {config.backbone}")
             self.aux_head = FCNHead(self.backbone.channels["aux"], AUX_CHANNELS, config.num_classes, num_convs=1,
                                     concat_input=False, in_key="aux")
         self.boundary_head: Optional[BoundaryHead] = (BoundaryHead(config.head_channels)
@@ -109,8 +111,13 @@ class PerFrameSegNet(nn.Module):
         """Load ImageNet weights into the backbone (heads untouched). MobileNetV2: ``path`` defaults to the
         packaged file (see :meth:`MobileNetV2Backbone.load_imagenet`); ResNets need a file or state_dict in
         torchvision's layout (ResNetV1c: mmcv's ``resnet*_v1c``), see :meth:`ResNet.load_imagenet`."""
-        if path is None and isinstance(self.backbone, ResNet):
-            raise ValueError(f"{self.config.backbone}: give the ImageNet weights file (none is packaged)")
+        if isinstance(self.backbone, ResNet):
+            if path is None:
+                raise ValueError(f"{self.config.backbone}: give the ImageNet weights file (none is packaged)")
+            return self.backbone.load_imagenet(path)
+        if not (path is None or isinstance(path, (str, Path))):
+            raise TypeError(f"{self.config.backbone} loads its ImageNet weights from a file, not a "
+                            f"{type(path).__name__}")
         return self.backbone.load_imagenet(path)
 
 
@@ -119,14 +126,16 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    mean, var = bn.running_mean, bn.running_var
+    assert mean is not None and var is not None  # _foldable checked
+    scale = bn.weight / torch.sqrt(var + bn.eps)
     conv.weight.mul_(scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    new_bias = bn.bias + (bias - bn.running_mean) * scale
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(mean)
+    new_bias = bn.bias + (bias - mean) * scale
     conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype), requires_grad=False)
 
 
-def _foldable(conv: Any, bn: Any) -> bool:
+def _foldable(conv: Optional[nn.Module], bn: Optional[nn.Module]) -> bool:
     return (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.affine
             and bn.running_mean is not None and bn.running_var is not None)
 
@@ -152,7 +161,7 @@ def fold_batchnorm(module: nn.Module) -> int:
             pairs = list(getattr(type(m), "conv_bn_pairs", ()))
         for a, b in pairs:
             conv, bn = m._modules.get(a), m._modules.get(b)
-            if not _foldable(conv, bn):
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and _foldable(conv, bn)):
                 continue
             _fold_into(conv, bn)
             m._modules[b] = nn.Identity()

@@ -93,7 +93,8 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-def _stage(block: type, in_channels: int, planes: int, blocks: int, stride: int, dilation: int) -> nn.Sequential:
+def _stage(block: type[Union[BasicBlock, Bottleneck]], in_channels: int, planes: int, blocks: int, stride: int,
+           dilation: int) -> nn.Sequential:
     out_channels = planes * block.expansion
     downsample = None
     if stride != 1 or in_channels != out_channels:
@@ -114,6 +115,11 @@ class ResNet(nn.Module):
     ``channels`` maps those keys to their widths (ResNet-50/101: 256, 512, 1024, 2048; ResNet-18: 64, 128, 256,
     512, all scaled by ``width / 64``). ``width`` (64 for the published networks) exists for small test models.
     """
+
+    layer1: nn.Sequential  # added by name in __init__, one per stage
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     conv_bn_pairs = (("conv1", "bn1"),)
 

@@ -50,7 +50,8 @@ itself): in a stream a frame is prepared once, not T times.
 from __future__ import annotations
 
 import weakref
-from typing import NamedTuple, Optional, Sequence
+from collections.abc import Hashable
+from typing import Callable, NamedTuple, Optional, Sequence, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -117,7 +118,7 @@ def attend(mha: nn.MultiheadAttention, qk_q: Tensor, qk_k: Optional[Tensor], v_i
     C = qk_q.shape[-1]
     w, bias = mha.in_proj_weight, mha.in_proj_bias
     if qk_k is None:
-        q, k = F.linear(qk_q, w[: 2 * C], bias[: 2 * C]).split(C, dim=-1)
+        q, k = torch.split(F.linear(qk_q, w[: 2 * C], bias[: 2 * C]), C, dim=-1)
     else:
         q = F.linear(qk_q, w[:C], bias[:C])
         k = F.linear(qk_k, w[C: 2 * C], bias[C: 2 * C])
@@ -133,6 +134,17 @@ def attend_projected(mha: nn.MultiheadAttention, q: Tensor, k: Tensor, v: Tensor
                                          dropout_p=dropout)
     out = out.transpose(1, 2).reshape(N, A, Tq, B, C)
     return F.linear(out, mha.out_proj.weight, mha.out_proj.bias)
+
+
+def _tracing() -> bool:
+    """Whether torch.jit is tracing this call (an ONNX export)."""
+    # torch.jit.is_tracing is public (torch's docs) but neither re-exported nor annotated in torch's stubs
+    return bool(torch.jit.is_tracing())  # type: ignore[attr-defined, no-untyped-call]
+
+
+def _deferred_linear(tokens: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Callable[[], Tensor]:
+    """The long-step projection of ``tokens`` (grouped in offsets), computed when called."""
+    return lambda: F.linear(swap_grouping(tokens), weight, bias)
 
 
 class Encoding(NamedTuple):
@@ -200,12 +212,14 @@ class InterlacedSparseAttention(nn.Module):
         T_q = query.shape[2]
         if long_qkv is not None:  # self-attention whose long-step q|k|v the caller projected (offsets layout)
             mask = padding.mask("offsets", T_q) if padding else None
-            x = attend_projected(self.self_attn_long, *long_qkv.split(query.shape[-1], dim=-1), mask, p)
+            q, k, v = torch.split(long_qkv, query.shape[-1], dim=-1)
+            x = attend_projected(self.self_attn_long, q, k, v, mask, p)
         elif memory is None:  # self-attention: one projection gives q and k
             q_off = swap_grouping(query)
             mask = padding.mask("offsets", T_q) if padding else None
             x = attend(self.self_attn_long, q_off + pos_q.offsets, None, q_off, mask, p)
         else:
+            assert pos_m is not None  # memory comes with its encoding
             q_off = swap_grouping(query)
             m_off = swap_grouping(memory)
             mask = padding.mask("offsets", memory.shape[2]) if padding else None
@@ -301,7 +315,8 @@ class STF(nn.Module):
             self.proj_out = nn.Conv2d(d, channels, 1)
             # zero at the start: an untrained STF leaves the per-frame feature as it is
             nn.init.zeros_(self.proj_out.weight)
-            nn.init.zeros_(self.proj_out.bias)
+            if self.proj_out.bias is not None:  # built with one
+                nn.init.zeros_(self.proj_out.bias)
         ph, pw = int(pe_size[0]), int(pe_size[1])
         self.pe_enc = nn.Parameter(torch.zeros(1, d, frames, ph, pw))
         self.pe_dec = nn.Parameter(torch.zeros(1, d, 1, ph, pw))
@@ -309,11 +324,12 @@ class STF(nn.Module):
         nn.init.trunc_normal_(self.pe_dec, std=0.02)
         self.encoder = _Layers(STFEncoderLayer(d, heads, ffn, dropout, block))
         self.decoder = _Layers(STFDecoderLayer(d, heads, ffn, dropout, block))
-        self._pe_cache: dict[tuple, Tensor] = {}
-        self._token_cache: dict[tuple, tuple[weakref.ref, Tensor]] = {}
-        self._mask_cache: dict[tuple, Padding] = {}
+        # two kinds of entries: a window's encodings, and the long-step projection of their offsets (by "pos_qk")
+        self._pe_cache: dict[tuple[object, ...], Union[tuple[Encoding, Encoding], tuple[Tensor, Tensor]]] = {}
+        self._token_cache: dict[tuple[object, ...], tuple[weakref.ref[Tensor], Tensor]] = {}
+        self._mask_cache: dict[tuple[object, ...], Padding] = {}
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, object]:
         """Pickling (``torch.save(model)``, spawned workers) leaves the caches behind: weak references cannot be
         pickled, and the entries are only valid for this process's tensors anyway."""
         state = self.__dict__.copy()
@@ -338,7 +354,7 @@ class STF(nn.Module):
         key = (tuple(positions), h, w, dtype, *self._weights_key(self.pe_enc, self.pe_dec), mode_key())
         cacheable = not (torch.is_grad_enabled() and self.pe_enc.requires_grad)
         if cacheable and key in self._pe_cache:
-            return self._pe_cache[key]
+            return cast(tuple[Encoding, Encoding], self._pe_cache[key])
         enc = self._resized_pe(self.pe_enc, self.frames, h, w)[:, list(positions)]
         dec = self._resized_pe(self.pe_dec, 1, h, w)
         pair = (Encoding.of_grid(_pad_to(enc, self.block).to(dtype), self.block),
@@ -378,7 +394,7 @@ class STF(nn.Module):
         feature (it is dropped when the feature is freed) and its version counter (an in-place change misses).
         Inference-mode tensors have no version counter: features made under ``torch.inference_mode`` must not
         be modified in place while they are in a window (the streaming segmenter never does)."""
-        if torch.is_grad_enabled() or torch.jit.is_tracing():  # tracing (ONNX export): every frame is an input
+        if torch.is_grad_enabled() or _tracing():  # tracing (ONNX export): every frame is an input
             return self._tokens(feature)
         return self._frame_cached("tokens", feature, lambda: self._tokens(feature),
                                   self._weights_key(*self._input_projection()))
@@ -389,17 +405,16 @@ class STF(nn.Module):
         The projection is linear, so ``(x + p) W + b = (x W + b) + p W``: each frame's ``x W + b`` is computed
         once and kept with the frame, the encodings' ``p W`` once per window shape. None with autograd and while
         tracing (an exported graph recomputes it from its inputs)."""
-        if torch.is_grad_enabled() or torch.jit.is_tracing():
+        if torch.is_grad_enabled() or _tracing():
             return None
-        mha = self.encoder.layer.self_attn.self_attn_long
+        mha = cast(STFEncoderLayer, self.encoder.layer).self_attn.self_attn_long
         w, b = mha.in_proj_weight, mha.in_proj_bias
         deps = self._weights_key(w, b)
         own = self._weights_key(*self._input_projection())
-        per_frame = [self._frame_cached("long_qkv", f, lambda t=t: F.linear(swap_grouping(t), w, b),
-                                        deps + own)
+        per_frame = [self._frame_cached("long_qkv", f, _deferred_linear(t, w, b), deps + own)
                      for f, t in zip(features, tokens)]
         key = ("pos_qk", id(pe_enc.offsets), tuple(positions), *deps)
-        hit = self._pe_cache.get(key)
+        hit = cast(Optional[tuple[Tensor, Tensor]], self._pe_cache.get(key))
         if hit is None or hit[0] is not pe_enc.offsets:
             C = self.dim
             hit = (pe_enc.offsets, F.linear(pe_enc.offsets, w[: 2 * C]))
@@ -408,16 +423,20 @@ class STF(nn.Module):
         qkv[..., : 2 * self.dim] += hit[1]
         return qkv
 
-    def _weights_key(self, *params: Tensor) -> tuple:
+    def _weights_key(self, *params: Tensor) -> tuple[Hashable, ...]:
         """The part of a cache key that follows ``params``: their :func:`tensor_key` s, or nothing once the
         weights are frozen (an inference copy's never change)."""
         return () if self.weights_frozen else tuple(tensor_key(p) for p in params)
 
     def _input_projection(self) -> tuple[Tensor, ...]:
         """The 1x1 input projection's weight and bias (none without one): each frame's tokens depend on them."""
-        return (self.proj_in.weight, self.proj_in.bias) if self.residual else ()
+        if not self.residual:
+            return ()
+        bias = self.proj_in.bias  # built with one
+        return (self.proj_in.weight,) if bias is None else (self.proj_in.weight, bias)
 
-    def _frame_cached(self, name: str, feature: Tensor, make, deps: tuple) -> Tensor:
+    def _frame_cached(self, name: str, feature: Tensor, make: Callable[[], Tensor], deps: tuple[Hashable, ...]
+                      ) -> Tensor:
         """A per-frame result kept while ``feature`` (weakly referenced) and ``deps`` are unchanged."""
         key = (name, tensor_key(feature), mode_key(), *deps)
         hit = self._token_cache.get(key)
@@ -427,7 +446,10 @@ class STF(nn.Module):
         cache = self._token_cache
         # the entry leaves when its feature is freed (a frame leaving every window, a naive pass's features),
         # so features passing through never push out the frames a stream still holds
-        cache[key] = (weakref.ref(feature, lambda _, k=key: cache.pop(k, None)), value)
+        def drop(_: weakref.ref[Tensor], k: tuple[object, ...] = key) -> None:
+            cache.pop(k, None)
+
+        cache[key] = (weakref.ref(feature, drop), value)
         while len(cache) > self.FRAME_CACHE_ENTRIES:  # many live features: oldest first (insertion order)
             cache.pop(next(iter(cache)), None)
         return value

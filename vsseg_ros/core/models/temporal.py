@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from vsseg_ros.core.config import ConfigError, ModelConfig
