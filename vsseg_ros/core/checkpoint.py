@@ -24,16 +24,13 @@ from torch import Tensor, nn
 
 from vsseg_ros.core.classes import ClassMap
 from vsseg_ros.core.config import ConfigError, ModelConfig
+from vsseg_ros.core.errors import CheckpointError  # re-exported: callers import it from here
 from vsseg_ros.core.models.state_dict import listing as _listing, state_dict_mismatch
 
 FORMAT = "vsseg_ros.checkpoint"
 VERSION = 1
 REQUIRED_KEYS = ("format", "version", "model_id", "config", "class_map", "state_dict")
 OPTIONAL_KEYS = ("memory", "meta", "storage")
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used; the message names the file and what was expected."""
 
 
 @dataclass

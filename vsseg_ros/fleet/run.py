@@ -208,7 +208,7 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
 def _fleet_json(args: argparse.Namespace, seg: Any, settings: ScoreSettings, tasks: list[BagTask], bags: list[Any],
                 records: list[dict[str, Any]], merged: Optional[dict[str, Any]], found: list[str]) -> dict[str, Any]:
     from vsseg_ros.core.loading import backend_summary
-    from vsseg_ros.tools.evaluate import DEFAULT_MODEL
+    from vsseg_ros.eval_inputs import DEFAULT_MODEL
 
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [r for r in records if r.get("status") != "ok"]
@@ -269,10 +269,10 @@ def write_fleet_report(folder: Path, out: dict[str, Any], totals: Any, class_map
 
 
 def print_fleet_summary(out: dict[str, Any], worst: int = 5) -> None:
-    from vsseg_ros.tools.evaluate import _print_summary
+    from vsseg_ros.eval_inputs import print_summary
 
     if out.get("frames"):
-        _print_summary(out)
+        print_summary(out)
     f, n = out["fleet"], out["counts"]
     rate = f"{f['frames_per_s']:.2f} frames/s" if f["frames_per_s"] else "no frames scored now"
     print(f"fleet: {n['bags']} bags, {n['scored']} scored ({f['resumed']} from --results, {f['scored_now']} now), "

@@ -100,9 +100,9 @@ def segmenter_for(settings: ScoreSettings, model_bytes: Optional[bytes] = None) 
         path: Any = settings.model
         if model_bytes is not None:
             path = _shipped_copy(model_bytes, settings.model_sha256 or hashlib.sha256(model_bytes).hexdigest())
-        from vsseg_ros.tools.evaluate import _backend_for
+        from vsseg_ros.eval_inputs import backend_for
 
-        seg = load_segmenter(path, device=settings.device, backend=_backend_for(str(path), settings.backend),
+        seg = load_segmenter(path, device=settings.device, backend=backend_for(str(path), settings.backend),
                              precision=settings.precision,
                              input_size=settings.input_size, temporal_mode=settings.temporal_mode or None,
                              max_frame_gap_s=settings.max_frame_gap)
@@ -132,9 +132,9 @@ def score_task(task: BagTask, settings: ScoreSettings, model_bytes: Optional[byt
     """Score one task; returns its record (``status`` "ok" with ``result`` and ``totals``, or "failed" with
     ``error`` and ``error_kind``). ``progress(n)`` is called as frames are read."""
     from vsseg_ros.bags.reader import BagError, BagFrames
+    from vsseg_ros.eval_inputs import EvalSource, check_classes
     from vsseg_ros.metrics.evaluate import evaluate_stream
     from vsseg_ros.metrics.scorer import StreamScorer
-    from vsseg_ros.tools.evaluate import _Source, check_classes
 
     t0 = time.perf_counter()
     record: dict[str, Any] = {"key": task.key, "bag": task.bag.path, "task": task.to_dict(),
@@ -149,7 +149,7 @@ def score_task(task: BagTask, settings: ScoreSettings, model_bytes: Optional[byt
                 frames = BagFrames(task.bag.path, image_topic=settings.image_topic, gt_topic=settings.gt_topic)
                 gt_report = frames.gt_report  # pairs ground truth with images now: raises if none matches
                 names = list(frames.class_names) if frames.class_names else None
-                source = _Source(frames, len(frames), frames.describe(), {}, names, len(names) if names else None,
+                source = EvalSource(frames, len(frames), frames.describe(), {}, names, len(names) if names else None,
                                  False)
                 notes = check_classes(source, [seg])
                 cm = seg.class_map

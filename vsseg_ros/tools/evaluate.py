@@ -18,8 +18,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+from vsseg_ros.eval_inputs import DEFAULT_MODEL, backend_for, check_classes, open_source, print_summary
+
 DATASETS = ("camvid", "cityscapes", "folder")
-DEFAULT_MODEL = "default"  # --compare name for the packaged default model
 MASK_TOPIC = "semantic/mask"
 BOUNDARY_TOPIC = "semantic/boundary_confidence"
 CLASS_MAP_TOPIC = "semantic/class_map"
@@ -61,13 +62,6 @@ def add_input_arguments(p: argparse.ArgumentParser, context_after: bool = True) 
                          help=f"also stream this many unlabelled video frames before each labelled one, {where}, "
                               "so the window is filled (default 0)")
     src.add_argument("--max-frames", type=int, default=None, help="use at most this many frames")
-
-
-def _backend_for(path: str, backend: str) -> str:
-    """An exported model runs on its engine (auto) unless a backend other than the default torch is asked for."""
-    from vsseg_ros.runtimes.manifest import is_exported_path
-
-    return "auto" if backend == "torch" and path and is_exported_path(path) else backend
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -174,71 +168,6 @@ class _OutputBag:
         return self.writer.close()
 
 
-class _Source:
-    """The frames to evaluate, with what is known about them before the first one is read."""
-
-    def __init__(self, frames: Any, total: Optional[int], description: str, info: dict[str, Any],
-                 class_names: Optional[list[str]], num_classes: Optional[int], show_frames: bool) -> None:
-        self.frames = frames
-        self.total = total
-        self.description = description
-        self.info = info
-        self.class_names = class_names
-        self.num_classes = num_classes
-        self.show_frames = show_frames
-
-
-def open_source(args: argparse.Namespace, model_classes: int) -> _Source:
-    """The labelled frames to score: a bag (``--bag``) or a dataset split (``--dataset/--root/--split``)."""
-    if args.bag is not None:
-        from vsseg_ros.bags.reader import BagFrames
-
-        bag = BagFrames(args.bag, image_topic=args.image_topic, gt_topic=args.gt_topic)
-        info = {"kind": "bag", "path": str(bag.path), "image_topic": bag.image_topic, "gt_topic": bag.gt_topic,
-                "storage": bag.storage}
-        report = bag.gt_report  # pairs ground truth with images now: warns with counts, raises if none match
-        if report is not None:
-            info["ground_truth"] = report.as_dict()
-        names = list(bag.class_names) if bag.class_names else None
-        return _Source(bag, len(bag), bag.describe(), info, names, len(names) if names else None, True)
-    from vsseg_ros.data.sources import FRAME_NUMBER_RATE_HZ, frames_of, open_labelled, plan_frames
-
-    if args.root is None:
-        raise ValueError("--dataset needs --root DIR (the dataset's root folder)")
-    num_classes = None
-    if args.dataset == "folder":
-        from vsseg_ros.data.folder import CLASS_FILES
-
-        # a folder without a class list takes the model's class count (instead of reading every label first)
-        if not any((Path(args.root) / f).is_file() for f in CLASS_FILES):
-            num_classes = model_classes
-    data = open_labelled(args.dataset, args.root, args.split or None, num_classes=num_classes)
-    rate = args.frame_rate or FRAME_NUMBER_RATE_HZ[args.dataset]
-    context = tuple(args.context)
-    total = len(plan_frames(data, context)) if any(context) else len(data)
-    info = {"kind": "dataset", "dataset": args.dataset, "root": str(args.root), "split": args.split,
-            "frame_rate_hz": rate, "sequences": len(data.sequences()), "context": list(context)}
-    described = f"{len(data)} labelled frames" + (f", {total} with context" if total != len(data) else "")
-    return _Source(frames_of(data, rate, context), total, f"{args.dataset} {args.split} ({args.root}, {described})",
-                   info, list(data.class_map.names), data.num_classes, True)
-
-
-def check_classes(source: _Source, segmenters: list[Any]) -> list[str]:
-    """Raise when the ground truth's class count differs from a model's; notes when only the names differ."""
-    notes = []
-    for seg in segmenters:
-        cm = seg.class_map
-        if source.num_classes is not None and source.num_classes != cm.num_classes:
-            listed = f" ({', '.join(source.class_names)})" if source.class_names else ""
-            raise ValueError(f"the ground truth has {source.num_classes} classes{listed}"
-                             f" but model {seg.model_id!r} predicts {cm.num_classes} ({', '.join(cm.names)}); "
-                             "evaluate a model trained on this label set")
-        if source.class_names and [n.lower() for n in source.class_names] != [n.lower() for n in cm.names]:
-            notes.append(f"class names differ between the ground truth ({', '.join(source.class_names)}) and model "
-                         f"{seg.model_id!r} ({', '.join(cm.names)}); ids are compared as they are")
-    return notes
-
-
 def _output_bag_path(args: argparse.Namespace, model_ids: list[str]) -> Optional[Path]:
     if not args.output_bag:
         return None
@@ -292,7 +221,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     paths = [("" if p == DEFAULT_MODEL else p) for p in args.compare] if args.compare else [args.model]
     segmenters = [load_segmenter(p, device=args.device, precision=args.precision, input_size=args.input_size,
                                  temporal_mode=args.temporal_mode or None, max_frame_gap_s=args.max_frame_gap,
-                                 backend=_backend_for(p, args.backend))
+                                 backend=backend_for(p, args.backend))
                   for p in paths]
     for seg in segmenters[1:]:
         if seg.class_map.num_classes != segmenters[0].class_map.num_classes:
@@ -370,24 +299,6 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _print_summary(out: dict[str, Any]) -> None:
-    results = out["models"] if "models" in out else [out]
-
-    def pct(v: Any) -> str:
-        return "n/a" if v is None else f"{100 * v:.2f}"
-
-    for r in results:
-        lat = r["latency_ms"]
-        p50 = "n/a" if lat["p50"] is None else f"{lat['p50']:.1f}"
-        p95 = "n/a" if lat["p95"] is None else f"{lat['p95']:.1f}"
-        p99 = "n/a" if lat["p99"] is None else f"{lat['p99']:.1f}"
-        print(f"{r['model']}: mIoU {pct(r['miou'])}  boundary F {pct(r['boundary_f'])}  mVC8 {pct(r['mvc8'])}  "
-              f"mVC16 {pct(r['mvc16'])}  TC {pct(r['tc'])}  latency p50/p95/p99 {p50}/{p95}/{p99} ms  "
-              f"({r['frames']} frames, {r['labelled_frames']} labelled)")
-        for note in r.get("notes", []):
-            print(f"  note: {note}")
-
-
 def run(args: argparse.Namespace) -> int:
     """The ``vsseg-ros eval`` command: 0 on success, 2 on bad input (the message says what was wrong); with
     ``--bags`` see :func:`vsseg_ros.fleet.run.run_fleet_command`."""
@@ -404,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
     except errors as e:
         print(f"vsseg-ros eval: error: {e}", file=sys.stderr)
         return 2
-    _print_summary(out)
+    print_summary(out)
     return 0
 
 

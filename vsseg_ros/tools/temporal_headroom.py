@@ -51,8 +51,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from tqdm import tqdm
 
+    from vsseg_ros.eval_inputs import check_classes, open_source
     from vsseg_ros.metrics.headroom import SoftmaxModel, temporal_headroom
-    from vsseg_ros.tools.evaluate import check_classes, open_source
 
     if (args.bag is None) == (args.dataset is None):
         raise ValueError("give exactly one input: --bag BAG or --dataset NAME --root DIR [--split S]")

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 from torch import Tensor, nn
 
+from vsseg_ros.core.errors import CheckpointError
 from vsseg_ros.core.models.state_dict import state_dict_mismatch
 
 #: depth -> (block kind, blocks per stage)
@@ -195,11 +196,9 @@ class ResNet(nn.Module):
         ``source`` is a file or a state_dict in this backbone's layout: torchvision's ``resnet{18,50,101}``
         files for ``deep_stem=False``, mmcv's ``resnet{50,101}_v1c`` files for ``deep_stem=True``; a
         ``{"state_dict": ...}`` wrapper is unpacked. ``fc.*`` (the ImageNet classifier) is skipped; every other
-        key must fit exactly, otherwise :class:`~vsseg_ros.core.checkpoint.CheckpointError` lists the missing
+        key must fit exactly, otherwise :class:`~vsseg_ros.core.errors.CheckpointError` lists the missing
         and unexpected keys and the shape mismatches. Returns ``{"loaded": [...], "skipped": [...]}``.
         """
-        from vsseg_ros.core.checkpoint import CheckpointError
-
         name = "state_dict"
         if isinstance(source, (str, Path)):
             p = Path(source).expanduser()
