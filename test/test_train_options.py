@@ -169,3 +169,20 @@ def test_shipped_recipes_parse() -> None:
     assert mar["model"].temporal["frames"] == 1 and mar["init"] == REPO / "vsseg_ros" / "weights" / "default.pt"
     long = load_recipe(REPO / "config" / "train" / "mbv2_lite_camvid_long.yaml")
     assert long.train["init"] == str(REPO / "vsseg_ros" / "weights" / "default.pt") and long.train["ema"]
+
+
+def test_curves_of_two_runs_are_drawn(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the docs' charts are drawn with matplotlib")
+    import cv2
+
+    from vsseg_ros.training.curves import main as curves_main
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(json.dumps({"step": s, "val_miou": 0.6 + s / 1000, "val_miou_trained_weights": 0.6})
+                           for s in (10, 20)) + "\n")
+    b.write_text(json.dumps({"stage": "mar", "step": 5, "val_miou": 0.7}) + "\n")
+    out = tmp_path / "c.png"
+    assert curves_main(["--run", f"long={a}", "--run", f"mar={b}", "--baseline", "0.7078", "--out", str(out)]) == 0
+    img = cv2.imread(str(out))
+    assert img is not None and img.shape[:2] == (450, 800)
+    assert curves_main(["--run", f"x={tmp_path / 'missing.jsonl'}", "--out", str(out)]) == 2
