@@ -41,6 +41,7 @@ def test_changes_are_counted_by_kind_band_and_class() -> None:
     assert s["all"]["net_fixed_share"] == pytest.approx(1 / 7)
     assert s["boundary_share_of_changes"] == pytest.approx(0.5)
     assert s["per_class"]["c"]["labelled"] == 0 and s["per_class"]["c"]["changed_share"] is None
+    assert s["all"]["baseline_accuracy"] == pytest.approx(3 / 7) and s["all"]["mar_accuracy"] == pytest.approx(4 / 7)
 
 
 def test_the_rebuilt_memory_says_where_its_keys_lie() -> None:
@@ -55,7 +56,8 @@ def test_the_rebuilt_memory_says_where_its_keys_lie() -> None:
     edge[:, :, 0] = True
     mem = ma.memory_contents([(feature, logits, label, edge)], 2, 3, 255)
     c0 = mem["per_class"][0]
-    assert c0["correct_pixels"] == h * w - 1
+    assert c0["correct_pixels"] == h * w - 1 and c0["baseline_accuracy"] == 1.0
+    assert mem["per_class"][1]["baseline_accuracy"] is None  # no labelled cell
     assert c0["hard_on_boundary"] == 1.0 and c0["prototype_on_boundary"] == 0.0
     assert c0["boundary_base_rate"] == pytest.approx(4 / 23)
     assert mem["keys"].shape == (6, 5) and mem["empty_classes"] == [1]

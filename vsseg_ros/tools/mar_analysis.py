@@ -27,6 +27,8 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 KINDS = ("changed", "fixed", "broken", "wrong_to_wrong")
+#: also counted per pixel: right before (the baseline) and after (MAR)
+CORRECT = ("baseline_correct", "mar_correct")
 
 
 def boundary_band(label: np.ndarray, ignore_id: int, radius: int) -> np.ndarray:
@@ -39,13 +41,14 @@ def boundary_band(label: np.ndarray, ignore_id: int, radius: int) -> np.ndarray:
 def count_changes(base: np.ndarray, new: np.ndarray, label: np.ndarray, band: np.ndarray, num_classes: int,
                   ignore_id: int) -> dict[str, np.ndarray]:
     """Per labelled pixel of one frame: counts ``(2, num_classes)`` (row 0: boundary band, row 1: interior; column:
-    ground-truth class) of ``labelled`` pixels and of each kind in :data:`KINDS`."""
+    ground-truth class) of ``labelled`` pixels, of each kind in :data:`KINDS` and of :data:`CORRECT`."""
     valid = (label != ignore_id) & (label < num_classes)
     gt = label[valid].astype(np.int64)
     where = np.where(band[valid], 0, 1)
     b, n = base[valid], new[valid]
     masks = {"labelled": np.ones_like(gt, bool), "changed": b != n, "fixed": (b != gt) & (n == gt),
-             "broken": (b == gt) & (n != gt), "wrong_to_wrong": (b != n) & (b != gt) & (n != gt)}
+             "broken": (b == gt) & (n != gt), "wrong_to_wrong": (b != n) & (b != gt) & (n != gt),
+             "baseline_correct": b == gt, "mar_correct": n == gt}
     out = {}
     for k, m in masks.items():
         counts = np.zeros((2, num_classes), np.int64)
@@ -65,6 +68,8 @@ def summarise_changes(totals: dict[str, np.ndarray], names: Sequence[str]) -> di
             row[k] = c
             row[f"{k}_share"] = c / n if n else None
         row["net_fixed_share"] = (row["fixed"] - row["broken"]) / n if n else None
+        for k in CORRECT:  # accuracy (recall of the ground-truth class) before and after
+            row[k.replace("_correct", "_accuracy")] = int(totals[k][sel].sum()) / n if n else None
         return row
 
     out = {"all": shares(np.s_[:, :]), "boundary": shares(np.s_[0, :]), "interior": shares(np.s_[1, :])}
@@ -97,6 +102,7 @@ def memory_contents(batches: Iterable[tuple[Any, Any, Any, Any]], num_classes: i
     builder = MemoryBuilder(num_classes, slots_per_class, ignore_id=ignore_id, prototypes=prototypes)
     # the share of boundary cells among each class's correctly classified cells (the base rate)
     correct_cells = np.zeros(num_classes, np.int64)
+    labelled_cells = np.zeros(num_classes, np.int64)
     correct_boundary = np.zeros(num_classes, np.int64)
     hard_conf: list[list[float]] = [[] for _ in range(num_classes)]
     for feature, logits, label, edge in batches:
@@ -104,6 +110,8 @@ def memory_contents(batches: Iterable[tuple[Any, Any, Any, Any]], num_classes: i
         builder.add(torch.cat([feature, flag], 1), logits, label)
         pred = logits.argmax(1)
         ok = (label == pred) & (label != ignore_id)
+        known = label[(label != ignore_id) & (label < num_classes)].long()
+        labelled_cells += np.bincount(known.numpy(), minlength=num_classes)[:num_classes]
         lab, e = label[ok].long(), edge[ok].long()
         correct_cells += np.bincount(lab.numpy(), minlength=num_classes)[:num_classes]
         correct_boundary += np.bincount(lab[e == 1].numpy(), minlength=num_classes)[:num_classes]
@@ -113,12 +121,15 @@ def memory_contents(batches: Iterable[tuple[Any, Any, Any, Any]], num_classes: i
     for c in range(num_classes):
         hard, easy = builder.hard[c], builder.easy[c]
         if c in builder.stats.empty_classes or hard.feats is None or easy.feats is None:
-            per_class.append({"correct_pixels": 0, "hard_on_boundary": None, "prototype_on_boundary": None,
+            per_class.append({"correct_pixels": 0, "baseline_accuracy": 0.0 if labelled_cells[c] else None,
+                              "hard_on_boundary": None, "prototype_on_boundary": None,
                               "boundary_base_rate": None, "hard_confidence": None})
             continue
         hard_conf[c] = [float(v) for v in hard.scores]
         per_class.append({
             "correct_pixels": int(builder.stats.correct_per_class[c]),
+            # how well the baseline already does on the memory's split (at the feature grid)
+            "baseline_accuracy": float(correct_cells[c] / labelled_cells[c]) if labelled_cells[c] else None,
             "hard_on_boundary": float(hard.feats[:, -1].mean()),
             "prototype_on_boundary": float(easy.feats[:, -1].mean()),
             "boundary_base_rate": float(correct_boundary[c] / correct_cells[c]) if correct_cells[c] else None,
@@ -217,7 +228,7 @@ def analyse(args: argparse.Namespace) -> dict[str, Any]:
 
     data = open_dataset(args.dataset, args.root, args.split)
     segs = [load_segmenter(base_path, device="cpu"), load_segmenter(str(args.model), device="cpu")]
-    totals = {k: np.zeros((2, K), np.int64) for k in ("labelled", *KINDS)}
+    totals = {k: np.zeros((2, K), np.int64) for k in ("labelled", *KINDS, *CORRECT)}
     frames = 0
     request = OutputRequest(boundary=False, confidence=False)
     stream = frames_of(data, FRAME_NUMBER_RATE_HZ.get(args.dataset, 30.0))
@@ -255,11 +266,12 @@ def format_report(out: dict[str, Any]) -> str:
     if mem:
         lines.append(f"memory rebuilt from {mem['frames']} frames of {mem['split']} ({mem['slots_per_class']} keys per "
                      f"class; boundary = within {out['boundary_radius']} px, per feature cell)")
-        lines.append(f"{'class':12s}{'correct px':>12s}{'keys on bd %':>14s}{'protos on bd %':>16s}"
+        lines.append(f"{'class':12s}{'correct px':>12s}{'acc %':>8s}{'keys on bd %':>14s}{'protos on bd %':>16s}"
                      f"{'base rate %':>13s}{'key conf':>10s}{'key cos':>9s}")
         for name, r in mem["per_class"].items():
             conf = "n/a" if not r["hard_confidence"] else f"{float(np.mean(r['hard_confidence'])):.2f}"
-            lines.append(f"{name:12s}{r['correct_pixels']:>12d}{_pct(r['hard_on_boundary']):>14s}"
+            lines.append(f"{name:12s}{r['correct_pixels']:>12d}{_pct(r['baseline_accuracy']):>8s}"
+                         f"{_pct(r['hard_on_boundary']):>14s}"
                          f"{_pct(r['prototype_on_boundary']):>16s}{_pct(r['boundary_base_rate']):>13s}{conf:>10s}"
                          f"{r['stored_key_cosine']:>9.3f}")
     ch = out["changes"]
@@ -268,13 +280,14 @@ def format_report(out: dict[str, Any]) -> str:
                  f"{_pct(ch['boundary_share_of_changes'])} % of them on the boundary band "
                  f"({_pct(ch['boundary_share_of_labelled'])} % of labelled pixels are)")
     lines.append(f"{'where':12s}{'labelled':>10s}{'changed %':>11s}{'fixed %':>9s}{'broken %':>10s}{'w->w %':>8s}"
-                 f"{'net %':>8s}")
+                 f"{'net %':>8s}{'acc base %':>12s}{'acc MAR %':>11s}")
     rows = [("all", ch["all"]), ("boundary", ch["boundary"]), ("interior", ch["interior"])]
     rows += list(ch["per_class"].items())
     for name, r in rows:
         lines.append(f"{name:12s}{r['labelled']:>10d}{_pct(r['changed_share']):>11s}{_pct(r['fixed_share']):>9s}"
                      f"{_pct(r['broken_share']):>10s}{_pct(r['wrong_to_wrong_share']):>8s}"
-                     f"{_pct(r['net_fixed_share']):>8s}")
+                     f"{_pct(r['net_fixed_share']):>8s}{_pct(r['baseline_accuracy']):>12s}"
+                     f"{_pct(r['mar_accuracy']):>11s}")
     return "\n".join(lines)
 
 
