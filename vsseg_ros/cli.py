@@ -234,6 +234,9 @@ PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
      "play a bag live through the node over DDS, record its outputs and score them", True),
     ("build-memory", "vsseg_ros.tools.build_memory",
      "build the MAR memory of a temporal model from a dataset and store it in the checkpoint", False),
+    ("mar-analysis", "vsseg_ros.tools.mar_analysis",
+     "what a MAR model's memory holds (per class, on boundaries or not) and where MAR changes the per-frame "
+     "model's answers (fixed or broken, boundaries vs interiors)", False),
     ("bench-reference", "vsseg_ros.tools.reference_compare",
      "run the ST_Memory reference code beside ours: logits difference and time per output frame", False),
     ("bench-fleet", "vsseg_ros.tools.bench_fleet",

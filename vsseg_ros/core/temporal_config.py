@@ -3,7 +3,7 @@
 ::
 
     temporal:
-      frames: 3            # T, the window (2..8)
+      frames: 3            # T, the window (1..8; 1: the labelled frame alone, MAR only)
       mode: causal         # causal: frames t-T+1..t label t; centered: t-1, t, t+1 label t (one frame late)
       stf:                 # spatial-temporal fusion (null: none)
         heads: 2
@@ -36,7 +36,7 @@ from typing import Any, Optional
 from vsseg_ros.core.config import ConfigError
 
 MODES = ("causal", "centered")
-MIN_FRAMES, MAX_FRAMES = 2, 8
+MIN_FRAMES, MAX_FRAMES = 1, 8
 DIS_PRESETS = ("ultrafast", "fast", "medium")
 
 
@@ -140,6 +140,10 @@ class TemporalConfig:
         if self.stf is None and self.mar is None and self.flow2seg is None:
             raise ConfigError("temporal: give at least one of stf, mar, flow2seg (or set temporal to null for a "
                               "per-frame model)")
+        # A window of one frame has nothing to fuse over time: only MAR (an inner-frame refinement) applies.
+        if self.frames == 1 and (self.stf is not None or self.flow2seg is not None or self.mode != "causal"):
+            raise ConfigError("temporal.frames=1 (the labelled frame alone) takes MAR only: set stf and flow2seg "
+                              "to null and mode to causal, or use frames >= 2")
 
     @classmethod
     def from_dict(cls, d: Any) -> "TemporalConfig":

@@ -7,8 +7,8 @@
     data:   {root, train_split, val_split, crop_size, scale_range, hflip, jitter, boundary_radius, num_workers}
     train:  {seed, batch_size, max_iters, time_budget_min, optimizer, lr, head_lr_mult, weight_decay,
              momentum, warmup_iters, schedule, poly_power, class_weighting, boundary_loss_weight,
-             boundary_pos_weight_max, pretrained, val_every_iters, val_every_min, log_every, threads,
-             grad_clip, device}
+             boundary_pos_weight_max, pretrained, init, ema, ohem_keep, val_every_iters, val_every_min,
+             log_every, threads, grad_clip, device}
 
 Relative ``data.root`` paths are resolved against the repository the config file lies in (the nearest
 folder above it holding ``pyproject.toml`` or ``package.xml``), else against the config file's folder.
@@ -18,6 +18,14 @@ median-frequency balancing, computed from the training labels) plus ``boundary_l
 cross-entropy on the boundary head (targets from :mod:`vsseg_ros.training.targets`, excluded pixels left out,
 positives up-weighted by neg/pos of the batch, capped at ``boundary_pos_weight_max``). Both heads' stride-8
 outputs are upsampled bilinearly to the crop size before the loss.
+
+``ohem_keep`` (a fraction in (0, 1], null = off): the cross-entropy averages only that share of each batch's
+labelled pixels, the ones with the highest loss (online hard example mining; the class weights still apply).
+
+``init``: start from the weights of a per-frame checkpoint (e.g. ``vsseg_ros/weights/default.pt``, resolved like
+``data.root``) instead of ImageNet: a longer recipe continues from a trained model. ``ema`` (a decay such as
+0.999, null = off): an exponential moving average of the weights (BatchNorm statistics included) is kept, saved
+in ``last.pt``, validated alongside the trained weights, and it is what ``best.pt`` holds.
 
 Schedule: linear warm-up, then poly (or cosine) decay over the run's *progress*, which is
 ``max(step / max_iters, elapsed / time_budget)``: on a shared machine whose speed varies, a time budget
@@ -82,6 +90,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "lr": 5e-4, "head_lr_mult": 4.0, "weight_decay": 1e-4, "momentum": 0.9, "warmup_iters": 100,
     "schedule": "poly", "poly_power": 0.9, "min_lr_ratio": 0.0, "class_weighting": "sqrt_median_freq",
     "boundary_loss_weight": 0.5, "boundary_pos_weight_max": 10.0, "pretrained": "imagenet",
+    "init": None, "ema": None, "ohem_keep": None,
     "val_every_iters": 0, "val_every_min": 10.0, "log_every": 10, "threads": None, "grad_clip": 5.0,
     "device": "cpu",
 }
@@ -180,6 +189,16 @@ def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Pa
     for key in ("batch_size", "max_iters"):
         if isinstance(train[key], bool) or not isinstance(train[key], int) or train[key] < 1:
             raise TrainConfigError(f"{path}: train.{key} must be a positive integer, got {train[key]!r}")
+    for key, interval in (("ema", "(0, 1)"), ("ohem_keep", "(0, 1]")):
+        v = train[key]
+        bad = isinstance(v, bool) or not isinstance(v, (int, float))
+        if v is not None and (bad or not 0.0 < float(v) <= 1.0 or (key == "ema" and float(v) == 1.0)):
+            raise TrainConfigError(f"{path}: train.{key} must be null or a number in {interval}, got {v!r}")
+    if train["init"] is not None:
+        if not isinstance(train["init"], str) or not train["init"]:
+            raise TrainConfigError(f"{path}: train.init must be null or the path of a per-frame checkpoint")
+        ip = Path(train["init"]).expanduser()
+        train["init"] = str(ip if ip.is_absolute() else _repo_root_for(path) / ip)
     cs = data["crop_size"]
     if not (isinstance(cs, (list, tuple)) and len(cs) == 2 and all(isinstance(v, int) and v > 0 for v in cs)):
         raise TrainConfigError(f"{path}: data.crop_size must be [height, width], got {cs!r}")
@@ -286,7 +305,11 @@ def segmentation_loss(out: dict[str, Optional[Tensor]], label: Tensor, boundary:
                       weight: Optional[Tensor], train: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
     size = label.shape[-2:]
     logits = F.interpolate(out["logits"], size=size, mode="bilinear", align_corners=False)
-    ce = F.cross_entropy(logits, label, weight=weight, ignore_index=IGNORE_ID)
+    keep = train.get("ohem_keep")
+    if keep is not None and float(keep) < 1.0:
+        ce = ohem_cross_entropy(logits, label, weight, float(keep))
+    else:
+        ce = F.cross_entropy(logits, label, weight=weight, ignore_index=IGNORE_ID)
     if not torch.isfinite(ce):  # a batch of only ignore pixels
         ce = logits.sum() * 0.0
     total = ce
@@ -309,6 +332,45 @@ def segmentation_loss(out: dict[str, Optional[Tensor]], label: Tensor, boundary:
             total = total + edge.sum() * 0.0
     parts["loss"] = float(total.detach())
     return total, parts
+
+
+def ohem_cross_entropy(logits: Tensor, label: Tensor, weight: Optional[Tensor], keep: float) -> Tensor:
+    """Weighted cross-entropy over the ``keep`` share of the labelled pixels with the highest loss (at least
+    one), normalised by their class weights as ``F.cross_entropy`` normalises a full batch."""
+    per_pixel = F.cross_entropy(logits, label, weight=weight, ignore_index=IGNORE_ID, reduction="none").flatten()
+    valid = (label != IGNORE_ID).flatten()
+    n = int(valid.sum())
+    if n == 0:
+        return logits.sum() * 0.0
+    k = max(1, int(round(keep * n)))
+    losses = per_pixel[valid]
+    idx = torch.topk(losses, k, sorted=False).indices
+    if weight is None:
+        return losses[idx].mean()
+    w = weight[label.flatten()[valid][idx]]
+    return losses[idx].sum() / w.sum().clamp_min(1e-12)
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and buffers, in its own copy of the model (``model``):
+    ``update()`` after every optimiser step. Integer buffers (BatchNorm's batch counter) are copied."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = float(decay)
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self._pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for avg, cur in self._pairs:
+            if avg.is_floating_point():
+                avg.lerp_(cur.to(avg.dtype), 1.0 - self.decay)
+            else:
+                avg.copy_(cur)
 
 
 @torch.no_grad()
@@ -475,10 +537,21 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
     _seed_everything(seed)  # the same initial weights on every rank (DDP also copies rank 0's)
     cfg = recipe.model
     model = PerFrameSegNet(cfg)
-    if tr["pretrained"] == "imagenet" and not resume:
+    if tr["init"] and not resume:  # warm start from a trained per-frame model
+        from vsseg_ros.core.checkpoint import load_checkpoint, load_state_dict_checked
+
+        init_ckpt = load_checkpoint(tr["init"])
+        if init_ckpt.config.temporal is not None:
+            raise TrainConfigError(f"{config_path}: train.init={tr['init']} is a temporal checkpoint; this trainer "
+                                   "starts from a per-frame one")
+        load_state_dict_checked(model, {k: v.float() if v.is_floating_point() else v
+                                        for k, v in init_ckpt.state_dict.items()}, source=str(tr["init"]))
+        say(f"warm start from {tr['init']} ({init_ckpt.model_id})", flush=True)
+    elif tr["pretrained"] == "imagenet" and not resume:
         model.load_imagenet_backbone()
     model.to(device)
     model.train()
+    averaged = WeightAverage(model, float(tr["ema"])) if tr.get("ema") else None
 
     train_data = CamVid(recipe.data_root, dc["train_split"], num_classes=cfg.num_classes)
     val_data = CamVid(recipe.data_root, dc["val_split"], num_classes=cfg.num_classes)
@@ -513,6 +586,10 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
             raise ValueError(f"resume: {last_path} is not a training state written by this trainer")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if averaged is not None:
+            if state.get("ema") is None:
+                raise ValueError(f"resume: {last_path} has no weight average but the recipe sets train.ema")
+            averaged.model.load_state_dict(state["ema"])
         step = int(state["step"])
         elapsed_before = float(state["elapsed_s"])
         best_miou, best_step = float(state["best_miou"]), int(state["best_step"])
@@ -562,6 +639,7 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
             return
         _atomic_torch_save({"format": LAST_FORMAT, "model": model.state_dict(),
                             "optimizer": optimizer.state_dict(), "step": step, "elapsed_s": elapsed(),
+                            "ema": averaged.model.state_dict() if averaged is not None else None,
                             "best_miou": best_miou, "best_step": best_step, "history": history,
                             "torch_rng": torch.get_rng_state(), "config": cfg.to_dict(), "meta": meta_common()},
                            last_path)
@@ -573,17 +651,25 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
         t0 = time.monotonic()
         ctx.sync_buffers(model)
         ctx.check_in_sync(model)
-        cm = evaluate(model, val_data, cfg.mean, cfg.std, int(dc["val_batch_size"]), cache=val_cache,
-                      rank=ctx.rank, world_size=ctx.world_size)
-        cm.matrix[:] = ctx.all_reduce_int(cm.matrix)
-        cm.invalid_pred[:] = ctx.all_reduce_int(cm.invalid_pred)
-        summ = cm.summary(CAMVID.names)
+
+        def score(net_: PerFrameSegNet) -> dict[str, Any]:
+            cm = evaluate(net_, val_data, cfg.mean, cfg.std, int(dc["val_batch_size"]), cache=val_cache,
+                          rank=ctx.rank, world_size=ctx.world_size)
+            cm.matrix[:] = ctx.all_reduce_int(cm.matrix)
+            cm.invalid_pred[:] = ctx.all_reduce_int(cm.invalid_pred)
+            return cm.summary(CAMVID.names)
+
+        # with a weight average, it is the model kept (best.pt); the trained weights are scored for the log
+        kept = averaged.model if averaged is not None else model
+        summ = score(kept)
+        raw_miou = score(model)["miou"] if averaged is not None else None
         miou = summ["miou"] if summ["miou"] is not None else 0.0
         improved = miou > best_miou
         record = {"step": step, "epoch": step * batch_size / len(train_data),
                   "elapsed_min": round(elapsed() / 60.0, 2), "lr": optimizer.param_groups[0]["lr"],
                   **{f"train_{k}": v for k, v in train_stats.items()},
                   "val_miou": miou, "val_pixel_accuracy": summ["pixel_accuracy"], "val_iou": summ["iou"],
+                  **({"val_miou_trained_weights": raw_miou} if averaged is not None else {}),
                   "val_s": round(time.monotonic() - t0, 1), "best": improved}
         history.append({"step": step, "miou": miou})
         if improved:
@@ -593,7 +679,7 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
                         "val_pixel_accuracy": summ["pixel_accuracy"], "per_class_iou": summ["iou"],
                         "iterations": step, "epochs": record["epoch"], "train_minutes": record["elapsed_min"],
                         "val_size": [int(s) for s in val_cache[0][1].shape] if 0 in val_cache else None}
-                save_checkpoint(best_path, model, cfg, CAMVID, recipe.model_id, meta=meta)
+                save_checkpoint(best_path, kept, cfg, CAMVID, recipe.model_id, meta=meta)
         if main_rank:
             _append_jsonl(log_path, record)
             save_last()
@@ -655,6 +741,8 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
             if tr.get("grad_clip"):
                 nn.utils.clip_grad_norm_(model.parameters(), float(tr["grad_clip"]))
             optimizer.step()
+            if averaged is not None:
+                averaged.update()
             parts = _mean_parts(local_parts, ctx)
             if not math.isfinite(parts["loss"]):
                 raise FloatingPointError(f"the loss became {parts['loss']} at step {step}; lower train.lr")

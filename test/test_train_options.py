@@ -1,0 +1,188 @@
+"""The trainer options of issue 22: MAR on a per-frame model (a temporal window of one frame, trained by the
+temporal trainer with the per-frame network frozen and the classifier at its own learning rate), and the per-frame
+trainer's warm start (``train.init``), weight average (``train.ema``) and hard-pixel mining (``train.ohem_keep``).
+All on tiny synthetic data: a few seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from test_train_smoke import _recipe as _perframe_recipe
+from test_train_smoke import _synthetic_camvid
+from test_train_temporal import SIZE, _folder
+
+from vsseg_ros.core.checkpoint import load_checkpoint, save_checkpoint
+from vsseg_ros.core.classes import IGNORE_ID, ClassMap
+from vsseg_ros.core.config import ConfigError, ModelConfig
+from vsseg_ros.core.loading import load_segmenter
+from vsseg_ros.core.models.perframe import PerFrameSegNet
+from vsseg_ros.core.segmenter import Frame
+from vsseg_ros.core.temporal_config import TemporalConfig
+from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
+from vsseg_ros.training.perframe import TrainConfigError, WeightAverage, load_recipe, ohem_cross_entropy, train
+from vsseg_ros.training.temporal import train_temporal
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- a window of one frame: MAR alone -------------------------------------------------------------------
+
+
+def test_a_window_of_one_frame_takes_mar_only() -> None:
+    t = TemporalConfig.from_dict({"frames": 1, "stf": None, "mar": {"slots_per_class": 2}})
+    assert t.frames == 1 and t.stf is None and t.mar is not None
+    for bad in ({"frames": 1, "mar": {}},  # the default STF
+                {"frames": 1, "stf": None, "mar": {}, "mode": "centered"},
+                {"frames": 1, "stf": None, "flow2seg": {}}):
+        with pytest.raises(ConfigError, match=r"temporal\.frames=1"):
+            TemporalConfig.from_dict(bad)
+    cfg = ModelConfig.from_yaml(REPO / "config" / "models" / "mbv2_lite_mar.yaml")
+    assert cfg.temporal["frames"] == 1 and cfg.temporal["stf"] is None and cfg.temporal["mar"] is not None
+
+
+def _mar_recipe(tmp_path: Path) -> tuple[Path, Path]:
+    data = tmp_path / "data"
+    _folder(data)
+    base = ModelConfig(name="tiny", head_channels=16, num_classes=2, input_size=SIZE, output_stride=16)
+    torch.manual_seed(0)
+    init = save_checkpoint(tmp_path / "perframe.pt", PerFrameSegNet(base), base,
+                           ClassMap(names=("background", "square"), colors=((0, 0, 0), (255, 255, 255))), "tiny")
+    model = {**base.to_dict(), "temporal": {"frames": 1, "mode": "causal", "stf": None,
+                                            "mar": {"slots_per_class": 2, "dim": 8, "ffn": 16, "dropout": 0.0}}}
+    recipe = {"stage": "temporal", "model": model, "model_id": "tiny_mar", "init": str(init),
+              "data": {"dataset": "folder", "root": str(data), "clip_size": list(SIZE),
+                       "clips": {"occluders": 0.0, "blur": 0.0, "noise": 0.0}},
+              "train": {"batch_size": 2, "stf_iters": 0, "mar_iters": 3, "warmup_iters": 1, "val_every_min": 0,
+                        "mar_lr": 1e-3, "classifier_lr_mult": 4.0, "log_every": 1}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path, init
+
+
+def test_mar_on_a_frozen_perframe_model_trains_and_streams_with_a_window_of_one(tmp_path: Path) -> None:
+    recipe, init = _mar_recipe(tmp_path)
+    out = tmp_path / "out"
+    best = train_temporal(recipe, out_dir=out, progress=False)
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in log] == ["mar"]  # no STF stage
+    state = torch.load(out / "last.pt", weights_only=True)
+    lrs = [g["lr"] for g in state["optimizer"]["param_groups"]]
+    assert len(lrs) == 2 and lrs[1] == pytest.approx(4.0 * lrs[0])  # MAR, then the classifier at 4x
+    weights = state["model"]
+    assert float(weights["mar.memory_key"].abs().sum()) > 0  # the memory was built
+    # the per-frame network stays as it was, except its classifier
+    start = load_checkpoint(init).state_dict
+    changed = {k for k, v in start.items() if not torch.equal(v.float(), weights["perframe." + k].float())}
+    assert changed == {"head.classifier.weight", "head.classifier.bias"}
+    # best.pt streams through TemporalSegmenter with a window of one, as perframe -> MAR -> classifier
+    loaded = load_segmenter(str(best), device="cpu")
+    assert isinstance(loaded, TemporalSegmenter) and loaded.window_size == 1
+    ckpt = load_checkpoint(best)
+    model = ckpt.build_model()
+    seg = TemporalSegmenter(model, ckpt.class_map, ckpt.model_id, fold_bn=False, return_logits=True)
+    rng = np.random.default_rng(1)
+    for t in range(2):
+        image = rng.integers(0, 255, (*SIZE, 3), dtype=np.uint8)
+        res = seg.push(Frame(image=image, stamp_ns=t * 10**8, camera_id="c"))
+        assert res is not None and res.frames_fused == 1
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+        x = (x - torch.tensor(model.config.mean).view(1, 3, 1, 1)) / torch.tensor(model.config.std).view(1, 3, 1, 1)
+        with torch.no_grad():
+            want = model.perframe.classify(model.mar(model.perframe.forward_features(x)))
+        assert torch.allclose(res.logits, want, atol=1e-4), float((res.logits - want).abs().max())
+
+
+# -- the per-frame trainer: hard pixels, weight average, warm start --------------------------------------
+
+
+def test_ohem_averages_the_hardest_pixels() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5)
+    label = torch.randint(0, 3, (2, 4, 5))
+    label[0, 0] = IGNORE_ID
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    full = F.cross_entropy(logits, label, weight=weight, ignore_index=IGNORE_ID)
+    assert torch.allclose(ohem_cross_entropy(logits, label, weight, 1.0), full)
+    per = F.cross_entropy(logits, label, ignore_index=IGNORE_ID, reduction="none")[label != IGNORE_ID]
+    hardest = per.sort(descending=True).values[: round(0.25 * per.numel())]
+    assert torch.allclose(ohem_cross_entropy(logits, label, None, 0.25), hardest.mean())
+    assert float(ohem_cross_entropy(logits, torch.full_like(label, IGNORE_ID), weight, 0.5)) == 0.0
+
+
+def test_weight_average_follows_the_decay() -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    avg = WeightAverage(net, 0.75)
+    before = net[0].weight.detach().clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    net(torch.randn(2, 3, 4, 4))  # train mode: BatchNorm statistics and counter move
+    avg.update()
+    assert torch.allclose(avg.model[0].weight, 0.75 * before + 0.25 * net[0].weight)
+    assert int(avg.model[1].num_batches_tracked) == 1
+    assert not any(p.requires_grad for p in avg.model.parameters())
+
+
+def test_warm_start_weight_average_and_ohem_run(tmp_path: Path) -> None:
+    data = _synthetic_camvid(tmp_path / "camvid")
+    first = train(_perframe_recipe(tmp_path, data), out_dir=tmp_path / "first", max_iters=2, progress=False)
+    recipe = yaml.safe_load(_perframe_recipe(tmp_path, data).read_text())
+    # lr 0: the warm-started weights stay exactly the initial checkpoint's (BatchNorm statistics aside)
+    recipe["train"].update(init=str(first), ema=0.5, ohem_keep=0.5, lr=0.0, max_iters=3, val_every_iters=3)
+    path = tmp_path / "warm.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "warm"
+    best = train(path, out_dir=out, progress=False)
+    start, end = load_checkpoint(first).state_dict, load_checkpoint(best).state_dict
+    params = [k for k in start if "running_" not in k and "num_batches" not in k]
+    assert params and all(torch.equal(start[k], end[k]) for k in params)
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert "val_miou_trained_weights" in log[-1]
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["ema"] is not None and state["step"] == 3
+    # resuming needs the saved average
+    train(path, out_dir=out, resume=True, max_iters=4, progress=False)
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 4
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("ema", 1.0, "train.ema"), ("ema", True, "train.ema"), ("ohem_keep", 0.0, "train.ohem_keep"),
+    ("init", "", "train.init")])
+def test_new_recipe_fields_are_checked(tmp_path: Path, field: str, value: object, match: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"train": {field: value}}))
+    with pytest.raises(TrainConfigError, match=match.replace(".", r"\.")):
+        load_recipe(path)
+
+
+def test_shipped_recipes_parse() -> None:
+    from vsseg_ros.training.temporal import load_temporal_recipe
+
+    mar = load_temporal_recipe(REPO / "config" / "train" / "mbv2_lite_mar_camvid.yaml")
+    assert mar["model"].temporal["frames"] == 1 and mar["init"] == REPO / "vsseg_ros" / "weights" / "default.pt"
+    long = load_recipe(REPO / "config" / "train" / "mbv2_lite_camvid_long.yaml")
+    assert long.train["init"] == str(REPO / "vsseg_ros" / "weights" / "default.pt") and long.train["ema"]
+
+
+def test_curves_of_two_runs_are_drawn(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the docs' charts are drawn with matplotlib")
+    import cv2
+
+    from vsseg_ros.training.curves import main as curves_main
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(json.dumps({"step": s, "val_miou": 0.6 + s / 1000, "val_miou_trained_weights": 0.6})
+                           for s in (10, 20)) + "\n")
+    b.write_text(json.dumps({"stage": "mar", "step": 5, "val_miou": 0.7}) + "\n")
+    out = tmp_path / "c.png"
+    assert curves_main(["--run", f"long={a}", "--run", f"mar={b}", "--baseline", "0.7078", "--out", str(out)]) == 0
+    img = cv2.imread(str(out))
+    assert img is not None and img.shape[:2] == (450, 800)
+    assert curves_main(["--run", f"x={tmp_path / 'missing.jsonl'}", "--out", str(out)]) == 2
