@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train_temporal import SIZE, _folder
 
+from test_train_temporal import SIZE, _folder
 from vsseg_ros.core.checkpoint import save_checkpoint
 from vsseg_ros.core.classes import ClassMap
 from vsseg_ros.core.config import ModelConfig

@@ -13,10 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from test_train_smoke import _recipe as _perframe_recipe
-from test_train_smoke import _synthetic_camvid
-from test_train_temporal import SIZE, _folder
 
+from test_train_smoke import _recipe as _perframe_recipe, _synthetic_camvid
+from test_train_temporal import SIZE, _folder
 from vsseg_ros.core.checkpoint import load_checkpoint, save_checkpoint
 from vsseg_ros.core.classes import IGNORE_ID, ClassMap
 from vsseg_ros.core.config import ConfigError, ModelConfig

@@ -54,9 +54,19 @@ from torch import Tensor, nn
 
 from vsseg_ros.core.classes import IGNORE_ID
 from vsseg_ros.core.config import ConfigError, ModelConfig
-from vsseg_ros.training.perframe import (SeedStream, TrainConfigError, _append_jsonl, _atomic_torch_save,
-                                         _merge, _repo_root_for, _seed_everything, class_weights, lr_factor,
-                                         plot_curve, read_recipe_file)
+from vsseg_ros.training.perframe import (
+    SeedStream,
+    TrainConfigError,
+    _append_jsonl,
+    _atomic_torch_save,
+    _merge,
+    _repo_root_for,
+    _seed_everything,
+    class_weights,
+    lr_factor,
+    plot_curve,
+    read_recipe_file,
+)
 
 DATA_DEFAULTS: dict[str, Any] = {
     "dataset": "camvid", "root": "../shared/data/camvid", "train_split": "train", "val_split": "val",
@@ -435,7 +445,8 @@ class _TemporalRun:
         _append_jsonl(self.log_path, record)
         self.save_last()
         plot_curve([(i, h["val_miou"] or 0.0) for i, h in enumerate(self.history)], self.out_dir / "val_miou.png",
-                   title=f"{recipe['model_id']} val mIoU (per-frame {_pct(base['miou'])})")
+                   title=f"{recipe['model_id']} val mIoU (per-frame {_pct(base['miou'])})",
+                   xlabel="validation round")
         print(f"\n[val] {stage} step {step}: mIoU {_pct(res['miou'])} ({_pct(gain['miou'], True)}), mVC8 "
               f"{_pct(res['mvc8'])} ({_pct(gain['mvc8'], True)}) vs per-frame [{record['val_s']} s]", flush=True)
 
@@ -578,7 +589,7 @@ class _TemporalRun:
         model.mar.train()
         # MAR changes the feature the classifier reads (LayerNorm): the classifier learns along with it
         head = model.perframe.head
-        classifier = getattr(head, "classifier", None) or getattr(head, "conv_seg")
+        classifier = getattr(head, "classifier", None) or head.conv_seg
         mar_params, cls_params = list(model.mar.parameters()), list(classifier.parameters())
         for p in mar_params + cls_params:
             p.requires_grad_(True)
