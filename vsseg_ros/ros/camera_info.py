@@ -74,9 +74,11 @@ class MessageFiltersCache:
 
     def __init__(self, slop_ns: int = 0, keep: int = KEEP) -> None:
         import message_filters
+        from rclpy.clock import ClockType
         from rclpy.time import Time
 
-        self._time = lambda ns: Time(nanoseconds=ns)
+        # the cache keeps Time.from_msg(stamp), a ROS_TIME; comparing other clock types raises
+        self._time = lambda ns: Time(nanoseconds=ns, clock_type=ClockType.ROS_TIME)
         self.slop_ns = int(slop_ns)
         self._cache = message_filters.Cache(message_filters.SimpleFilter(), cache_size=keep)
         self._lock = threading.Lock()
