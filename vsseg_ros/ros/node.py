@@ -566,9 +566,10 @@ class SegmentationNode(Node):
         rate_out = p.processed / p.seconds if p.seconds > 0 else 0.0
         where = f"{cam.topic}: " if len(self.cameras) > 1 else ""
         self.get_logger().info(
-            f"{where}frames received {c.received}, processed {c.processed}, dropped {c.dropped}, rejected {c.rejected}, "
-            f"skipped {c.skipped} (no subscriber), failed {c.failed} | last {p.seconds:.0f} s: in {rate_in:.1f} Hz, "
-            f"out {rate_out:.1f} Hz, inference p50 {med(infer):.1f} ms, latency p50 {med(latency):.1f} ms | "
+            f"{where}frames received {c.received}, processed {c.processed}, dropped {c.dropped}, "
+            f"rejected {c.rejected}, skipped {c.skipped} (no subscriber), failed {c.failed} | "
+            f"last {p.seconds:.0f} s: in {rate_in:.1f} Hz, out {rate_out:.1f} Hz, inference p50 {med(infer):.1f} ms, "
+            f"latency p50 {med(latency):.1f} ms | "
             f"health {('OK', 'WARN', 'ERROR')[level]}: {message}")
         seg = self._segmenter
         values = {**c.as_dict(), "state": "active" if self._active else "inactive",
