@@ -63,6 +63,12 @@ def test_matcher_publishes_with_the_mask_header_scales_and_warns_once() -> None:
     m.for_mask(header(200 * MS), (48, 64), (48, 64))
     assert len(warnings) == 2 and "640x480" in warnings[1] and "64x48" in warnings[1]
 
+    # a camera_info that comes after its frame's mask went out (the driver published the image first)
+    assert m.for_mask(header(300 * MS), (48, 64), (48, 64)) is None
+    late_info = m.on_message(make_camera_info(64, 48, 300 * MS, "cam"))
+    assert late_info is not None and late_info.header == header(300 * MS)
+    assert m.on_message(make_camera_info(64, 48, 400 * MS, "cam")) is None  # no mask waits for this one
+
     never: list[str] = []
     late = CameraInfoMatcher("/c2/camera_info", "/c2/image_raw", 0, never.append)
     for i in range(UNMATCHED_FRAMES + 3):  # camera_info always 7 ms after the frame

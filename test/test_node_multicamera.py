@@ -84,10 +84,14 @@ def _send(client, name: str, seed: int, info: bool = True):
 
     h, w = CAMERAS[name]
     stamp = _stamp(name)
-    if info:  # a driver publishes camera_info with the image's stamp
-        client.publish_camera_info(make_camera_info(w, h, stamp, f"frame_{name}"))
     img = _rgb(h, w, seed)
-    return img, client.publish(make_image_msg(img, "rgb8", stamp, frame_id=f"frame_{name}"))
+    info_msg = make_camera_info(w, h, stamp, f"frame_{name}")  # a driver stamps it as the image
+    if info and name != "d":
+        client.publish_camera_info(info_msg)
+    key = client.publish(make_image_msg(img, "rgb8", stamp, frame_id=f"frame_{name}"))
+    if info and name == "d":  # camera d's driver publishes the image first
+        client.publish_camera_info(info_msg)
+    return img, key
 
 
 def test_every_camera_gets_its_own_masks_and_camera_info(node, clients):

@@ -2,7 +2,8 @@
 once-per-camera warnings when it is missing, of another resolution, or never matches.
 
 The mask gets the camera_info whose stamp equals the frame's (``camera_info_slop`` 0), or the nearest within
-the slop (a driver that stamps them apart). The lookup is ``message_filters.Cache`` where message_filters is
+the slop (a driver that stamps them apart). A camera_info that arrives after its frame's mask went out (a
+driver publishes the image first) is published when it comes, for the last :data:`PENDING` masks without one. The lookup is ``message_filters.Cache`` where message_filters is
 importable (a ROS install), else :class:`StampCache`, the same lookup with no ROS: the infos of the last
 :data:`KEEP` stamps, looked up exactly (a dict) or nearest within the slop. The info published goes out with
 the mask's header, so ``message_filters`` ExactTime pairs mask and camera_info downstream.
@@ -20,6 +21,8 @@ from typing import Any, Callable, Optional, Sequence
 KEEP = 64
 #: frames published without a matching camera_info before the node says the stamps never match
 UNMATCHED_FRAMES = 10
+#: masks kept waiting for a camera_info that may still come
+PENDING = 8
 
 
 def stamp_ns(header: Any) -> int:
@@ -158,11 +161,22 @@ class CameraInfoMatcher:
         self._offsets: list[float] = []
         self._warned: set[str] = set()
         self._warn = warn
+        self._slop_ns = int(slop_ns)
+        self._pending: OrderedDict[int, tuple[Any, tuple[int, int], tuple[int, int]]] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def on_message(self, msg: Any) -> None:
-        """Subscription callback: keep it."""
+    def on_message(self, msg: Any) -> Optional[Any]:
+        """Subscription callback: keep it; the camera_info to publish now if a mask already went out without
+        it (its frame's stamp matches), else None."""
         self.received += 1
-        self.cache.add(stamp_ns(msg.header), msg)
+        stamp = stamp_ns(msg.header)
+        self.cache.add(stamp, msg)
+        with self._lock:
+            match = next((s for s in self._pending if abs(s - stamp) <= self._slop_ns), None)
+            if match is None:
+                return None
+            header, frame_size, out_size = self._pending.pop(match)
+        return self._ready(msg, header, frame_size, out_size)
 
     def _once(self, kind: str, text: str) -> None:
         if kind not in self._warned:
@@ -176,6 +190,10 @@ class CameraInfoMatcher:
         stamp = stamp_ns(frame_header)
         info = self.cache.match(stamp)
         if info is None:
+            with self._lock:  # it may still come: published by on_message then
+                self._pending[stamp] = (frame_header, frame_size, out_size)
+                while len(self._pending) > PENDING:
+                    self._pending.popitem(last=False)
             self._unmatched += 1
             if self.received == 0:
                 if self._unmatched >= UNMATCHED_FRAMES:
@@ -192,6 +210,11 @@ class CameraInfoMatcher:
                                      "publish them with the image's stamp, or set camera_info_slop to the "
                                      "largest offset to accept [reported once]")
             return None
+        return self._ready(info, frame_header, frame_size, out_size)
+
+    def _ready(self, info: Any, frame_header: Any, frame_size: tuple[int, int],
+               out_size: tuple[int, int]) -> Any:
+        """``info`` scaled to the mask and sent with the mask's header."""
         H, W = frame_size
         if (info.height, info.width) != (H, W):
             self._once("size", f"camera_info on {self.topic} is {info.width}x{info.height} but the frames of "

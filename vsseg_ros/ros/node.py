@@ -298,12 +298,20 @@ class SegmentationNode(Node):
             for cam in self.cameras:
                 cam.activated()
                 cam.subscription = self.create_subscription(msg_type, cam.topic, cam.on_message, qos)
-                cam.info_subscription = self.create_subscription(CameraInfo, cam.info_topic, cam.info.on_message,
-                                                                 info_qos)
+                cam.info_subscription = self.create_subscription(CameraInfo, cam.info_topic,
+                                                                 self._on_camera_info(cam), info_qos)
                 self.get_logger().info(f"subscribed to {cam.topic} ({values['input_qos']}, depth "
                                        f"{values['input_qos_depth']}) and {cam.info_topic}; publishing under "
                                        f"{self.resolve_topic_name(cam.output_ns)}/")
             self._active = True
+
+    def _on_camera_info(self, cam: CameraInput) -> Any:
+        def callback(msg: CameraInfo) -> None:
+            late = cam.info.on_message(msg)  # the camera_info of a mask that already went out without it
+            outputs = cam.outputs
+            if late is not None and outputs is not None:
+                outputs.camera_info.publish(late)
+        return callback
 
     def deactivate(self) -> None:
         """Stop processing and publishing (the subscription goes); the model stays loaded."""
