@@ -112,16 +112,22 @@ def batched_vs_single(frames: list[np.ndarray], cameras: int, size: tuple[int, i
         return [Frame(frames[(stamp[0] // 100_000_000 + i) % len(frames)], stamp[0], f"cam_{i}")
                 for i in range(cameras)]
 
-    def timed(run) -> float:
-        for _ in range(warmup):
-            run(batch())
-        t0 = time.perf_counter()
-        for _ in range(rounds):
-            run(batch())
-        return rounds * cameras / (time.perf_counter() - t0)
+    def one_at_a_time(fs: list[Frame]) -> None:
+        for f in fs:
+            seg.push(f, request)
 
-    single = timed(lambda fs: [seg.push(f, request) for f in fs])
-    batched = timed(lambda fs: seg.push_batch(fs, request))
+    def together(fs: list[Frame]) -> None:
+        seg.push_batch(fs, request)
+
+    runs = (one_at_a_time, together)
+    spent = [0.0, 0.0]
+    for i in range(warmup + rounds):  # interleaved, so a change in the machine's load hits both alike
+        for k, run in enumerate(runs):
+            t0 = time.perf_counter()
+            run(batch())
+            if i >= warmup:
+                spent[k] += time.perf_counter() - t0
+    single, batched = (rounds * cameras / t for t in spent)
     return {"backend": backend_summary(seg), "batches": bool(getattr(seg, "batches", False)),
             "one_at_a_time_fps": round(single, 2), "batched_fps": round(batched, 2),
             "ratio": round(batched / single, 3)}
