@@ -73,6 +73,13 @@ def _cmd_demo(args: argparse.Namespace, _: list[str]) -> int:
 def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
     from vsseg_ros.tools.bench import run_bench
 
+    if args.cameras:
+        from vsseg_ros.tools.bench_cameras import run_cameras
+
+        return run_cameras(args.cameras, args.sizes[0], rate_hz=args.rate or 7.5,
+                           seconds=args.seconds, model_path=args.model, device=args.device,
+                           node_params=dict(args.node_param or []), json_path=args.json, node=not args.no_node)
+
     if args.chart and not args.temporal:
         print("vsseg-ros bench: error: --chart draws the --temporal results; give --temporal MODEL", file=sys.stderr)
         return 2
@@ -87,7 +94,7 @@ def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
             print(f"vsseg-ros bench: error: {e}", file=sys.stderr)
             return 2
     return run_bench(sizes=args.sizes, frames=args.frames, warmup=args.warmup, json_path=args.json,
-                     device=args.device, model_path=args.model, rate_hz=args.rate,
+                     device=args.device, model_path=args.model, rate_hz=args.rate or 30.0,
                      open_loop_frames=args.open_loop_frames, temporal=args.temporal, node=not args.no_node,
                      node_params=dict(args.node_param or []), chart_path=args.chart, backends=backends,
                      int8_model=args.int8_model)
@@ -177,7 +184,12 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=5, help="untimed frames first")
     b.add_argument("--model", default="", help="checkpoint (default: the packaged default model)")
     b.add_argument("--device", default="auto")
-    b.add_argument("--rate", type=float, default=30.0, help="open-loop input rate in Hz (default 30)")
+    b.add_argument("--rate", type=float, default=None, help="open-loop input rate in Hz (default 30; with "
+                                                          "--cameras, per camera, default 7.5)")
+    b.add_argument("--cameras", type=int, default=0, metavar="N",
+                   help="one node serving N cameras (at the first --sizes) against one camera: per-camera output "
+                        "rates, fairness, RSS ratio, and batched vs one-at-a-time model throughput")
+    b.add_argument("--seconds", type=float, default=20.0, help="with --cameras: seconds streamed per node")
     b.add_argument("--open-loop-frames", type=int, default=60,
                    help="frames published at --rate without waiting (0 = skip the open-loop phase)")
     b.add_argument("--temporal", metavar="MODEL",

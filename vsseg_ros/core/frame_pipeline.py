@@ -16,6 +16,8 @@ import contextlib
 import copy
 import math
 import threading
+import time
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -348,6 +350,18 @@ def inference_copy(model: nn.Module, device: torch.device, channels_last: bool, 
     return net
 
 
+@dataclass
+class _Batch:
+    """Frames of one network input size, prepared as one tensor: their indices, the input, the region size and
+    the preprocessing time of the whole group."""
+
+    members: list[int]
+    x: Tensor
+    h: int
+    w: int
+    prepare_ms: float
+
+
 class NetworkSegmenter(Segmenter):
     """What the network segmenters share: argument checks, device and precision, the inference copy of the
     model (``self.net``: a torch module, or an exported network on ONNX Runtime / OpenVINO that answers the
@@ -412,6 +426,49 @@ class NetworkSegmenter(Segmenter):
     @abc.abstractmethod
     def _push(self, frame: Frame, H: int, W: int, request: OutputRequest) -> Optional[SegmentationResult]:
         """Segment a checked frame (the lock is held)."""
+
+    @property
+    def batches(self) -> bool:
+        """Whether the network takes several frames in one call: torch modules do; exported graphs are exported
+        with a batch of 1, so their frames go one at a time (an engine that batches sets ``net.batches``)."""
+        return isinstance(self.net, nn.Module) or bool(getattr(self.net, "batches", False))
+
+    def push_batch(self, frames: Sequence[Frame],
+                   request: OutputRequest = OutputRequest()) -> list[Optional[SegmentationResult]]:
+        sizes = [check_image(frame.image) for frame in frames]  # every frame checked before any runs
+        with self._lock:
+            if len(frames) < 2 or not self.batches:
+                return [self._push(frame, H, W, request) for frame, (H, W) in zip(frames, sizes)]
+            return self._push_batch(list(frames), sizes, request)
+
+    def _push_batch(self, frames: list[Frame], sizes: list[tuple[int, int]],
+                    request: OutputRequest) -> list[Optional[SegmentationResult]]:
+        """Segment checked frames as batches (the lock is held); one-at-a-time unless a subclass batches."""
+        return [self._push(frame, H, W, request) for frame, (H, W) in zip(frames, sizes)]
+
+    def _prepare_batch(self, frames: Sequence[Frame], sizes: Sequence[tuple[int, int]]) -> list[_Batch]:
+        """The frames grouped by network input size, each group normalised into one ``(n, 3, hp, wp)`` tensor
+        (the preparer's buffer is reused per frame, so each is copied out), with the time it took."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (H, W) in enumerate(sizes):
+            groups.setdefault(self.network_size(H, W), []).append(i)
+        batches = []
+        for (h, w), members in groups.items():
+            t0 = time.perf_counter()
+            x = torch.empty(len(members), 3, *padded_size(h, w), device=self._device)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            for k, i in enumerate(members):
+                one, _, _ = self.prepare(frames[i].image, *sizes[i])
+                x[k].copy_(one[0])
+            self._sync()
+            batches.append(_Batch(members, x, h, w, (time.perf_counter() - t0) * 1e3))
+        return batches
+
+    @staticmethod
+    def output_size(H: int, W: int, h: int, w: int, request: OutputRequest) -> tuple[int, int]:
+        """The size of the output maps: the frame's, or the network input region's (``resolution`` network)."""
+        return (h, w) if request.resolution == "network" else (H, W)
 
     def _sync(self) -> None:
         """Wait for queued GPU work, so stage timings are real."""

@@ -56,9 +56,37 @@ class PerFrameSegmenter(NetworkSegmenter):
                 out = self.net(x, boundary=bool(request.boundary and self.has_boundary))
             self._sync()
             t2 = time.perf_counter()
-            labels, confidence, boundary = self.output_maps(out["logits"], out["boundary"], H, W, h, w, request)
+            labels, confidence, boundary = self.output_maps(out["logits"], out["boundary"],
+                                                            *self.output_size(H, W, h, w, request), h, w, request)
             self._sync()
         t3 = time.perf_counter()
         return SegmentationResult(
             frame=frame, labels=labels, boundary=boundary, confidence=confidence, frames_fused=1,
             timings_ms={"preprocess": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3})
+
+    def _push_batch(self, frames: list[Frame], sizes: list[tuple[int, int]],
+                    request: OutputRequest) -> list[Optional[SegmentationResult]]:
+        """One network call per network input size; each frame's maps from its slice of the outputs. A frame's
+        preprocess and network times are its share of the batch's."""
+        results: list[Optional[SegmentationResult]] = [None] * len(frames)
+        with torch.inference_mode():
+            for batch in self._prepare_batch(frames, sizes):
+                t1 = time.perf_counter()
+                with self._autocast():
+                    out = self.net(batch.x, boundary=bool(request.boundary and self.has_boundary))
+                self._sync()
+                network_ms = (time.perf_counter() - t1) * 1e3
+                n = len(batch.members)
+                for k, i in enumerate(batch.members):
+                    H, W = sizes[i]
+                    t2 = time.perf_counter()
+                    edge = out["boundary"][k:k + 1] if out["boundary"] is not None else None
+                    labels, confidence, boundary = self.output_maps(
+                        out["logits"][k:k + 1], edge, *self.output_size(H, W, batch.h, batch.w, request),
+                        batch.h, batch.w, request)
+                    self._sync()
+                    results[i] = SegmentationResult(
+                        frame=frames[i], labels=labels, boundary=boundary, confidence=confidence, frames_fused=1,
+                        timings_ms={"preprocess": batch.prepare_ms / n, "network": network_ms / n,
+                                    "postprocess": (time.perf_counter() - t2) * 1e3})
+        return results

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -27,19 +27,36 @@ class Frame:
     meta: Any = None
 
 
+#: ``OutputRequest.resolution`` values: the maps at the frame's own size, or at the network input's
+RESOLUTIONS = ("input", "network")
+
+
 @dataclass(frozen=True)
 class OutputRequest:
-    """Which optional maps to compute; an output nobody wants costs nothing."""
+    """Which optional maps to compute; an output nobody wants costs nothing. ``resolution``: ``input`` (maps at
+    the frame's size) or ``network`` (at the size the frame was resized to for the network, unpadded)."""
 
     boundary: bool = True
     confidence: bool = True
+    resolution: str = "input"
+
+    def __post_init__(self) -> None:
+        if self.resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution {self.resolution!r} is not known; use {' or '.join(RESOLUTIONS)}")
+
+    def union(self, other: "OutputRequest") -> "OutputRequest":
+        """A request for what either asks (one batch serves cameras whose subscribers differ)."""
+        if other.resolution != self.resolution:
+            raise ValueError("one batch has one output resolution")
+        return OutputRequest(boundary=self.boundary or other.boundary, confidence=self.confidence or
+                             other.confidence, resolution=self.resolution)
 
 
 @dataclass
 class SegmentationResult:
     """The segmentation of ``frame`` (the frame it labels, which for a delayed window is not the newest).
 
-    All maps are at the frame's input resolution. ``labels``: HxW uint8 class ids (never the ignore id).
+    All maps are at the frame's input resolution (the network's when the request asked for ``network``). ``labels``: HxW uint8 class ids (never the ignore id).
     ``boundary``: HxW float32 in [0, 1], the probability that a class boundary passes through the pixel.
     ``confidence``: HxW float32, the largest class probability. Maps not requested are ``None``.
     """
@@ -67,6 +84,13 @@ class Segmenter(abc.ABC):
     @abc.abstractmethod
     def push(self, frame: Frame, request: OutputRequest = OutputRequest()) -> Optional[SegmentationResult]:
         """Add the next frame; return the segmentation of the frame this step labels, if any."""
+
+    def push_batch(self, frames: Sequence[Frame],
+                   request: OutputRequest = OutputRequest()) -> list[Optional[SegmentationResult]]:
+        """:meth:`push` each frame, in order (one result or None per frame). Network segmenters run the frames
+        through the network as one batch where their network takes several frames; the results equal
+        one-at-a-time pushes."""
+        return [self.push(frame, request) for frame in frames]
 
     def flush(self, request: OutputRequest = OutputRequest()) -> list[SegmentationResult]:
         """Label the frames still held back (end of a stream); per-frame models hold none."""

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from vsseg_ros.core.classes import ClassMap
-from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, NetworkSegmenter, extent_read
+from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, NetworkSegmenter, extent_read, padded_size
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult
 
 if TYPE_CHECKING:
@@ -125,6 +125,18 @@ class _Window:
         return None
 
 
+@dataclass
+class _Encoded:
+    """A frame's per-frame features (1, D, hf, wf), its network input region and the time its share of the
+    preprocessing and backbone pass took."""
+
+    feature: Tensor
+    h: int
+    w: int
+    prepare_ms: float
+    backbone_ms: float
+
+
 #: a labelled frame: its buffer entry and the result fields (maps, window) computed for it
 _Labelled = tuple[_Entry, dict[str, Any]]
 
@@ -193,7 +205,9 @@ class TemporalSegmenter(NetworkSegmenter):
 
     # -- Segmenter ------------------------------------------------------------------------------------
 
-    def _push(self, frame: Frame, H: int, W: int, request: OutputRequest) -> Optional[TemporalResult]:
+    def _push(self, frame: Frame, H: int, W: int, request: OutputRequest,
+              encoded: Optional[_Encoded] = None) -> Optional[TemporalResult]:
+        """``encoded``: the frame's features from a batched backbone pass (None: computed here)."""
         timings = dict.fromkeys(STAGES, 0.0)
         camera = frame.camera_id
         window = self._windows.get(camera)
@@ -213,7 +227,7 @@ class TemporalSegmenter(NetworkSegmenter):
                 window.entries.clear()
 
         with torch.inference_mode():
-            entry = self._encode(frame, H, W, window, timings)
+            entry = self._encode(frame, H, W, window, timings, encoded)
         window.entries.append(entry)
         while len(window.entries) > self.window_size:
             window.entries.popleft()
@@ -228,6 +242,27 @@ class TemporalSegmenter(NetworkSegmenter):
         stale = self._end_stale_windows(frame, request, timings, may_label=labelled is None)
         labelled = labelled or stale
         return None if labelled is None else self._result(*labelled, timings)
+
+    def _push_batch(self, frames: list[Frame], sizes: list[tuple[int, int]],
+                    request: OutputRequest) -> list[Optional[SegmentationResult]]:
+        """The per-frame backbone pass as one batch per network input size, then each frame's window step in
+        order (fusion and flow are per window); the results equal one-at-a-time pushes."""
+        encoded: list[Optional[_Encoded]] = [None] * len(frames)
+        with torch.inference_mode():
+            for batch in self._prepare_batch(frames, sizes):
+                t1 = time.perf_counter()
+                with self._autocast():
+                    features = self.net.frame_features(batch.x)
+                self._sync()
+                n = len(batch.members)
+                self.backbone_calls += n
+                backbone_ms = (time.perf_counter() - t1) * 1e3
+                for k, i in enumerate(batch.members):
+                    # a copy: a window keeps a frame's features for T frames, the batch's must not stay alive
+                    encoded[i] = _Encoded(features[k:k + 1].clone(), batch.h, batch.w, batch.prepare_ms / n,
+                                          backbone_ms / n)
+        return [self._push(frame, H, W, request, encoded[i]) for i, (frame, (H, W)) in
+                enumerate(zip(frames, sizes))]
 
     def _end_stale_windows(self, frame: Frame, request: OutputRequest, timings: dict[str, float],
                            may_label: bool) -> Optional[_Labelled]:
@@ -269,22 +304,27 @@ class TemporalSegmenter(NetworkSegmenter):
 
     # -- steps ----------------------------------------------------------------------------------------
 
-    def _encode(self, frame: Frame, H: int, W: int, window: _Window, timings: dict[str, float]) -> _Entry:
-        """The once-per-frame work: preprocess, per-frame features and (flow models) the flow into it."""
-        t0 = time.perf_counter()
-        x, h, w = self.prepare(frame.image, H, W)
-        self._sync()
-        t1 = time.perf_counter()
-        with self._autocast():
-            feature = self.net.frame_features(x)
-        self.backbone_calls += 1
-        self._sync()
+    def _encode(self, frame: Frame, H: int, W: int, window: _Window, timings: dict[str, float],
+                encoded: Optional[_Encoded] = None) -> _Entry:
+        """The once-per-frame work: preprocess, per-frame features (unless a batched pass computed them) and
+        (flow models) the flow into it."""
+        if encoded is None:
+            t0 = time.perf_counter()
+            x, h, w = self.prepare(frame.image, H, W)
+            self._sync()
+            t1 = time.perf_counter()
+            with self._autocast():
+                feature = self.net.frame_features(x)
+            self.backbone_calls += 1
+            self._sync()
+            encoded = _Encoded(feature, h, w, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
+        feature, h, w = encoded.feature, encoded.h, encoded.w
         t2 = time.perf_counter()
-        timings["preprocess"] += (t1 - t0) * 1e3
-        timings["backbone"] += (t2 - t1) * 1e3
+        timings["preprocess"] += encoded.prepare_ms
+        timings["backbone"] += encoded.backbone_ms
         entry = _Entry(frame=frame, size=(H, W, h, w), feature=feature)
         if self._flow is not None:
-            entry.gray, entry.flow = self._flow_into(frame.image, h, w, x.shape[-2:], window)
+            entry.gray, entry.flow = self._flow_into(frame.image, h, w, padded_size(h, w), window)
             self._sync()
             timings["flow"] += (time.perf_counter() - t2) * 1e3
         return entry
@@ -332,7 +372,8 @@ class TemporalSegmenter(NetworkSegmenter):
             assert logits is not None  # fuse() always returns logits (only boundary may be None)
             self._sync()
             t1 = time.perf_counter()
-            labels, confidence, edge = self.output_maps(logits, out.get("boundary"), H, W, h, w, request)
+            labels, confidence, edge = self.output_maps(logits, out.get("boundary"),
+                                                        *self.output_size(H, W, h, w, request), h, w, request)
             self._sync()
         t2 = time.perf_counter()
         timings["fusion"] += (t1 - t0) * 1e3 - self._mar_ms

@@ -42,9 +42,19 @@ class CameraInput:
     """The state of one input stream. Thread-safe: the subscription callback, the worker and the statistics
     timer each touch it from their own thread."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, slot: Optional[LatestSlot] = None, output_ns: str = "semantic",
+                 info_topic: str = "", window_prefix: str = "") -> None:
+        """``output_ns``: where this camera's outputs go (``semantic``, relative: the node's; or the camera's
+        ``/cam_front/semantic``); ``info_topic``: its camera_info; ``window_prefix``: what keeps its temporal
+        windows apart from other cameras' with the same frame_id (empty for a single camera)."""
         self.topic = topic
-        self.slot: LatestSlot = LatestSlot()
+        self.slot: LatestSlot = slot if slot is not None else LatestSlot()
+        self.output_ns = output_ns
+        self.info_topic = info_topic
+        self.window_prefix = window_prefix
+        self.outputs: Any = None  # the node's publishers for this camera, from configure to cleanup
+        self.info: Any = None  # its CameraInfoMatcher, from configure to cleanup
+        self.info_subscription: Any = None
         self.counters = Counters()
         self.subscription: Any = None  # the node's rclpy subscription while active
         self.frame_id = ""  # of the last frame received (the camera's hardware id in /diagnostics)
@@ -60,6 +70,10 @@ class CameraInput:
         self.silent_since: Optional[float] = None  # a publisher matched, no frame yet
         self.warned_silent = False
         self._period = (time.monotonic(), Counters())
+
+    def window_id(self, frame_id: str) -> str:
+        """The temporal window key (``Frame.camera_id``) of a frame of this camera."""
+        return self.window_prefix + frame_id
 
     # ---- the three writers ------------------------------------------------------------------------
     def on_message(self, msg: Any) -> None:

@@ -45,3 +45,16 @@ def class_map_msg(class_map: ClassMap, model_id: str, header):
     colors = [int(v) for c in class_map.colors for v in c]
     return ClassMapMsg(header=header, class_ids=list(class_map.ids), class_names=list(class_map.names),
                        colors=colors, ignore_id=class_map.ignore_id, model_id=model_id)
+
+
+def to_mono8(values: np.ndarray) -> np.ndarray:
+    """A [0, 1] float map as mono8: round(255 x value), clipped to 0..255 (Nav2's confidence images)."""
+    return np.clip(np.rint(values * np.float32(255.0)), 0, 255).astype(np.uint8)
+
+
+def label_info_msg(class_map: ClassMap, header):
+    """``vision_msgs/LabelInfo`` (class ids and names) for consumers that read it; vision_msgs must be installed."""
+    from vision_msgs.msg import LabelInfo, VisionClass
+
+    return LabelInfo(header=header, class_map=[VisionClass(class_id=int(i), class_name=str(n))
+                                               for i, n in zip(class_map.ids, class_map.names)], threshold=0.0)

@@ -6,6 +6,10 @@ The rules: the parameters file comes first and a launch argument overrides it on
 node's executable; ``fastdds_profile:=true`` gives the node process the shipped Fast DDS profile (its
 camera-sized outputs then reach best-effort subscribers on this computer), ``fastdds_profile:=/path.xml``
 another profile file.
+
+``launch/multi_camera.launch.py`` takes the same arguments but ``image_topic``, plus ``image_topics`` (the
+cameras, comma-separated or as a YAML list), which overrides the parameters file's list when given; its default
+parameters file is ``config/multi_camera.yaml`` (four cameras).
 """
 
 from __future__ import annotations
@@ -73,4 +77,42 @@ def node_settings(args: dict[str, str], default_params_file: str) -> dict[str, A
             "remappings": [("image", a["image_topic"])], "additional_env": env}
 
 
-__all__ = ["ARGUMENTS", "EXECUTABLES", "node_settings"]
+#: the multi-camera launch file's arguments: the same, with image_topics for image_topic
+MULTI_CAMERA_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "image_topics": ("", "the cameras' image topics, comma-separated or a YAML list (/cam_front/image_raw,"
+                         "/cam_rear/image_raw); each camera's outputs go under its topic's namespace; empty = the "
+                         "parameters file's list"),
+    **{name: value for name, value in ARGUMENTS.items() if name != "image_topic"}}
+MULTI_CAMERA_ARGUMENTS["params_file"] = ("", "node parameters YAML; default: the installed config/multi_camera.yaml")
+
+
+def parse_topics(text: str) -> list[str]:
+    """``/a,/b``, ``[/a, /b]`` or ``['/a', '/b']`` -> ``["/a", "/b"]``; "" -> []."""
+    body = text.strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1]
+    topics = [t.strip().strip("'\"") for t in body.split(",")]
+    return [t for t in topics if t]
+
+
+def multi_camera_settings(args: dict[str, str], default_params_file: str) -> dict[str, Any]:
+    """:func:`node_settings` for the multi-camera launch file: no ``image`` remapping (the node subscribes each
+    listed topic), and ``image_topics`` after the parameters file when given."""
+    unknown = set(args) - set(MULTI_CAMERA_ARGUMENTS)
+    if unknown:
+        raise ValueError(f"unknown launch argument(s) {sorted(unknown)}; accepted: {', '.join(MULTI_CAMERA_ARGUMENTS)}")
+    given = {k: v for k, v in args.items() if k != "image_topics"}
+    settings = node_settings(given, default_params_file)
+    settings["remappings"] = []
+    topics = parse_topics(str(args.get("image_topics", "")))
+    if topics:
+        parameters = settings["parameters"]
+        if len(parameters) > 1:
+            parameters[1]["image_topics"] = topics
+        else:
+            parameters.append({"image_topics": topics})
+    return settings
+
+
+__all__ = ["ARGUMENTS", "EXECUTABLES", "MULTI_CAMERA_ARGUMENTS", "multi_camera_settings", "node_settings",
+           "parse_topics"]

@@ -110,7 +110,10 @@ def _run(args: Optional[list[str]], lifecycle: bool, started: list[Any]) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        counters = node.camera.counters.as_dict() if node.camera is not None else {}
+        if len(node.cameras) > 1:
+            counters: Any = {cam.topic: cam.counters.as_dict() for cam in node.cameras}
+        else:
+            counters = node.camera.counters.as_dict() if node.camera is not None else {}
         node.get_logger().info(f"stopping; frames {counters}")
         # Stop the executor and join its threads before anything is torn down: a thread still waiting inside
         # rclpy when the interpreter exits ends the process with std::terminate (SIGABRT) instead of 0.

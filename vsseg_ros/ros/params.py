@@ -40,6 +40,8 @@ class ParamSpec:
     reloads_model: bool = False
     #: the value type when ``default`` is a sentinel of another type (``""`` = the model's own normalisation)
     kind: Optional[type] = None
+    #: the element type of a list parameter: numbers (float) or strings (str)
+    items: type = float
 
     @property
     def type(self) -> type:
@@ -51,7 +53,8 @@ class ParamSpec:
         return self.kind is not None and type(self.default) is not self.kind
 
     def descriptor(self) -> ParameterDescriptor:
-        d = ParameterDescriptor(name=self.name, type=_TYPES[self.type], read_only=self.read_only,
+        kind = ParameterType.PARAMETER_STRING_ARRAY if self.type is list and self.items is str else _TYPES[self.type]
+        d = ParameterDescriptor(name=self.name, type=kind, read_only=self.read_only,
                                 description=self.description, dynamic_typing=self.unset)
         if self.choices:
             d.additional_constraints = "one of: " + self.choice_list()
@@ -72,7 +75,12 @@ class ParamSpec:
         expected = self.type
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if expected is list:
+        if expected is list and self.items is str:
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+                return (f"{self.name} must be a list of non-empty strings or \"\" for none, got "
+                        f"{type(value).__name__} {value!r}")
+            value = list(value)
+        elif expected is list:
             numbers_ = as_number_list(value)
             if numbers_ is None:
                 own = ' or "" for the model\'s own' if self.unset else ""
@@ -119,6 +127,15 @@ def _check_positive(name: str) -> Callable[[Any], Optional[str]]:
     return check
 
 
+def _check_topics(v: list) -> Optional[str]:
+    seen: set[str] = set()
+    for topic in v:
+        if topic in seen:
+            return f"image_topics lists {topic!r} twice; list each camera once"
+        seen.add(topic)
+    return None
+
+
 def _check_backend(v: str) -> Optional[str]:
     from vsseg_ros.runtimes.backends import check_backend
 
@@ -153,6 +170,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("max_frame_gap", 0.5, "Temporal models: seconds between two frames of a camera above which its "
               "frame window restarts (as it does when the size changes or the stamp goes backwards).",
               float_range=(0.0, 3600.0), check=_check_positive("max_frame_gap"), reloads_model=True),
+    ParamSpec("image_topics", "", "Cameras, one image topic each (e.g. [/cam_front/image_raw, /cam_rear/image_raw]): "
+              "one model serves them all, each camera's outputs go under its topic's parent namespace "
+              "(/cam_front/semantic/mask ...) and its camera_info comes from there (/cam_front/camera_info); "
+              "\"\" = one camera on `image`, outputs under the node's semantic/.", read_only=True, kind=list,
+              items=str, check=_check_topics),
+    ParamSpec("max_batch", 8, "Most frames (of different cameras) the model takes in one batch; frames waiting "
+              "when the model is free go together, the longest-waiting camera first.", int_range=(1, 64)),
     ParamSpec("image_transport", "raw", "Input transport: raw (sensor_msgs/Image on `image`) or compressed "
               "(sensor_msgs/CompressedImage jpeg/png on `<image>/compressed`).", choices=("raw", "compressed"),
               read_only=True),
@@ -161,6 +185,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("input_qos_depth", 1, "Input queue depth.", int_range=(1, 100), read_only=True),
     ParamSpec("output_qos", "reliable", "Output QoS profile.", choices=QOS_PROFILES, read_only=True),
     ParamSpec("output_qos_depth", 1, "Output queue depth.", int_range=(1, 100), read_only=True),
+    ParamSpec("confidence_encoding", "32FC1", "semantic/confidence as 32FC1 (the max class probability) or "
+              "mono8 (round(255 x probability), what Nav2's semantic segmentation layer reads).",
+              choices=("32FC1", "mono8")),
+    ParamSpec("boundary_encoding", "32FC1", "semantic/boundary_confidence as 32FC1 or mono8 (round(255 x "
+              "probability)); the SemanticSegmentation message keeps 32FC1.", choices=("32FC1", "mono8")),
+    ParamSpec("output_resolution", "input", "Size of the output maps: input (the camera frame's) or network "
+              "(the network input's; semantic/camera_info is scaled to match, as image_proc's resize does).",
+              choices=("input", "network")),
+    ParamSpec("camera_info_slop", 0.0, "Seconds between a frame's stamp and its camera_info's within which they "
+              "are paired; 0 = the stamps must be equal.", float_range=(0.0, 10.0), read_only=True),
     ParamSpec("publish_confidence", True, "Create semantic/confidence (32FC1 max class probability).",
               read_only=True),
     ParamSpec("publish_color_mask", True, "Create semantic/color_mask (rgb8 class colours).", read_only=True),

@@ -16,12 +16,25 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from vsseg_ros.imaging.encode import encode_image
 from vsseg_ros.ros.qos import latched_qos, qos_profile
 
-OUTPUT_TYPES = {"mask": Image, "boundary_confidence": Image, "confidence": Image, "color_mask": Image}
+OUTPUT_TYPES = {"mask": Image, "boundary_confidence": Image, "confidence": Image, "color_mask": Image,
+                "camera_info": CameraInfo}
+
+
+def make_camera_info(width: int, height: int, stamp_ns: int, frame_id: str, fx: float = 100.0) -> CameraInfo:
+    """A pinhole camera_info (principal point at the centre, a stereo Tx term) for tests and benchmarks."""
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    info.k = [fx, 0.0, cx, 0.0, fx * 1.1, cy, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [fx, 0.0, cx, -fx * 0.12, 0.0, fx * 1.1, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.header.stamp.sec, info.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    info.header.frame_id = frame_id
+    return info
 
 
 def stamp_key(header: Any) -> tuple[int, int]:
@@ -68,6 +81,9 @@ class SegmentationClient:
         msg_type = CompressedImage if compressed else Image
         topic = image_topic + "/compressed" if compressed else image_topic
         self.image_pub = self.node.create_publisher(msg_type, topic, qos_profile(image_qos, 10))
+        # the camera's camera_info beside its image (image_transport's rule)
+        self.camera_info_topic = image_topic.rsplit("/", 1)[0] + "/camera_info"
+        self._info_pub = self.node.create_publisher(CameraInfo, self.camera_info_topic, qos_profile(image_qos, 10))
         self.received: dict[str, Received] = {}
         out_qos = output_qos or qos_profile("reliable", 10)
         self._lock = threading.Lock()
@@ -102,6 +118,14 @@ class SegmentationClient:
         self.publish_times[key] = time.perf_counter()
         self.image_pub.publish(msg)
         return key
+
+    def publish_camera_info(self, msg: Any) -> None:
+        self._info_pub.publish(msg)
+
+    def keys(self, out: str) -> set[tuple[int, int]]:
+        """The stamps received on ``out``."""
+        with self._lock:
+            return set(self.received[out].msgs)
 
     def count(self, out: str) -> int:
         with self._lock:
