@@ -63,7 +63,8 @@ def client(node):
     from vsseg_ros.tools.client import SegmentationClient
 
     c = SegmentationClient(outputs=("segmentation", "mask", "boundary_confidence", "confidence", "color_mask"))
-    assert c.wait_for_class_map(120.0, node.alive) is not None, f"node never published its class map:\n{node.log()[-3000:]}"
+    assert c.wait_for_class_map(120.0, node.alive) is not None, \
+        f"node never published its class map:\n{node.log()[-3000:]}"
     for out in c.received:  # every output must be flowing before the tests start
         assert c.wait_until_serving(out, _rgb(), 60.0, node.alive), node.log()[-3000:]
     yield c
@@ -122,10 +123,10 @@ def test_class_map_reaches_a_late_subscriber(client):
 @pytest.mark.parametrize("camera_qos", ["reliable", "best_effort"])
 def test_reliable_and_best_effort_cameras_both_reach_the_node(client, camera_qos):
     from rclpy.node import Node
+    from sensor_msgs.msg import Image
 
     from vsseg_ros.ros.qos import qos_profile
     from vsseg_ros.tools.client import make_image_msg
-    from sensor_msgs.msg import Image
 
     cam = Node(f"camera_{camera_qos}")
     pub = cam.create_publisher(Image, "/camera/image_raw", qos_profile(camera_qos, 5))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import re
 
-import numpy as np
 import pytest
 
 from rosutil import needs_ros

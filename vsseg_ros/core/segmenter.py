@@ -56,7 +56,8 @@ class OutputRequest:
 class SegmentationResult:
     """The segmentation of ``frame`` (the frame it labels, which for a delayed window is not the newest).
 
-    All maps are at the frame's input resolution (the network's when the request asked for ``network``). ``labels``: HxW uint8 class ids (never the ignore id).
+    All maps are at the frame's input resolution (the network's when the request asked for ``network``).
+    ``labels``: HxW uint8 class ids (never the ignore id).
     ``boundary``: HxW float32 in [0, 1], the probability that a class boundary passes through the pixel.
     ``confidence``: HxW float32, the largest class probability. Maps not requested are ``None``.
     """

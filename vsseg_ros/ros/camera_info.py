@@ -3,10 +3,11 @@ once-per-camera warnings when it is missing, of another resolution, or never mat
 
 The mask gets the camera_info whose stamp equals the frame's (``camera_info_slop`` 0), or the nearest within
 the slop (a driver that stamps them apart). A camera_info that arrives after its frame's mask went out (a
-driver publishes the image first) is published when it comes, for the last :data:`PENDING` masks without one. The lookup is ``message_filters.Cache`` where message_filters is
-importable (a ROS install), else :class:`StampCache`, the same lookup with no ROS: the infos of the last
-:data:`KEEP` stamps, looked up exactly (a dict) or nearest within the slop. The info published goes out with
-the mask's header, so ``message_filters`` ExactTime pairs mask and camera_info downstream.
+driver publishes the image first) is published when it comes, for the last :data:`PENDING` masks without one.
+The lookup is ``message_filters.Cache`` where message_filters is importable (a ROS install), else
+:class:`StampCache`, the same lookup with no ROS: the infos of the last :data:`KEEP` stamps, looked up exactly (a
+dict) or nearest within the slop. The info published goes out with the mask's header, so ``message_filters``
+ExactTime pairs mask and camera_info downstream.
 """
 
 from __future__ import annotations

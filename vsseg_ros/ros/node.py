@@ -41,7 +41,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vsseg_ros.core.checkpoint import CheckpointError
 from vsseg_ros.core.loading import backend_summary as _backend_summary, load_segmenter
 from vsseg_ros.core.mailbox import SlotGroup
-from vsseg_ros.core.segmenter import Frame, OutputRequest, Segmenter, SegmentationResult
+from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult, Segmenter
 from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
 from vsseg_ros.core.visualize import overlay
 from vsseg_ros.imaging.decode import ImageDecodeError, decode_message
@@ -708,10 +708,3 @@ def _temporal_values(segmenter: Segmenter, fused: np.ndarray) -> dict[str, str]:
         values["temporal_mode"] = segmenter.mode
         values["window_resets"] = ", ".join(f"{k}={v}" for k, v in segmenter.resets.items())
     return values
-
-
-def main(args: Optional[list[str]] = None) -> int:
-    """Kept for callers of ``vsseg_ros.ros.node.main``; the entry point is :func:`vsseg_ros.ros.main.main`."""
-    from vsseg_ros.ros.main import main as entry
-
-    return entry(args)
