@@ -64,8 +64,9 @@ $(COLCON_STAMP): $(PIP_STAMP) package.xml CMakeLists.txt cmake/pip_ros_include_f
 
 FORCE:
 
+# PYTEST_ARGS naming test files (test/...) runs only those; otherwise the whole suite.
 test: setup
-	$(RUN) python -m pytest -q test $(PYTEST_ARGS)
+	$(RUN) python -m pytest -q $(if $(filter test/%,$(PYTEST_ARGS)),,test) $(PYTEST_ARGS)
 
 demo: setup
 	$(RUN) vsseg-ros demo
