@@ -94,6 +94,34 @@ def test_perframe_default_round_trip_matches_torch(default_export, engine, size)
         assert rc.boundary is None and np.array_equal(rc.labels, rb.labels)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_thread_setup_engine_threads_fixed_and_host_work_on_one_torch_thread(default_export, engine):
+    """The thread setup (docs/deployment.md): the engine keeps the thread count torch had when the model loaded,
+    also in a session opened later (the graph without the boundary head); OpenVINO latency mode, one stream, pinned; ONNX Runtime does
+    not spin; pre- and post-processing run on HOST_THREADS torch thread(s), and torch's count is back after."""
+    from vsseg_ros.core.frame_pipeline import torch_threads
+    from vsseg_ros.core.loading import load_segmenter
+    from vsseg_ros.runtimes.exported_net import HOST_THREADS
+
+    assert HOST_THREADS == 1
+    with torch_threads(2):
+        seg = load_segmenter(str(default_export.root), device="cpu", backend=engine)
+        maps, seen = seg.output_maps, []
+        seg.output_maps = lambda *a, **k: (seen.append(torch.get_num_threads()), maps(*a, **k))[1]
+        seg.push(Frame(_street(1)[0], 0), OutputRequest(boundary=False, confidence=False))  # opens network_labels
+        assert seen == [HOST_THREADS] and torch.get_num_threads() == 2
+    sessions = seg.net.open_sessions()
+    assert len(sessions) == 2
+    for s in sessions:
+        if engine == "openvino":
+            assert s.setting("INFERENCE_NUM_THREADS") == 2 and s.setting("ENABLE_CPU_PINNING") is True
+            assert str(s.setting("PERFORMANCE_HINT")).endswith("LATENCY") and s.setting("NUM_STREAMS") == 1
+        else:
+            assert s.setting("intra_op_num_threads") == 2 and s.setting("inter_op_num_threads") == 1
+            assert s.setting("session.intra_op.allow_spinning") == "0"
+    assert "2 thread(s)" in seg.describe() and f"on {HOST_THREADS} torch thread(s)" in seg.describe()
+
+
 def _light_temporal():
     from vsseg_ros.core.config import ModelConfig
     from vsseg_ros.core.models.temporal import TemporalSegNet
