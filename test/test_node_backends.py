@@ -48,6 +48,9 @@ def test_node_on_each_backend_publishes_masks_with_the_input_stamp(tmp_path_fact
         assert mask.header.frame_id == "cam_b" and (mask.height, mask.width) == _rgb().shape[:2]
         log = node.log()
         assert re.search(rf"backend {backend}: {backend} ", log), log[-2000:]  # which engine and provider run
+        # the thread setup: the engine's pool, pre/post-processing on one torch thread (docs/deployment.md)
+        threads = rf"backend {backend}: .*\d thread\(s\).*pre/post-processing on 1 torch thread"
+        assert re.search(threads, log), log[-2000:]
         if backend == "onnxruntime":
             for value, reason in (("tensorrt", r"not available here.*available: auto, torch"),
                                   ("tflite", r"not known.*torch, onnxruntime")):

@@ -5,12 +5,12 @@ frames). GPU providers skip with the reason where there is none."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.util
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +28,29 @@ ENGINES = [pytest.param("onnxruntime", marks=pytest.mark.skipif(not HAVE_ORT, re
 pytestmark = pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime is not installed (make setup installs it)")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The whole module on one torch thread (the engines follow it): on a busy 2-core machine a 2-thread OpenMP
+    team took 0.4-2.7 s per frame of the light temporal model, one thread 35-70 ms (the parity checks do not
+    depend on it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _export_cache(tmp_path_factory, monkeypatch):
     """Checkpoints exported on the fly go to a per-run cache, not the user's home."""
     monkeypatch.setenv("VSSEG_EXPORT_CACHE", str(tmp_path_factory.getbasetemp() / "export-cache"))
 
 
-def _street(n: int, size=(360, 480)) -> list[np.ndarray]:
+@functools.lru_cache(maxsize=None)
+def _street(n: int, size=(360, 480)) -> tuple[np.ndarray, ...]:
+    """The first ``n`` frames of the street clip (decoded once per size; nothing writes into them)."""
     from vsseg_ros.imaging.video import default_video, read_frames
 
-    return list(read_frames(default_video(), max_frames=n, size=size))
+    return tuple(read_frames(default_video(), max_frames=n, size=size))
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +94,34 @@ def test_perframe_default_round_trip_matches_torch(default_export, engine, size)
         assert rc.boundary is None and np.array_equal(rc.labels, rb.labels)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_thread_setup_engine_threads_fixed_and_host_work_on_one_torch_thread(default_export, engine):
+    """The thread setup (docs/deployment.md): the engine keeps the thread count torch had when the model loaded,
+    also in a session opened later (the graph without the boundary head); OpenVINO latency mode, one stream, pinned; ONNX Runtime does
+    not spin; pre- and post-processing run on HOST_THREADS torch thread(s), and torch's count is back after."""
+    from vsseg_ros.core.frame_pipeline import torch_threads
+    from vsseg_ros.core.loading import load_segmenter
+    from vsseg_ros.runtimes.exported_net import HOST_THREADS
+
+    assert HOST_THREADS == 1
+    with torch_threads(2):
+        seg = load_segmenter(str(default_export.root), device="cpu", backend=engine)
+        maps, seen = seg.output_maps, []
+        seg.output_maps = lambda *a, **k: (seen.append(torch.get_num_threads()), maps(*a, **k))[1]
+        seg.push(Frame(_street(1)[0], 0), OutputRequest(boundary=False, confidence=False))  # opens network_labels
+        assert seen == [HOST_THREADS] and torch.get_num_threads() == 2
+    sessions = seg.net.open_sessions()
+    assert len(sessions) == 2
+    for s in sessions:
+        if engine == "openvino":
+            assert s.setting("INFERENCE_NUM_THREADS") == 2 and s.setting("ENABLE_CPU_PINNING") is True
+            assert str(s.setting("PERFORMANCE_HINT")).endswith("LATENCY") and s.setting("NUM_STREAMS") == 1
+        else:
+            assert s.setting("intra_op_num_threads") == 2 and s.setting("inter_op_num_threads") == 1
+            assert s.setting("session.intra_op.allow_spinning") == "0"
+    assert "2 thread(s)" in seg.describe() and f"on {HOST_THREADS} torch thread(s)" in seg.describe()
+
+
 def _light_temporal():
     from vsseg_ros.core.config import ModelConfig
     from vsseg_ros.core.models.temporal import TemporalSegNet
@@ -107,18 +148,14 @@ def temporal_export(tmp_path_factory):
                                  input_size=(120, 160))
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("mode", ["causal", "centered"])
-def test_temporal_stf_mar_streams_like_torch(temporal_export, engine, mode):
+def _streams_like_torch(model, seg, mode: str) -> None:
+    """Six frames through ``seg`` and through torch in ``mode``: the same outputs, windows and stamps."""
     from vsseg_ros.core.classes import CAMVID as CAMVID_MAP
-    from vsseg_ros.core.loading import load_segmenter
-    from vsseg_ros.core.temporal_segmenter import TemporalSegmenter, fusion_calls
+    from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
 
-    model, exported = temporal_export
-    assert exported.kind == "temporal" and set(exported.fusion_pairs()) == set(fusion_calls(3))
+    assert seg.mode == mode
     ref = TemporalSegmenter(model, CAMVID_MAP, "x", device="cpu", input_size=(120, 160), mode=mode,
                             return_logits=True)
-    seg = load_segmenter(str(exported.root), device="cpu", temporal_mode=mode, backend=engine)
     seg.return_logits = True
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
@@ -135,6 +172,21 @@ def test_temporal_stf_mar_streams_like_torch(temporal_export, engine, mode):
         assert (a.labels == b.labels).mean() >= 0.999
         assert np.abs(a.boundary - b.boundary).max() <= 1e-4
     assert outputs >= 5 and seg.backbone_calls == 6  # one features pass per frame, the window reused
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_temporal_stf_mar_streams_like_torch(temporal_export, engine):
+    """Both modes on the same opened graphs (opening six graphs is the slow part): causal as the loader builds it,
+    centered as a second segmenter on the loader's network."""
+    from vsseg_ros.core.loading import load_segmenter
+    from vsseg_ros.core.temporal_segmenter import TemporalSegmenter, fusion_calls
+
+    model, exported = temporal_export
+    assert exported.kind == "temporal" and set(exported.fusion_pairs()) == set(fusion_calls(3))
+    seg = load_segmenter(str(exported.root), device="cpu", temporal_mode="causal", backend=engine)
+    _streams_like_torch(model, seg, "causal")
+    _streams_like_torch(model, TemporalSegmenter(seg.net, exported.class_map, exported.model_id, device="cpu",
+                                                 input_size=exported.input_size, mode="centered"), "centered")
 
 
 def test_shipped_int8_default_matches_default_pt_and_is_what_auto_runs():
@@ -173,17 +225,20 @@ def test_shipped_int8_default_keeps_val_miou_within_one_point():
 
 @pytest.mark.skipif(not (CAMVID / "train").is_dir(), reason="CamVid is not at ../shared/data/camvid")
 def test_int8_quantization_calibrates_on_train_and_runs(default_export, tmp_path):
-    """A small calibration (16 train frames) end to end: QDQ graphs on both engines, labels mostly as fp32."""
+    """A small calibration (the minimum, 16 train frames) end to end: QDQ graphs on both engines, labels mostly as
+    fp32. At a 120x160 network input (the graphs take any size): calibration costs a ninth of 360x480's."""
     from vsseg_ros.core.loading import load_segmenter
     from vsseg_ros.data.camvid import CamVid
-    from vsseg_ros.runtimes.quantize import excluded_nodes, quantize_model
+    from vsseg_ros.runtimes.quantize import MIN_CALIB_FRAMES, excluded_nodes, quantize_model
 
-    q = quantize_model(default_export, tmp_path / "int8", CamVid(CAMVID, "train"), frames=16, progress=False,
+    small = dataclasses.replace(default_export, input_size=(120, 160))
+    q = quantize_model(small, tmp_path / "int8", CamVid(CAMVID, "train"), frames=MIN_CALIB_FRAMES, progress=False,
                        calib_name="camvid train")
     assert q.precision == "int8" and q.calibration["frames"] == 16 and q.calibration["reduce_range"]
+    assert q.input_size == (120, 160) and set(q.graphs) == set(default_export.graphs)
     kept = excluded_nodes(default_export.graph("network"), "ends")
     assert any(n.endswith("features.0.0/Conv") for n in kept) and any("boundary_head/out" in n for n in kept)
-    ref = load_segmenter(str(default_export.root), device="cpu", backend="onnxruntime")
+    ref = load_segmenter(str(default_export.root), device="cpu", input_size=(120, 160), backend="onnxruntime")
     for engine in [e for e, ok in (("onnxruntime", True), ("openvino", HAVE_OV)) if ok]:
         seg = load_segmenter(str(q.root), device="cpu", backend=engine)
         for image in _street(2):
@@ -263,17 +318,17 @@ def test_precision_other_than_the_graphs_is_refused(default_export):
         load_segmenter(str(default_export.root), device="cpu", precision="bf16", backend="onnxruntime")
 
 
-def _cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "vsseg_ros.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+def test_int8_export_with_too_few_calibration_frames_fails_before_any_work(tmp_path, capsys):
+    """The CLI's own entry point, in this process (a subprocess only adds seconds of imports)."""
+    from vsseg_ros.cli import main
 
-
-def test_int8_export_with_too_few_calibration_frames_fails_before_any_work(tmp_path):
     out = tmp_path / "never"
-    r = _cli("export", "--out", str(out), "--precision", "int8", "--calib-frames", "3")
-    assert r.returncode == 2 and re.search(r"at least 16 frames", r.stderr), r.stderr
-    r = _cli("export", "--out", str(out), "--precision", "int8", "--calib-split", "val")
-    assert r.returncode == 2 and "calibrate on training frames" in r.stderr, r.stderr
+    assert main(["export", "--out", str(out), "--precision", "int8", "--calib-frames", "3"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"vsseg-ros export: error: .*at least 16 frames", err), err
+    assert main(["export", "--out", str(out), "--precision", "int8", "--calib-split", "val"]) == 2
+    err = capsys.readouterr().err
+    assert "calibrate on training frames" in err, err
     assert not out.exists()
 
 

@@ -123,6 +123,20 @@ class FramePreparer:
         return buf, h, w
 
 
+@contextlib.contextmanager
+def torch_threads(n: Optional[int]) -> Any:
+    """Torch's intra-op thread count set to ``n`` for the block (None: as it is), restored after."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def extent_read(size: int, stride: int, grid: int) -> int:
     """How many of a map's ``grid`` rows (or columns) at ``stride`` the output maps of an image region
     ``size`` pixels high (wide) read: bilinear upsampling reaches one past the region's last; the rest of
@@ -402,6 +416,8 @@ class NetworkSegmenter(Segmenter):
                     else model)
         #: what runs the network: "torch", or the exported engine and its provider
         self.backend: str = getattr(self.net, "backend", "torch")
+        #: torch threads for pre- and post-processing while an engine runs the network (None: torch's own)
+        self.host_threads: Optional[int] = getattr(self.net, "host_threads", None)
         self.prepare = FramePreparer(self.input_size, self.mean, self.std, self._device, self.channels_last)
         self.output_maps = OutputMaps(num_classes, int(stride), self._device)
         self._lock = threading.Lock()
@@ -420,7 +436,7 @@ class NetworkSegmenter(Segmenter):
 
     def push(self, frame: Frame, request: OutputRequest = OutputRequest()) -> Optional[SegmentationResult]:
         H, W = check_image(frame.image)
-        with self._lock:
+        with self._lock, torch_threads(self.host_threads):
             return self._push(frame, H, W, request)
 
     @abc.abstractmethod
@@ -436,7 +452,7 @@ class NetworkSegmenter(Segmenter):
     def push_batch(self, frames: Sequence[Frame],
                    request: OutputRequest = OutputRequest()) -> list[Optional[SegmentationResult]]:
         sizes = [check_image(frame.image) for frame in frames]  # every frame checked before any runs
-        with self._lock:
+        with self._lock, torch_threads(self.host_threads):
             if len(frames) < 2 or not self.batches:
                 return [self._push(frame, H, W, request) for frame, (H, W) in zip(frames, sizes)]
             return self._push_batch(list(frames), sizes, request)
@@ -488,4 +504,4 @@ class NetworkSegmenter(Segmenter):
 
 
 __all__ = ["PAD_MULTIPLE", "MODEL_INPUT_SIZE", "FramePreparer", "OutputMaps", "NetworkSegmenter", "check_image",
-           "extent_read", "inference_copy", "padded_size", "to_numpy"]
+           "extent_read", "inference_copy", "padded_size", "to_numpy", "torch_threads"]

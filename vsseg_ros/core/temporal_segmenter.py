@@ -39,7 +39,8 @@ import torch
 from torch import Tensor
 
 from vsseg_ros.core.classes import ClassMap
-from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, NetworkSegmenter, extent_read, padded_size
+from vsseg_ros.core.frame_pipeline import (MODEL_INPUT_SIZE, NetworkSegmenter, extent_read, padded_size,
+                                             torch_threads)
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult
 
 if TYPE_CHECKING:
@@ -287,7 +288,7 @@ class TemporalSegmenter(NetworkSegmenter):
     def flush(self, request: OutputRequest = OutputRequest()) -> list[SegmentationResult]:
         """Label every camera's held-back frame (centered mode) with the frames it has and end all windows
         (the next frame starts a new one). Causal mode holds nothing back: returns []."""
-        with self._lock:
+        with self._lock, torch_threads(self.host_threads):
             results: list[SegmentationResult] = []
             for window in self._windows.values():
                 timings = dict.fromkeys(STAGES, 0.0)

@@ -18,10 +18,13 @@ from torch import Tensor
 from vsseg_ros.core.frame_pipeline import padded_size
 from vsseg_ros.core.temporal_config import TemporalConfig
 from vsseg_ros.runtimes.manifest import ExportedModel, fusion_key
-from vsseg_ros.runtimes.sessions import GraphSession, open_session
+from vsseg_ros.runtimes.sessions import GraphSession, default_threads, open_session
 
 #: backend name -> (engine, execution provider on the CPU / on a GPU)
 ENGINE_OF = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "onnxruntime"}
+#: torch threads for the segmenter's pre- and post-processing (resize, normalise, upsampling, argmax) while an
+#: engine runs the network: one, so no idle OpenMP team spins beside the engine's own pool (docs/deployment.md)
+HOST_THREADS = 1
 
 
 def _open(backend: str, path: Any, gpu: bool, threads: Optional[int], device_id: int, fp16: bool,
@@ -43,7 +46,11 @@ class ExportedNet:
         self.config = model.config
         self.num_classes = model.config.num_classes
         self.stride = model.stride
-        self._open = lambda path, dims=None: _open(backend, path, gpu, threads, device_id, fp16, dims)
+        #: the engine's threads, fixed now: sessions opened later (another input size, the graph without the
+        #: boundary head) must not follow torch's count, which is :data:`HOST_THREADS` while a frame runs
+        self.threads = threads or default_threads()
+        self.host_threads = HOST_THREADS
+        self._open = lambda path, dims=None: _open(backend, path, gpu, self.threads, device_id, fp16, dims)
         self._fixed = None if model.dynamic_size else padded_size(*model.input_size)
         self.sessions: list[GraphSession] = []
         self.backend = backend
@@ -58,7 +65,12 @@ class ExportedNet:
     def description(self) -> str:
         """Which engine and provider run which precision (logged by the node: never a silent fall back)."""
         s = self.sessions[0]
-        return f"{s.engine} {s.provider}, exported {self.model.precision} graph(s) from {self.model.root}"
+        return (f"{s.engine} {s.provider}, pre/post-processing on {self.host_threads} torch thread(s), exported "
+                f"{self.model.precision} graph(s) from {self.model.root}")
+
+    def open_sessions(self) -> list[GraphSession]:
+        """Every session open now."""
+        return list(self.sessions)
 
     def _image(self, x: Tensor) -> np.ndarray:
         """The (1, 3, H, W) input buffer as the graphs' (1, H, W, 3) array; a view of a channels-last buffer."""
@@ -83,6 +95,9 @@ class ExportedPerFrameNet(ExportedNet):
         super().__init__(model, backend, **options)
         self._by_size: dict[tuple[int, int, bool], GraphSession] = {}
         self._net(padded_size(*model.input_size), True)
+
+    def open_sessions(self) -> list[GraphSession]:
+        return list(self._by_size.values())
 
     def _net(self, size: tuple[int, int], boundary: bool) -> GraphSession:
         labels_only = not boundary and "network_labels" in self.model.graphs
@@ -116,6 +131,9 @@ class ExportedTemporalNet(ExportedNet):
         self._features = self._session(model.graph("features"))
         self._fusion = {key: self._session(model.graph("fusion", key)) for key in model.graphs["fusion"]}
 
+    def open_sessions(self) -> list[GraphSession]:
+        return [self._features, *self._fusion.values()]
+
     def frame_features(self, x: Tensor) -> Tensor:
         return torch.from_numpy(self._features.run({"image": self._image(x)})[0])
 
@@ -137,4 +155,5 @@ def exported_net(model: ExportedModel, backend: str, **options: Any) -> Exported
     return cls(model, backend, **options)
 
 
-__all__ = ["ExportedNet", "ExportedPerFrameNet", "ExportedTemporalNet", "exported_net", "ENGINE_OF"]
+__all__ = ["ExportedNet", "ExportedPerFrameNet", "ExportedTemporalNet", "exported_net", "ENGINE_OF",
+           "HOST_THREADS"]

@@ -21,6 +21,11 @@ import numpy as np
 #: ONNX Runtime execution providers by our short name
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "tensorrt": "TensorrtExecutionProvider"}
+#: OpenVINO CPU plugin settings besides the thread count: latency mode, one stream, fp32 arithmetic for fp32
+#: graphs, its worker pinned (OpenVINO's default, stated so the log and tests can say it): with pre/post-processing
+#: on one torch thread, pinned and unpinned both kept up with 30 Hz in the node (docs/deployment.md)
+OV_CPU_PROPERTIES = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32",
+                     "ENABLE_CPU_PINNING": True}
 #: where TensorRT engines are cached unless ``VSSEG_TRT_ENGINE_CACHE`` says otherwise (a second start reuses them)
 DEFAULT_TRT_CACHE = Path.home() / ".cache" / "vsseg_ros" / "tensorrt"
 
@@ -54,6 +59,10 @@ class GraphSession:
     outputs: list[str]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def setting(self, name: str) -> Any:
+        """A setting read back from the engine (what it actually uses)."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -125,14 +134,19 @@ class OrtSession(GraphSession):
         self.inputs = [i.name for i in self._sess.get_inputs()]
         self.outputs = [o.name for o in self._sess.get_outputs()]
 
+    def setting(self, name: str) -> Any:
+        """A session option (``intra_op_num_threads``, ...) or config entry, as the session holds it."""
+        opts = self._sess.get_session_options()
+        return getattr(opts, name) if hasattr(opts, name) else opts.get_session_config_entry(name)
+
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self._sess.run(None, feeds)
 
 
 class OpenVinoSession(GraphSession):
-    """OpenVINO on the CPU, latency mode (one stream), fp32 arithmetic for fp32 graphs (OpenVINO would pick bf16
-    on CPUs that have it); an int8 (QDQ) graph runs its int8 kernels. Outputs are copied: OpenVINO reuses its
-    output buffers on the next run."""
+    """OpenVINO on the CPU with :data:`OV_CPU_PROPERTIES` (fp32 arithmetic: OpenVINO would pick bf16 on CPUs
+    that have it); an int8 (QDQ) graph runs its int8 kernels. Outputs are copied: OpenVINO reuses its output
+    buffers on the next run. :meth:`setting` reads a property back from the compiled model."""
 
     engine = "openvino"
 
@@ -153,16 +167,17 @@ class OpenVinoSession(GraphSession):
             model = core.read_model(str(path))
             if dims:  # our graphs' one dynamic input: image (1, height, width, 3)
                 model.reshape({"image": [1, int(dims["height"]), int(dims["width"]), 3]})
-            self._compiled = core.compile_model(model, "CPU", {
-                "INFERENCE_NUM_THREADS": n, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-                "INFERENCE_PRECISION_HINT": "f32"})
+            self._compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": n, **OV_CPU_PROPERTIES})
         except Exception as e:
             msg = " ".join(str(e).split())[:400]
             raise GraphError(f"{path}: openvino cannot load this graph (corrupt or truncated?): {msg}") from None
         self._request = self._compiled.create_infer_request()
-        self.provider = f"CPU, {n} thread(s)"
+        self.provider = f"CPU, {n} thread(s), {'pinned' if OV_CPU_PROPERTIES['ENABLE_CPU_PINNING'] else 'unpinned'}"
         self.inputs = [p.get_any_name() for p in self._compiled.inputs]
         self.outputs = [p.get_any_name() for p in self._compiled.outputs]
+
+    def setting(self, name: str) -> Any:
+        return self._compiled.get_property(name)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         self._request.infer(feeds, share_inputs=True)
@@ -181,4 +196,4 @@ def open_session(engine: str, path: Union[str, Path], provider: str = "cpu", thr
 
 
 __all__ = ["GraphSession", "OrtSession", "OpenVinoSession", "RuntimeUnavailable", "GraphError", "open_session",
-           "ORT_PROVIDERS", "trt_cache_dir", "default_threads"]
+           "ORT_PROVIDERS", "OV_CPU_PROPERTIES", "trt_cache_dir", "default_threads"]
