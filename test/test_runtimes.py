@@ -97,8 +97,9 @@ def test_perframe_default_round_trip_matches_torch(default_export, engine, size)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_thread_setup_engine_threads_fixed_and_host_work_on_one_torch_thread(default_export, engine):
     """The thread setup (docs/deployment.md): the engine keeps the thread count torch had when the model loaded,
-    also in a session opened later (the graph without the boundary head); OpenVINO latency mode, one stream, pinned; ONNX Runtime does
-    not spin; pre- and post-processing run on HOST_THREADS torch thread(s), and torch's count is back after."""
+    also in a session opened later (the graph without the boundary head); OpenVINO latency mode, one stream,
+    pinned; ONNX Runtime does not spin; pre- and post-processing run on HOST_THREADS torch thread(s), and torch's
+    count is back after."""
     from vsseg_ros.core.frame_pipeline import torch_threads
     from vsseg_ros.core.loading import load_segmenter
     from vsseg_ros.runtimes.exported_net import HOST_THREADS

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from tqdm import tqdm
 
-from vsseg_ros.tools.bench import ModelStepper, bench_node, summarize_steps
+from vsseg_ros.tools.bench_measure import ModelStepper, bench_node, summarize_steps
 from vsseg_ros.tools.rosenv import apply_local_ros_env
 
 

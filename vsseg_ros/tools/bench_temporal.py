@@ -41,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from vsseg_ros.core.segmenter import Frame, OutputRequest
-from vsseg_ros.tools.bench import latency_stats
+from vsseg_ros.tools.bench_measure import latency_stats
 
 
 def load_temporal_model(spec: Union[str, Path]) -> tuple[Any, Any, str]:
