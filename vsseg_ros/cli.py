@@ -73,16 +73,16 @@ def _cmd_demo(args: argparse.Namespace, _: list[str]) -> int:
 def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
     from vsseg_ros.tools.bench import run_bench
 
+    if args.chart and not args.temporal:
+        print("vsseg-ros bench: error: --chart draws the --temporal results; give --temporal MODEL", file=sys.stderr)
+        return 2
+
     if args.cameras:
         from vsseg_ros.tools.bench_cameras import run_cameras
 
         return run_cameras(args.cameras, args.sizes[0], rate_hz=args.rate or 7.5,
                            seconds=args.seconds, model_path=args.model, device=args.device,
                            node_params=dict(args.node_param or []), json_path=args.json, node=not args.no_node)
-
-    if args.chart and not args.temporal:
-        print("vsseg-ros bench: error: --chart draws the --temporal results; give --temporal MODEL", file=sys.stderr)
-        return 2
 
     backends = None
     if args.backends:
