@@ -68,9 +68,7 @@ FORCE:
 # Settings in pyproject.toml ([tool.ruff], [tool.mypy]); mypy's cache in .mypy_cache makes a rerun take seconds.
 lint: $(PIP_STAMP)
 	$(VENV)/bin/ruff check vsseg_ros test
-	@# ruff format --check: enabled once the tree has been formatted (issue 23: the lead runs `ruff format` once
-	@# after merging the branches in flight, then deletes these comment lines and the '@#' below).
-	@# $(VENV)/bin/ruff format --check vsseg_ros test
+	$(VENV)/bin/ruff format --check vsseg_ros test
 	$(VENV)/bin/mypy
 
 # PYTEST_ARGS naming test files (test/...) runs only those; otherwise the whole suite.

@@ -44,8 +44,16 @@ def synthetic(sequence: str, n: int, offset: int = 0, labelled: bool = True) -> 
     for t in range(n):
         img, lab = _scene(t + offset)
         label = np.where(lab == 11, 255, lab).astype(np.uint8) if labelled else None
-        frames.append(LabelledFrame(image=img, label=label, stamp_ns=t * 66_666_667, camera_id="cam",
-                                    sequence=sequence, name=f"{sequence}_{t:05d}"))
+        frames.append(
+            LabelledFrame(
+                image=img,
+                label=label,
+                stamp_ns=t * 66_666_667,
+                camera_id="cam",
+                sequence=sequence,
+                name=f"{sequence}_{t:05d}",
+            )
+        )
     return frames
 
 
@@ -56,8 +64,19 @@ def _folder_dataset(root: Path, n: int) -> Path:
         img, lab = _scene(20 + t)
         cv2.imwrite(str(root / "images" / f"folderdrive_{t:06d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(root / "labels" / f"folderdrive_{t:06d}.png"), np.where(lab == 11, 255, lab).astype(np.uint8))
-    names = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian",
-             "Bicyclist")
+    names = (
+        "Sky",
+        "Building",
+        "Pole",
+        "Road",
+        "Pavement",
+        "Tree",
+        "SignSymbol",
+        "Fence",
+        "Car",
+        "Pedestrian",
+        "Bicyclist",
+    )
     (root / "classes.txt").write_text("\n".join(names) + "\n")
     return root
 
@@ -70,11 +89,28 @@ def make_fleet(root: Path, frames_per_bag: int = 6) -> dict[str, Any]:
     bags.mkdir(parents=True)
     n = frames_per_bag
     if HAVE_CAMVID:  # CamVid val chunks: the first by make-bag itself, three more cut from the clip
-        assert make_bag(["--dataset", "camvid", "--root", str(SHARED_CAMVID), "--split", "val", "--max-frames",
-                         str(n), "--out", str(bags / "a_camvid"), "--start", "1700000000"]) == 0
+        assert (
+            make_bag(
+                [
+                    "--dataset",
+                    "camvid",
+                    "--root",
+                    str(SHARED_CAMVID),
+                    "--split",
+                    "val",
+                    "--max-frames",
+                    str(n),
+                    "--out",
+                    str(bags / "a_camvid"),
+                    "--start",
+                    "1700000000",
+                ]
+            )
+            == 0
+        )
         clip = list(dataset_frames("camvid", SHARED_CAMVID, "val"))
         for i, name in enumerate(("b_camvid", "c_camvid", "d_camvid"), 1):
-            part = [replace(f, sequence=f"0016E5_part{i}") for f in clip[i * n:(i + 1) * n]]
+            part = [replace(f, sequence=f"0016E5_part{i}") for f in clip[i * n : (i + 1) * n]]
             write_bag(bags / name, part, None, "mcap", start_ns=START, class_names=list(CAMVID.names))
     else:
         for i, name in enumerate(("a_syn", "b_syn", "c_syn", "d_syn")):
@@ -122,5 +158,18 @@ def without_timing(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-HEADLINE = ("miou", "per_class_iou", "pixel_accuracy", "boundary_f", "boundary", "mvc8", "mvc16", "mvc_windows",
-            "tc", "tc_pairs", "frames", "labelled_frames", "scored_pixels")
+HEADLINE = (
+    "miou",
+    "per_class_iou",
+    "pixel_accuracy",
+    "boundary_f",
+    "boundary",
+    "mvc8",
+    "mvc16",
+    "mvc_windows",
+    "tc",
+    "tc_pairs",
+    "frames",
+    "labelled_frames",
+    "scored_pixels",
+)

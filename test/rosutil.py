@@ -12,5 +12,7 @@ try:
 except ModuleNotFoundError:
     HAVE_MSGS = False
 
-needs_ros = pytest.mark.skipif(not HAVE_MSGS, reason="rclpy or the built vsseg_ros messages are missing: run "
-                                                      "`make test` (it builds them with colcon)")
+needs_ros = pytest.mark.skipif(
+    not HAVE_MSGS,
+    reason="rclpy or the built vsseg_ros messages are missing: run `make test` (it builds them with colcon)",
+)

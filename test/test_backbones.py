@@ -236,7 +236,10 @@ def test_fcn_head_matches_independent_computation() -> None:
     assert torch.allclose(out, ref, atol=1e-5)
     aux = FCNHead(6, 4, 3, num_convs=1, concat_input=False, in_key="aux")
     assert sorted(k for k in aux.state_dict() if k.endswith("weight")) == [
-        "conv_seg.weight", "convs.0.bn.weight", "convs.0.conv.weight"]
+        "conv_seg.weight",
+        "convs.0.bn.weight",
+        "convs.0.conv.weight",
+    ]
 
 
 # -- the per-frame network with every backbone and head -----------------------------------------------------
@@ -246,8 +249,14 @@ def test_fcn_head_matches_independent_computation() -> None:
 @pytest.mark.parametrize("head", HEADS)
 def test_perframe_every_backbone_and_head(backbone: str, head: str) -> None:
     output_stride = 16 if backbone == "mobilenetv2" else 8
-    cfg = ModelConfig(backbone=backbone, head=head, output_stride=output_stride, head_channels=16, num_classes=4,
-                      aux_head=backbone != "mobilenetv2")
+    cfg = ModelConfig(
+        backbone=backbone,
+        head=head,
+        output_stride=output_stride,
+        head_channels=16,
+        num_classes=4,
+        aux_head=backbone != "mobilenetv2",
+    )
     net = PerFrameSegNet(cfg).eval()
     stride = 8 if head == "lite" else output_stride
     assert net.stride == stride and PerFrameSegNet.stride == 8
@@ -263,8 +272,9 @@ def test_perframe_every_backbone_and_head(backbone: str, head: str) -> None:
 
 @pytest.mark.parametrize("head, output_stride", [("psp", 16), ("fcn", 32)])
 def test_stride_follows_output_stride(head: str, output_stride: int) -> None:
-    net = PerFrameSegNet(ModelConfig(backbone="resnet18", head=head, output_stride=output_stride,
-                                     head_channels=16, num_classes=3)).eval()
+    net = PerFrameSegNet(
+        ModelConfig(backbone="resnet18", head=head, output_stride=output_stride, head_channels=16, num_classes=3)
+    ).eval()
     assert net.stride == output_stride
     with torch.inference_mode():
         feature = net.forward_features(torch.randn(1, 3, 64, 96))
@@ -276,8 +286,9 @@ def test_stride_follows_output_stride(head: str, output_stride: int) -> None:
 @pytest.mark.parametrize("backbone, head", [("resnet18", "psp"), ("resnetv1c50", "fcn"), ("resnet50", "lite")])
 def test_gradients_reach_every_parameter(backbone: str, head: str) -> None:
     torch.manual_seed(0)
-    net = PerFrameSegNet(ModelConfig(backbone=backbone, head=head, output_stride=8, head_channels=16,
-                                     num_classes=3, aux_head=True)).train()
+    net = PerFrameSegNet(
+        ModelConfig(backbone=backbone, head=head, output_stride=8, head_channels=16, num_classes=3, aux_head=True)
+    ).train()
     out = net(torch.randn(2, 3, 48, 48))
     assert out["aux"].shape == (2, 3, 6, 6)
     loss = out["logits"].square().mean() + out["aux"].square().mean() + out["boundary"].square().mean()
@@ -301,7 +312,7 @@ def _as_mmseg(state: dict[str, Tensor], prefix: str = "") -> dict[str, Tensor]:
     out = {}
     for k, v in state.items():
         top = next(t for t in names if k.startswith(t))
-        out[prefix + names[top] + k[len(top):]] = v
+        out[prefix + names[top] + k[len(top) :]] = v
     return out
 
 
@@ -314,7 +325,12 @@ def _meta_state(config: ModelConfig) -> dict[str, Tensor]:
 def test_mmseg_pspnet_layout(depth: int) -> None:
     cfg = config_for_mmseg_pspnet(depth, 19)
     assert (cfg.backbone, cfg.output_stride, cfg.head, cfg.head_channels, cfg.aux_head) == (
-        f"resnetv1c{depth}", 8, "psp", 512, True)
+        f"resnetv1c{depth}",
+        8,
+        "psp",
+        512,
+        True,
+    )
     theirs = _as_mmseg(_meta_state(cfg))
     backbone = ["backbone." + k for k in mmseg_v1c_keys(depth)]
     assert [k for k in theirs if k.startswith("backbone.")] == backbone
@@ -339,13 +355,22 @@ def test_mmseg_pspnet_layout(depth: int) -> None:
 def test_mmseg_import_loads_a_small_pspnet_exactly() -> None:
     """Small widths are not expressible in the config, so the numbers are checked on a ResNet-18 PSPNet:
     weights renamed to mmseg's layout, under a prefix and a checkpoint wrapper, come back to the same outputs."""
-    cfg = ModelConfig(backbone="resnet18", head="psp", output_stride=8, head_channels=16, num_classes=4,
-                      boundary_head=False, aux_head=True)
+    cfg = ModelConfig(
+        backbone="resnet18",
+        head="psp",
+        output_stride=8,
+        head_channels=16,
+        num_classes=4,
+        boundary_head=False,
+        aux_head=True,
+    )
     torch.manual_seed(0)
     src = PerFrameSegNet(cfg).eval()
     _randomise_bn(src)
-    wrapped = {"state_dict": {**_as_mmseg(src.state_dict(), "pspnet."), "STF.pe_enc": torch.zeros(3)},
-               "meta": {"CLASSES": ["a", "b", "c", "d"]}}
+    wrapped = {
+        "state_dict": {**_as_mmseg(src.state_dict(), "pspnet."), "STF.pe_enc": torch.zeros(3)},
+        "meta": {"CLASSES": ["a", "b", "c", "d"]},
+    }
     weights = mmseg_pspnet_to_ours(wrapped, prefix="pspnet.", config=cfg)
     dst = PerFrameSegNet(cfg).eval()
     dst.load_state_dict(weights, strict=True)
@@ -354,7 +379,12 @@ def test_mmseg_import_loads_a_small_pspnet_exactly() -> None:
         assert torch.equal(src(x)["logits"], dst(x)["logits"])
     config, weights2 = mmseg_to_ours(wrapped, prefix="pspnet.")
     assert (config.backbone, config.head, config.head_channels, config.num_classes, config.aux_head) == (
-        "resnet18", "psp", 16, 4, True)
+        "resnet18",
+        "psp",
+        16,
+        4,
+        True,
+    )
     assert weights2.keys() == weights.keys()
 
 

@@ -35,14 +35,23 @@ def _frames(n: int = 6, sequences=("seqA",), label_every: int = 2, seed: int = 0
             if i % label_every == 0:
                 label = rng.integers(0, 11, (H, W)).astype(np.uint8)
                 label[0] = 255
-            out.append(LabelledFrame(image=image, label=label, stamp_ns=i * 66_666_667, camera_id=seq, sequence=seq,
-                                     name=f"{seq}_{i:05d}"))
+            out.append(
+                LabelledFrame(
+                    image=image,
+                    label=label,
+                    stamp_ns=i * 66_666_667,
+                    camera_id=seq,
+                    sequence=seq,
+                    name=f"{seq}_{i:05d}",
+                )
+            )
     return out
 
 
 def _same(a: LabelledFrame, b: LabelledFrame) -> bool:
-    labels = (a.label is None and b.label is None) or (a.label is not None and b.label is not None and
-                                                       np.array_equal(a.label, b.label))
+    labels = (a.label is None and b.label is None) or (
+        a.label is not None and b.label is not None and np.array_equal(a.label, b.label)
+    )
     return np.array_equal(a.image, b.image) and labels
 
 
@@ -93,14 +102,28 @@ def test_other_raw_encodings_decode_to_rgb(tmp_path, encoding):
 
 def test_camera_info_and_gt_share_the_image_header(tmp_path):
     calib = tmp_path / "calib.yaml"
-    calib.write_text(yaml.safe_dump({
-        "image_width": W, "image_height": H, "camera_name": "c", "distortion_model": "plumb_bob",
-        "camera_matrix": {"rows": 3, "cols": 3, "data": [30.0, 0, 16, 0, 30.0, 12, 0, 0, 1]},
-        "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0.1, 0, 0, 0, 0]},
-        "rectification_matrix": {"rows": 3, "cols": 3, "data": [1.0, 0, 0, 0, 1, 0, 0, 0, 1]},
-        "projection_matrix": {"rows": 3, "cols": 4, "data": [30.0, 0, 16, 0, 0, 30, 12, 0, 0, 0, 1, 0]}}))
-    write_bag(tmp_path / "b", _frames(n=2, label_every=1), 15.0, calibration=CameraCalibration.from_yaml(calib),
-              start_ns=START, frame_id="cam")
+    calib.write_text(
+        yaml.safe_dump(
+            {
+                "image_width": W,
+                "image_height": H,
+                "camera_name": "c",
+                "distortion_model": "plumb_bob",
+                "camera_matrix": {"rows": 3, "cols": 3, "data": [30.0, 0, 16, 0, 30.0, 12, 0, 0, 1]},
+                "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0.1, 0, 0, 0, 0]},
+                "rectification_matrix": {"rows": 3, "cols": 3, "data": [1.0, 0, 0, 0, 1, 0, 0, 0, 1]},
+                "projection_matrix": {"rows": 3, "cols": 4, "data": [30.0, 0, 16, 0, 0, 30, 12, 0, 0, 0, 1, 0]},
+            }
+        )
+    )
+    write_bag(
+        tmp_path / "b",
+        _frames(n=2, label_every=1),
+        15.0,
+        calibration=CameraCalibration.from_yaml(calib),
+        start_ns=START,
+        frame_id="cam",
+    )
     from rosbags.rosbag2 import Reader
 
     ts = typestore_for("kilted")
@@ -121,8 +144,12 @@ def test_cdr_header_matches_the_serialized_header():
     for stamp, frame_id in [(0, "a"), (1_234_567_890_123_456_789, "front_camera_optical"), (5, "")]:
         sec, nsec = divmod(stamp, 10**9)
         msg = t["sensor_msgs/msg/CompressedImage"](
-            header=t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec),
-                                            frame_id=frame_id), format="png", data=np.zeros(3, np.uint8))
+            header=t["std_msgs/msg/Header"](
+                stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec), frame_id=frame_id
+            ),
+            format="png",
+            data=np.zeros(3, np.uint8),
+        )
         raw = bytes(ts.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage"))
         assert header_of(raw) == (stamp, frame_id)
         big = bytes(ts.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage", little_endian=False))
@@ -152,8 +179,23 @@ def _make_bag(*argv: str) -> int:
 def test_make_bag_round_trip_equals_the_dataset_stream(tmp_path, storage):
     root = _camvid_like(tmp_path / "camvid")
     out = tmp_path / f"bag_{storage}"
-    assert _make_bag("--dataset", "camvid", "--root", str(root), "--split", "val", "--out", str(out),
-                     "--storage", storage, "--start", "1700000000") == 0
+    assert (
+        _make_bag(
+            "--dataset",
+            "camvid",
+            "--root",
+            str(root),
+            "--split",
+            "val",
+            "--out",
+            str(out),
+            "--storage",
+            storage,
+            "--start",
+            "1700000000",
+        )
+        == 0
+    )
     expected = list(dataset_frames("camvid", root, "val"))
     bag = BagFrames(out)
     back = list(bag)
@@ -164,8 +206,26 @@ def test_make_bag_round_trip_equals_the_dataset_stream(tmp_path, storage):
     assert np.abs(np.diff([b.stamp_ns for b in back]) - 66_666_667).max() <= 1  # 15 Hz from the frame numbers
     assert bag.class_names is not None and len(bag.class_names) == 11
     assert _make_bag("--dataset", "camvid", "--root", str(root), "--split", "val", "--out", str(out)) == 2  # exists
-    assert _make_bag("--dataset", "camvid", "--root", str(root), "--split", "val", "--out", str(out), "--force",
-                     "--rate", "5", "--max-frames", "3", "--storage", storage) == 0
+    assert (
+        _make_bag(
+            "--dataset",
+            "camvid",
+            "--root",
+            str(root),
+            "--split",
+            "val",
+            "--out",
+            str(out),
+            "--force",
+            "--rate",
+            "5",
+            "--max-frames",
+            "3",
+            "--storage",
+            storage,
+        )
+        == 0
+    )
     assert np.diff([b.stamp_ns for b in BagFrames(out)]).tolist() == [200_000_000] * 2
 
 
@@ -181,8 +241,10 @@ def _eval(tmp_path: Path, name: str, *argv: str) -> dict:
 def test_make_bag_then_eval_scores_the_bag_like_the_dataset(tmp_path, storage):
     root = _camvid_like(tmp_path / "camvid")
     bag = tmp_path / "bag"
-    assert _make_bag("--dataset", "camvid", "--root", str(root), "--split", "val", "--out", str(bag),
-                     "--storage", storage) == 0
+    assert (
+        _make_bag("--dataset", "camvid", "--root", str(root), "--split", "val", "--out", str(bag), "--storage", storage)
+        == 0
+    )
     on_bag = _eval(tmp_path, "bag", "--bag", str(bag), "--output-bag", str(tmp_path / "masks"))
     on_data = _eval(tmp_path, "data", "--dataset", "camvid", "--root", str(root), "--split", "val")
     assert on_bag["frames"] == on_data["frames"] == 5 and on_bag["labelled_frames"] == 5
@@ -207,8 +269,21 @@ def test_make_bag_from_a_folder_with_unlabelled_neighbours_of_one_sequence(tmp_p
             frame = rng.integers(0, 256, (H, W, 3), np.uint8)
             cv2.imwrite(str(tmp_path / "f" / "frames" / f"{seq}_{k:06d}.png"), frame)
     out = tmp_path / "bag"
-    assert _make_bag("--folder", str(tmp_path / "f"), "--sequence", "drive2", "--frames-before", "2",
-                     "--frames-after", "1", "--out", str(out)) == 0
+    assert (
+        _make_bag(
+            "--folder",
+            str(tmp_path / "f"),
+            "--sequence",
+            "drive2",
+            "--frames-before",
+            "2",
+            "--frames-after",
+            "1",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     back = list(BagFrames(out))
     assert [b.name for b in back] == ["drive2_000008", "drive2_000009", "drive2_000010", "drive2_000011"]
     assert [b.label is not None for b in back] == [False, False, True, False]
@@ -218,15 +293,41 @@ def test_make_bag_from_a_folder_with_unlabelled_neighbours_of_one_sequence(tmp_p
 
 def test_make_bag_refuses_bad_sources(tmp_path, capsys):
     root = _camvid_like(tmp_path / "camvid")
-    assert _make_bag("--dataset", "camvid", "--root", str(root), "--split", "val", "--sequence", "0001TP",
-                     "--out", str(tmp_path / "b")) == 2
+    assert (
+        _make_bag(
+            "--dataset",
+            "camvid",
+            "--root",
+            str(root),
+            "--split",
+            "val",
+            "--sequence",
+            "0001TP",
+            "--out",
+            str(tmp_path / "b"),
+        )
+        == 2
+    )
     assert "0016E5" in capsys.readouterr().err  # names the sequences it has
     assert _make_bag("--dataset", "camvid", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")) == 2
     assert "not found" in capsys.readouterr().err
     assert _make_bag("--video", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "b")) == 2
     assert _make_bag("--out", str(tmp_path / "b")) == 2
-    assert _make_bag("--dataset", "camvid", "--root", str(root), "--split", "val", "--encoding", "rgb48",
-                     "--out", str(tmp_path / "b")) == 2
+    assert (
+        _make_bag(
+            "--dataset",
+            "camvid",
+            "--root",
+            str(root),
+            "--split",
+            "val",
+            "--encoding",
+            "rgb48",
+            "--out",
+            str(tmp_path / "b"),
+        )
+        == 2
+    )
     assert "rgb48" in capsys.readouterr().err and not (tmp_path / "b").exists()  # nothing half-written is left
 
 
@@ -250,19 +351,40 @@ def test_make_bag_from_a_video(tmp_path):
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_camvid_val_round_trip(tmp_path, storage):
     out = tmp_path / "camvid_val"
-    assert _make_bag("--dataset", "camvid", "--root", str(SHARED_CAMVID), "--split", "val", "--sequence", "0016E5",
-                     "--max-frames", "4", "--storage", storage, "--out", str(out)) == 0
+    assert (
+        _make_bag(
+            "--dataset",
+            "camvid",
+            "--root",
+            str(SHARED_CAMVID),
+            "--split",
+            "val",
+            "--sequence",
+            "0016E5",
+            "--max-frames",
+            "4",
+            "--storage",
+            storage,
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     expected = list(dataset_frames("camvid", SHARED_CAMVID, "val"))[:4]
     back = list(BagFrames(out))
-    assert [b.name for b in back] == [e.name for e in expected] == ["0016E5_07959", "0016E5_07961", "0016E5_07963",
-                                                                    "0016E5_07965"]
+    assert (
+        [b.name for b in back]
+        == [e.name for e in expected]
+        == ["0016E5_07959", "0016E5_07961", "0016E5_07963", "0016E5_07965"]
+    )
     assert all(_same(a, b) for a, b in zip(expected, back))
     assert all(b.image.shape == (360, 480, 3) for b in back)
     if storage == "sqlite3":
         return  # eval on a sqlite3 bag: test_make_bag_then_eval_scores_the_bag_like_the_dataset
     on_bag = _eval(tmp_path, "bag", "--bag", str(out))
-    on_data = _eval(tmp_path, "data", "--dataset", "camvid", "--root", str(SHARED_CAMVID), "--split", "val",
-                    "--max-frames", "4")
+    on_data = _eval(
+        tmp_path, "data", "--dataset", "camvid", "--root", str(SHARED_CAMVID), "--split", "val", "--max-frames", "4"
+    )
     assert on_bag["labelled_frames"] == on_data["labelled_frames"] == 4
     assert on_bag["miou"] > 0.4 and on_bag["miou"] == pytest.approx(on_data["miou"], abs=1e-9)
 
@@ -311,8 +433,10 @@ def test_bags_written_with_another_distros_typestore_read_back(tmp_path, storage
     write_bag(tmp_path / "b", frames, 15.0, storage, distro=distro, start_ns=START)
     meta = yaml.safe_load((tmp_path / "b" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["version"] == {"humble": 5, "foxy": 4, "jazzy": 9}[distro]  # what that distro's rosbag2 writes
-    assert isinstance(meta["topics_with_message_count"][0]["topic_metadata"]["offered_qos_profiles"],
-                      str if distro != "jazzy" else list)  # QoS as the string older readers parse
+    assert isinstance(
+        meta["topics_with_message_count"][0]["topic_metadata"]["offered_qos_profiles"],
+        str if distro != "jazzy" else list,
+    )  # QoS as the string older readers parse
     assert all(_same(a, b) for a, b in zip(frames, BagFrames(tmp_path / "b")))
     if distro != "humble":
         return
@@ -381,8 +505,11 @@ def test_missing_image_topic_lists_the_topics_the_bag_has(tmp_path):
     with RawBagWriter(tmp_path / "b") as w:
         w.add_topic("/lidar/points_meta", "std_msgs/msg/String")
         ts = w.typestore
-        w.write("/lidar/points_meta", START, bytes(ts.serialize_cdr(ts.types["std_msgs/msg/String"](data="x"),
-                                                                    "std_msgs/msg/String")))
+        w.write(
+            "/lidar/points_meta",
+            START,
+            bytes(ts.serialize_cdr(ts.types["std_msgs/msg/String"](data="x"), "std_msgs/msg/String")),
+        )
     with pytest.raises(BagError, match=r"no image topic.*/lidar/points_meta \(std_msgs/msg/String, 1 msgs\)"):
         BagFrames(tmp_path / "b")
     write_bag(tmp_path / "c", _frames(n=2), 5.0, start_ns=START)
@@ -439,8 +566,7 @@ def test_ground_truth_matching_no_image_is_counted_in_a_warning(tmp_path):
         back = list(bag)
     assert [b.label is not None for b in back] == [True, False, True, True, False, True]
     assert np.array_equal(back[2].label, frames[2].label)
-    assert bag.gt_report.as_dict() == {"images": 6, "gt": 6, "matched": 4, "unmatched": 2,
-                                       "duplicate_image_stamps": 0}
+    assert bag.gt_report.as_dict() == {"images": 6, "gt": 6, "matched": 4, "unmatched": 2, "duplicate_image_stamps": 0}
 
 
 def test_ground_truth_matching_no_image_at_all_is_an_error(tmp_path):
@@ -474,8 +600,12 @@ def _output_bag(path: Path, frames: list[LabelledFrame], stamps: list[int], keep
         w.add_topic("/semantic/class_map", "vsseg_ros/msg/ClassMap")
         cm = w.typestore.types["vsseg_ros/msg/ClassMap"](
             header=t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id=""),
-            class_ids=np.arange(11, dtype=np.uint8), class_names=[f"c{i}" for i in range(11)],
-            colors=np.zeros(33, np.uint8), ignore_id=255, model_id="test-model")
+            class_ids=np.arange(11, dtype=np.uint8),
+            class_names=[f"c{i}" for i in range(11)],
+            colors=np.zeros(33, np.uint8),
+            ignore_id=255,
+            model_id="test-model",
+        )
         w.write("/semantic/class_map", START, bytes(w.typestore.serialize_cdr(cm, "vsseg_ros/msg/ClassMap")))
         for i, (f, s) in enumerate(zip(frames, stamps)):
             if not keep(i):
@@ -484,9 +614,16 @@ def _output_bag(path: Path, frames: list[LabelledFrame], stamps: list[int], keep
             pred[pred == 255] = 0
             sec, nsec = divmod(s + (1 if extra_stamp and i == 0 else 0), 10**9)
             msg = t["sensor_msgs/msg/Image"](
-                header=t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec),
-                                                frame_id="cam"),
-                height=H, width=W, encoding="mono8", is_bigendian=0, step=W, data=pred.reshape(-1))
+                header=t["std_msgs/msg/Header"](
+                    stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec), frame_id="cam"
+                ),
+                height=H,
+                width=W,
+                encoding="mono8",
+                is_bigendian=0,
+                step=W,
+                data=pred.reshape(-1),
+            )
             w.write("/semantic/mask", s + 10**6, bytes(ts.serialize_cdr(msg, "sensor_msgs/msg/Image")))
 
 

@@ -68,10 +68,12 @@ def test_ratios_stages_and_chart(tiny: Path, tmp_path: Path, capsys: pytest.Capt
     assert r["mar_share_whole_frame"] == round(float(np.median(ratios)) - 1.0, 3)
     backbone = r["backbone_frame_ms"]
     assert {k: len(v) for k, v in backbone.items()} == {"streaming": 3, "streaming_no_mar": 3}
-    assert r["mar_share"] == paired_share_after(frame_ms["streaming"], frame_ms["streaming_no_mar"],
-                                                backbone["streaming"], backbone["streaming_no_mar"])
-    assert r["mar_backbone_ms"] == round(float(np.median(np.subtract(backbone["streaming"],
-                                                                     backbone["streaming_no_mar"]))), 2)
+    assert r["mar_share"] == paired_share_after(
+        frame_ms["streaming"], frame_ms["streaming_no_mar"], backbone["streaming"], backbone["streaming_no_mar"]
+    )
+    assert r["mar_backbone_ms"] == round(
+        float(np.median(np.subtract(backbone["streaming"], backbone["streaming_no_mar"]))), 2
+    )
     assert set(r["streaming_stages_ms"]) == set(STAGES) and r["streaming_stages_ms"]["backbone"] > 0
     assert r["mar_stage_share"] == round(r["streaming_stages_ms"]["mar"] / p50["streaming"], 3)
     assert 0 < r["mar_stage_share"] < 1 and r["streaming_stages_ms"]["flow"] == 0

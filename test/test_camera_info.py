@@ -80,9 +80,10 @@ def test_matcher_publishes_with_the_mask_header_scales_and_warns_once() -> None:
     assert slop.for_mask(header(100 * MS), (48, 64), (48, 64)).header == header(100 * MS)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("message_filters") is None,
-                    reason="message_filters is not installable here (not on PyPI); the node uses the ROS-free "
-                           "StampCache, tested above")
+@pytest.mark.skipif(
+    importlib.util.find_spec("message_filters") is None,
+    reason="message_filters is not installable here (not on PyPI); the node uses the ROS-free StampCache, tested above",
+)
 def test_message_filters_cache_matches_like_the_stamp_cache() -> None:
     from vsseg_ros.ros.camera_info import MessageFiltersCache, stamp_ns
     from vsseg_ros.tools.client import make_camera_info

@@ -28,8 +28,11 @@ def write_pair(root: Path, split: str, name: str, label: np.ndarray, image: np.n
     assert cv2.imwrite(str(root / f"{split}annot" / f"{name}.png"), label)
 
 
-def make_set(root: Path, split: str = "train", names=("0016E5_07961", "0001TP_006720", "0016E5_07959",
-                                                        "0006R0_f01440", "0006R0_f00930")) -> Path:
+def make_set(
+    root: Path,
+    split: str = "train",
+    names=("0016E5_07961", "0001TP_006720", "0016E5_07959", "0006R0_f01440", "0006R0_f00930"),
+) -> Path:
     for k, name in enumerate(names):
         lab = np.full((12, 16), k % 11, np.uint8)
         lab[0, :] = 11  # void
@@ -156,8 +159,10 @@ def test_boundary_targets() -> None:
     assert (boundary_targets(np.full((4, 4), 255, np.uint8)) == 255).all()
 
 
-@pytest.mark.skipif(not SHARED_CAMVID.is_dir(), reason=f"CamVid not found at {SHARED_CAMVID} "
-                    "(research licence: it is never copied into the repository)")
+@pytest.mark.skipif(
+    not SHARED_CAMVID.is_dir(),
+    reason=f"CamVid not found at {SHARED_CAMVID} (research licence: it is never copied into the repository)",
+)
 def test_real_camvid_layout() -> None:
     train, val = CamVid(SHARED_CAMVID, "train"), CamVid(SHARED_CAMVID, "val")
     assert len(train) == 367 and len(val) == 51

@@ -71,8 +71,14 @@ def test_headroom_bars_are_the_gains_in_points():
     def metrics(v):
         return {"miou": v, "mvc8": v, "gain": {"miou": v - 0.5 if v is not None else None, "mvc8": 0.01}}
 
-    out = {"model": "m", "window": 3, "dis_preset": "medium", "frames": 8, "labelled_frames": 8,
-           "baselines": {"per_frame": metrics(0.5), "mean": metrics(0.48), "oracle": metrics(None)}}
+    out = {
+        "model": "m",
+        "window": 3,
+        "dis_preset": "medium",
+        "frames": 8,
+        "labelled_frames": 8,
+        "baselines": {"per_frame": metrics(0.5), "mean": metrics(0.48), "oracle": metrics(None)},
+    }
     ax = charts.temporal_headroom(out, [("miou", "mIoU"), ("mvc8", "mVC8")], {"mean": "causal mean"}).axes[0]
     mean, oracle = ax.containers
     assert [b.get_height() for b in mean] == pytest.approx([-2.0, 1.0])
@@ -81,10 +87,27 @@ def test_headroom_bars_are_the_gains_in_points():
 
 
 def test_soak_chart_has_a_gap_where_a_window_had_no_output():
-    series = [{"t_s": 60.0 * i, "rss_mb": 100.0 + i, "in_rate_hz": 30.0, "out_rate_hz": 15.0,
-               "latency_p50_ms": None if i == 1 else 50.0, "latency_p99_ms": 80.0} for i in range(4)]
-    result = {"series": series, "warmup_s": 60.0, "size": "96x128", "encoding": "bgr8", "rate_hz": 30.0,
-              "minutes": 3.0, "rss_growth_mb": 2.0, "wrong_stamps": 0}
+    series = [
+        {
+            "t_s": 60.0 * i,
+            "rss_mb": 100.0 + i,
+            "in_rate_hz": 30.0,
+            "out_rate_hz": 15.0,
+            "latency_p50_ms": None if i == 1 else 50.0,
+            "latency_p99_ms": 80.0,
+        }
+        for i in range(4)
+    ]
+    result = {
+        "series": series,
+        "warmup_s": 60.0,
+        "size": "96x128",
+        "encoding": "bgr8",
+        "rate_hz": 30.0,
+        "minutes": 3.0,
+        "rss_growth_mb": 2.0,
+        "wrong_stamps": 0,
+    }
     fig = charts.soak(result)
     p50 = fig.axes[2].lines[0].get_ydata()
     assert np.isnan(p50[1]) and p50[0] == 50.0 and len(fig.axes[1].lines[0].get_xdata()) == 3  # drain left out

@@ -49,8 +49,9 @@ def _outputs(net: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def test_round_trip_fp32(tmp_path: Path, model: PerFrameSegNet, x: torch.Tensor) -> None:
     meta = {"epochs": 3, "miou": np.float32(0.5), "per_class": np.array([0.1, 0.2]), "note": ("a", 1)}
-    p = save_checkpoint(tmp_path / "sub" / "m.pt", model, SMALL, THREE, "tiny:fp32", meta=meta,
-                        memory={"bank": torch.zeros(2)})
+    p = save_checkpoint(
+        tmp_path / "sub" / "m.pt", model, SMALL, THREE, "tiny:fp32", meta=meta, memory={"bank": torch.zeros(2)}
+    )
     ck = load_checkpoint(p)
     assert isinstance(ck, Checkpoint)
     assert (ck.model_id, ck.config, ck.class_map) == ("tiny:fp32", SMALL, THREE)

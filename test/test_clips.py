@@ -30,9 +30,9 @@ def _texture(seed: int) -> np.ndarray:
 def _label(seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     lab = np.zeros((H, W), np.uint8)
-    lab[H // 2 + int(rng.integers(-5, 5)):] = 1
+    lab[H // 2 + int(rng.integers(-5, 5)) :] = 1
     x, y = int(rng.integers(5, W - 30)), int(rng.integers(5, H - 30))
-    lab[y:y + 20, x:x + 25] = 2
+    lab[y : y + 20, x : x + 25] = 2
     cv2.circle(lab, (int(rng.integers(10, W - 10)), int(rng.integers(10, H - 10))), 9, 3, -1)
     lab[:3] = 255
     return lab
@@ -154,8 +154,9 @@ def test_consecutive_frames_differ_smoothly(tmp_path: Path) -> None:
     # with everything on (acceleration, colour drift, blur, noise, occluders) steps stay small and alike,
     # far below the difference between two unrelated stills
     full = StillClipDataset(data, 5, "center", size=(56, 80), scale_range=(1, 1), seed=3, occluders=0.5)
-    unrelated = _mad(torch.from_numpy(data.load(0)[0]).permute(2, 0, 1),
-                     torch.from_numpy(data.load(1)[0]).permute(2, 0, 1))
+    unrelated = _mad(
+        torch.from_numpy(data.load(0)[0]).permute(2, 0, 1), torch.from_numpy(data.load(1)[0]).permute(2, 0, 1)
+    )
     ratios = []
     for key in [(i, s) for i in range(3) for s in range(4)]:
         f = full[key]["frames"]
@@ -215,9 +216,14 @@ def test_preview_contact_sheet(tmp_path: Path) -> None:
 
 def test_bad_options(tmp_path: Path) -> None:
     data = make_data(tmp_path, n=1)
-    for kwargs, msg in (({"target": "middle"}, "target must be"), ({"target": 3}, "outside a clip of 3"),
-                        ({"size": (0, 4)}, "size must be"), ({"blur": 2.0}, "probability"),
-                        ({"shift": -1.0}, "shift must be"), ({"scale_range": (2, 1)}, "scale_range")):
+    for kwargs, msg in (
+        ({"target": "middle"}, "target must be"),
+        ({"target": 3}, "outside a clip of 3"),
+        ({"size": (0, 4)}, "size must be"),
+        ({"blur": 2.0}, "probability"),
+        ({"shift": -1.0}, "shift must be"),
+        ({"scale_range": (2, 1)}, "scale_range"),
+    ):
         with pytest.raises(ValueError, match=msg):
             StillClipDataset(data, 3, **kwargs)
     with pytest.raises(ValueError, match="missing must be"):
@@ -239,8 +245,9 @@ def test_degraded_targets_and_transient_blotches_keep_the_label(tmp_path: Path) 
     """The options that give temporal fusion something to learn: the target frame is degraded too (blur, noise,
     blotches) while its label stays the still's, unignored."""
     data = make_data(tmp_path)
-    clips = StillClipDataset(data, 3, "last", size=(48, 64), seed=3, occluders=0.0, target_degrade=1.0,
-                             transient=1.0, noise=8.0)
+    clips = StillClipDataset(
+        data, 3, "last", size=(48, 64), seed=3, occluders=0.0, target_degrade=1.0, transient=1.0, noise=8.0
+    )
     for key in range(3):
         item = clips[key]
         image, label = clips.still(key)

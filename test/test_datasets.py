@@ -55,8 +55,27 @@ def make_cityscapes(root: Path, split: str = "train", sequence: bool = True) -> 
 def test_cityscapes_table_is_the_official_one() -> None:
     assert len(LABEL_TO_TRAIN_ID) == 19 and sorted(LABEL_TO_TRAIN_ID.values()) == list(range(19))
     by_train = {t: i for i, t in LABEL_TO_TRAIN_ID.items()}
-    assert [by_train[t] for t in range(19)] == [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32,
-                                                33]
+    assert [by_train[t] for t in range(19)] == [
+        7,
+        8,
+        11,
+        12,
+        13,
+        17,
+        19,
+        20,
+        21,
+        22,
+        23,
+        24,
+        25,
+        26,
+        27,
+        28,
+        31,
+        32,
+        33,
+    ]
     assert CITYSCAPES.num_classes == 19 and CITYSCAPES.names[11] == "person" and CITYSCAPES.names[18] == "bicycle"
     assert CITYSCAPES.colors[0] == (128, 64, 128) and CITYSCAPES.colors[13] == (0, 0, 142)
 
@@ -84,8 +103,9 @@ def test_cityscapes_neighbours_from_the_sequence_folder(tmp_path: Path) -> None:
 
 
 def test_cityscapes_wrong_root_says_which_layout(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError,
-                       match=r"dataset root not found.*Cityscapes layout.*leftImg8bit/train.*gtFine/train"):
+    with pytest.raises(
+        DatasetError, match=r"dataset root not found.*Cityscapes layout.*leftImg8bit/train.*gtFine/train"
+    ):
         Cityscapes(tmp_path / "nope", "train")
     (tmp_path / "train").mkdir()  # a CamVid layout is not a Cityscapes one
     (tmp_path / "trainannot").mkdir()
@@ -105,8 +125,11 @@ def test_cityscapes_unknown_split_lists_the_splits(tmp_path: Path) -> None:
 def test_cityscapes_missing_label(tmp_path: Path) -> None:
     make_cityscapes(tmp_path)
     (tmp_path / "gtFine/train/bremen/bremen_000005_000019_gtFine_labelIds.png").unlink()
-    with pytest.raises(DatasetError, match=r"1 image\(s\) .* without a \*_gtFine_labelIds.png label .*"
-                                           r"bremen_000005_000019_leftImg8bit\.png"):
+    with pytest.raises(
+        DatasetError,
+        match=r"1 image\(s\) .* without a \*_gtFine_labelIds.png label .*"
+        r"bremen_000005_000019_leftImg8bit\.png",
+    ):
         Cityscapes(tmp_path, "train")
 
 
@@ -150,9 +173,13 @@ def test_cityscapes_bad_file_name(tmp_path: Path) -> None:
 # -- image folder -------------------------------------------------------------------------------------
 
 
-def make_folder(root: Path, split: str | None = None, classes: str | None = "road 128 64 128\n# comment\n\n"
-                "traffic light 250 170 30\nsky\n", names=("drive_000010", "drive_000011", "park_000003"),
-                image_ext: str = ".png") -> Path:
+def make_folder(
+    root: Path,
+    split: str | None = None,
+    classes: str | None = "road 128 64 128\n# comment\n\ntraffic light 250 170 30\nsky\n",
+    names=("drive_000010", "drive_000011", "park_000003"),
+    image_ext: str = ".png",
+) -> Path:
     sub = Path(split) if split else Path()
     for k, name in enumerate(names):
         label = np.full((6, 8), k % 3, np.uint8)

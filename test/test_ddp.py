@@ -38,11 +38,12 @@ def _read_jsonl(path: Path) -> list[dict]:
 def test_seed_stream_shards_one_stream_by_batches() -> None:
     whole = list(itertools.islice(SeedStream(5, seed=3), 24))
     for start in (0, 8):
-        ranks = [list(itertools.islice(SeedStream(5, 3, start, rank=r, world_size=2, shard_batch=2), 8))
-                 for r in range(2)]
+        ranks = [
+            list(itertools.islice(SeedStream(5, 3, start, rank=r, world_size=2, shard_batch=2), 8)) for r in range(2)
+        ]
         # step k of the single-process stream (batch 4) = rank 0's k-th pair of draws + rank 1's k-th pair
         for k in range(4):
-            assert ranks[0][2 * k:2 * k + 2] + ranks[1][2 * k:2 * k + 2] == whole[start + 4 * k:start + 4 * k + 4]
+            assert ranks[0][2 * k : 2 * k + 2] + ranks[1][2 * k : 2 * k + 2] == whole[start + 4 * k : start + 4 * k + 4]
     with pytest.raises(ValueError, match="rank 2 outside a world of 2"):
         SeedStream(5, 0, rank=2, world_size=2)
 
@@ -74,9 +75,23 @@ def test_two_gloo_processes_stay_in_sync_and_learn(tmp_path: Path) -> None:
     worker.write_text(WORKER)
     out = tmp_path / "run"
     iters = 10
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(worker), str(config), str(out), str(iters)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(worker),
+            str(config),
+            str(out),
+            str(iters),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "rank 0 of 2: step 10" in proc.stdout and "rank 1 of 2: step 10" in proc.stdout
 

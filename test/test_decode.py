@@ -33,8 +33,9 @@ TOLERANCE = {**{e: 0.5 for e in BAYER}, **{e: 1.5 for e in YUV422}, "nv12": 2.0}
 def gradient(h: int = H, w: int = W) -> np.ndarray:
     """A smooth RGB test image with a different ramp in every channel."""
     yy, xx = np.mgrid[0:h, 0:w]
-    return np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), (xx + yy) * 255 // (w + h - 2)],
-                    axis=-1).astype(np.uint8)
+    return np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), (xx + yy) * 255 // (w + h - 2)], axis=-1).astype(
+        np.uint8
+    )
 
 
 def grey3(rgb: np.ndarray) -> np.ndarray:
@@ -59,6 +60,7 @@ def test_supported_lists():
 
 
 # --- round trips ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("padding", [0, 7])
 @pytest.mark.parametrize("enc", EXACT)
@@ -87,8 +89,9 @@ def test_round_trip_approx(enc, padding):
     assert np.abs(out.astype(int) - img)[2:-2, 2:-2].max() <= 6
 
 
-@pytest.mark.parametrize(("enc", "wrong"), [("yuv422", "yuv422_yuy2"), ("yuyv", "uyvy"),
-                                            ("bayer_rggb8", "bayer_bggr8"), ("bgr8", "rgb8")])
+@pytest.mark.parametrize(
+    ("enc", "wrong"), [("yuv422", "yuv422_yuy2"), ("yuyv", "uyvy"), ("bayer_rggb8", "bayer_bggr8"), ("bgr8", "rgb8")]
+)
 def test_tolerance_catches_wrong_layout(enc, wrong):
     """The round-trip tolerances are tight enough to notice a swapped layout."""
     img = gradient()
@@ -104,8 +107,9 @@ def test_matches_rosbags_image_where_it_works():
         if enc == "nv12":
             continue
         data, step = encode_image(img, enc)
-        msg = SimpleNamespace(encoding=enc, height=H, width=W, step=step, is_bigendian=0,
-                              data=np.frombuffer(data, np.uint8))
+        msg = SimpleNamespace(
+            encoding=enc, height=H, width=W, step=step, is_bigendian=0, data=np.frombuffer(data, np.uint8)
+        )
         theirs = image_to_cvimage(msg, "rgb8")
         ours = decode_image(enc, H, W, step, data)
         assert np.abs(ours.astype(int) - theirs).max() <= (1 if enc == "mono16" else 0), enc
@@ -155,6 +159,7 @@ def test_bayer_red_is_not_blue():
 
 # --- step padding, byte order, buffer types ------------------------------------------------------
 
+
 def test_step_padding_is_cropped():
     img = gradient(5, 7)
     step = 7 * 3 + 5
@@ -201,9 +206,14 @@ def test_mono16_big_endian_padded_round_trip():
 def test_buffer_types(kind):
     img = gradient(4, 6)
     raw = encode_image(img, "bgr8")[0]
-    data = {"bytes": raw, "bytearray": bytearray(raw), "memoryview": memoryview(raw),
-            "array": array.array("B", raw), "numpy": np.frombuffer(raw, np.uint8).copy(),
-            "list": list(raw)}[kind]
+    data = {
+        "bytes": raw,
+        "bytearray": bytearray(raw),
+        "memoryview": memoryview(raw),
+        "array": array.array("B", raw),
+        "numpy": np.frombuffer(raw, np.uint8).copy(),
+        "list": list(raw),
+    }[kind]
     np.testing.assert_array_equal(decode_image("bgr8", 4, 6, 18, data), img)
 
 
@@ -216,6 +226,7 @@ def test_array_array_rgb8_round_trip():
 
 
 # --- errors ---------------------------------------------------------------------------------------
+
 
 def raises_kind(kind: str, fn, *args, **kwargs) -> str:
     with pytest.raises(ImageDecodeError) as info:
@@ -311,6 +322,7 @@ def test_unsupported_compressed_format(fmt):
 
 # --- compressed -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", ["jpeg", "jpg", "JPEG", "rgb8; jpeg compressed bgr8", "bgr8; jpeg compressed bgr8"])
 def test_jpeg_round_trip(fmt):
     img = gradient()
@@ -356,11 +368,11 @@ def test_compressed_too_large_is_checked_from_the_header(fmt, monkeypatch):
 
 # --- decode_message -------------------------------------------------------------------------------
 
+
 def test_decode_message_image_and_compressed():
     img = gradient()
     data, step = encode_image(img, "bgr8", row_padding=2)
-    msg = SimpleNamespace(encoding="bgr8", height=H, width=W, step=step, is_bigendian=0,
-                          data=array.array("B", data))
+    msg = SimpleNamespace(encoding="bgr8", height=H, width=W, step=step, is_bigendian=0, data=array.array("B", data))
     np.testing.assert_array_equal(decode_message(msg), img)
     cmsg = SimpleNamespace(format="png", data=encode_compressed(img, "png"))
     np.testing.assert_array_equal(decode_message(cmsg), img)

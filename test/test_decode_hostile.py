@@ -92,11 +92,15 @@ def test_a_png_chunk_that_claims_more_bytes_than_there_are_is_refused_without_de
 def test_a_jpeg_whose_header_cannot_be_read_is_refused_without_decoding(no_decoding):
     good = encode_compressed(texture(), "jpeg")
     sof = good.index(b"\xff\xc0")
-    for bad in (good[:sof + 4], b"\xff\xd8\xff\xda" + bytes(100), b"\xff\xd8\xff\xe0\x00\x01" + bytes(10),
-                good[:sof] + b"\xff\xd9"):
+    for bad in (
+        good[: sof + 4],
+        b"\xff\xd8\xff\xda" + bytes(100),
+        b"\xff\xd8\xff\xe0\x00\x01" + bytes(10),
+        good[:sof] + b"\xff\xd9",
+    ):
         assert kind_of(decode_compressed, "jpeg", bad) == "corrupt_compressed"
     with pytest.raises(HeaderError):
-        sniff(good[:sof + 4])
+        sniff(good[: sof + 4])
 
 
 def test_a_jpeg_with_too_many_scans_is_refused_before_decoding(no_decoding):
@@ -126,8 +130,15 @@ def test_other_containers_are_refused_by_name(name, no_decoding):
         decode_compressed("jpeg", samples[name]())
     assert info.value.kind == "unsupported_compressed_format"
     assert "jpeg and png" in str(info.value)
-    label = {"webp": "WebP", "pgm": "PNM", "jp2": "JPEG 2000", "hdr": "HDR", "exr": "OpenEXR", "sun": "Sun",
-             "avif": "AVIF"}
+    label = {
+        "webp": "WebP",
+        "pgm": "PNM",
+        "jp2": "JPEG 2000",
+        "hdr": "HDR",
+        "exr": "OpenEXR",
+        "sun": "Sun",
+        "avif": "AVIF",
+    }
     assert label.get(name, name.upper()) in str(info.value)
 
 
@@ -141,19 +152,25 @@ def test_exif_orientation_is_not_applied():
 
 
 def test_degenerate_sides_are_refused_per_axis():
-    assert kind_of(decode_image, "mono8", 1, 40000, 40000, bytes(40000), max_pixels=LIMIT,
-                   max_side=16384) == "too_long_side"
-    assert kind_of(decode_image, "mono8", 40000, 1, 1, bytes(40000), max_pixels=LIMIT,
-                   max_side=16384) == "too_long_side"
+    assert (
+        kind_of(decode_image, "mono8", 1, 40000, 40000, bytes(40000), max_pixels=LIMIT, max_side=16384)
+        == "too_long_side"
+    )
+    assert (
+        kind_of(decode_image, "mono8", 40000, 1, 1, bytes(40000), max_pixels=LIMIT, max_side=16384) == "too_long_side"
+    )
     assert decode_image("mono8", 1, 16384, 16384, bytes(16384), max_side=16384).shape == (1, 16384, 3)
     jpeg = hi.with_declared_size(encode_compressed(texture(), "jpeg"), 65535, 2)
     assert kind_of(decode_compressed, "jpeg", jpeg, max_pixels=LIMIT, max_side=16384) == "too_long_side"
 
 
-@pytest.mark.parametrize("build, fmt, needle", [
-    (lambda: hi.jpeg_with_bad_scan(encode_compressed(texture(), "jpeg")), "jpeg", "Corrupt JPEG data"),
-    (lambda: hi.png_with_corrupt_idat(encode_compressed(texture(), "png")), "png", "libpng"),
-])
+@pytest.mark.parametrize(
+    "build, fmt, needle",
+    [
+        (lambda: hi.jpeg_with_bad_scan(encode_compressed(texture(), "jpeg")), "jpeg", "Corrupt JPEG data"),
+        (lambda: hi.png_with_corrupt_idat(encode_compressed(texture(), "png")), "png", "libpng"),
+    ],
+)
 def test_the_image_libraries_print_nothing_to_stderr(capfd, build, fmt, needle):
     data = build()
     warnings: list[str] = []
@@ -180,9 +197,23 @@ def test_hostile_inputs_of_at_most_1_mb_cost_bounded_memory_and_time(tmp_path):
     """The issue's bombs and valid frames at the pixel limit, each decoded in a fresh process (peak RSS is per
     process): refused or decoded with peak RSS growth < 200 MB. Time is checked loosely here (a shared, noisy
     machine); `vsseg-ros decode-bombs` reports it exactly."""
-    cmd = [sys.executable, "-m", "vsseg_ros.tools.decode_bombs", "--json", str(tmp_path / "bombs.json"),
-           "--only", "20000x20000", "--only", "scans", "--only", "baseline", "--only", "16-bit RGBA flat (at",
-           "--only", "claims 2 GB"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vsseg_ros.tools.decode_bombs",
+        "--json",
+        str(tmp_path / "bombs.json"),
+        "--only",
+        "20000x20000",
+        "--only",
+        "scans",
+        "--only",
+        "baseline",
+        "--only",
+        "16-bit RGBA flat (at",
+        "--only",
+        "claims 2 GB",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)  # exit 1 may be the noisy clock
     assert (tmp_path / "bombs.json").is_file(), done.stderr[-2000:]
     rows = json.loads((tmp_path / "bombs.json").read_text())["inputs"]

@@ -27,7 +27,7 @@ def _scene(t: int) -> tuple[np.ndarray, np.ndarray]:
     img[14:30], lab[14:30] = (120, 60, 40), 1  # building
     img[30:], lab[30:] = (90, 80, 90), 3  # road
     x = 4 + 2 * t
-    img[28:40, x:x + 16], lab[28:40, x:x + 16] = (40, 20, 120), 8  # car
+    img[28:40, x : x + 16], lab[28:40, x : x + 16] = (40, 20, 120), 8  # car
     lab[0, :] = 11  # void row
     rng = np.random.default_rng(t)
     img = np.clip(img.astype(np.int16) + rng.integers(-12, 13, img.shape), 0, 255).astype(np.uint8)
@@ -75,8 +75,26 @@ def test_dataset_eval_writes_every_key_and_is_deterministic(tmp_path, capsys):
 def test_compare_runs_two_models_on_the_same_frames_and_reports_them(tmp_path):
     root = _camvid(tmp_path / "camvid", n=4)
     rep = tmp_path / "report"
-    code = _run(["--dataset", "camvid", "--root", root, "--compare", "default", "default", "--json",
-                 tmp_path / "c.json", "--report", rep, "--strip", "2", "--max-frames", "3"] + SMALL)
+    code = _run(
+        [
+            "--dataset",
+            "camvid",
+            "--root",
+            root,
+            "--compare",
+            "default",
+            "default",
+            "--json",
+            tmp_path / "c.json",
+            "--report",
+            rep,
+            "--strip",
+            "2",
+            "--max-frames",
+            "3",
+        ]
+        + SMALL
+    )
     assert code == 0
     c = json.loads((tmp_path / "c.json").read_text())
     assert len(c["models"]) == 2 and c["frames"] == 3
@@ -97,9 +115,16 @@ def _bag(tmp_path: Path, n: int = 6) -> Path:
     frames = []
     for t in range(n):
         img, lab = _scene(t)
-        frames.append(LabelledFrame(image=img, label=np.where(lab == 11, 255, lab).astype(np.uint8),
-                                    stamp_ns=t * 66_666_667, camera_id="cam", sequence="0099XX",
-                                    name=f"0099XX_{8000 + 2 * t:05d}"))
+        frames.append(
+            LabelledFrame(
+                image=img,
+                label=np.where(lab == 11, 255, lab).astype(np.uint8),
+                stamp_ns=t * 66_666_667,
+                camera_id="cam",
+                sequence="0099XX",
+                name=f"0099XX_{8000 + 2 * t:05d}",
+            )
+        )
     write_bag(tmp_path / "in_bag", frames, None, "mcap", start_ns=1_700_000_000 * 10**9)
     return tmp_path / "in_bag"
 
@@ -207,10 +232,14 @@ def test_a_centred_temporal_model_has_every_result_scored_against_its_own_frame(
     from vsseg_ros.core.segmenter import Frame, OutputRequest
     from vsseg_ros.data.camvid import CamVid
 
-    temporal = {"frames": 3, "mode": "centered", "mar": None, "flow2seg": None,
-                "stf": {"heads": 2, "ffn": 32, "block": 2, "dropout": 0.0, "pe_size": [4, 6]}}
-    config = ModelConfig(name="tiny_stf", head_channels=16, input_size=(64, 96), output_stride=16,
-                         temporal=temporal)
+    temporal = {
+        "frames": 3,
+        "mode": "centered",
+        "mar": None,
+        "flow2seg": None,
+        "stf": {"heads": 2, "ffn": 32, "block": 2, "dropout": 0.0, "pe_size": [4, 6]},
+    }
+    config = ModelConfig(name="tiny_stf", head_channels=16, input_size=(64, 96), output_stride=16, temporal=temporal)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = TemporalSegNet(config).eval()
@@ -229,8 +258,9 @@ def test_a_centred_temporal_model_has_every_result_scored_against_its_own_frame(
     for s in data.samples:
         stamp = int(round(s.frame * 1e9 / 30.0))
         by_stamp[stamp] = s
-        results.append(seg.push(Frame(image=data.read_image(s), stamp_ns=stamp, camera_id=s.sequence),
-                                OutputRequest(False, False)))
+        results.append(
+            seg.push(Frame(image=data.read_image(s), stamp_ns=stamp, camera_id=s.sequence), OutputRequest(False, False))
+        )
     results = [r for r in results if r is not None] + seg.flush(OutputRequest(False, False))
     assert len(results) == 7
     assert not all(np.array_equal(results[0].labels, r.labels) for r in results)  # the labels do change
@@ -266,7 +296,12 @@ def test_context_frames_stream_unlabelled_neighbours_in_frame_order(tmp_path):
     assert [f.name for f in frames_of(data, 10.0)] == ["drive_000010", "drive_000012"]
     with pytest.raises(ValueError, match=">= 0"):
         plan_frames(data, (-1, 0))
-    assert _run(["--dataset", "folder", "--root", root, "--split", "", "--context", "2", "1", "--json",
-                 tmp_path / "c.json"] + SMALL) == 0
+    assert (
+        _run(
+            ["--dataset", "folder", "--root", root, "--split", "", "--context", "2", "1", "--json", tmp_path / "c.json"]
+            + SMALL
+        )
+        == 0
+    )
     c = json.loads((tmp_path / "c.json").read_text())
     assert c["frames"] == 6 and c["labelled_frames"] == 2 and c["tc_pairs"] == 5 and c["source"]["context"] == [2, 1]

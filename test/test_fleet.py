@@ -25,16 +25,24 @@ OK_KEYS = RECORD_KEYS | {"result", "totals", "ground_truth", "image_topic", "gt_
 @pytest.fixture(scope="module")
 def sequential(fleet, tmp_path_factory):
     out = tmp_path_factory.mktemp("sequential")
-    code = _run(["--bags", fleet["dir"], "--results", out / "results", "--json", out / "fleet.json",
-                 "--report", out / "report"] + SMALL)
+    code = _run(
+        ["--bags", fleet["dir"], "--results", out / "results", "--json", out / "fleet.json", "--report", out / "report"]
+        + SMALL
+    )
     return {"code": code, "json": json.loads((out / "fleet.json").read_text()), "dir": out}
 
 
 def test_fleet_result_equals_one_stream_over_the_same_frames(fleet, sequential):
     out = sequential["json"]
     assert sequential["code"] == 1  # every good bag scored, one failed
-    assert out["counts"] == {"bags": GOOD + 1, "tasks": GOOD + 1, "scored": GOOD, "failed": 1,
-                             "without_ground_truth": 1, "frames_without_ground_truth": 6}
+    assert out["counts"] == {
+        "bags": GOOD + 1,
+        "tasks": GOOD + 1,
+        "scored": GOOD,
+        "failed": 1,
+        "without_ground_truth": 1,
+        "frames_without_ground_truth": 6,
+    }
     (failed,) = out["failed"]
     assert failed["bag"].endswith("z_corrupt") and failed["error"].startswith("BagError")
     assert failed["error_kind"] == "bag"
@@ -63,8 +71,11 @@ def test_results_folder_holds_one_record_per_bag_and_the_report_a_bag_table(flee
         page = (report / "index.md").read_text()
         assert (report / "bags.png").is_file() and (report / "iou.png").is_file()
         assert "## Bags (8 scored, worst mIoU first)" in page and "## Bags that failed (1)" in page
-        mious = [float(ln.split("|")[4]) for ln in page.splitlines()
-                 if ln.startswith("| ") and ln.split("|")[1].strip().isdigit() and ln.split("|")[4].strip() != "n/a"]
+        mious = [
+            float(ln.split("|")[4])
+            for ln in page.splitlines()
+            if ln.startswith("| ") and ln.split("|")[1].strip().isdigit() and ln.split("|")[4].strip() != "n/a"
+        ]
         assert len(mious) == GOOD - 1 and mious == sorted(mious)  # worst first; the bag without ground truth last
         assert "z_corrupt" in page and "(no ground truth)" in page
 
@@ -85,10 +96,22 @@ def test_a_rerun_skips_what_is_done_and_retries_failed_bags_only_when_asked(flee
 
 def test_a_killed_driver_resumes_and_scores_the_rest_only(fleet, sequential, tmp_path):
     results = tmp_path / "results"
-    argv = [sys.executable, "-m", "vsseg_ros.tools.evaluate", "--bags", str(fleet["dir"]), "--results",
-            str(results)] + SMALL
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "driver.log", "w"),
-                            start_new_session=True, env={**os.environ, "PYTHONSAFEPATH": "1"})
+    argv = [
+        sys.executable,
+        "-m",
+        "vsseg_ros.tools.evaluate",
+        "--bags",
+        str(fleet["dir"]),
+        "--results",
+        str(results),
+    ] + SMALL
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "driver.log", "w"),
+        start_new_session=True,
+        env={**os.environ, "PYTHONSAFEPATH": "1"},
+    )
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -162,9 +185,13 @@ def test_fleet_sizing_and_the_bench_chart():
     # 1,000 h at 10 Hz in 8 h is 1,250 frames/s: 126 workers of 9.98 frames/s, 125 of exactly 10
     assert workers_needed(1000, 10, 8, 9.98) == 126 and workers_needed(1000, 10, 8, 10.0) == 125
     run = {"mode": "m", "workers": 1, "frames": 408, "bags": 8, "frames_per_s": 8.0, "frames_per_s_scoring": 9.0}
-    fig = charts.fleet_bench({"runs": {"sequential": run, "ray_1": run, "ray_2": {**run, "workers": 2,
-                                                                              "frames_per_s": 14.5}},
-                              "ratios": {"ray_2_over_ray_1": 1.8}, "cpus": 2})
+    fig = charts.fleet_bench(
+        {
+            "runs": {"sequential": run, "ray_1": run, "ray_2": {**run, "workers": 2, "frames_per_s": 14.5}},
+            "ratios": {"ray_2_over_ray_1": 1.8},
+            "cpus": 2,
+        }
+    )
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["sequential", "Ray, 1 worker", "Ray, 2 workers"]
     whole, scoring = ax.containers  # whole run and scoring phase, one bar per run each
@@ -184,8 +211,24 @@ def test_an_exported_model_runs_on_its_engine_in_the_fleet_as_in_one_eval(fleet,
     one = tmp_path / "one.json"
     assert _run(["--bag", bag, "--model", exported, "--backend", "openvino", "--json", one] + SMALL) == 0
     many = tmp_path / "many.json"
-    assert _run(["--bags", bag, "--model", exported, "--backend", "openvino", "--results", tmp_path / "results",
-                 "--json", many] + SMALL) == 0
+    assert (
+        _run(
+            [
+                "--bags",
+                bag,
+                "--model",
+                exported,
+                "--backend",
+                "openvino",
+                "--results",
+                tmp_path / "results",
+                "--json",
+                many,
+            ]
+            + SMALL
+        )
+        == 0
+    )
     one_out, many_out = json.loads(one.read_text()), json.loads(many.read_text())
     assert many_out["miou"] == one_out["miou"] and many_out["frames"] == one_out["frames"]
     assert many_out["backend"].startswith("openvino") and one_out["backend"] == many_out["backend"]

@@ -14,8 +14,10 @@ import pytest
 
 from fleetutil import GOOD, HEADLINE, SMALL, fleet, run_eval as _run  # noqa: F401 - fleet is a fixture
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                                reason="ray is not installed (requirements.txt pins it; `make setup` installs it)")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="ray is not installed (requirements.txt pins it; `make setup` installs it)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,23 @@ def test_the_local_instance_is_on_this_machine_only(ray_local):
 
 def test_ray_fleet_equals_the_sequential_fleet(fleet, ray_local, tmp_path):
     assert _run(["--bags", fleet["dir"], "--json", tmp_path / "seq.json"] + SMALL) == 1
-    assert _run(["--bags", fleet["dir"], "--ray", "--workers", "2", "--results", tmp_path / "results",
-                 "--json", tmp_path / "ray.json"] + SMALL) == 1
+    assert (
+        _run(
+            [
+                "--bags",
+                fleet["dir"],
+                "--ray",
+                "--workers",
+                "2",
+                "--results",
+                tmp_path / "results",
+                "--json",
+                tmp_path / "ray.json",
+            ]
+            + SMALL
+        )
+        == 1
+    )
     seq, ray = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("seq", "ray"))
     for key in HEADLINE + ("counts", "failed", "sequences"):
         assert ray[key] == seq[key], key
@@ -67,8 +84,10 @@ def test_a_worker_that_dies_mid_bag_is_retried_once_and_counted_once(fleet, ray_
     args = ["--bags", bags, "--model", model] + SMALL
     assert _run(args + ["--json", tmp_path / "seq.json"]) == 0
     assert not ray_local["marker"].exists()
-    assert _run(args + ["--ray", "--workers", "2", "--results", tmp_path / "results",
-                        "--json", tmp_path / "ray.json"]) == 0
+    assert (
+        _run(args + ["--ray", "--workers", "2", "--results", tmp_path / "results", "--json", tmp_path / "ray.json"])
+        == 0
+    )
     assert ray_local["marker"].exists(), "no worker died: the fault hook did not run"
     seq, ray = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("seq", "ray"))
     assert ray["counts"]["scored"] == 4 and ray["failed"] == []
@@ -100,14 +119,27 @@ def test_a_ray_start_cluster_with_token_authentication(fleet, tmp_path):
     env.pop("RAY_ADDRESS", None)
     ray_bin = Path(sys.executable).with_name("ray")
     temp = tempfile.mkdtemp(prefix="vsseg-ray-head-")  # short: Ray's socket paths must fit in 107 bytes
-    subprocess.run([str(ray_bin), "get-auth-token", "--generate"], env=env, check=True, capture_output=True,
-                   timeout=60)
+    subprocess.run([str(ray_bin), "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
     token = tmp_path / "home" / ".ray" / "auth_token"
     assert token.is_file(), "ray get-auth-token --generate wrote no token"
-    head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
-                             "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
-                             f"--temp-dir={temp}"], env={**env, "RAY_AUTH_MODE": "token"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    head = subprocess.Popen(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp}",
+        ],
+        env={**env, "RAY_AUTH_MODE": "token"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while head.poll() is None and time.monotonic() < deadline:
@@ -118,9 +150,29 @@ def test_a_ray_start_cluster_with_token_authentication(fleet, tmp_path):
         assert head.poll() is None, "ray start exited"
         bags = [str(p) for p in fleet["good"][:2]]
         out = tmp_path / "cluster.json"
-        done = subprocess.run([sys.executable, "-m", "vsseg_ros.cli", "eval", "--bags", *bags, "--ray",
-                               f"127.0.0.1:{port}", "--workers", "1", "--results", str(tmp_path / "res"),
-                               "--json", str(out), *SMALL], env=env, capture_output=True, text=True, timeout=180)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vsseg_ros.cli",
+                "eval",
+                "--bags",
+                *bags,
+                "--ray",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--results",
+                str(tmp_path / "res"),
+                "--json",
+                str(out),
+                *SMALL,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert _run(["--bags", *bags, "--json", tmp_path / "seq.json"] + SMALL) == 0
         cluster, seq = json.loads(out.read_text()), json.loads((tmp_path / "seq.json").read_text())

@@ -69,8 +69,8 @@ def test_dis_recovers_a_translation(preset, scale):
     canvas = _texture(rng, 140, 180, sigma=2.0).astype(np.uint8)
     dx, dy = 3, -2  # the content moves 3 px right and 2 px up from prev to cur
     prev = canvas[10:130, 10:170]
-    cur = canvas[10 - dy:130 - dy, 10 - dx:170 - dx]
-    assert np.array_equal(cur[5:-5, 5:-5], prev[5 - dy:-5 - dy, 5 - dx:-5 - dx])  # cur(x) == prev(x - d)
+    cur = canvas[10 - dy : 130 - dy, 10 - dx : 170 - dx]
+    assert np.array_equal(cur[5:-5, 5:-5], prev[5 - dy : -5 - dy, 5 - dx : -5 - dx])  # cur(x) == prev(x - d)
     flow = DISFlow(preset, scale=scale)(prev, cur)
     assert flow.shape == (120, 160, 2) and flow.dtype == np.float32
     inner = flow[16:-16, 16:-16].reshape(-1, 2)
@@ -184,8 +184,9 @@ def test_flow2seg_loss_is_the_weighted_sum_of_upsampled_cross_entropies():
     target[:, :2] = 255
 
     def ce(x):
-        return F.cross_entropy(F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False), target,
-                               ignore_index=255)
+        return F.cross_entropy(
+            F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False), target, ignore_index=255
+        )
 
     loss = flow2seg_loss(image, fused, flow, aux, target, alpha=0.3, beta=0.7)
     assert torch.allclose(loss, ce(image) + ce(fused) + 0.3 * ce(flow) + 0.7 * ce(aux))
@@ -236,8 +237,10 @@ def _synthetic_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, n
 
     for _ in range(200):
         py, px = rng.integers(0, H - ph), rng.integers(0, W - pw)
-        if all(not (py - 2 < y + oh and y < py + ph + 2 and px - 2 < x + ow and x < px + pw + 2)
-               for y, x in map(mover_box, (0, 1))):
+        if all(
+            not (py - 2 < y + oh and y < py + ph + 2 and px - 2 < x + ow and x < px + pw + 2)
+            for y, x in map(mover_box, (0, 1))
+        ):
             break
     else:
         ph = pw = 0  # no room: no panel in this clip
@@ -247,12 +250,16 @@ def _synthetic_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, n
         mover = ((yy - y - oh / 2) / (oh / 2)) ** 2 + ((xx - x - ow / 2) / (ow / 2)) ** 2 <= 1
         by, bx = MARGIN - t * v_bg[1], MARGIN - t * v_bg[0]
         my, mx = MARGIN - t * v_obj[1], MARGIN - t * v_obj[0]
-        raw = bg_noise[by:by + H, bx:bx + W].copy()
-        raw[mover] = obj_noise[my:my + H, mx:mx + W][mover]
+        raw = bg_noise[by : by + H, bx : bx + W].copy()
+        raw[mover] = obj_noise[my : my + H, mx : mx + W][mover]
         g = cv2.GaussianBlur(raw, (0, 0), 1.5)
         g = np.clip(128 + 50 * (g - g.mean()) / (g.std() + 1e-6), 0, 255)
-        panel = ((yy >= py + t * v_bg[1]) & (yy < py + ph + t * v_bg[1])
-                 & (xx >= px + t * v_bg[0]) & (xx < px + pw + t * v_bg[0]))
+        panel = (
+            (yy >= py + t * v_bg[1])
+            & (yy < py + ph + t * v_bg[1])
+            & (xx >= px + t * v_bg[0])
+            & (xx < px + pw + t * v_bg[0])
+        )
         rgb = np.repeat(g[..., None], 3, axis=2)
         rgb[panel] = np.stack([0.6 * g[panel], 0.6 * g[panel], 0.6 * g[panel] + 90], axis=-1)
         frames.append(np.clip(rgb, 0, 255).astype(np.uint8))
@@ -272,16 +279,17 @@ def _batch(rng: np.random.Generator, n: int, dis: DISFlow) -> tuple[torch.Tensor
 
 def _tiny_image_net(num_classes: int = 3) -> nn.Module:
     """A small per-frame network: logits at stride 8 like the real image path."""
+
     def block(cin, cout, stride):
         return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
-    return nn.Sequential(block(3, 16, 2), block(16, 32, 2), block(32, 32, 2), block(32, 32, 1),
-                         nn.Conv2d(32, num_classes, 1))
+    return nn.Sequential(
+        block(3, 16, 2), block(16, 32, 2), block(32, 32, 2), block(32, 32, 1), nn.Conv2d(32, num_classes, 1)
+    )
 
 
 def _upsampled_ce(logits, target):
-    return F.cross_entropy(F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False),
-                           target)
+    return F.cross_entropy(F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False), target)
 
 
 def _iou(predict, images, flows, labels) -> np.ndarray:
@@ -292,8 +300,9 @@ def _iou(predict, images, flows, labels) -> np.ndarray:
     return cm.iou()
 
 
-def train_and_compare(seed: int, pre_steps: int = 60, steps: int = 100, batch: int = 8,
-                      lr: float = 5e-3) -> tuple[np.ndarray, np.ndarray]:
+def train_and_compare(
+    seed: int, pre_steps: int = 60, steps: int = 100, batch: int = 8, lr: float = 5e-3
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-class IoU on held-out clips of (image-only, image + Flow2Seg), trained on the same frames.
 
     Both start from the same image network, trained ``pre_steps`` alone (Flow2Seg attaches its path to a trained
@@ -353,8 +362,10 @@ def test_fused_model_beats_image_only_model_on_a_class_that_only_motion_reveals(
     start = time.perf_counter()
     image_iou, fused_iou = train_and_compare(seed=0)
     image_miou, fused_miou = float(np.nanmean(image_iou)), float(np.nanmean(fused_iou))
-    report = (f"image-only mIoU {100 * image_miou:.1f} (per class {np.round(100 * image_iou, 1)}), fused "
-              f"{100 * fused_miou:.1f} ({np.round(100 * fused_iou, 1)}), {time.perf_counter() - start:.1f} s")
+    report = (
+        f"image-only mIoU {100 * image_miou:.1f} (per class {np.round(100 * image_iou, 1)}), fused "
+        f"{100 * fused_miou:.1f} ({np.round(100 * fused_iou, 1)}), {time.perf_counter() - start:.1f} s"
+    )
     print(report)
     assert image_iou[MOVER] < 0.15, report  # the mover cannot be seen in one frame ...
     assert fused_iou[MOVER] > 0.5, report  # ... but the flow path finds it

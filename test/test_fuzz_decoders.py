@@ -30,8 +30,12 @@ def test_any_compressed_bytes_decode_to_their_declared_size_or_raise_image_decod
 def test_the_fuzz_command_counts_and_bounds_memory(tmp_path):
     """The command in a fresh process: both decoders, outcomes counted, peak RSS growth within the bound."""
     out = tmp_path / "fuzz.json"
-    done = subprocess.run([sys.executable, "-m", "vsseg_ros.tools.fuzz_decoders", "--examples", "200", "--json",
-                           str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "vsseg_ros.tools.fuzz_decoders", "--examples", "200", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["error"] is None and report["max_decode_rss_growth_mb"] < fz.BOUND_MB

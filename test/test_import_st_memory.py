@@ -22,8 +22,14 @@ def _mha(prefix: str, d: int) -> dict[str, tuple[int, ...]]:
     out = {}
     for step in ("long", "short"):
         p = f"{prefix}.self_attn_{step}."
-        out.update({p + "in_proj_weight": (3 * d, d), p + "in_proj_bias": (3 * d,),
-                    p + "out_proj.weight": (d, d), p + "out_proj.bias": (d,)})
+        out.update(
+            {
+                p + "in_proj_weight": (3 * d, d),
+                p + "in_proj_bias": (3 * d,),
+                p + "out_proj.weight": (d, d),
+                p + "out_proj.bias": (d,),
+            }
+        )
     return out
 
 
@@ -40,8 +46,14 @@ def reference_stf_mar_shapes(mar: bool = True, frames: int = 3) -> dict[str, tup
     s: dict[str, tuple[int, ...]] = {"STF.pe_enc": (1, D, frames, 128, 256), "STF.pe_dec": (1, D, 1, 128, 256)}
     e, dec = "STF.encoder.layers.0", "STF.decoder.layers.0"
     s.update(_mha(f"{e}.self_attn", D))
-    s.update({**_linear(f"{e}.linear1", FFN, D), **_linear(f"{e}.linear2", D, FFN), **_norm(f"{e}.norm1", D),
-              **_norm(f"{e}.norm2", D)})
+    s.update(
+        {
+            **_linear(f"{e}.linear1", FFN, D),
+            **_linear(f"{e}.linear2", D, FFN),
+            **_norm(f"{e}.norm1", D),
+            **_norm(f"{e}.norm2", D),
+        }
+    )
     s.update({**_mha(f"{dec}.self_attn", D), **_mha(f"{dec}.multihead_attn", D)})
     s.update({**_linear(f"{dec}.linear1", FFN, D), **_linear(f"{dec}.linear2", D, FFN)})
     for i in (1, 2, 3):
@@ -50,11 +62,22 @@ def reference_stf_mar_shapes(mar: bool = True, frames: int = 3) -> dict[str, tup
         s.update({"MAR.memory_key": (1, CLASSES * SLOTS, D), "MAR.memory_value": (1, CLASSES * SLOTS, D)})
         a = "MAR.HEdecoder.attn"
         for name in ("to_q", "to_k", "to_v"):
-            s.update({**_linear(f"{a}.{name}.0", D, D, False), **_linear(f"{a}.{name}.1", MAR_DIM, D, False),
-                      **_linear(f"{a}.{name}.2", MAR_DIM, MAR_DIM, False)})
-        s.update({**_linear(f"{a}.to_out.0", D, MAR_DIM), **_norm("MAR.HEdecoder.norm1", D),
-                  **_linear("MAR.HEdecoder.linear1", MAR_DIM, D), **_linear("MAR.HEdecoder.linear2", D, MAR_DIM),
-                  **_norm("MAR.HEdecoder.norm2", D)})
+            s.update(
+                {
+                    **_linear(f"{a}.{name}.0", D, D, False),
+                    **_linear(f"{a}.{name}.1", MAR_DIM, D, False),
+                    **_linear(f"{a}.{name}.2", MAR_DIM, MAR_DIM, False),
+                }
+            )
+        s.update(
+            {
+                **_linear(f"{a}.to_out.0", D, MAR_DIM),
+                **_norm("MAR.HEdecoder.norm1", D),
+                **_linear("MAR.HEdecoder.linear1", MAR_DIM, D),
+                **_linear("MAR.HEdecoder.linear2", D, MAR_DIM),
+                **_norm("MAR.HEdecoder.norm2", D),
+            }
+        )
     return s
 
 
@@ -69,7 +92,7 @@ def pspnet_state() -> dict[str, torch.Tensor]:
     for k, v in ours.items():
         for a, b in back.items():
             if k.startswith(a):
-                out[b + k[len(a):]] = v
+                out[b + k[len(a) :]] = v
     assert any(k.startswith("pspnet.backbone.stem.") for k in out)  # ResNetV1c deep stem
     return out
 
@@ -82,8 +105,13 @@ def reference_state(pspnet_state, mar: bool = True) -> dict[str, torch.Tensor]:
 
 def test_config_is_read_from_the_weights(pspnet_state) -> None:
     cfg = st_memory_config(reference_state(pspnet_state))
-    assert (cfg.backbone, cfg.head, cfg.head_channels, cfg.num_classes, cfg.output_stride) == \
-        ("resnetv1c50", "psp", 512, 19, 8)
+    assert (cfg.backbone, cfg.head, cfg.head_channels, cfg.num_classes, cfg.output_stride) == (
+        "resnetv1c50",
+        "psp",
+        512,
+        19,
+        8,
+    )
     t = cfg.temporal
     assert t["frames"] == 3 and t["mode"] == "centered"
     assert t["stf"]["pe_size"] == [128, 256] and t["stf"]["ffn"] == 256 and t["stf"]["heads"] == 2
@@ -98,8 +126,10 @@ def test_every_reference_key_lands_on_ours(pspnet_state) -> None:
     state = reference_state(pspnet_state)
     mapped = st_memory_to_ours(state)
     assert mapped["stf.pe_enc"] is state["STF.pe_enc"]
-    assert mapped["stf.decoder.layers.0.multihead_attn.self_attn_long.in_proj_weight"] is \
-        state["STF.decoder.layers.0.multihead_attn.self_attn_long.in_proj_weight"]
+    assert (
+        mapped["stf.decoder.layers.0.multihead_attn.self_attn_long.in_proj_weight"]
+        is state["STF.decoder.layers.0.multihead_attn.self_attn_long.in_proj_weight"]
+    )
     assert mapped["mar.HEdecoder.attn.to_q.2.weight"] is state["MAR.HEdecoder.attn.to_q.2.weight"]
     assert mapped["mar.memory_key"] is state["MAR.memory_key"]
     assert mapped["perframe.head.bottleneck.conv.weight"] is state["pspnet.decode_head.bottleneck.conv.weight"]
@@ -114,8 +144,10 @@ def test_values_survive_into_a_model(pspnet_state) -> None:
     from vsseg_ros.core.models.temporal import TemporalSegNet
 
     g = torch.Generator().manual_seed(0)
-    state = {k: torch.zeros(v.shape) if not k.endswith("num_batches_tracked") else torch.zeros((), dtype=torch.long)
-             for k, v in pspnet_state.items()}
+    state = {
+        k: torch.zeros(v.shape) if not k.endswith("num_batches_tracked") else torch.zeros((), dtype=torch.long)
+        for k, v in pspnet_state.items()
+    }
     state.update({k: torch.randn(shape, generator=g) for k, shape in reference_stf_mar_shapes().items()})
     mapped = st_memory_to_ours(state)
     model = TemporalSegNet(config_for_st_memory())
@@ -124,14 +156,19 @@ def test_values_survive_into_a_model(pspnet_state) -> None:
     assert torch.equal(model.mar.memory_value, state["MAR.memory_value"])
 
 
-@pytest.mark.parametrize("change,needle", [
-    (lambda s: s.pop("STF.decoder.layers.0.norm3.weight"), "missing key(s): stf.decoder.layers.0.norm3.weight"),
-    (lambda s: s.__setitem__("STF.extra.weight", torch.empty(1, device="meta")), "unexpected key(s): stf.extra"),
-    (lambda s: s.__setitem__("TMA.weight", torch.empty(1, device="meta")), "outside pspnet./STF./MAR.: TMA.weight"),
-    (lambda s: s.__setitem__("MAR.HEdecoder.linear1.weight", torch.empty(128, 512, device="meta")),
-     "shape mismatch"),
-    (lambda s: s.pop("pspnet.decode_head.bottleneck.conv.weight"), "bottleneck"),
-])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        (lambda s: s.pop("STF.decoder.layers.0.norm3.weight"), "missing key(s): stf.decoder.layers.0.norm3.weight"),
+        (lambda s: s.__setitem__("STF.extra.weight", torch.empty(1, device="meta")), "unexpected key(s): stf.extra"),
+        (lambda s: s.__setitem__("TMA.weight", torch.empty(1, device="meta")), "outside pspnet./STF./MAR.: TMA.weight"),
+        (
+            lambda s: s.__setitem__("MAR.HEdecoder.linear1.weight", torch.empty(128, 512, device="meta")),
+            "shape mismatch",
+        ),
+        (lambda s: s.pop("pspnet.decode_head.bottleneck.conv.weight"), "bottleneck"),
+    ],
+)
 def test_problems_are_listed(pspnet_state, change, needle) -> None:
     state = reference_state(pspnet_state)
     config = config_for_st_memory()
@@ -142,8 +179,10 @@ def test_problems_are_listed(pspnet_state, change, needle) -> None:
 
 def test_unreadable_states_are_refused(pspnet_state) -> None:
     with pytest.raises(CheckpointError, match="no pspnet"):
-        st_memory_to_ours({k: v for k, v in reference_state(pspnet_state).items() if not k.startswith("pspnet.")},
-                          config_for_st_memory())
+        st_memory_to_ours(
+            {k: v for k, v in reference_state(pspnet_state).items() if not k.startswith("pspnet.")},
+            config_for_st_memory(),
+        )
     with pytest.raises(CheckpointError, match="STF.pe_enc is missing"):
         st_memory_config(dict(pspnet_state))
     with pytest.raises(CheckpointError):

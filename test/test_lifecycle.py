@@ -88,16 +88,27 @@ def test_full_transition_cycle_with_masks_only_while_active(tmp_path, rclpy_ctx)
     from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
     pf = write_params_file(BASE, path=tmp_path / "params.yaml")
-    proc = NodeProcess(params_file=pf, log_path=tmp_path / "node.log", image_topic="/lc/image",
-                       extra_args=("--namespace", "lc", "--lifecycle"))
+    proc = NodeProcess(
+        params_file=pf,
+        log_path=tmp_path / "node.log",
+        image_topic="/lc/image",
+        extra_args=("--namespace", "lc", "--lifecycle"),
+    )
     client = SegmentationClient(image_topic="/lc/image", namespace="/lc", outputs=("mask",), name="lc_client")
     try:
         lc = Lifecycle(client, "/lc/segmentation_node")
         assert lc.state() == "unconfigured"
         assert not _masks_flow(client, 1.0)
-        cycle = [("configure", "inactive", False), ("activate", "active", True), ("deactivate", "inactive", False),
-                 ("activate", "active", True), ("deactivate", "inactive", False), ("cleanup", "unconfigured", False),
-                 ("configure", "inactive", False), ("activate", "active", True)]
+        cycle = [
+            ("configure", "inactive", False),
+            ("activate", "active", True),
+            ("deactivate", "inactive", False),
+            ("activate", "active", True),
+            ("deactivate", "inactive", False),
+            ("cleanup", "unconfigured", False),
+            ("configure", "inactive", False),
+            ("activate", "active", True),
+        ]
         for transition, state, flowing in cycle:
             assert lc.change(transition), f"{transition} failed:\n{proc.log()[-2000:]}"
             assert lc.state() == state
@@ -130,8 +141,22 @@ def test_a_bad_model_fails_configure_and_the_node_can_be_configured_again(tmp_pa
         pytest.skip("the package is not built into install/ (run `make test`)")
     pf = write_params_file({**BASE, "model_path": str(tmp_path / "missing.pt")}, path=tmp_path / "params.yaml")
     log = open(tmp_path / "node.log", "w")
-    proc = subprocess.Popen([sys.executable, str(exe), "--ros-args", "-r", "__ns:=/lcbad", "-r", "image:=/lcbad/image",
-                             "--params-file", str(pf)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(exe),
+            "--ros-args",
+            "-r",
+            "__ns:=/lcbad",
+            "-r",
+            "image:=/lcbad/image",
+            "--params-file",
+            str(pf),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     client = SegmentationClient(image_topic="/lcbad/image", namespace="/lcbad", outputs=("mask",), name="lcbad_client")
     try:
         lc = Lifecycle(client, "/lcbad/segmentation_node")

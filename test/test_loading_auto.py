@@ -7,8 +7,10 @@ import pytest
 
 from vsseg_ros.core.loading import DEFAULT_EXPORT, backend_summary, fresh_default_export, load_segmenter
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_EXPORT / "vsseg_model.json").is_file() or fresh_default_export() is None,
-                                reason="no packaged int8 export matching default.pt")
+pytestmark = pytest.mark.skipif(
+    not (DEFAULT_EXPORT / "vsseg_model.json").is_file() or fresh_default_export() is None,
+    reason="no packaged int8 export matching default.pt",
+)
 
 
 def test_auto_runs_torch_where_no_engine_can_run_the_export(monkeypatch):

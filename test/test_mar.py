@@ -127,6 +127,7 @@ def test_mar_memory_is_in_the_state_dict_and_trainable_when_enabled() -> None:
 
 # -- the memory builder ------------------------------------------------------------------------------------
 
+
 def _logits_for(pred: torch.Tensor, conf: torch.Tensor, classes: int) -> torch.Tensor:
     """Logits whose argmax is ``pred`` and whose max softmax is exactly ``conf`` (N, h, w)."""
     other = torch.log((1 - conf) / (classes - 1))
@@ -182,7 +183,7 @@ def test_streaming_in_pieces_equals_one_pass_and_stays_bounded() -> None:
     whole.add(feature, logits, label)
     pieces = MemoryBuilder(K, slots_per_class=3)
     for i in range(N):
-        pieces.add(feature[i:i + 1], logits[i:i + 1], label[i:i + 1])
+        pieces.add(feature[i : i + 1], logits[i : i + 1], label[i : i + 1])
         assert all(t.feats is None or t.feats.shape[0] <= 3 for t in pieces.hard + pieces.easy)
     kw, vw = whole.memory()
     kp, vp = pieces.memory()
@@ -200,8 +201,11 @@ def test_labels_are_resized_to_the_feature_grid_and_bad_input_is_refused() -> No
     with pytest.raises(ValueError, match="logits must be"):
         b1.add(feature, logits[:, :2], label)
     with pytest.raises(ValueError, match=r"\[7\] outside 0..2"):
-        b1.add(feature, _logits_for(torch.full((1, 1, 8), 1), torch.full((1, 1, 8), 0.9), 5)[:, :3],
-               torch.full((1, 1, 8), 7))
+        b1.add(
+            feature,
+            _logits_for(torch.full((1, 1, 8), 1), torch.full((1, 1, 8), 0.9), 5)[:, :3],
+            torch.full((1, 1, 8), 7),
+        )
     with pytest.raises(ValueError, match="no correctly classified"):
         MemoryBuilder(3, 2).memory()
 

@@ -78,9 +78,19 @@ def test_the_command_runs_end_to_end(tmp_path: Path, capsys) -> None:
     mar.perframe.load_state_dict(perframe.state_dict())
     mar.mar.set_memory(torch.randn(4, 16), torch.randn(4, 16))
     mar_path = save_checkpoint(tmp_path / "mar.pt", mar, cfg, cmap, "tiny_mar")
-    args = argparse.Namespace(model=str(mar_path), baseline=str(base_path), dataset="folder", root=data, split="val",
-                              memory_split="train", boundary_radius=1, limit=0, json=tmp_path / "a.json", threads=0,
-                              quiet=True)
+    args = argparse.Namespace(
+        model=str(mar_path),
+        baseline=str(base_path),
+        dataset="folder",
+        root=data,
+        split="val",
+        memory_split="train",
+        boundary_radius=1,
+        limit=0,
+        json=tmp_path / "a.json",
+        threads=0,
+        quiet=True,
+    )
     assert ma.run(args) == 0
     assert "changes on 6 frames of val" in capsys.readouterr().out
     out = json.loads((tmp_path / "a.json").read_text())

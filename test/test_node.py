@@ -44,8 +44,13 @@ def _start(tmp_path_factory, name: str, extra_args=(), **params):
     from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
     d = tmp_path_factory.mktemp(name)
-    base = {"network_image_height": 96, "network_image_width": 128, "max_input_pixels": 1_000_000,
-            "stats_period": 1.0, "worker_threads": 1}
+    base = {
+        "network_image_height": 96,
+        "network_image_width": 128,
+        "max_input_pixels": 1_000_000,
+        "stats_period": 1.0,
+        "worker_threads": 1,
+    }
     pf = write_params_file({**base, **params}, path=d / "params.yaml")
     return NodeProcess(params_file=pf, log_path=d / "node.log", extra_args=extra_args)
 
@@ -63,8 +68,9 @@ def client(node):
     from vsseg_ros.tools.client import SegmentationClient
 
     c = SegmentationClient(outputs=("segmentation", "mask", "boundary_confidence", "confidence", "color_mask"))
-    assert c.wait_for_class_map(120.0, node.alive) is not None, \
+    assert c.wait_for_class_map(120.0, node.alive) is not None, (
         f"node never published its class map:\n{node.log()[-3000:]}"
+    )
     for out in c.received:  # every output must be flowing before the tests start
         assert c.wait_until_serving(out, _rgb(), 60.0, node.alive), node.log()[-3000:]
     yield c
@@ -89,7 +95,8 @@ def test_every_encoding_gives_a_mask_at_input_size_with_the_input_header(client,
 
     msg = make_image_msg(_rgb(), encoding, _next_stamp(), frame_id=f"cam_{encoding}")
     key, (mask, boundary, conf, color, seg) = _roundtrip(
-        client, msg, ("mask", "boundary_confidence", "confidence", "color_mask", "segmentation"))
+        client, msg, ("mask", "boundary_confidence", "confidence", "color_mask", "segmentation")
+    )
     assert mask is not None, f"no mask for {encoding}"
     assert (mask.height, mask.width, mask.encoding) == (H, W, "mono8")
     assert mask.header.stamp == msg.header.stamp and mask.header.frame_id == f"cam_{encoding}"
@@ -180,7 +187,7 @@ def _bad_msg(kind: str):
     if "encoding" in spec:
         msg.encoding = spec["encoding"]
     if "data_cut" in spec:
-        msg.data = array.array("B", bytes(msg.data)[:-spec["data_cut"]])
+        msg.data = array.array("B", bytes(msg.data)[: -spec["data_cut"]])
     if h == 0:
         msg = Image(header=msg.header, height=0, width=w, encoding="rgb8", step=w * 3, data=array.array("B"))
     return msg
@@ -219,14 +226,17 @@ def _set_params(client, values: dict):
     return fut.result().results
 
 
-@pytest.mark.parametrize("name, value, reason", [
-    ("overlay_alpha", 1.5, "range|overlay_alpha"),
-    ("device", "tpu:0", "device"),
-    ("precision", "int4", "precision|fp32"),
-    ("model_path", "/nonexistent/model.pt", "/nonexistent/model.pt"),
-    ("network_image_width", -5, "range|network_image_width"),
-    ("input_qos", "reliable", "read-only|read only"),
-])
+@pytest.mark.parametrize(
+    "name, value, reason",
+    [
+        ("overlay_alpha", 1.5, "range|overlay_alpha"),
+        ("device", "tpu:0", "device"),
+        ("precision", "int4", "precision|fp32"),
+        ("model_path", "/nonexistent/model.pt", "/nonexistent/model.pt"),
+        ("network_image_width", -5, "range|network_image_width"),
+        ("input_qos", "reliable", "read-only|read only"),
+    ],
+)
 def test_bad_parameter_values_are_refused_with_a_reason(client, name, value, reason):
     (result,) = _set_params(client, {name: value})
     assert not result.successful
@@ -252,10 +262,16 @@ def compressed_node(tmp_path_factory, rclpy_ctx):
 
     # Its own namespace, so its outputs and parameter services do not mix with the raw node's.
     # A relative --namespace, as users type it (it used to die in rclpy.init).
-    proc = _start(tmp_path_factory, "compressed", extra_args=("--namespace", "cz"), image_transport="compressed",
-                  max_input_pixels=3840 * 2160 * 2)
-    c = SegmentationClient(image_topic="/camera/image_raw", namespace="/cz", outputs=("mask",), compressed=True,
-                           name="compressed_client")
+    proc = _start(
+        tmp_path_factory,
+        "compressed",
+        extra_args=("--namespace", "cz"),
+        image_transport="compressed",
+        max_input_pixels=3840 * 2160 * 2,
+    )
+    c = SegmentationClient(
+        image_topic="/camera/image_raw", namespace="/cz", outputs=("mask",), compressed=True, name="compressed_client"
+    )
     assert c.wait_for_class_map(120.0, proc.alive) is not None, proc.log()[-3000:]
     assert c.wait_until_serving("mask", _rgb(), 60.0, proc.alive), proc.log()[-3000:]
     yield proc, c
@@ -318,9 +334,11 @@ def test_compressed_bombs_are_refused_from_the_bytes_at_no_cost(compressed_node)
 
     proc, c = compressed_node
     small = encode_compressed(_rgb(), "jpeg")
-    bombs = [(hi.with_declared_size(small, 20000, 20000), "png"),
-             (hi.with_app_segments(hi.with_declared_size(small, 20000, 20000), 600), "jpeg"),
-             (hi.flat_png(20000, 20000, 1, 0), "jpeg")]
+    bombs = [
+        (hi.with_declared_size(small, 20000, 20000), "png"),
+        (hi.with_app_segments(hi.with_declared_size(small, 20000, 20000), 600), "jpeg"),
+        (hi.flat_png(20000, 20000, 1, 0), "jpeg"),
+    ]
     peak = _peak_rss_mb(proc.proc.pid)
     t0 = time.monotonic()
     for data, fmt in bombs:
@@ -410,8 +428,11 @@ def test_normalisation_can_be_changed_at_runtime(client):
     from vsseg_ros.tools.client import make_image_msg
 
     def set_array(name: str, values) -> Any:
-        value = (ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=values)
-                 if values != "" else ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=""))
+        value = (
+            ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=values)
+            if values != ""
+            else ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="")
+        )
         (result,) = _set_param_msgs(client, [ParameterMsg(name=name, value=value)])
         return result
 
@@ -452,8 +473,11 @@ def test_outputs_nobody_subscribes_to_are_not_computed(rclpy_ctx):
     from vsseg_ros.ros.qos import qos_profile
     from vsseg_ros.tools.client import make_image_msg
 
-    overrides = [Parameter("network_image_height", value=96), Parameter("network_image_width", value=128),
-                 Parameter("stats_period", value=0.0)]
+    overrides = [
+        Parameter("network_image_height", value=96),
+        Parameter("network_image_width", value=128),
+        Parameter("stats_period", value=0.0),
+    ]
     seg_node = SegmentationNode(namespace="/lazy", parameter_overrides=overrides)
     requests = []
     push = seg_node._segmenter.push
@@ -468,6 +492,7 @@ def test_outputs_nobody_subscribes_to_are_not_computed(rclpy_ctx):
 
     threading.Thread(target=ex.spin, daemon=True).start()
     try:
+
         def send() -> None:
             cam.publish(make_image_msg(_rgb(), "rgb8", _next_stamp()))
             time.sleep(0.3)

@@ -14,8 +14,10 @@ from test_node_startup import _check_clean_failure, _start as _start_cli
 
 pytestmark = needs_ros
 
-ENGINES = [pytest.param(e, marks=pytest.mark.skipif(importlib.util.find_spec(e) is None, reason=f"{e} not installed"))
-           for e in ("onnxruntime", "openvino")]
+ENGINES = [
+    pytest.param(e, marks=pytest.mark.skipif(importlib.util.find_spec(e) is None, reason=f"{e} not installed"))
+    for e in ("onnxruntime", "openvino")
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +54,10 @@ def test_node_on_each_backend_publishes_masks_with_the_input_stamp(tmp_path_fact
         threads = rf"backend {backend}: .*\d thread\(s\).*pre/post-processing on 1 torch thread"
         assert re.search(threads, log), log[-2000:]
         if backend == "onnxruntime":
-            for value, reason in (("tensorrt", r"not available here.*available: auto, torch"),
-                                  ("tflite", r"not known.*torch, onnxruntime")):
+            for value, reason in (
+                ("tensorrt", r"not available here.*available: auto, torch"),
+                ("tflite", r"not known.*torch, onnxruntime"),
+            ):
                 (result,) = _set_params(client, {"backend": value})
                 assert not result.successful and re.search(reason, result.reason), result.reason
             (result,) = _set_params(client, {"backend": "torch"})

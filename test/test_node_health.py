@@ -17,28 +17,41 @@ LIMITS = Limits(input_timeout_s=5.0, latency_budget_ms=500.0, expected_rate_hz=0
 
 
 def period(**kw) -> Period:
-    base = dict(seconds=5.0, received=50, processed=50, dropped=0, rejected=0, failed=0, skipped=0,
-                latency_ms=(100.0,) * 50, since_input_s=0.1, active_for_s=60.0)
+    base = dict(
+        seconds=5.0,
+        received=50,
+        processed=50,
+        dropped=0,
+        rejected=0,
+        failed=0,
+        skipped=0,
+        latency_ms=(100.0,) * 50,
+        since_input_s=0.1,
+        active_for_s=60.0,
+    )
     return Period(**{**base, **kw})
 
 
-@pytest.mark.parametrize("kw, limits, level, text", [
-    ({}, LIMITS, OK, "ok"),
-    ({"active": False, "since_input_s": None}, LIMITS, OK, "inactive"),
-    ({"dropped": 40, "processed": 10}, LIMITS, WARN, "drop rate 80%"),
-    ({"dropped": 2, "received": 3, "processed": 1}, LIMITS, OK, "ok"),  # too few frames to judge a rate
-    ({"latency_ms": (100.0,) * 90 + (900.0,) * 10}, LIMITS, WARN, "latency p95"),
-    ({"received": 100}, Limits(expected_rate_hz=30.0), WARN, "input rate 20.0 Hz below"),
-    ({"received": 140}, Limits(expected_rate_hz=30.0), OK, "ok"),  # 28 Hz: within 10 %
-    ({"rejected": 3}, LIMITS, WARN, "rejected"),
-    ({"failed": 1, "failing_in_a_row": 1}, LIMITS, WARN, "failed in the model"),
-    ({"failed": 4, "failing_in_a_row": 4, "last_failure": "RuntimeError: boom"}, LIMITS, ERROR, "model failing"),
-    ({"since_input_s": 7.5, "received": 0, "processed": 0}, LIMITS, ERROR, "no input for 7.5 s"),
-    ({"since_input_s": None, "active_for_s": 9.0, "received": 0, "processed": 0}, LIMITS, ERROR, "no input"),
-    ({"in_model_s": 12.0, "processed": 0}, LIMITS, ERROR, "inference stalled"),
-    ({"since_input_s": 60.0, "received": 0, "processed": 0}, Limits(input_timeout_s=0.0), OK, "ok"),
-    ({"processed": 0}, LIMITS, WARN, "none is processed"),
-])
+@pytest.mark.parametrize(
+    "kw, limits, level, text",
+    [
+        ({}, LIMITS, OK, "ok"),
+        ({"active": False, "since_input_s": None}, LIMITS, OK, "inactive"),
+        ({"dropped": 40, "processed": 10}, LIMITS, WARN, "drop rate 80%"),
+        ({"dropped": 2, "received": 3, "processed": 1}, LIMITS, OK, "ok"),  # too few frames to judge a rate
+        ({"latency_ms": (100.0,) * 90 + (900.0,) * 10}, LIMITS, WARN, "latency p95"),
+        ({"received": 100}, Limits(expected_rate_hz=30.0), WARN, "input rate 20.0 Hz below"),
+        ({"received": 140}, Limits(expected_rate_hz=30.0), OK, "ok"),  # 28 Hz: within 10 %
+        ({"rejected": 3}, LIMITS, WARN, "rejected"),
+        ({"failed": 1, "failing_in_a_row": 1}, LIMITS, WARN, "failed in the model"),
+        ({"failed": 4, "failing_in_a_row": 4, "last_failure": "RuntimeError: boom"}, LIMITS, ERROR, "model failing"),
+        ({"since_input_s": 7.5, "received": 0, "processed": 0}, LIMITS, ERROR, "no input for 7.5 s"),
+        ({"since_input_s": None, "active_for_s": 9.0, "received": 0, "processed": 0}, LIMITS, ERROR, "no input"),
+        ({"in_model_s": 12.0, "processed": 0}, LIMITS, ERROR, "inference stalled"),
+        ({"since_input_s": 60.0, "received": 0, "processed": 0}, Limits(input_timeout_s=0.0), OK, "ok"),
+        ({"processed": 0}, LIMITS, WARN, "none is processed"),
+    ],
+)
 def test_health_rules(kw, limits, level, text):
     got, message = assess(period(**kw), limits)
     assert got == level and text in message, (got, message)
@@ -47,8 +60,6 @@ def test_health_rules(kw, limits, level, text):
 def test_every_problem_is_listed_errors_first():
     level, message = assess(period(rejected=2, since_input_s=8.0, latency_ms=(900.0,)), LIMITS)
     assert level == ERROR and message.index("no input") < message.index("rejected") < message.index("latency")
-
-
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +84,26 @@ def test_diagnostics_levels_and_the_silent_publisher_warning(tmp_path, rclpy_ctx
     from vsseg_ros.tools.client import SegmentationClient, make_image_msg
     from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
-    params = {"network_image_height": 96, "network_image_width": 128, "worker_threads": 1, "stats_period": 0.5,
-              "input_timeout": 1.5, "latency_budget_ms": 0.0}
-    proc = NodeProcess(params_file=write_params_file(params, path=tmp_path / "p.yaml"), log_path=tmp_path / "n.log",
-                       image_topic="/hl/image", extra_args=("--namespace", "hl"))
+    params = {
+        "network_image_height": 96,
+        "network_image_width": 128,
+        "worker_threads": 1,
+        "stats_period": 0.5,
+        "input_timeout": 1.5,
+        "latency_budget_ms": 0.0,
+    }
+    proc = NodeProcess(
+        params_file=write_params_file(params, path=tmp_path / "p.yaml"),
+        log_path=tmp_path / "n.log",
+        image_topic="/hl/image",
+        extra_args=("--namespace", "hl"),
+    )
     client = SegmentationClient(image_topic="/hl/image", namespace="/hl", outputs=("mask",), name="hl_client")
     statuses: list = []
     peer = Node("hl_peer")
-    peer.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda m: statuses.extend(s for s in m.status if s.name.startswith("/hl/")), 10)
+    peer.create_subscription(
+        DiagnosticArray, "/diagnostics", lambda m: statuses.extend(s for s in m.status if s.name.startswith("/hl/")), 10
+    )
     silent = peer.create_publisher(Image, "/hl/image", qos_profile("reliable", 1))  # matched, never publishes
     from rclpy.executors import SingleThreadedExecutor
 
@@ -103,13 +125,15 @@ def test_diagnostics_levels_and_the_silent_publisher_warning(tmp_path, rclpy_ctx
         assert err[-1].name == "/hl/segmentation_node: /hl/image"
         assert client.wait_until_serving("mask", np.zeros((48, 64, 3), np.uint8), 60.0, proc.alive)
         for i in range(8):  # frames flow: the next report is OK, hardware_id the camera's frame_id
-            client.publish(make_image_msg(np.zeros((48, 64, 3), np.uint8), "rgb8", 5_000_000_000 + i * 10**8,
-                                          frame_id="front_cam"))
+            client.publish(
+                make_image_msg(np.zeros((48, 64, 3), np.uint8), "rgb8", 5_000_000_000 + i * 10**8, frame_id="front_cam")
+            )
             time.sleep(0.15)
         n = len(statuses)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(s.level == bytes([OK]) and s.hardware_id == "front_cam"
-                                                      for s in statuses[n:]):
+        while time.monotonic() < deadline and not any(
+            s.level == bytes([OK]) and s.hardware_id == "front_cam" for s in statuses[n:]
+        ):
             time.sleep(0.1)
         ok = [s for s in statuses[n:] if s.hardware_id == "front_cam"]
         assert ok and ok[-1].level == bytes([OK]), [(s.level, s.message) for s in statuses[n:]]
@@ -137,8 +161,11 @@ def test_a_model_exception_is_counted_logged_once_and_the_node_goes_on(rclpy_ctx
     from vsseg_ros.ros.qos import qos_profile
     from vsseg_ros.tools.client import make_image_msg
 
-    overrides = [Parameter("network_image_height", value=96), Parameter("network_image_width", value=128),
-                 Parameter("stats_period", value=0.0)]
+    overrides = [
+        Parameter("network_image_height", value=96),
+        Parameter("network_image_width", value=128),
+        Parameter("stats_period", value=0.0),
+    ]
     seg_node = SegmentationNode(namespace="/boom", parameter_overrides=overrides)
     push = seg_node._segmenter.push
 

@@ -49,10 +49,18 @@ def node(tmp_path_factory):
 
     rclpy.init()
     d = tmp_path_factory.mktemp("multicam")
-    params = {"image_topics": [_topic(n) for n in CAMERAS] + [SILENT], "network_image_height": NET[0],
-              "network_image_width": NET[1], "confidence_encoding": "mono8", "stats_period": 1.0,
-              "input_timeout": 2.0, "worker_threads": 1, "max_batch": 4, "input_qos": "reliable",
-              "input_qos_depth": 1}
+    params = {
+        "image_topics": [_topic(n) for n in CAMERAS] + [SILENT],
+        "network_image_height": NET[0],
+        "network_image_width": NET[1],
+        "confidence_encoding": "mono8",
+        "stats_period": 1.0,
+        "input_timeout": 2.0,
+        "worker_threads": 1,
+        "max_batch": 4,
+        "input_qos": "reliable",
+        "input_qos_depth": 1,
+    }
     proc = NodeProcess(params_file=write_params_file(params, path=d / "params.yaml"), log_path=d / "node.log")
     yield proc
     rc = proc.stop()
@@ -66,9 +74,15 @@ def clients(node):
 
     from vsseg_ros.tools.client import SegmentationClient
 
-    cs = {n: SegmentationClient(image_topic=_topic(n), namespace=f"/cam_{n}", name=f"multicam_{n}",
-                                outputs=("mask", "confidence", "segmentation", "camera_info"))
-          for n in CAMERAS}
+    cs = {
+        n: SegmentationClient(
+            image_topic=_topic(n),
+            namespace=f"/cam_{n}",
+            name=f"multicam_{n}",
+            outputs=("mask", "confidence", "segmentation", "camera_info"),
+        )
+        for n in CAMERAS
+    }
     cs["a"].diagnostics = []
     cs["a"].node.create_subscription(DiagnosticArray, "/diagnostics", cs["a"].diagnostics.append, 50)
     for n, c in cs.items():
@@ -175,10 +189,15 @@ def test_a_flooding_camera_does_not_starve_a_slow_one_and_a_silent_camera_says_s
 def test_duplicate_topics_are_refused_at_start(tmp_path):
     from vsseg_ros.tools.nodeproc import write_params_file
 
-    pf = write_params_file({"image_topics": ["/cam_x/image_raw", "/cam_y/image_raw", "/cam_x/image_raw"]},
-                           path=tmp_path / "dup.yaml")
-    out = subprocess.run([sys.executable, "-m", "vsseg_ros.cli", "node", "--params-file", str(pf)],
-                         capture_output=True, text=True, timeout=120)
+    pf = write_params_file(
+        {"image_topics": ["/cam_x/image_raw", "/cam_y/image_raw", "/cam_x/image_raw"]}, path=tmp_path / "dup.yaml"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "vsseg_ros.cli", "node", "--params-file", str(pf)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 2, text
     assert "image_topics" in text and "/cam_x/image_raw" in text and "twice" in text and "Traceback" not in text

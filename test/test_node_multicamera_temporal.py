@@ -35,15 +35,31 @@ def node(tmp_path_factory):
     from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
     torch.manual_seed(0)
-    cfg = ModelConfig(name="tiny_stf", head_channels=16, input_size=NET, temporal={
-        "frames": 3, "mode": "causal", "stf": {"heads": 2, "ffn": 32, "block": 2, "pe_size": [4, 6]},
-        "mar": {"slots_per_class": 2, "dim": 16}})
+    cfg = ModelConfig(
+        name="tiny_stf",
+        head_channels=16,
+        input_size=NET,
+        temporal={
+            "frames": 3,
+            "mode": "causal",
+            "stf": {"heads": 2, "ffn": 32, "block": 2, "pe_size": [4, 6]},
+            "mar": {"slots_per_class": 2, "dim": 16},
+        },
+    )
     d = tmp_path_factory.mktemp("multicam_temporal")
     ckpt = save_checkpoint(d / "stf.pt", TemporalSegNet(cfg).eval(), cfg, CAMVID, "tiny:stf-mar")
     rclpy.init()
-    pf = write_params_file({"model_path": str(ckpt), "image_topics": [f"/{n}/image_raw" for n in CAMERAS],
-                            "output_resolution": "network", "max_frame_gap": 5.0, "stats_period": 1.0,
-                            "worker_threads": 1}, path=d / "params.yaml")
+    pf = write_params_file(
+        {
+            "model_path": str(ckpt),
+            "image_topics": [f"/{n}/image_raw" for n in CAMERAS],
+            "output_resolution": "network",
+            "max_frame_gap": 5.0,
+            "stats_period": 1.0,
+            "worker_threads": 1,
+        },
+        path=d / "params.yaml",
+    )
     proc = NodeProcess(params_file=pf, log_path=d / "node.log")
     yield proc
     proc.stop()
@@ -54,8 +70,12 @@ def node(tmp_path_factory):
 def clients(node):
     from vsseg_ros.tools.client import SegmentationClient
 
-    cs = {n: SegmentationClient(image_topic=f"/{n}/image_raw", namespace=f"/{n}", name=f"mct_{n}",
-                                outputs=("segmentation", "camera_info")) for n in CAMERAS}
+    cs = {
+        n: SegmentationClient(
+            image_topic=f"/{n}/image_raw", namespace=f"/{n}", name=f"mct_{n}", outputs=("segmentation", "camera_info")
+        )
+        for n in CAMERAS
+    }
     for n, c in cs.items():
         assert c.wait_for_class_map(120.0, node.alive) is not None, node.log()[-3000:]
         assert c.wait_until_serving("segmentation", _rgb(*CAMERAS[n], 0), 60.0, node.alive), node.log()[-3000:]

@@ -47,8 +47,11 @@ def _check_clean_failure(proc, pattern: str) -> None:
 def test_every_bad_start_value_exits_2_with_one_fatal_line(tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00garbage, not a checkpoint" * 10)
-    cases = {**BAD_VALUES, "corrupt model": (["-p", f"model_path:={corrupt}"], f"{corrupt}.*(corrupt|not a)"),
-             "depth 0": (["-p", "input_qos_depth:=0"], "input_qos_depth")}
+    cases = {
+        **BAD_VALUES,
+        "corrupt model": (["-p", f"model_path:={corrupt}"], f"{corrupt}.*(corrupt|not a)"),
+        "depth 0": (["-p", "input_qos_depth:=0"], "input_qos_depth"),
+    }
     procs = {name: _start(tmp_path, re.sub(r"\W", "_", name), args) for name, (args, _) in cases.items()}
     for name, proc in procs.items():
         _check_clean_failure(proc, cases[name][1])

@@ -37,9 +37,17 @@ def checkpoint(tmp_path_factory):
     from vsseg_ros.core.models.temporal import TemporalSegNet
 
     torch.manual_seed(0)
-    cfg = ModelConfig(name="tiny_stf", head_channels=16, input_size=(32, 48), temporal={
-        "frames": 3, "mode": "causal", "stf": {"heads": 2, "ffn": 32, "block": 2, "pe_size": [4, 6]},
-        "mar": {"slots_per_class": 2, "dim": 16}})
+    cfg = ModelConfig(
+        name="tiny_stf",
+        head_channels=16,
+        input_size=(32, 48),
+        temporal={
+            "frames": 3,
+            "mode": "causal",
+            "stf": {"heads": 2, "ffn": 32, "block": 2, "pe_size": [4, 6]},
+            "mar": {"slots_per_class": 2, "dim": 16},
+        },
+    )
     model = TemporalSegNet(cfg).eval()
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "stf.pt", model, cfg, CAMVID, "tiny:stf-mar")
 
@@ -52,8 +60,10 @@ def node(tmp_path_factory, checkpoint):
 
     rclpy.init()
     d = tmp_path_factory.mktemp("temporal_node")
-    pf = write_params_file({"model_path": str(checkpoint), "max_frame_gap": 2.0, "stats_period": 1.0,
-                            "worker_threads": 1}, path=d / "params.yaml")
+    pf = write_params_file(
+        {"model_path": str(checkpoint), "max_frame_gap": 2.0, "stats_period": 1.0, "worker_threads": 1},
+        path=d / "params.yaml",
+    )
     proc = NodeProcess(params_file=pf, log_path=d / "node.log", extra_args=("--namespace", "/tmp_seg"))
     yield proc
     proc.stop()
@@ -111,8 +121,12 @@ def test_temporal_checkpoint_runs_and_the_window_fills(node, client):
 def test_diagnostics_report_delay_and_window_fill(node, client):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        values = [{kv.key: kv.value for kv in s.values} for d in client.diagnostics for s in d.status
-                  if s.name.startswith(NODE)]
+        values = [
+            {kv.key: kv.value for kv in s.values}
+            for d in client.diagnostics
+            for s in d.status
+            if s.name.startswith(NODE)
+        ]
         values = [v for v in values if float(v.get("frames_fused_mean", 0)) > 1]
         if values:
             break
@@ -123,8 +137,7 @@ def test_diagnostics_report_delay_and_window_fill(node, client):
     assert 0 < float(v["window_fill"]) <= 1 and "gap=" in v["window_resets"]
 
 
-@pytest.mark.parametrize("name, value", [("temporal_mode", "future"), ("max_frame_gap", 0.0),
-                                         ("max_frame_gap", -1.0)])
+@pytest.mark.parametrize("name, value", [("temporal_mode", "future"), ("max_frame_gap", 0.0), ("max_frame_gap", -1.0)])
 def test_bad_temporal_parameters_are_refused(client, name, value):
     (result,) = _set(client, **{name: value})
     assert not result.successful and name in result.reason

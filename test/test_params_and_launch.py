@@ -30,17 +30,34 @@ def test_params_file_lists_every_parameter_with_its_default():
 
 
 @pytest.mark.skipif(not HAVE_RCLPY, reason="rclpy is not installed (run `make test`)")
-@pytest.mark.parametrize("name, value, ok", [
-    ("overlay_alpha", 0.3, True), ("overlay_alpha", -0.1, False), ("overlay_alpha", 1, True),
-    ("device", "cuda:1", True), ("device", "gpu", False), ("precision", "bf16", True),
-    ("precision", "fp8", False), ("input_qos_depth", 0, False), ("input_qos_depth", True, False),
-    ("image_mean", [0.5, 0.5, 0.5], True), ("image_mean", [0.5], False), ("image_stddev", [0.2, 0.0, 0.2], False),
-    # what rclpy hands over for `ros2 param set ... "[0.5, 0.5, 0.5]"`, ints too; "" is the model's own
-    ("image_mean", array.array("d", [0.5, 0.4, 0.3]), True), ("image_stddev", array.array("q", [1, 1, 1]), True),
-    ("image_mean", "", True), ("image_mean", "0.5", False), ("image_mean", [0.5, True, 0.5], False),
-    ("max_input_side", 0, False), ("max_drop_rate", 1.5, False), ("latency_budget_ms", 200, True),
-    ("max_input_pixels", 0, False), ("model_path", 3, False),
-])
+@pytest.mark.parametrize(
+    "name, value, ok",
+    [
+        ("overlay_alpha", 0.3, True),
+        ("overlay_alpha", -0.1, False),
+        ("overlay_alpha", 1, True),
+        ("device", "cuda:1", True),
+        ("device", "gpu", False),
+        ("precision", "bf16", True),
+        ("precision", "fp8", False),
+        ("input_qos_depth", 0, False),
+        ("input_qos_depth", True, False),
+        ("image_mean", [0.5, 0.5, 0.5], True),
+        ("image_mean", [0.5], False),
+        ("image_stddev", [0.2, 0.0, 0.2], False),
+        # what rclpy hands over for `ros2 param set ... "[0.5, 0.5, 0.5]"`, ints too; "" is the model's own
+        ("image_mean", array.array("d", [0.5, 0.4, 0.3]), True),
+        ("image_stddev", array.array("q", [1, 1, 1]), True),
+        ("image_mean", "", True),
+        ("image_mean", "0.5", False),
+        ("image_mean", [0.5, True, 0.5], False),
+        ("max_input_side", 0, False),
+        ("max_drop_rate", 1.5, False),
+        ("latency_budget_ms", 200, True),
+        ("max_input_pixels", 0, False),
+        ("model_path", 3, False),
+    ],
+)
 def test_parameter_validation(name, value, ok):
     from vsseg_ros.ros.params import PARAMS_BY_NAME
 
@@ -81,8 +98,10 @@ def _resolve_launch(**launch_args: str):
     # Node.execute() starts with this (the same in launch_ros 0.26/jazzy and 0.28/kilted); there is no public API
     # that resolves a Node without starting it.
     node._perform_substitutions(ctx)
-    cmd = [None if any(isinstance(s, LocalSubstitution) for s in part) else perform_substitutions(ctx, part)
-           for part in node.cmd]
+    cmd = [
+        None if any(isinstance(s, LocalSubstitution) for s in part) else perform_substitutions(ctx, part)
+        for part in node.cmd
+    ]
     params: list[str | dict] = [cmd[i + 1] for i, tok in enumerate(cmd) if tok == "--params-file"]
     for i, f in enumerate(params):
         if Path(f).name.startswith("launch_params_"):  # launch's temporary file (delete=False) for dict parameters
@@ -112,10 +131,15 @@ def test_launch_arguments_override_the_params_file_only_when_given():
     assert node_settings({"use_sim_time": "False"}, "/p.yaml")["parameters"] == ["/p.yaml", {"use_sim_time": False}]
     assert node_settings({"lifecycle": "true"}, "/p.yaml")["executable"] == "segmentation_lifecycle_node"
     assert node_settings({"fastdds_profile": "true"}, "/p.yaml")["additional_env"] == {
-        "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE)}
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE)
+    }
     assert FASTDDS_PROFILE.is_file()
-    for bad, match in (({"lifecycle": "maybe"}, "lifecycle"), ({"use_sim_time": "yes please"}, "use_sim_time"),
-                       ({"fastdds_profile": "/no/such.xml"}, "no such file"), ({"devise": "cpu"}, "unknown")):
+    for bad, match in (
+        ({"lifecycle": "maybe"}, "lifecycle"),
+        ({"use_sim_time": "yes please"}, "use_sim_time"),
+        ({"fastdds_profile": "/no/such.xml"}, "no such file"),
+        ({"devise": "cpu"}, "unknown"),
+    ):
         with pytest.raises(ValueError, match=match):
             node_settings(bad, "/p.yaml")
 
@@ -130,15 +154,21 @@ def test_launch_file():
     except PackageNotFoundError:
         pytest.fail("vsseg_ros is not in the ament index: build it and source install/setup.bash (`make test` does)")
     # The build installs the launch file and the parameters file where `ros2 launch` and FindPackageShare look.
-    assert (share / "launch" / "segmentation.launch.py").read_bytes() == \
-        (ROOT / "launch" / "segmentation.launch.py").read_bytes(), "installed launch file is stale: rebuild"
+    assert (share / "launch" / "segmentation.launch.py").read_bytes() == (
+        ROOT / "launch" / "segmentation.launch.py"
+    ).read_bytes(), "installed launch file is stale: rebuild"
     share_params = share / "config" / "segmentation.yaml"
     assert share_params.is_file()
 
     # Defaults: the shipped file alone (device and use_sim_time are the file's).
     conf, node, cmd, params = _resolve_launch()
     assert {k: conf[k] for k in ("params_file", "image_topic", "namespace", "use_sim_time", "device")} == {
-        "params_file": "", "image_topic": "/camera/image_raw", "namespace": "", "use_sim_time": "", "device": ""}
+        "params_file": "",
+        "image_topic": "/camera/image_raw",
+        "namespace": "",
+        "use_sim_time": "",
+        "device": "",
+    }
     assert node.node_package == "vsseg_ros" and node.node_executable == "segmentation_node"
     # ExecutableInPackage found an executable lib/vsseg_ros/segmentation_node in the install (`ros2 run` looks there).
     assert Path(cmd[0]) == share.parents[1] / "lib" / "vsseg_ros" / "segmentation_node"
@@ -148,16 +178,23 @@ def test_launch_file():
     assert params == [str(share_params)]
 
     # Arguments given on the command line override the file.
-    _, node, cmd, params = _resolve_launch(image_topic="/front/image", namespace="front", device="cuda:1",
-                                           use_sim_time="true", params_file=str(ROOT / "config" / "segmentation.yaml"),
-                                           lifecycle="true")
+    _, node, cmd, params = _resolve_launch(
+        image_topic="/front/image",
+        namespace="front",
+        device="cuda:1",
+        use_sim_time="true",
+        params_file=str(ROOT / "config" / "segmentation.yaml"),
+        lifecycle="true",
+    )
     assert node.expanded_node_namespace == "/front" and node.node_name == "/front/segmentation_node"
     assert Path(cmd[0]) == share.parents[1] / "lib" / "vsseg_ros" / "segmentation_lifecycle_node"
     assert dict(node.expanded_remapping_rules) == {"image": "/front/image"}
     assert _remaps(cmd) == {"image": "/front/image"}
     # use_sim_time must reach the node as a bool (a string is refused); "cuda:1" stays a string.
-    assert params == [str(ROOT / "config" / "segmentation.yaml"),
-                      {"/front/segmentation_node": {"ros__parameters": {"device": "cuda:1", "use_sim_time": True}}}]
+    assert params == [
+        str(ROOT / "config" / "segmentation.yaml"),
+        {"/front/segmentation_node": {"ros__parameters": {"device": "cuda:1", "use_sim_time": True}}},
+    ]
 
 
 def test_latest_slot_keeps_the_newest_and_counts_replacements():

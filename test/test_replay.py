@@ -29,18 +29,36 @@ def _frames(n: int, seed: int = 0):
     for i in range(n):
         image = np.stack([(x * 4 + i * 9) % 256, y * 5, (x + y) * 2], -1).astype(np.uint8)
         label = rng.integers(0, 11, (H, W)).astype(np.uint8)
-        out.append(LabelledFrame(image=image, label=label, stamp_ns=0, camera_id="cam", sequence="clip",
-                                 name=f"clip_{i:03d}"))
+        out.append(
+            LabelledFrame(image=image, label=label, stamp_ns=0, camera_id="cam", sequence="clip", name=f"clip_{i:03d}")
+        )
     return out
 
 
 def _replay(tmp_path: Path, bag: Path, *extra: str, timeout: float = 300) -> tuple[int, str, dict]:
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
-        "network_image_height": 96, "network_image_width": 128, "worker_threads": 1}}}))
+    params.write_text(
+        yaml.safe_dump(
+            {"/**": {"ros__parameters": {"network_image_height": 96, "network_image_width": 128, "worker_threads": 1}}}
+        )
+    )
     out = tmp_path / "replay"
-    cmd = [sys.executable, "-m", "vsseg_ros.cli", "replay", "--bag", str(bag), "--out", str(out),
-           "--params-file", str(params), "--no-tc", "--startup-timeout", "120", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vsseg_ros.cli",
+        "replay",
+        "--bag",
+        str(bag),
+        "--out",
+        str(out),
+        "--params-file",
+        str(params),
+        "--no-tc",
+        "--startup-timeout",
+        "120",
+        *extra,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
     text = proc.stdout + proc.stderr
     result = json.loads((out / "replay.json").read_text()) if (out / "replay.json").exists() else {}
@@ -96,7 +114,8 @@ def test_score_recorded_reads_the_same_numbers_back(raw_run, tmp_path):
     rc2, text2, r2 = _replay(tmp_path, d / "in", "--score-recorded", r["output_bag"])
     assert rc2 == 0, text2[-3000:]
     assert r2["score"]["frames_received"] == 8 and r2["score"]["accuracy"]["miou"] == pytest.approx(
-        r["score"]["accuracy"]["miou"])
+        r["score"]["accuracy"]["miou"]
+    )
 
 
 def test_compressed_sqlite3_bag_with_clock(tmp_path):

@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "data" / "camvid"
 HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None
 HAVE_OV = importlib.util.find_spec("openvino") is not None
-ENGINES = [pytest.param("onnxruntime", marks=pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime not installed")),
-           pytest.param("openvino", marks=pytest.mark.skipif(not HAVE_OV, reason="openvino not installed"))]
+ENGINES = [
+    pytest.param("onnxruntime", marks=pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime not installed")),
+    pytest.param("openvino", marks=pytest.mark.skipif(not HAVE_OV, reason="openvino not installed")),
+]
 pytestmark = pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime is not installed (make setup installs it)")
 
 
@@ -64,8 +66,13 @@ def default_export(tmp_path_factory):
     if path is None:
         pytest.skip("no packaged default.pt")
     ckpt = load_checkpoint(path)
-    return export_network(ckpt.build_model(), tmp_path_factory.mktemp("default_fp32"), ckpt.model_id,
-                          ckpt.class_map, source={"checkpoint": path.name})
+    return export_network(
+        ckpt.build_model(),
+        tmp_path_factory.mktemp("default_fp32"),
+        ckpt.model_id,
+        ckpt.class_map,
+        source={"checkpoint": path.name},
+    )
 
 
 def _logits(seg, image):
@@ -145,8 +152,9 @@ def temporal_export(tmp_path_factory):
 
     model = _light_temporal()
     # 120x160: the pooled grid (6x7) does not fill STF's 4x4 blocks, so the padding masks are in the graphs
-    return model, export_network(model, tmp_path_factory.mktemp("stf_mar"), "stf_mar_random", CAMVID_MAP,
-                                 input_size=(120, 160))
+    return model, export_network(
+        model, tmp_path_factory.mktemp("stf_mar"), "stf_mar_random", CAMVID_MAP, input_size=(120, 160)
+    )
 
 
 def _streams_like_torch(model, seg, mode: str) -> None:
@@ -155,8 +163,7 @@ def _streams_like_torch(model, seg, mode: str) -> None:
     from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
 
     assert seg.mode == mode
-    ref = TemporalSegmenter(model, CAMVID_MAP, "x", device="cpu", input_size=(120, 160), mode=mode,
-                            return_logits=True)
+    ref = TemporalSegmenter(model, CAMVID_MAP, "x", device="cpu", input_size=(120, 160), mode=mode, return_logits=True)
     seg.return_logits = True
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
@@ -186,8 +193,18 @@ def test_temporal_stf_mar_streams_like_torch(temporal_export, engine):
     assert exported.kind == "temporal" and set(exported.fusion_pairs()) == set(fusion_calls(3))
     seg = load_segmenter(str(exported.root), device="cpu", temporal_mode="causal", backend=engine)
     _streams_like_torch(model, seg, "causal")
-    _streams_like_torch(model, TemporalSegmenter(seg.net, exported.class_map, exported.model_id, device="cpu",
-                                                 input_size=exported.input_size, mode="centered"), "centered")
+    _streams_like_torch(
+        model,
+        TemporalSegmenter(
+            seg.net,
+            exported.class_map,
+            exported.model_id,
+            device="cpu",
+            input_size=exported.input_size,
+            mode="centered",
+        ),
+        "centered",
+    )
 
 
 def test_shipped_int8_default_matches_default_pt_and_is_what_auto_runs():
@@ -198,7 +215,8 @@ def test_shipped_int8_default_matches_default_pt_and_is_what_auto_runs():
         pytest.skip("no packaged int8 export")
     shipped = load_exported(DEFAULT_EXPORT)
     assert shipped.source["sha256"] == sha256_file(DEFAULT_WEIGHTS), (
-        "vsseg_ros/weights/default_int8 was exported from another default.pt: re-run `vsseg-ros export --default`")
+        "vsseg_ros/weights/default_int8 was exported from another default.pt: re-run `vsseg-ros export --default`"
+    )
     assert shipped.precision == "int8" and shipped.calibration["data"].startswith("camvid train")
     assert sum(f.stat().st_size for f in DEFAULT_EXPORT.glob("*.onnx")) < 8 * 2**20
     assert fresh_default_export() is not None
@@ -217,8 +235,9 @@ def test_shipped_int8_default_keeps_val_miou_within_one_point():
     if not (DEFAULT_EXPORT / "vsseg_model.json").is_file():
         pytest.skip("no packaged int8 export")
     shipped = load_exported(DEFAULT_EXPORT)
-    result = evaluate_split(load_segmenter(str(DEFAULT_EXPORT), device="cpu", backend="onnxruntime"),
-                            CamVid(CAMVID, "val"), progress=False)
+    result = evaluate_split(
+        load_segmenter(str(DEFAULT_EXPORT), device="cpu", backend="onnxruntime"), CamVid(CAMVID, "val"), progress=False
+    )
     fp32 = shipped.eval["torch_fp32_miou"]
     assert result["miou"] == pytest.approx(shipped.eval["miou"]["onnxruntime"], abs=2e-4)
     assert (fp32 - result["miou"]) * 100 <= 1.0, (fp32, result["miou"])
@@ -233,8 +252,14 @@ def test_int8_quantization_calibrates_on_train_and_runs(default_export, tmp_path
     from vsseg_ros.runtimes.quantize import MIN_CALIB_FRAMES, excluded_nodes, quantize_model
 
     small = dataclasses.replace(default_export, input_size=(120, 160))
-    q = quantize_model(small, tmp_path / "int8", CamVid(CAMVID, "train"), frames=MIN_CALIB_FRAMES, progress=False,
-                       calib_name="camvid train")
+    q = quantize_model(
+        small,
+        tmp_path / "int8",
+        CamVid(CAMVID, "train"),
+        frames=MIN_CALIB_FRAMES,
+        progress=False,
+        calib_name="camvid train",
+    )
     assert q.precision == "int8" and q.calibration["frames"] == 16 and q.calibration["reduce_range"]
     assert q.input_size == (120, 160) and set(q.graphs) == set(default_export.graphs)
     kept = excluded_nodes(default_export.graph("network"), "ends")
@@ -248,6 +273,7 @@ def test_int8_quantization_calibrates_on_train_and_runs(default_export, tmp_path
 
 
 # -- bad input -------------------------------------------------------------------------------------------------
+
 
 def test_directory_or_onnx_without_metadata_names_what_is_missing(default_export, tmp_path):
     from vsseg_ros.core.checkpoint import CheckpointError

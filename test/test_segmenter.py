@@ -117,8 +117,9 @@ def test_bands_give_the_same_maps(model: PerFrameSegNet, monkeypatch: pytest.Mon
 @pytest.mark.parametrize("dense", [True, False])  # interpolation as matrix products, or as gathers
 @pytest.mark.parametrize("confidence", [False, True])
 @pytest.mark.parametrize("landscape", [True, False])  # columns or rows interpolated first
-def test_labels_are_the_first_maximal_class_of_the_upsampled_logits(confidence: bool, landscape: bool, dense: bool,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_labels_are_the_first_maximal_class_of_the_upsampled_logits(
+    confidence: bool, landscape: bool, dense: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Labels straight from the output maps against argmax (first maximum) of F.interpolate, with exact
     ties between classes (equal channels, and a constant region), in one band and in several, for both
     orders of the two interpolation products and both ways of interpolating; NaN logits give valid labels."""
@@ -166,8 +167,10 @@ def test_a_degenerate_frame_costs_what_its_pixels_cost(seg: PerFrameSegmenter, H
     pb = seg.output_maps._buffers
     long_axis = pb.rx if W > H else pb.ry
     assert long_axis.dense is None
-    held = sum(t.numel() for t in (pb.tmp, pb.up, pb.max, pb.rank, pb.sum, *(a.dense for a in (pb.rx, pb.ry)
-                                                                               if a.dense is not None)))
+    held = sum(
+        t.numel()
+        for t in (pb.tmp, pb.up, pb.max, pb.rank, pb.sum, *(a.dense for a in (pb.rx, pb.ry) if a.dense is not None))
+    )
     assert held <= (C + 3) * H * W + (1 << 21), held
     uniform = seg.push(Frame(np.full((97, 131, 3), 90, np.uint8), 1))
     assert (r.labels == uniform.labels[0, 0]).mean() > 0.99  # a flat frame: the same class everywhere
@@ -191,8 +194,9 @@ def test_deterministic_and_results_independent(model: PerFrameSegNet, seg: PerFr
     keep = (first.labels.copy(), first.confidence.copy(), first.boundary.copy())
     seg.push(Frame(b_img, 1))  # reused buffers must not leak into earlier results
     again = seg.push(Frame(a_img, 2))
-    for old, arr, new in zip(keep, (first.labels, first.confidence, first.boundary),
-                             (again.labels, again.confidence, again.boundary)):
+    for old, arr, new in zip(
+        keep, (first.labels, first.confidence, first.boundary), (again.labels, again.confidence, again.boundary)
+    ):
         np.testing.assert_array_equal(old, arr)
         np.testing.assert_array_equal(old, new)
     other = PerFrameSegmenter(model, CAMVID, "t2", device="cpu").push(Frame(a_img, 0))
@@ -231,8 +235,16 @@ def test_custom_mean_std_change_input(model: PerFrameSegNet) -> None:
     assert not np.array_equal(a.confidence, b.confidence)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8),
-                                 np.zeros((8, 8, 3), np.float32), np.zeros((0, 8, 3), np.uint8), "img"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((8, 8), np.uint8),
+        np.zeros((8, 8, 4), np.uint8),
+        np.zeros((8, 8, 3), np.float32),
+        np.zeros((0, 8, 3), np.uint8),
+        "img",
+    ],
+)
 def test_bad_frames(seg: PerFrameSegmenter, bad: object) -> None:
     with pytest.raises(ValueError):
         seg.push(Frame(bad, 0))  # type: ignore[arg-type]
@@ -325,8 +337,9 @@ def test_default_model_uses_config_size(no_packaged_default: None) -> None:
     assert load_segmenter(input_size=(0, 0)).input_size is None
 
 
-def test_packaged_default_checkpoint_is_preferred(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                  model: PerFrameSegNet) -> None:
+def test_packaged_default_checkpoint_is_preferred(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model: PerFrameSegNet
+) -> None:
     p = save_checkpoint(tmp_path / "default.pt", model, model.config, CAMVID, "mbv2_lite:camvid-trained")
     monkeypatch.setattr(loading, "DEFAULT_WEIGHTS", p)
     assert load_segmenter("").model_id == "mbv2_lite:camvid-trained"
@@ -343,10 +356,19 @@ def test_load_segmenter_from_checkpoint(tmp_path: Path, model: PerFrameSegNet) -
     assert (seg.push(frame).labels == ref.labels).mean() > 0.99
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"device": "gpu"}, {"precision": "fp8"}, {"input_size": (0, 100)}, {"input_size": (-5, 10)},
-    {"input_size": "big"}, {"mean": (0.5, 0.5)}, {"std": (0.2, 0.0, 0.2)}, {"std": "abc"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"device": "gpu"},
+        {"precision": "fp8"},
+        {"input_size": (0, 100)},
+        {"input_size": (-5, 10)},
+        {"input_size": "big"},
+        {"mean": (0.5, 0.5)},
+        {"std": (0.2, 0.0, 0.2)},
+        {"std": "abc"},
+    ],
+)
 def test_load_segmenter_argument_errors(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         load_segmenter("", **kwargs)

@@ -33,8 +33,9 @@ def perframe_model() -> PerFrameSegNet:
 
 
 def _frames(step: int) -> list[Frame]:
-    return [Frame(_image(step + 3 * c, size), 1_000 + step * DT, f"cam{c}", meta=(c, step))
-            for c, size in enumerate(SIZES)]
+    return [
+        Frame(_image(step + 3 * c, size), 1_000 + step * DT, f"cam{c}", meta=(c, step)) for c, size in enumerate(SIZES)
+    ]
 
 
 def _same(a, b) -> None:
@@ -64,7 +65,7 @@ def test_perframe_batch_equals_one_at_a_time(perframe_model: PerFrameSegNet, inp
             many = seg.net(batch.x)["logits"]
             for k, i in enumerate(batch.members):
                 one, _, _ = seg.prepare(frames[i].image, *frames[i].image.shape[:2])
-                torch.testing.assert_close(many[k:k + 1], seg.net(one)["logits"], rtol=0, atol=TOL)
+                torch.testing.assert_close(many[k : k + 1], seg.net(one)["logits"], rtol=0, atol=TOL)
 
 
 def test_network_resolution_maps(perframe_model: PerFrameSegNet) -> None:

@@ -23,8 +23,9 @@ def _randomise(module: torch.nn.Module, seed: int = 0, scale: float = 0.3) -> No
             p.copy_(torch.randn(p.shape, generator=g) * scale)
 
 
-def _naive_isa(isa: InterlacedSparseAttention, q: torch.Tensor, m: torch.Tensor, pq: torch.Tensor,
-               pm: torch.Tensor) -> torch.Tensor:
+def _naive_isa(
+    isa: InterlacedSparseAttention, q: torch.Tensor, m: torch.Tensor, pq: torch.Tensor, pm: torch.Tensor
+) -> torch.Tensor:
     """ISA by explicit gathering, one group at a time, through nn.MultiheadAttention.forward; inputs
     channels-last (N, T, H, W, C), H and W multiples of the block."""
     b = isa.block
@@ -91,8 +92,9 @@ def test_isa_long_range_connects_frames_and_blocks_short_range_stays_in_block() 
     w, b = isa.self_attn_long.in_proj_weight, isa.self_attn_long.in_proj_bias
     # long step alone: output at (t=0, 0, 0) depends on tokens with the same in-block offset, every frame/block
     xo = stf_mod.swap_grouping(stf_mod.to_blocks(x, 2))
-    out = stf_mod.attend(isa.self_attn_long, xo + stf_mod.swap_grouping(stf_mod.to_blocks(zeros, 2)), None, xo,
-                         None, 0.0)
+    out = stf_mod.attend(
+        isa.self_attn_long, xo + stf_mod.swap_grouping(stf_mod.to_blocks(zeros, 2)), None, xo, None, 0.0
+    )
     out = stf_mod.from_blocks(stf_mod.swap_grouping(out), 4, 4, 2)
     out[0, 0, 0, 0].sum().backward()
     reach = x.grad.abs().sum(-1)[0] > 0
@@ -176,20 +178,20 @@ def test_stf_without_padding_equals_naive_transformer_over_the_window() -> None:
 
 def test_short_windows_keep_the_labelled_frame_at_its_nominal_position() -> None:
     s = _stf()
-    assert s.positions(3, 2, 2) == [0, 1, 2]          # causal, full
-    assert s.positions(2, 1, 2) == [1, 2]             # causal, filling: the newest is always position T-1
+    assert s.positions(3, 2, 2) == [0, 1, 2]  # causal, full
+    assert s.positions(2, 1, 2) == [1, 2]  # causal, filling: the newest is always position T-1
     assert s.positions(1, 0, 2) == [2]
-    assert s.positions(3, 1, 1) == [0, 1, 2]          # centered, full
-    assert s.positions(2, 0, 1) == [1, 2]             # centered, filling
-    assert s.positions(2, 1, 1) == [0, 1]             # centered flush: target is the newest frame
+    assert s.positions(3, 1, 1) == [0, 1, 2]  # centered, full
+    assert s.positions(2, 0, 1) == [1, 2]  # centered, filling
+    assert s.positions(2, 1, 1) == [0, 1]  # centered flush: target is the newest frame
     assert s.positions(1, 0, 1) == [1]
     torch.manual_seed(4)
     feats = [torch.randn(1, 16, 8, 8) for _ in range(3)]
     with torch.no_grad():
         for n in (1, 2, 3):
-            out = s(feats[3 - n:], n - 1)  # default positions: the last n
+            out = s(feats[3 - n :], n - 1)  # default positions: the last n
             assert out.shape == (1, 16, 8, 8) and torch.isfinite(out).all()
-            assert torch.equal(out, s(feats[3 - n:], n - 1, positions=list(range(3 - n, 3))))
+            assert torch.equal(out, s(feats[3 - n :], n - 1, positions=list(range(3 - n, 3))))
         # positions matter: the same frames at other time positions give another result
         assert not torch.allclose(s(feats[1:], 1, positions=[1, 2]), s(feats[1:], 1, positions=[0, 1]))
     with pytest.raises(ValueError, match="at most 3"):
@@ -280,7 +282,7 @@ def test_stream_frames_stay_cached_while_other_features_pass_through() -> None:
     live = [[torch.randn(1, 16, 8, 8) for _ in range(3)] for _ in range(4)]  # four more cameras' windows
     with torch.no_grad():
         for i in range(2, len(stream)):
-            s(stream[i - 2: i + 1], 2)
+            s(stream[i - 2 : i + 1], 2)
             for _ in range(6):  # naive passes: fresh features, freed at once
                 s([torch.randn(1, 16, 8, 8) for _ in range(3)], 2)
             for window in live:

@@ -45,6 +45,7 @@ def _flicker_probs(label: np.ndarray, rng: np.random.Generator, flip: float, cla
 
 # --- the node's probabilities -------------------------------------------------------------------------------------
 
+
 def test_softmax_argmax_is_the_node_segmenters_labels_on_a_real_frame():
     from vsseg_ros.core.segmenter import Frame, OutputRequest
     from vsseg_ros.imaging.video import default_video, read_frames
@@ -67,6 +68,7 @@ def test_softmax_argmax_is_the_node_segmenters_labels_on_a_real_frame():
 
 # --- scoring on given probability maps ----------------------------------------------------------------------------
 
+
 def test_flickering_predictions_on_a_moving_scene_fusion_helps_and_the_oracle_bounds_it():
     H, W, N = 64, 96, 12
     rng = np.random.default_rng(0)
@@ -76,7 +78,7 @@ def test_flickering_predictions_on_a_moving_scene_fusion_helps_and_the_oracle_bo
     scorer = HeadroomScorer(C3, window=3, dis_preset="medium")
     for t in range(N):
         x0 = 2 * t
-        image, label = canvas[:, x0:x0 + W].copy(), canvas_label[:, x0:x0 + W].copy()
+        image, label = canvas[:, x0 : x0 + W].copy(), canvas_label[:, x0 : x0 + W].copy()
         scorer.add(image, _flicker_probs(label, rng, flip=0.3), label, sequence="s", stamp_ns=t * DT)
     r = scorer.result()
     b = {k: r["baselines"][k] for k in BASELINES}
@@ -139,13 +141,14 @@ def test_the_window_restarts_at_a_new_sequence_a_size_change_and_a_gap():
 
 def test_oracle_takes_the_label_where_any_frame_is_right():
     label = np.array([[0, 1, 2, 255]], np.uint8)
-    cur = np.eye(3, dtype=np.float32)[np.array([[0, 0, 0, 1]])]    # right, wrong, wrong, ignored
-    prev = np.eye(3, dtype=np.float32)[np.array([[1, 1, 0, 2]])]   # wrong, right, wrong, ignored
+    cur = np.eye(3, dtype=np.float32)[np.array([[0, 0, 0, 1]])]  # right, wrong, wrong, ignored
+    prev = np.eye(3, dtype=np.float32)[np.array([[1, 1, 0, 2]])]  # wrong, right, wrong, ignored
     np.testing.assert_array_equal(oracle_labels([cur, prev], label), [[0, 1, 0, 1]])
     np.testing.assert_array_equal(oracle_labels([cur, prev], None), [[0, 0, 0, 1]])
 
 
 # --- the command line ---------------------------------------------------------------------------------------------
+
 
 def _tiny_perframe(path: Path) -> Path:
     from vsseg_ros.core.models.perframe import PerFrameSegNet
@@ -155,8 +158,9 @@ def _tiny_perframe(path: Path) -> Path:
     model = PerFrameSegNet(cfg)
     with torch.no_grad():
         model.head.classifier.weight.normal_(0.0, 1.0)  # decisive, varied labels
-    return save_checkpoint(path, model.eval(), cfg, ClassMap(names=C3, colors=((0, 0, 0), (255, 0, 0), (0, 255, 0))),
-                           "tiny-perframe")
+    return save_checkpoint(
+        path, model.eval(), cfg, ClassMap(names=C3, colors=((0, 0, 0), (255, 0, 0), (0, 255, 0))), "tiny-perframe"
+    )
 
 
 def _tiny_folder(root: Path) -> Path:
@@ -166,7 +170,7 @@ def _tiny_folder(root: Path) -> Path:
     canvas = _texture(40, 96, seed=5)
     for seq in ("drive1", "drive2"):
         for i in range(4):
-            image = canvas[:, 2 * i:2 * i + 56]
+            image = canvas[:, 2 * i : 2 * i + 56]
             label = ((np.arange(56) + 2 * i) // 12 % 3).astype(np.uint8)[None].repeat(40, 0)
             cv2.imwrite(str(root / "images" / "val" / f"{seq}_{i * 2:06d}.png"), image[..., ::-1])
             cv2.imwrite(str(root / "labels" / "val" / f"{seq}_{i * 2:06d}.png"), label)
@@ -179,8 +183,24 @@ def test_cli_end_to_end_on_a_folder_dataset(tmp_path, capsys):
     ckpt = _tiny_perframe(tmp_path / "tiny.pt")
     root = _tiny_folder(tmp_path / "data")
     out = tmp_path / "out"
-    rc = main(["temporal-headroom", "--model", str(ckpt), "--dataset", "folder", "--root", str(root),
-               "--frames", "2", "--dis-preset", "ultrafast", "--out", str(out), "--quiet"])
+    rc = main(
+        [
+            "temporal-headroom",
+            "--model",
+            str(ckpt),
+            "--dataset",
+            "folder",
+            "--root",
+            str(root),
+            "--frames",
+            "2",
+            "--dis-preset",
+            "ultrafast",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     for title in ("per-frame", "causal mean (no warp)", "causal mean (DIS warp)", "oracle", "mIoU", "mVC8"):
@@ -197,8 +217,26 @@ def test_cli_end_to_end_on_a_folder_dataset(tmp_path, capsys):
     assert (chart < 250).any()  # something is drawn
     # the per-frame baseline is exactly what `vsseg-ros eval` measures for the same model on the same frames
     ev = tmp_path / "eval.json"
-    assert main(["eval", "--model", str(ckpt), "--dataset", "folder", "--root", str(root), "--no-tc", "--json",
-                 str(ev), "--quiet", "--strip", "0"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(ckpt),
+                "--dataset",
+                "folder",
+                "--root",
+                str(root),
+                "--no-tc",
+                "--json",
+                str(ev),
+                "--quiet",
+                "--strip",
+                "0",
+            ]
+        )
+        == 0
+    )
     evaluated = json.loads(ev.read_text())
     assert res["baselines"]["per_frame"]["miou"] == pytest.approx(evaluated["miou"], abs=1e-12)
     assert res["baselines"]["per_frame"]["mvc8"] == evaluated["mvc8"]
@@ -208,22 +246,66 @@ def test_cli_refuses_a_temporal_model_and_a_missing_root(tmp_path, capsys):
     from vsseg_ros.cli import main
     from vsseg_ros.core.models.temporal import TemporalSegNet
 
-    cfg = ModelConfig(name="tiny_stf", head_channels=16, num_classes=3, input_size=(32, 48),
-                      temporal={"frames": 3, "mode": "causal",
-                                "stf": {"heads": 2, "ffn": 32, "block": 2, "dropout": 0.0, "pe_size": [4, 6]},
-                                "mar": None, "flow2seg": None})
-    temporal = save_checkpoint(tmp_path / "stf.pt", TemporalSegNet(cfg).eval(), cfg,
-                               ClassMap(names=C3, colors=((0, 0, 0), (255, 0, 0), (0, 255, 0))), "tiny-stf")
+    cfg = ModelConfig(
+        name="tiny_stf",
+        head_channels=16,
+        num_classes=3,
+        input_size=(32, 48),
+        temporal={
+            "frames": 3,
+            "mode": "causal",
+            "stf": {"heads": 2, "ffn": 32, "block": 2, "dropout": 0.0, "pe_size": [4, 6]},
+            "mar": None,
+            "flow2seg": None,
+        },
+    )
+    temporal = save_checkpoint(
+        tmp_path / "stf.pt",
+        TemporalSegNet(cfg).eval(),
+        cfg,
+        ClassMap(names=C3, colors=((0, 0, 0), (255, 0, 0), (0, 255, 0))),
+        "tiny-stf",
+    )
     root = _tiny_folder(tmp_path / "data")
     with pytest.raises(TemporalModelError, match="per-frame"):
         SoftmaxModel.load(temporal)
-    assert main(["temporal-headroom", "--model", str(temporal), "--dataset", "folder", "--root", str(root),
-                 "--out", str(tmp_path / "o1"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "temporal-headroom",
+                "--model",
+                str(temporal),
+                "--dataset",
+                "folder",
+                "--root",
+                str(root),
+                "--out",
+                str(tmp_path / "o1"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "temporal model" in err and "PER-FRAME" in err and "tiny-stf" in err
     missing = tmp_path / "nowhere"
-    assert main(["temporal-headroom", "--model", str(_tiny_perframe(tmp_path / "t.pt")), "--dataset", "folder",
-                 "--root", str(missing), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "temporal-headroom",
+                "--model",
+                str(_tiny_perframe(tmp_path / "t.pt")),
+                "--dataset",
+                "folder",
+                "--root",
+                str(missing),
+                "--out",
+                str(tmp_path / "o2"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert str(missing) in err and "does not exist" in err
     assert main(["temporal-headroom", "--dataset", "folder", "--out", str(tmp_path / "o3"), "--quiet"]) == 2
@@ -232,6 +314,7 @@ def test_cli_refuses_a_temporal_model_and_a_missing_root(tmp_path, capsys):
 
 
 # --- the real CamVid val clip ---------------------------------------------------------------------------------------
+
 
 def test_camvid_val_per_frame_baseline_reproduces_the_shipped_models_recorded_miou():
     from vsseg_ros.core.checkpoint import load_checkpoint
@@ -245,8 +328,12 @@ def test_camvid_val_per_frame_baseline_reproduces_the_shipped_models_recorded_mi
     if not (CAMVID_ROOT / "val").is_dir():
         pytest.skip(f"CamVid is not at {CAMVID_ROOT} (research licence: it is never in the repository)")
     recorded = load_checkpoint(path).meta["packaged_eval"]
-    res = temporal_headroom(SoftmaxModel.load(""), dataset_frames("camvid", CAMVID_ROOT, recorded["split"]),
-                            window=2, dis_preset="ultrafast")
+    res = temporal_headroom(
+        SoftmaxModel.load(""),
+        dataset_frames("camvid", CAMVID_ROOT, recorded["split"]),
+        window=2,
+        dis_preset="ultrafast",
+    )
     assert res["frames"] == recorded["frames"]
     assert res["baselines"]["per_frame"]["miou"] == pytest.approx(recorded["miou"], abs=0.005)
     assert res["baselines"]["oracle"]["miou"] > res["baselines"]["per_frame"]["miou"]

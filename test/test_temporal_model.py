@@ -22,13 +22,18 @@ SIZE = (64, 96)
 
 
 def _config(classes: int = 4, **temporal) -> ModelConfig:
-    t = {"frames": 3, "mode": "causal",
-         "stf": {"heads": 2, "ffn": 32, "block": 4, "dropout": 0.0, "pe_size": [8, 12], "dim": 16, "pool": 1},
-         "mar": {"slots_per_class": 2, "dim": 16, "ffn": 32, "dropout": 0.0}, **temporal}
+    t = {
+        "frames": 3,
+        "mode": "causal",
+        "stf": {"heads": 2, "ffn": 32, "block": 4, "dropout": 0.0, "pe_size": [8, 12], "dim": 16, "pool": 1},
+        "mar": {"slots_per_class": 2, "dim": 16, "ffn": 32, "dropout": 0.0},
+        **temporal,
+    }
     return ModelConfig(name="tiny_temporal", num_classes=classes, input_size=SIZE, temporal=t)
 
 
 # -- config -------------------------------------------------------------------------------------------------
+
 
 def test_config_round_trip_and_defaults() -> None:
     t = TemporalConfig.from_dict({"frames": 4, "mode": "centered", "mar": {"slots_per_class": 5}})
@@ -41,16 +46,27 @@ def test_config_round_trip_and_defaults() -> None:
     assert TemporalConfig.from_dict({"stf": None, "mar": {}}).stf is None
 
 
-@pytest.mark.parametrize("bad,field", [
-    ({"frames": 1}, "temporal.frames"), ({"frames": 9}, "temporal.frames"), ({"frames": "3"}, "temporal.frames"),
-    ({"frames": True}, "temporal.frames"), ({"mode": "future"}, "temporal.mode"),
-    ({"stf": {"heads": 0}}, "temporal.stf.heads"), ({"stf": {"block": 0}}, "temporal.stf.block"),
-    ({"stf": {"dropout": 1.5}}, "temporal.stf.dropout"), ({"stf": {"pe_size": [16]}}, "temporal.stf.pe_size"),
-    ({"stf": {"dim": 10, "heads": 3}}, "temporal.stf.dim"), ({"stf": {"window": 3}}, "temporal.stf"),
-    ({"mar": {"slots_per_class": 0}}, "temporal.mar.slots_per_class"), ({"mar": [1]}, "temporal.mar"),
-    ({"flow2seg": {"preset": "slow"}}, "temporal.flow2seg.preset"), ({"frame": 3}, "temporal"),
-    ({"stf": None, "mar": None, "flow2seg": None}, "temporal"),
-])
+@pytest.mark.parametrize(
+    "bad,field",
+    [
+        ({"frames": 1}, "temporal.frames"),
+        ({"frames": 9}, "temporal.frames"),
+        ({"frames": "3"}, "temporal.frames"),
+        ({"frames": True}, "temporal.frames"),
+        ({"mode": "future"}, "temporal.mode"),
+        ({"stf": {"heads": 0}}, "temporal.stf.heads"),
+        ({"stf": {"block": 0}}, "temporal.stf.block"),
+        ({"stf": {"dropout": 1.5}}, "temporal.stf.dropout"),
+        ({"stf": {"pe_size": [16]}}, "temporal.stf.pe_size"),
+        ({"stf": {"dim": 10, "heads": 3}}, "temporal.stf.dim"),
+        ({"stf": {"window": 3}}, "temporal.stf"),
+        ({"mar": {"slots_per_class": 0}}, "temporal.mar.slots_per_class"),
+        ({"mar": [1]}, "temporal.mar"),
+        ({"flow2seg": {"preset": "slow"}}, "temporal.flow2seg.preset"),
+        ({"frame": 3}, "temporal"),
+        ({"stf": None, "mar": None, "flow2seg": None}, "temporal"),
+    ],
+)
 def test_config_errors_name_the_field(bad: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         TemporalConfig.from_dict(bad)
@@ -76,6 +92,7 @@ def test_shipped_model_configs_build(name: str) -> None:
 
 
 # -- the model ----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def model() -> TemporalSegNet:
@@ -116,7 +133,7 @@ def test_windows_still_filling(model: TemporalSegNet) -> None:
     with torch.no_grad():
         feats = [model.frame_features(x[:, i]) for i in range(3)]
         for n in (1, 2):
-            out = model.fuse(feats[3 - n:], model.target_index(n))
+            out = model.fuse(feats[3 - n :], model.target_index(n))
             assert out["logits"].shape == (1, 4, 8, 12) and torch.isfinite(out["logits"]).all()
     with pytest.raises(ValueError, match="1..3 frames"):
         model.fuse(feats + feats[:1], 3)
@@ -167,6 +184,7 @@ def test_optional_modules_mar_only_and_flow2seg() -> None:
 
 # -- vsseg-ros build-memory -----------------------------------------------------------------------------------
 
+
 def _tiny_folder(root: Path) -> None:
     """Four 64x96 frames of one sequence: left half class 0 (dark), right half class 1 (bright), a 255 band."""
     import cv2
@@ -191,8 +209,9 @@ def test_build_memory_tool_writes_a_checkpoint_with_the_memory(tmp_path: Path, m
     from vsseg_ros.tools import build_memory
 
     _tiny_folder(tmp_path / "data")
-    classes = ClassMap(names=("dark", "bright", "red", "blue"), colors=((0, 0, 0), (255, 255, 255),
-                                                                          (255, 0, 0), (0, 0, 255)))
+    classes = ClassMap(
+        names=("dark", "bright", "red", "blue"), colors=((0, 0, 0), (255, 255, 255), (255, 0, 0), (0, 0, 255))
+    )
     import copy
 
     model = copy.deepcopy(model)
@@ -202,8 +221,23 @@ def test_build_memory_tool_writes_a_checkpoint_with_the_memory(tmp_path: Path, m
     src = save_checkpoint(tmp_path / "in.pt", model, model.config, classes, "tiny", meta={"origin": "test"})
     p = argparse.ArgumentParser()
     build_memory.add_arguments(p)
-    args = p.parse_args(["--model", str(src), "--dataset", "folder", "--root", str(tmp_path / "data"),
-                         "--split", "", "--out", str(tmp_path / "out.pt"), "--quiet", "--window", "auto"])
+    args = p.parse_args(
+        [
+            "--model",
+            str(src),
+            "--dataset",
+            "folder",
+            "--root",
+            str(tmp_path / "data"),
+            "--split",
+            "",
+            "--out",
+            str(tmp_path / "out.pt"),
+            "--quiet",
+            "--window",
+            "auto",
+        ]
+    )
     before = model.mar.memory_key.clone()
     assert build_memory.run(args) == 0
     ck = load_checkpoint(tmp_path / "out.pt")

@@ -32,10 +32,12 @@ SEC = 1_000_000_000
 DT = SEC // 10  # 10 Hz
 
 
-def _config(mode: str = "causal", frames: int = 3, mar: bool = True, flow2seg: bool = False,
-            **perframe: Any) -> ModelConfig:
+def _config(
+    mode: str = "causal", frames: int = 3, mar: bool = True, flow2seg: bool = False, **perframe: Any
+) -> ModelConfig:
     temporal: dict[str, Any] = {
-        "frames": frames, "mode": mode,
+        "frames": frames,
+        "mode": mode,
         "stf": {"heads": 2, "ffn": 32, "block": 2, "dropout": 0.0, "pe_size": [4, 6]},
         "mar": {"slots_per_class": 2, "dim": 16} if mar else None,
         "flow2seg": {"preset": "ultrafast"} if flow2seg else None,
@@ -72,11 +74,12 @@ def _image(seed: int, size: tuple[int, int] = FRAME) -> np.ndarray:
     rng = np.random.default_rng(12345)
     big = np.repeat(np.repeat(rng.integers(0, 256, (h // 4 + 8, w // 4 + 8, 3), dtype=np.uint8), 4, 0), 4, 1)
     dy, dx = seed % 5, (2 * seed) % 7
-    return np.ascontiguousarray(big[dy:dy + h, dx:dx + w])
+    return np.ascontiguousarray(big[dy : dy + h, dx : dx + w])
 
 
-def _frames(n: int, camera: str = "cam", t0: int = 0, dt: int = DT, size: tuple[int, int] = FRAME,
-            first: int = 0) -> list[Frame]:
+def _frames(
+    n: int, camera: str = "cam", t0: int = 0, dt: int = DT, size: tuple[int, int] = FRAME, first: int = 0
+) -> list[Frame]:
     return [Frame(_image(first + i, size), t0 + i * dt, camera, meta=(camera, first + i)) for i in range(n)]
 
 
@@ -143,8 +146,7 @@ def test_streaming_equals_the_naive_window_forward(mode: str, variant: str) -> N
         assert isinstance(r, TemporalResult) and r.logits is not None
         window = [by_stamp[s] for s in r.window_stamps]
         assert window[r.target] is r.frame and r.frames_fused == len(window)
-        flow = _flow_into(seg, window[r.target - 1], r.frame) if model.flow2seg is not None and r.target > 0 \
-            else None
+        flow = _flow_into(seg, window[r.target - 1], r.frame) if model.flow2seg is not None and r.target > 0 else None
         with torch.inference_mode():
             ref = model(_inputs(seg, window), r.target, flow=flow)["logits"]
         assert r.logits.shape == ref.shape
@@ -182,8 +184,7 @@ def test_the_windows_of_causal_and_centered(causal_model: TemporalSegNet, center
     assert causal.mode == "causal" and causal.delay_frames == 0 and causal.window_size == 3
     got = _stream(causal, frames)
     assert [r.frame for r in got] == frames  # push(t) labels t
-    assert [r.window_stamps for r in got] == [tuple(s[:1]), tuple(s[:2]), tuple(s[:3]), tuple(s[1:4]),
-                                              tuple(s[2:5])]
+    assert [r.window_stamps for r in got] == [tuple(s[:1]), tuple(s[:2]), tuple(s[:3]), tuple(s[1:4]), tuple(s[2:5])]
     assert [r.frames_fused for r in got] == [1, 2, 3, 3, 3]
     assert causal.flush() == []
 
@@ -194,7 +195,11 @@ def test_the_windows_of_causal_and_centered(causal_model: TemporalSegNet, center
     assert [r.frame for r in got[1:]] == frames[:4]  # push(t + 1) labels t, with t's Frame (and meta)
     assert [r.frame.meta for r in got[1:]] == [f.meta for f in frames[:4]]
     assert [(r.window_stamps, r.target) for r in got[1:]] == [
-        (tuple(s[:2]), 0), (tuple(s[:3]), 1), (tuple(s[1:4]), 1), (tuple(s[2:5]), 1)]
+        (tuple(s[:2]), 0),
+        (tuple(s[:3]), 1),
+        (tuple(s[1:4]), 1),
+        (tuple(s[2:5]), 1),
+    ]
     (last,) = centered.flush()
     assert last.frame is frames[4] and last.window_stamps == tuple(s[3:5]) and last.target == 1
     assert centered.flush() == []
@@ -205,8 +210,13 @@ def test_mode_override_and_model_default(causal_model: TemporalSegNet) -> None:
     seg = _segmenter(causal_model, mode="centered")
     assert seg.mode == "centered" and seg.delay_frames == 1
     assert _segmenter(causal_model, mode="").mode == "causal"
-    for bad in ({"mode": "future"}, {"max_frame_gap_s": 0}, {"max_frame_gap_s": -1.0},
-                {"max_frame_gap_s": float("nan")}, {"max_cameras": 0}):
+    for bad in (
+        {"mode": "future"},
+        {"max_frame_gap_s": 0},
+        {"max_frame_gap_s": -1.0},
+        {"max_frame_gap_s": float("nan")},
+        {"max_cameras": 0},
+    ):
         with pytest.raises(ValueError):
             _segmenter(causal_model, **bad)
 
@@ -403,25 +413,27 @@ def test_load_segmenter_temporal_overrides(tmp_path: Path, causal_model: Tempora
 def test_output_maps_follow_the_models_stride(output_stride: int) -> None:
     """PSP/FCN heads work at their backbone's output stride: upsampling must use ``net.stride``."""
     torch.manual_seed(0)
-    cfg = ModelConfig(backbone="resnet18", head="fcn", output_stride=output_stride, head_channels=16,
-                      input_size=None)
+    cfg = ModelConfig(backbone="resnet18", head="fcn", output_stride=output_stride, head_channels=16, input_size=None)
     net = PerFrameSegNet(cfg).eval()
     assert net.stride == output_stride
     h, w = 97, 131
     img = _image(0, (h, w))
     r = PerFrameSegmenter(net, CAMVID, "t", device="cpu", input_size=None).push(Frame(img, 0))
-    x = (torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0 - torch.tensor(cfg.mean).view(1, 3, 1, 1)) \
-        / torch.tensor(cfg.std).view(1, 3, 1, 1)
+    x = (
+        torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0 - torch.tensor(cfg.mean).view(1, 3, 1, 1)
+    ) / torch.tensor(cfg.std).view(1, 3, 1, 1)
     with torch.inference_mode():
         out = net(F.pad(x, (0, 160 - w, 0, 128 - h)))
-    logits = F.interpolate(out["logits"], scale_factor=output_stride, mode="bilinear",
-                           align_corners=False)[0, :, :h, :w]
+    logits = F.interpolate(out["logits"], scale_factor=output_stride, mode="bilinear", align_corners=False)[
+        0, :, :h, :w
+    ]
     assert (r.labels == logits.argmax(0).numpy()).mean() > 0.999
     np.testing.assert_allclose(r.confidence, logits.softmax(0).amax(0).numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32),
-                                 np.zeros((0, 8, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32), np.zeros((0, 8, 3), np.uint8)]
+)
 def test_bad_frames_are_refused_without_touching_the_window(causal_model: TemporalSegNet, bad: np.ndarray) -> None:
     seg = _segmenter(causal_model)
     seg.push(_frames(1)[0])

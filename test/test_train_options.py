@@ -38,9 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 def test_a_window_of_one_frame_takes_mar_only() -> None:
     t = TemporalConfig.from_dict({"frames": 1, "stf": None, "mar": {"slots_per_class": 2}})
     assert t.frames == 1 and t.stf is None and t.mar is not None
-    for bad in ({"frames": 1, "mar": {}},  # the default STF
-                {"frames": 1, "stf": None, "mar": {}, "mode": "centered"},
-                {"frames": 1, "stf": None, "flow2seg": {}}):
+    for bad in (
+        {"frames": 1, "mar": {}},  # the default STF
+        {"frames": 1, "stf": None, "mar": {}, "mode": "centered"},
+        {"frames": 1, "stf": None, "flow2seg": {}},
+    ):
         with pytest.raises(ConfigError, match=r"temporal\.frames=1"):
             TemporalConfig.from_dict(bad)
     cfg = ModelConfig.from_yaml(REPO / "config" / "models" / "mbv2_lite_mar.yaml")
@@ -52,15 +54,44 @@ def _mar_recipe(tmp_path: Path) -> tuple[Path, Path]:
     _folder(data)
     base = ModelConfig(name="tiny", head_channels=16, num_classes=2, input_size=SIZE, output_stride=16)
     torch.manual_seed(0)
-    init = save_checkpoint(tmp_path / "perframe.pt", PerFrameSegNet(base), base,
-                           ClassMap(names=("background", "square"), colors=((0, 0, 0), (255, 255, 255))), "tiny")
-    model = {**base.to_dict(), "temporal": {"frames": 1, "mode": "causal", "stf": None,
-                                            "mar": {"slots_per_class": 2, "dim": 8, "ffn": 16, "dropout": 0.0}}}
-    recipe = {"stage": "temporal", "model": model, "model_id": "tiny_mar", "init": str(init),
-              "data": {"dataset": "folder", "root": str(data), "clip_size": list(SIZE),
-                       "clips": {"occluders": 0.0, "blur": 0.0, "noise": 0.0}},
-              "train": {"batch_size": 2, "stf_iters": 0, "mar_iters": 3, "warmup_iters": 1, "val_every_min": 0,
-                        "mar_lr": 1e-3, "classifier_lr_mult": 4.0, "log_every": 1}}
+    init = save_checkpoint(
+        tmp_path / "perframe.pt",
+        PerFrameSegNet(base),
+        base,
+        ClassMap(names=("background", "square"), colors=((0, 0, 0), (255, 255, 255))),
+        "tiny",
+    )
+    model = {
+        **base.to_dict(),
+        "temporal": {
+            "frames": 1,
+            "mode": "causal",
+            "stf": None,
+            "mar": {"slots_per_class": 2, "dim": 8, "ffn": 16, "dropout": 0.0},
+        },
+    }
+    recipe = {
+        "stage": "temporal",
+        "model": model,
+        "model_id": "tiny_mar",
+        "init": str(init),
+        "data": {
+            "dataset": "folder",
+            "root": str(data),
+            "clip_size": list(SIZE),
+            "clips": {"occluders": 0.0, "blur": 0.0, "noise": 0.0},
+        },
+        "train": {
+            "batch_size": 2,
+            "stf_iters": 0,
+            "mar_iters": 3,
+            "warmup_iters": 1,
+            "val_every_min": 0,
+            "mar_lr": 1e-3,
+            "classifier_lr_mult": 4.0,
+            "log_every": 1,
+        },
+    }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path, init
@@ -151,9 +182,15 @@ def test_warm_start_weight_average_and_ohem_run(tmp_path: Path) -> None:
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 4
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("ema", 1.0, "train.ema"), ("ema", True, "train.ema"), ("ohem_keep", 0.0, "train.ohem_keep"),
-    ("init", "", "train.init")])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("ema", 1.0, "train.ema"),
+        ("ema", True, "train.ema"),
+        ("ohem_keep", 0.0, "train.ohem_keep"),
+        ("init", "", "train.init"),
+    ],
+)
 def test_new_recipe_fields_are_checked(tmp_path: Path, field: str, value: object, match: str) -> None:
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({"train": {field: value}}))
@@ -177,8 +214,12 @@ def test_curves_of_two_runs_are_drawn(tmp_path: Path) -> None:
     from vsseg_ros.training.curves import main as curves_main
 
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    a.write_text("\n".join(json.dumps({"step": s, "val_miou": 0.6 + s / 1000, "val_miou_trained_weights": 0.6})
-                           for s in (10, 20)) + "\n")
+    a.write_text(
+        "\n".join(
+            json.dumps({"step": s, "val_miou": 0.6 + s / 1000, "val_miou_trained_weights": 0.6}) for s in (10, 20)
+        )
+        + "\n"
+    )
     b.write_text(json.dumps({"stage": "mar", "step": 5, "val_miou": 0.7}) + "\n")
     out = tmp_path / "c.png"
     assert curves_main(["--run", f"long={a}", "--run", f"mar={b}", "--baseline", "0.7078", "--out", str(out)]) == 0

@@ -26,11 +26,11 @@ def _synthetic_camvid(root: Path, n_train: int = 6, n_val: int = 2, size=(48, 64
         (root / f"{split}annot").mkdir(parents=True)
         for k in range(n):
             label = np.zeros((h, w), np.uint8)  # sky on top
-            label[h // 2 + int(rng.integers(-6, 6)):] = 3  # road below a random horizon
+            label[h // 2 + int(rng.integers(-6, 6)) :] = 3  # road below a random horizon
             x0 = int(rng.integers(0, w - 20))
-            label[h // 3: h // 3 + 12, x0:x0 + 16] = 5
+            label[h // 3 : h // 3 + 12, x0 : x0 + 16] = 5
             y0, x1 = int(rng.integers(h // 2, h - 10)), int(rng.integers(0, w - 12))
-            label[y0:y0 + 10, x1:x1 + 12] = 8
+            label[y0 : y0 + 10, x1 : x1 + 12] = 8
             label[:2] = 11  # void
             image = np.zeros((h, w, 3), np.uint8)
             for c, rgb in COLOURS.items():
@@ -44,14 +44,35 @@ def _synthetic_camvid(root: Path, n_train: int = 6, n_val: int = 2, size=(48, 64
 
 def _recipe(tmp_path: Path, data_root: Path) -> Path:
     recipe = {
-        "model": {"name": "tiny", "output_stride": 16, "head_channels": 16, "num_classes": 11,
-                  "boundary_head": True, "input_size": [48, 64]},
+        "model": {
+            "name": "tiny",
+            "output_stride": 16,
+            "head_channels": 16,
+            "num_classes": 11,
+            "boundary_head": True,
+            "input_size": [48, 64],
+        },
         "model_id": "tiny_synthetic",
-        "data": {"root": str(data_root), "crop_size": [32, 32], "scale_range": [0.75, 1.25],
-                 "num_workers": 0, "val_batch_size": 2},
-        "train": {"seed": 0, "batch_size": 4, "max_iters": 12, "optimizer": "adamw", "lr": 0.003,
-                  "head_lr_mult": 3.0, "warmup_iters": 2, "pretrained": "none", "val_every_iters": 6,
-                  "val_every_min": None, "log_every": 1},
+        "data": {
+            "root": str(data_root),
+            "crop_size": [32, 32],
+            "scale_range": [0.75, 1.25],
+            "num_workers": 0,
+            "val_batch_size": 2,
+        },
+        "train": {
+            "seed": 0,
+            "batch_size": 4,
+            "max_iters": 12,
+            "optimizer": "adamw",
+            "lr": 0.003,
+            "head_lr_mult": 3.0,
+            "warmup_iters": 2,
+            "pretrained": "none",
+            "val_every_iters": 6,
+            "val_every_min": None,
+            "log_every": 1,
+        },
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
@@ -99,8 +120,19 @@ def test_resume_continues_from_saved_step(trained) -> None:
     assert ckpt.model_id == "tiny_synthetic"
     assert ckpt.meta["dataset"] == "camvid" and ckpt.meta["split"] == "val"
     assert ckpt.meta["iterations"] in (6, 12) and 0.0 <= ckpt.meta["val_miou"] <= 1.0
-    assert set(ckpt.meta["per_class_iou"]) == {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
-                                               "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"}
+    assert set(ckpt.meta["per_class_iou"]) == {
+        "Sky",
+        "Building",
+        "Pole",
+        "Road",
+        "Pavement",
+        "Tree",
+        "SignSymbol",
+        "Fence",
+        "Car",
+        "Pedestrian",
+        "Bicyclist",
+    }
     assert ckpt.meta["train_config"]["model_id"] == "tiny_synthetic" and ckpt.meta["command"] == "pytest"
 
 

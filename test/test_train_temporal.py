@@ -49,8 +49,8 @@ def _folder(root: Path) -> None:
             img = rng.integers(0, 80, (*SIZE, 3), dtype=np.uint8)
             lab = np.zeros(SIZE, np.uint8)
             y, x = 10 + 3 * i, 20 + 4 * i
-            img[y:y + 24, x:x + 30] = rng.integers(170, 255, (24, 30, 3), dtype=np.uint8)
-            lab[y:y + 24, x:x + 30] = 1
+            img[y : y + 24, x : x + 30] = rng.integers(170, 255, (24, 30, 3), dtype=np.uint8)
+            lab[y : y + 24, x : x + 30] = 1
             cv2.imwrite(str(root / "images" / split / f"clip_{i:04d}.png"), img[:, :, ::-1])
             cv2.imwrite(str(root / "labels" / split / f"clip_{i:04d}.png"), lab)
 
@@ -60,16 +60,45 @@ def _recipe(tmp_path: Path, stf_dropout: float = 0.0, **train: object) -> Path:
     _folder(data)
     base = ModelConfig(name="tiny", head_channels=16, num_classes=2, input_size=SIZE, output_stride=16)
     torch.manual_seed(0)
-    init = save_checkpoint(tmp_path / "perframe.pt", PerFrameSegNet(base), base,
-                           ClassMap(names=("background", "square"), colors=((0, 0, 0), (255, 255, 255))), "tiny")
-    model = {**base.to_dict(), "temporal": {
-        "frames": 3, "mode": "causal", "mar": {"slots_per_class": 2, "dim": 8, "ffn": 16},
-        "stf": {"heads": 2, "ffn": 16, "block": 4, "dropout": stf_dropout, "pe_size": [4, 6], "dim": 8, "pool": 1}}}
-    recipe = {"stage": "temporal", "model": model, "model_id": "tiny_stf_mar", "init": str(init),
-              "data": {"dataset": "folder", "root": str(data), "clip_size": list(SIZE),
-                       "clips": {"transient": 0.5, "target_degrade": 0.5}},
-              "train": {"batch_size": 2, "stf_iters": 4, "mar_iters": 3, "warmup_iters": 1, "val_every_min": 0,
-                        "lr": 1e-3, "mar_lr": 1e-3, "log_every": 1, **train}}
+    init = save_checkpoint(
+        tmp_path / "perframe.pt",
+        PerFrameSegNet(base),
+        base,
+        ClassMap(names=("background", "square"), colors=((0, 0, 0), (255, 255, 255))),
+        "tiny",
+    )
+    model = {
+        **base.to_dict(),
+        "temporal": {
+            "frames": 3,
+            "mode": "causal",
+            "mar": {"slots_per_class": 2, "dim": 8, "ffn": 16},
+            "stf": {"heads": 2, "ffn": 16, "block": 4, "dropout": stf_dropout, "pe_size": [4, 6], "dim": 8, "pool": 1},
+        },
+    }
+    recipe = {
+        "stage": "temporal",
+        "model": model,
+        "model_id": "tiny_stf_mar",
+        "init": str(init),
+        "data": {
+            "dataset": "folder",
+            "root": str(data),
+            "clip_size": list(SIZE),
+            "clips": {"transient": 0.5, "target_degrade": 0.5},
+        },
+        "train": {
+            "batch_size": 2,
+            "stf_iters": 4,
+            "mar_iters": 3,
+            "warmup_iters": 1,
+            "val_every_min": 0,
+            "lr": 1e-3,
+            "mar_lr": 1e-3,
+            "log_every": 1,
+            **train,
+        },
+    }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
@@ -101,8 +130,16 @@ def test_the_recipe_is_checked(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({"stage": "temporal", "model": {"name": "x"}, "init": "a.pt"}))
     with pytest.raises(TrainConfigError, match="temporal"):
         load_temporal_recipe(bad)
-    bad.write_text(yaml.safe_dump({"stage": "temporal", "model": {"name": "x", "temporal": {"frames": 3}},
-                                   "init": "a.pt", "train": {"stf_itres": 3}}))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "stage": "temporal",
+                "model": {"name": "x", "temporal": {"frames": 3}},
+                "init": "a.pt",
+                "train": {"stf_itres": 3},
+            }
+        )
+    )
     with pytest.raises(TrainConfigError, match="stf_itres"):
         load_temporal_recipe(bad)
 
@@ -221,8 +258,22 @@ def test_two_gloo_processes_train_the_same_weights(tmp_path: Path) -> None:
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(worker), str(recipe), str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(worker),
+            str(recipe),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "rank 0 of 2: mar step 2" in proc.stdout and "rank 1 of 2: mar step 2" in proc.stdout
     s0 = torch.load(out / "rank0_state.pt", weights_only=True)
@@ -237,6 +288,11 @@ def test_two_gloo_processes_train_the_same_weights(tmp_path: Path) -> None:
     assert any(not torch.equal(s0[k], start[k]) for k in start if k.startswith("stf."))
     # rank 0 alone wrote the logs: one line per step of each stage, one validation per stage
     assert [(r["stage"], r["step"]) for r in _jsonl(out / "loss_log.jsonl")] == [
-        ("stf", 1), ("stf", 2), ("stf", 3), ("mar", 1), ("mar", 2)]
+        ("stf", 1),
+        ("stf", 2),
+        ("stf", 3),
+        ("mar", 1),
+        ("mar", 2),
+    ]
     assert [r["stage"] for r in _jsonl(out / "train_log.jsonl")] == ["stf", "mar"]
     assert load_checkpoint(out / "best.pt").meta["processes"] == 2

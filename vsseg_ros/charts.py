@@ -29,8 +29,14 @@ MODEL_COLORS = ("#3465a4", "#e67e22")
 #: bars that stand for a whole frame (the per-frame model, the naive temporal way)
 WHOLE_FRAME = "#b9b9b9"
 #: the streaming temporal model's stages, stacked in the temporal bench chart
-STAGE_COLORS = {"preprocess": "#969696", "backbone": "#3c8cc8", "flow": "#e6aa3c", "fusion": "#3ca03c",
-                "mar": "#c82828", "postprocess": "#aa5aaa"}
+STAGE_COLORS = {
+    "preprocess": "#969696",
+    "backbone": "#3c8cc8",
+    "flow": "#e6aa3c",
+    "fusion": "#3ca03c",
+    "mar": "#c82828",
+    "postprocess": "#aa5aaa",
+}
 #: the fused baselines of the temporal headroom chart
 HEADROOM_COLORS = {"mean": "#b4b4b4", "aligned_mean": "#2878c8", "oracle": "#3ca03c"}
 #: the fleet bench's two rates per run
@@ -76,9 +82,13 @@ def to_rgb(fig: Figure) -> np.ndarray:
 # -- evaluation report ----------------------------------------------------------------------------
 
 
-def iou_bars(per_class: Sequence[Mapping[str, Optional[float]]], model_names: Sequence[str],
-             class_colors: Optional[Sequence[Sequence[int]]] = None, xlabel: str = "IoU (%)",
-             title: str = "per-class IoU") -> Figure:
+def iou_bars(
+    per_class: Sequence[Mapping[str, Optional[float]]],
+    model_names: Sequence[str],
+    class_colors: Optional[Sequence[Sequence[int]]] = None,
+    xlabel: str = "IoU (%)",
+    title: str = "per-class IoU",
+) -> Figure:
     """Horizontal bars, per class (or per bag) one bar per model, the value written at its end; a class with no
     IoU (absent from ground truth and predictions) says "n/a". With one model and ``class_colors`` (RGB 0-255)
     the bars take the class colours."""
@@ -91,12 +101,21 @@ def iou_bars(per_class: Sequence[Mapping[str, Optional[float]]], model_names: Se
         ys = [i + (m - (n - 1) / 2) * bar_h for i in range(len(names))]
         widths = [100 * (values.get(c) or 0.0) for c in names]
         if n == 1 and class_colors is not None:
-            colors = [tuple(v / 255 for v in class_colors[i]) if i < len(class_colors) else _model_color(0)
-                      for i in range(len(names))]
+            colors = [
+                tuple(v / 255 for v in class_colors[i]) if i < len(class_colors) else _model_color(0)
+                for i in range(len(names))
+            ]
         else:
             colors = [_model_color(m)] * len(names)
-        bars = ax.barh(ys, widths, height=0.9 * bar_h, color=colors, edgecolor="0.35", linewidth=0.4,
-                       label=model_names[m] if m < len(model_names) else None)
+        bars = ax.barh(
+            ys,
+            widths,
+            height=0.9 * bar_h,
+            color=colors,
+            edgecolor="0.35",
+            linewidth=0.4,
+            label=model_names[m] if m < len(model_names) else None,
+        )
         labels = ["n/a" if values.get(c) is None else f"{w:.1f}" for c, w in zip(names, widths)]
         ax.bar_label(bars, labels=labels, padding=3, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=8)
@@ -135,8 +154,15 @@ def confusion_matrices(matrices: Sequence[np.ndarray], names: Sequence[str], tit
         image = ax.imshow(np.ma.masked_invalid(pct), cmap=cmap, vmin=0, vmax=100)
         if c <= 24:  # beyond that the numbers do not fit in the cells
             for i, j in zip(*np.nonzero(np.nan_to_num(pct) >= 0.5)):
-                ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                        color="black" if pct[i, j] > 55 else "white")
+                ax.text(
+                    j,
+                    i,
+                    f"{pct[i, j]:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if pct[i, j] > 55 else "white",
+                )
         ax.set_xticks(range(c), names, rotation=90, fontsize=8)
         ax.set_yticks(range(c), names, fontsize=8)
         ax.set_xlabel("predicted class")
@@ -147,8 +173,9 @@ def confusion_matrices(matrices: Sequence[np.ndarray], names: Sequence[str], tit
     return fig
 
 
-def latency_histogram(latencies: Sequence[Sequence[float]], model_names: Sequence[str],
-                      stats: Sequence[Mapping[str, Any]], bins: int = 40) -> Figure:
+def latency_histogram(
+    latencies: Sequence[Sequence[float]], model_names: Sequence[str], stats: Sequence[Mapping[str, Any]], bins: int = 40
+) -> Figure:
     """Histogram of the per-frame latencies (ms), one colour per model, with its p50 / p95 / p99 as vertical
     lines; frames slower than the 99.5th percentile of all are counted in the last bin (the axis label says so)."""
     fig = _figure(7.2, 3.6)
@@ -166,10 +193,19 @@ def latency_histogram(latencies: Sequence[Sequence[float]], model_names: Sequenc
     for m, (values, name) in enumerate(zip(arrays, model_names)):
         color = _model_color(m)
         s = stats[m]
-        label = (f"{name[:30]}: p50 {_num(s.get('p50'))}, p95 {_num(s.get('p95'))}, p99 {_num(s.get('p99'))} ms"
-                 f" (n={s.get('count', len(values))})")
-        ax.hist(np.clip(values, lo, hi), bins=edges, histtype="stepfilled", color=color, edgecolor=color,
-                alpha=0.55 if len(arrays) > 1 else 0.8, label=label)
+        label = (
+            f"{name[:30]}: p50 {_num(s.get('p50'))}, p95 {_num(s.get('p95'))}, p99 {_num(s.get('p99'))} ms"
+            f" (n={s.get('count', len(values))})"
+        )
+        ax.hist(
+            np.clip(values, lo, hi),
+            bins=edges,
+            histtype="stepfilled",
+            color=color,
+            edgecolor=color,
+            alpha=0.55 if len(arrays) > 1 else 0.8,
+            label=label,
+        )
         for key, ls in styles:
             if s.get(key) is not None:
                 ax.axvline(float(s[key]), color=color, ls=ls, lw=1.3)
@@ -189,8 +225,9 @@ def latency_histogram(latencies: Sequence[Sequence[float]], model_names: Sequenc
 # -- training ---------------------------------------------------------------------------------------
 
 
-def training_curve(points: Sequence[tuple[float, float]], title: str = "validation mIoU",
-                   xlabel: str = "iteration") -> Figure:
+def training_curve(
+    points: Sequence[tuple[float, float]], title: str = "validation mIoU", xlabel: str = "iteration"
+) -> Figure:
     """Validation mIoU (points of (x, mIoU in [0, 1])) as a line with its best point marked."""
     fig = _figure(8.0, 5.0)
     ax = fig.add_subplot()
@@ -199,8 +236,15 @@ def training_curve(points: Sequence[tuple[float, float]], title: str = "validati
     if ys:
         ax.plot(xs, ys, marker="o", ms=4, color="#1e5ac8", label="validation mIoU")
         b = int(np.argmax(ys))
-        ax.plot([xs[b]], [ys[b]], marker="*", ms=13, color="#c82828", ls="none",
-                label=f"best {ys[b]:.1f} % at {xlabel} {xs[b]:g}")
+        ax.plot(
+            [xs[b]],
+            [ys[b]],
+            marker="*",
+            ms=13,
+            color="#c82828",
+            ls="none",
+            label=f"best {ys[b]:.1f} % at {xlabel} {xs[b]:g}",
+        )
         ax.legend(loc="lower right")
         title += f" (best {max(ys):.1f} %, last {ys[-1]:.1f} %)"
     else:
@@ -226,8 +270,11 @@ def temporal_bench(results: Sequence[Mapping[str, Any]]) -> Figure:
     axes = fig.subplots(max(1, len(results)), 1, squeeze=False)[:, 0]
     if results:
         r0 = results[0]
-        fig.suptitle(f"{r0['model_id']}, T={r0['window']} causal: median ms per frame, {r0['frames']} frames, "
-                     "variants interleaved frame by frame", fontsize=10)
+        fig.suptitle(
+            f"{r0['model_id']}, T={r0['window']} causal: median ms per frame, {r0['frames']} frames, "
+            "variants interleaved frame by frame",
+            fontsize=10,
+        )
     for ax, r in zip(axes, results):
         ms = {k: float(r["ms"][k]["p50"]) for k in ("perframe", "streaming", "naive")}
         ax.barh(0, ms["perframe"], color=WHOLE_FRAME)
@@ -238,17 +285,22 @@ def temporal_bench(results: Sequence[Mapping[str, Any]]) -> Figure:
                 left += v
         ax.barh(2, ms["naive"], color=WHOLE_FRAME)
         ends = (ms["perframe"], max(left, ms["streaming"]), ms["naive"])
-        labels = (f"{ms['perframe']:.1f} ms",
-                  f"{ms['streaming']:.1f} ms ({r['streaming_over_perframe']:.2f}x per-frame)",
-                  f"{ms['naive']:.1f} ms ({r['naive_over_streaming']:.2f}x streaming)")
+        labels = (
+            f"{ms['perframe']:.1f} ms",
+            f"{ms['streaming']:.1f} ms ({r['streaming_over_perframe']:.2f}x per-frame)",
+            f"{ms['naive']:.1f} ms ({r['naive_over_streaming']:.2f}x streaming)",
+        )
         for y, (end, label) in enumerate(zip(ends, labels)):
             ax.text(end + 0.01 * max(ends), y, label, va="center", fontsize=8)
         ax.set_yticks(range(3), ["per-frame", "streaming", "naive"])
         ax.invert_yaxis()
         ax.set_xlim(0, 1.4 * max(ends))
         ax.set_xlabel("median ms per frame")
-        ax.set_title(f"{r['size']}: MAR stage {r['mar_stage_share']:.1%} of streaming, MAR adds "
-                     f"{r['mar_share']:.1%}", loc="left", fontsize=9)
+        ax.set_title(
+            f"{r['size']}: MAR stage {r['mar_stage_share']:.1%} of streaming, MAR adds {r['mar_share']:.1%}",
+            loc="left",
+            fontsize=9,
+        )
         ax.grid(axis="x", color="0.9")
         ax.set_axisbelow(True)
     handles = [Patch(color=c, label=s) for s, c in STAGE_COLORS.items()]
@@ -271,16 +323,18 @@ def fleet_bench(result: Mapping[str, Any]) -> Figure:
     ys = np.arange(len(runs))
     for j, (key, label) in enumerate((("frames_per_s", "whole run"), ("frames_per_s_scoring", "scoring phase"))):
         values = [r.get(key) for r in runs.values()]
-        bars = ax.barh(ys + (j - 0.5) * 0.4, [v or 0.0 for v in values], height=0.38, color=FLEET_COLORS[j],
-                       label=label)
+        bars = ax.barh(
+            ys + (j - 0.5) * 0.4, [v or 0.0 for v in values], height=0.38, color=FLEET_COLORS[j], label=label
+        )
         ax.bar_label(bars, labels=[_num(v, ".2f") for v in values], padding=3, fontsize=8)
     ax.set_yticks(ys, [_run_label(n, r) for n, r in runs.items()])
     ax.invert_yaxis()
     ax.margins(x=0.15)
     ax.set_xlabel("frames/s")
     first = next(iter(runs.values()))
-    ax.set_title(f"vsseg-ros eval --bags: {first['bags']} bags, {first['frames']} frames, {result['cpus']} CPUs",
-                 fontsize=10)
+    ax.set_title(
+        f"vsseg-ros eval --bags: {first['bags']} bags, {first['frames']} frames, {result['cpus']} CPUs", fontsize=10
+    )
     fig.legend(loc="outside right upper", fontsize=8)
     ax.grid(axis="x", color="0.9")
     ax.set_axisbelow(True)
@@ -290,8 +344,7 @@ def fleet_bench(result: Mapping[str, Any]) -> Figure:
     return fig
 
 
-def temporal_headroom(out: Mapping[str, Any], metrics: Sequence[tuple[str, str]],
-                      titles: Mapping[str, str]) -> Figure:
+def temporal_headroom(out: Mapping[str, Any], metrics: Sequence[tuple[str, str]], titles: Mapping[str, str]) -> Figure:
     """``vsseg-ros temporal-headroom``'s result: per metric (``(key, title)``), the gain in points of each fused
     baseline over per-frame, its per-frame value under the metric's name. ``titles``: baseline -> legend text."""
     fused = [b for b in out["baselines"] if b != "per_frame"]
@@ -301,17 +354,26 @@ def temporal_headroom(out: Mapping[str, Any], metrics: Sequence[tuple[str, str]]
     w = 0.8 / max(1, len(fused))
     for i, b in enumerate(fused):
         gains = [out["baselines"][b]["gain"][k] for k, _ in metrics]
-        bars = ax.bar(x + (i - (len(fused) - 1) / 2) * w, [100 * (g or 0.0) for g in gains], 0.92 * w,
-                      color=HEADROOM_COLORS.get(b, WHOLE_FRAME), label=titles.get(b, b))
+        bars = ax.bar(
+            x + (i - (len(fused) - 1) / 2) * w,
+            [100 * (g or 0.0) for g in gains],
+            0.92 * w,
+            color=HEADROOM_COLORS.get(b, WHOLE_FRAME),
+            label=titles.get(b, b),
+        )
         ax.bar_label(bars, labels=["n/a" if g is None else f"{100 * g:+.2f}" for g in gains], padding=2, fontsize=7)
     base = out["baselines"]["per_frame"]
-    ax.set_xticks(x, [f"{t}\nper-frame {_num(None if base[k] is None else 100 * base[k], '.2f')} %"
-                      for k, t in metrics])
+    ax.set_xticks(
+        x, [f"{t}\nper-frame {_num(None if base[k] is None else 100 * base[k], '.2f')} %" for k, t in metrics]
+    )
     ax.axhline(0.0, color="black", lw=0.8)
     ax.margins(y=0.15)
     ax.set_ylabel("gain over per-frame (points)")
-    ax.set_title(f"temporal headroom of {out['model']} (T={out['window']}, DIS {out['dis_preset']}): "
-                 f"{out['frames']} frames, {out['labelled_frames']} labelled", fontsize=10)
+    ax.set_title(
+        f"temporal headroom of {out['model']} (T={out['window']}, DIS {out['dis_preset']}): "
+        f"{out['frames']} frames, {out['labelled_frames']} labelled",
+        fontsize=10,
+    )
     ax.legend(fontsize=8)
     ax.grid(axis="y", color="0.9")
     ax.set_axisbelow(True)
@@ -330,26 +392,45 @@ def soak(result: Mapping[str, Any]) -> Figure:
     axes[0].axvline(result["warmup_s"] / 60, color="grey", ls="--", lw=1, label="end of warm-up")
     axes[0].set_ylabel("node RSS (MB)")
     axes[0].legend(loc="lower right")
-    axes[1].plot(t[:len(r)], [x["in_rate_hz"] for x in r], label="frames sent", color="tab:grey")
-    axes[1].plot(t[:len(r)], [x["out_rate_hz"] for x in r], label="masks received", color="tab:green")
+    axes[1].plot(t[: len(r)], [x["in_rate_hz"] for x in r], label="frames sent", color="tab:grey")
+    axes[1].plot(t[: len(r)], [x["out_rate_hz"] for x in r], label="masks received", color="tab:green")
     axes[1].set_ylabel("rate (Hz)")
     axes[1].legend(loc="center right")
     nan = float("nan")  # a window without outputs has no latency: a gap in the line
-    axes[2].plot(t, [nan if x["latency_p50_ms"] is None else x["latency_p50_ms"] for x in s], label="p50",
-                 color="tab:orange")
-    axes[2].plot(t, [nan if x["latency_p99_ms"] is None else x["latency_p99_ms"] for x in s], label="p99",
-                 color="tab:red")
+    axes[2].plot(
+        t, [nan if x["latency_p50_ms"] is None else x["latency_p50_ms"] for x in s], label="p50", color="tab:orange"
+    )
+    axes[2].plot(
+        t, [nan if x["latency_p99_ms"] is None else x["latency_p99_ms"] for x in s], label="p99", color="tab:red"
+    )
     axes[2].set_ylabel("latency, publish -> mask (ms)")
     axes[2].set_xlabel("minutes")
     axes[2].legend(loc="center right")
     for ax in axes:
         ax.grid(color="0.92")
-    fig.suptitle(f"vsseg-ros soak: {result['size']} {result['encoding']} at {result['rate_hz']:g} Hz, "
-                 f"{result['minutes']:g} min; RSS growth {result['rss_growth_mb']:.1f} MB, wrong stamps "
-                 f"{result['wrong_stamps']}", fontsize=10)
+    fig.suptitle(
+        f"vsseg-ros soak: {result['size']} {result['encoding']} at {result['rate_hz']:g} Hz, "
+        f"{result['minutes']:g} min; RSS growth {result['rss_growth_mb']:.1f} MB, wrong stamps "
+        f"{result['wrong_stamps']}",
+        fontsize=10,
+    )
     return fig
 
 
-__all__ = ["FLEET_COLORS", "HEADROOM_COLORS", "MODEL_COLORS", "STAGE_COLORS", "confusion_matrices", "fleet_bench",
-           "iou_bars", "latency_histogram", "row_normalised", "save_png", "soak", "temporal_bench",
-           "temporal_headroom", "to_rgb", "training_curve"]
+__all__ = [
+    "FLEET_COLORS",
+    "HEADROOM_COLORS",
+    "MODEL_COLORS",
+    "STAGE_COLORS",
+    "confusion_matrices",
+    "fleet_bench",
+    "iou_bars",
+    "latency_histogram",
+    "row_normalised",
+    "save_png",
+    "soak",
+    "temporal_bench",
+    "temporal_headroom",
+    "to_rgb",
+    "training_curve",
+]

@@ -66,8 +66,16 @@ def _cmd_node(args: argparse.Namespace, ros_args: list[str]) -> int:
 def _cmd_demo(args: argparse.Namespace, _: list[str]) -> int:
     from vsseg_ros.tools.demo import run_demo
 
-    return run_demo(video=args.video, out_dir=args.out, params_file=args.params_file, device=args.device,
-                    model_path=args.model, max_frames=args.max_frames, rate=args.rate, backend=args.backend)
+    return run_demo(
+        video=args.video,
+        out_dir=args.out,
+        params_file=args.params_file,
+        device=args.device,
+        model_path=args.model,
+        max_frames=args.max_frames,
+        rate=args.rate,
+        backend=args.backend,
+    )
 
 
 def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
@@ -80,9 +88,17 @@ def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
     if args.cameras:
         from vsseg_ros.tools.bench_cameras import run_cameras
 
-        return run_cameras(args.cameras, args.sizes[0], rate_hz=args.rate or 7.5,
-                           seconds=args.seconds, model_path=args.model, device=args.device,
-                           node_params=dict(args.node_param or []), json_path=args.json, node=not args.no_node)
+        return run_cameras(
+            args.cameras,
+            args.sizes[0],
+            rate_hz=args.rate or 7.5,
+            seconds=args.seconds,
+            model_path=args.model,
+            device=args.device,
+            node_params=dict(args.node_param or []),
+            json_path=args.json,
+            node=not args.no_node,
+        )
 
     backends = None
     if args.backends:
@@ -93,11 +109,22 @@ def _cmd_bench(args: argparse.Namespace, _: list[str]) -> int:
         except ValueError as e:
             print(f"vsseg-ros bench: error: {e}", file=sys.stderr)
             return 2
-    return run_bench(sizes=args.sizes, frames=args.frames, warmup=args.warmup, json_path=args.json,
-                     device=args.device, model_path=args.model, rate_hz=args.rate or 30.0,
-                     open_loop_frames=args.open_loop_frames, temporal=args.temporal, node=not args.no_node,
-                     node_params=dict(args.node_param or []), chart_path=args.chart, backends=backends,
-                     int8_model=args.int8_model)
+    return run_bench(
+        sizes=args.sizes,
+        frames=args.frames,
+        warmup=args.warmup,
+        json_path=args.json,
+        device=args.device,
+        model_path=args.model,
+        rate_hz=args.rate or 30.0,
+        open_loop_frames=args.open_loop_frames,
+        temporal=args.temporal,
+        node=not args.no_node,
+        node_params=dict(args.node_param or []),
+        chart_path=args.chart,
+        backends=backends,
+        int8_model=args.int8_model,
+    )
 
 
 def _is_temporal_recipe(path: Path) -> bool:
@@ -121,8 +148,11 @@ def _cmd_train(args: argparse.Namespace, _: list[str]) -> int:
         if args.resume:
             targv.append("--resume")
         if args.max_iters:
-            print("vsseg-ros train: --max-iters applies to per-frame recipes; a temporal recipe sets "
-                  "train.stf_iters / train.mar_iters and its time budget", file=sys.stderr)
+            print(
+                "vsseg-ros train: --max-iters applies to per-frame recipes; a temporal recipe sets "
+                "train.stf_iters / train.mar_iters and its time budget",
+                file=sys.stderr,
+            )
             return 2
         return int(temporal_main(targv) or 0)
     from vsseg_ros.training.perframe import main
@@ -155,14 +185,22 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vsseg-ros", description="Video semantic segmentation for ROS 2.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    n = sub.add_parser("node", help="run the segmentation node (what `ros2 run vsseg_ros segmentation_node` runs)",
-                       description="Run the segmentation node. Arguments after --ros-args go to ROS.")
+    n = sub.add_parser(
+        "node",
+        help="run the segmentation node (what `ros2 run vsseg_ros segmentation_node` runs)",
+        description="Run the segmentation node. Arguments after --ros-args go to ROS.",
+    )
     n.add_argument("--params-file", help="ROS parameters YAML (`/**: ros__parameters:`)")
     n.add_argument("--image-topic", default="/camera/image_raw", help="topic the `image` input is remapped to")
-    n.add_argument("--namespace", default="", help="node namespace, e.g. cam0 or /cam0 (outputs go to "
-                   "<ns>/semantic/...)")
-    n.add_argument("--lifecycle", action="store_true", help="run as a managed (lifecycle) node: it starts "
-                   "unconfigured and waits for configure / activate (what segmentation_lifecycle_node runs)")
+    n.add_argument(
+        "--namespace", default="", help="node namespace, e.g. cam0 or /cam0 (outputs go to <ns>/semantic/...)"
+    )
+    n.add_argument(
+        "--lifecycle",
+        action="store_true",
+        help="run as a managed (lifecycle) node: it starts "
+        "unconfigured and waits for configure / activate (what segmentation_lifecycle_node runs)",
+    )
     n.set_defaults(func=_cmd_node)
 
     d = sub.add_parser("demo", help="play a street video through the node over DDS and write pictures + stats")
@@ -171,47 +209,85 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     d.add_argument("--params-file", type=Path, help="node parameters YAML to start from")
     d.add_argument("--model", default="", help="checkpoint to run (default: the packaged default model)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    d.add_argument("--backend", default="", help="torch, onnxruntime, openvino, tensorrt, auto (default: the "
-                                                 "node's own, auto)")
+    d.add_argument(
+        "--backend", default="", help="torch, onnxruntime, openvino, tensorrt, auto (default: the node's own, auto)"
+    )
     d.add_argument("--max-frames", type=int, default=None, help="play at most this many frames")
     d.add_argument("--rate", type=float, default=1.0, help="playback speed factor (1 = the video's own rate)")
     d.set_defaults(func=_cmd_demo)
 
     b = sub.add_parser("bench", help="speed: model alone vs the node end to end, as ratios from one run")
-    b.add_argument("--sizes", type=_size, nargs="+", default=[(360, 480), (720, 1280)],
-                   help="input sizes HEIGHTxWIDTH (default 360x480 720x1280)")
+    b.add_argument(
+        "--sizes",
+        type=_size,
+        nargs="+",
+        default=[(360, 480), (720, 1280)],
+        help="input sizes HEIGHTxWIDTH (default 360x480 720x1280)",
+    )
     b.add_argument("--frames", type=int, default=30, help="timed frames per measurement")
     b.add_argument("--warmup", type=int, default=5, help="untimed frames first")
     b.add_argument("--model", default="", help="checkpoint (default: the packaged default model)")
     b.add_argument("--device", default="auto")
-    b.add_argument("--rate", type=float, default=None, help="open-loop input rate in Hz (default 30; with "
-                                                          "--cameras, per camera, default 7.5)")
-    b.add_argument("--cameras", type=int, default=0, metavar="N",
-                   help="one node serving N cameras (at the first --sizes) against one camera: per-camera output "
-                        "rates, fairness, RSS ratio, and batched vs one-at-a-time model throughput")
+    b.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open-loop input rate in Hz (default 30; with --cameras, per camera, default 7.5)",
+    )
+    b.add_argument(
+        "--cameras",
+        type=int,
+        default=0,
+        metavar="N",
+        help="one node serving N cameras (at the first --sizes) against one camera: per-camera output "
+        "rates, fairness, RSS ratio, and batched vs one-at-a-time model throughput",
+    )
     b.add_argument("--seconds", type=float, default=20.0, help="with --cameras: seconds streamed per node")
-    b.add_argument("--open-loop-frames", type=int, default=60,
-                   help="frames published at --rate without waiting (0 = skip the open-loop phase)")
-    b.add_argument("--temporal", metavar="MODEL",
-                   help="also time a temporal model (checkpoint, or config/models/*.yaml with random weights): "
-                        "streaming vs per-frame vs naive, MAR share, DIS flow")
+    b.add_argument(
+        "--open-loop-frames",
+        type=int,
+        default=60,
+        help="frames published at --rate without waiting (0 = skip the open-loop phase)",
+    )
+    b.add_argument(
+        "--temporal",
+        metavar="MODEL",
+        help="also time a temporal model (checkpoint, or config/models/*.yaml with random weights): "
+        "streaming vs per-frame vs naive, MAR share, DIS flow",
+    )
     b.add_argument("--no-node", action="store_true", help="skip the node and model-alone measurements")
-    b.add_argument("--node-param", type=_param, action="append", metavar="NAME=VALUE",
-                   help="a node parameter for the node phase, e.g. worker_threads=1 (repeatable)")
-    b.add_argument("--backends", metavar="LIST",
-                   help="compare backends side by side, e.g. torch,onnxruntime,openvino,onnxruntime-int8 "
-                        "(NAME-int8: the int8 export on NAME); JSON key 'backends'")
-    b.add_argument("--int8-model", default="", help="with --backends: the int8 export the -int8 entries run "
-                                                    "(default: the packaged default_int8)")
+    b.add_argument(
+        "--node-param",
+        type=_param,
+        action="append",
+        metavar="NAME=VALUE",
+        help="a node parameter for the node phase, e.g. worker_threads=1 (repeatable)",
+    )
+    b.add_argument(
+        "--backends",
+        metavar="LIST",
+        help="compare backends side by side, e.g. torch,onnxruntime,openvino,onnxruntime-int8 "
+        "(NAME-int8: the int8 export on NAME); JSON key 'backends'",
+    )
+    b.add_argument(
+        "--int8-model",
+        default="",
+        help="with --backends: the int8 export the -int8 entries run (default: the packaged default_int8)",
+    )
     b.add_argument("--json", type=Path, help="also write the results as JSON here")
-    b.add_argument("--chart", type=Path, metavar="PNG",
-                   help="with --temporal: also draw its results as a bar chart (PNG)")
+    b.add_argument(
+        "--chart", type=Path, metavar="PNG", help="with --temporal: also draw its results as a bar chart (PNG)"
+    )
     b.set_defaults(func=_cmd_bench)
 
-    t = sub.add_parser("train", help="train from a YAML recipe (config/train/*.yaml): per-frame (stage 1) or, for "
-                                     "a `stage: temporal` recipe, STF + MAR on a trained per-frame model")
-    t.add_argument("--config", type=Path, required=True,
-                   help="training recipe, e.g. config/train/mbv2_lite_camvid.yaml")
+    t = sub.add_parser(
+        "train",
+        help="train from a YAML recipe (config/train/*.yaml): per-frame (stage 1) or, for "
+        "a `stage: temporal` recipe, STF + MAR on a trained per-frame model",
+    )
+    t.add_argument(
+        "--config", type=Path, required=True, help="training recipe, e.g. config/train/mbv2_lite_camvid.yaml"
+    )
     t.add_argument("--out", type=Path, help="output folder (best.pt, last.pt, logs, val_miou.png)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at its saved step")
     t.add_argument("--max-iters", type=int, help="stop after this many iterations")
@@ -235,42 +311,89 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
 #: subcommands whose options and code live in their own module (``add_arguments(parser)``, ``run(args)``);
 #: (name, module, help, needs ROS)
 PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
-    ("export", "vsseg_ros.tools.export",
-     "export a checkpoint to ONNX (fp32, fp16 or calibrated int8) as a model directory the node runs on "
-     "onnxruntime / openvino / tensorrt; --default re-exports the shipped default", False),
-    ("eval", "vsseg_ros.tools.evaluate",
-     "accuracy, temporal consistency and latency of a model on a dataset split or a bag (offline, no DDS)", False),
-    ("make-bag", "vsseg_ros.tools.make_bag",
-     "turn a dataset sequence or a video into a ROS 2 bag (images, camera_info, ground truth)", False),
-    ("replay", "vsseg_ros.tools.replay",
-     "play a bag live through the node over DDS, record its outputs and score them", True),
-    ("build-memory", "vsseg_ros.tools.build_memory",
-     "build the MAR memory of a temporal model from a dataset and store it in the checkpoint", False),
-    ("mar-analysis", "vsseg_ros.tools.mar_analysis",
-     "what a MAR model's memory holds (per class, on boundaries or not) and where MAR changes the per-frame "
-     "model's answers (fixed or broken, boundaries vs interiors)", False),
-    ("bench-reference", "vsseg_ros.tools.reference_compare",
-     "run the ST_Memory reference code beside ours: logits difference and time per output frame", False),
-    ("bench-fleet", "vsseg_ros.tools.bench_fleet",
-     "fleet evaluation speed: sequential vs Ray with 1 and N workers on the same bags, and the workers a fleet "
-     "needs", False),
-    ("temporal-headroom", "vsseg_ros.tools.temporal_headroom",
-     "what fusing a per-frame model's outputs over a causal window could gain, no learning: per-frame vs causal "
-     "mean, flow-aligned mean and the any-of-T oracle", False),
-    ("soak", "vsseg_ros.tools.soak",
-     "run the node (started for you) for minutes under a camera-rate stream over DDS: RSS, output rate, drops, "
-     "latency and wrong stamps over time; fails on RSS growth or a wrong stamp", True),
-    ("fuzz-decoders", "vsseg_ros.tools.fuzz_decoders",
-     "property-based fuzzing (hypothesis) of the Image and CompressedImage decoders: every message decodes to its "
-     "declared size or is refused with ImageDecodeError", False),
-    ("decode-bombs", "vsseg_ros.tools.decode_bombs",
-     "hostile compressed images (decompression bombs, scan bombs, other formats) through the node's decoder, one "
-     "process each: outcome, time and peak memory", False),
+    (
+        "export",
+        "vsseg_ros.tools.export",
+        "export a checkpoint to ONNX (fp32, fp16 or calibrated int8) as a model directory the node runs on "
+        "onnxruntime / openvino / tensorrt; --default re-exports the shipped default",
+        False,
+    ),
+    (
+        "eval",
+        "vsseg_ros.tools.evaluate",
+        "accuracy, temporal consistency and latency of a model on a dataset split or a bag (offline, no DDS)",
+        False,
+    ),
+    (
+        "make-bag",
+        "vsseg_ros.tools.make_bag",
+        "turn a dataset sequence or a video into a ROS 2 bag (images, camera_info, ground truth)",
+        False,
+    ),
+    (
+        "replay",
+        "vsseg_ros.tools.replay",
+        "play a bag live through the node over DDS, record its outputs and score them",
+        True,
+    ),
+    (
+        "build-memory",
+        "vsseg_ros.tools.build_memory",
+        "build the MAR memory of a temporal model from a dataset and store it in the checkpoint",
+        False,
+    ),
+    (
+        "mar-analysis",
+        "vsseg_ros.tools.mar_analysis",
+        "what a MAR model's memory holds (per class, on boundaries or not) and where MAR changes the per-frame "
+        "model's answers (fixed or broken, boundaries vs interiors)",
+        False,
+    ),
+    (
+        "bench-reference",
+        "vsseg_ros.tools.reference_compare",
+        "run the ST_Memory reference code beside ours: logits difference and time per output frame",
+        False,
+    ),
+    (
+        "bench-fleet",
+        "vsseg_ros.tools.bench_fleet",
+        "fleet evaluation speed: sequential vs Ray with 1 and N workers on the same bags, and the workers a fleet "
+        "needs",
+        False,
+    ),
+    (
+        "temporal-headroom",
+        "vsseg_ros.tools.temporal_headroom",
+        "what fusing a per-frame model's outputs over a causal window could gain, no learning: per-frame vs causal "
+        "mean, flow-aligned mean and the any-of-T oracle",
+        False,
+    ),
+    (
+        "soak",
+        "vsseg_ros.tools.soak",
+        "run the node (started for you) for minutes under a camera-rate stream over DDS: RSS, output rate, drops, "
+        "latency and wrong stamps over time; fails on RSS growth or a wrong stamp",
+        True,
+    ),
+    (
+        "fuzz-decoders",
+        "vsseg_ros.tools.fuzz_decoders",
+        "property-based fuzzing (hypothesis) of the Image and CompressedImage decoders: every message decodes to its "
+        "declared size or is refused with ImageDecodeError",
+        False,
+    ),
+    (
+        "decode-bombs",
+        "vsseg_ros.tools.decode_bombs",
+        "hostile compressed images (decompression bombs, scan bombs, other formats) through the node's decoder, one "
+        "process each: outcome, time and peak memory",
+        False,
+    ),
 )
 
 
-def _add_plugged(sub: "argparse._SubParsersAction", name: str, module: str, help_text: str,
-                 load: bool = True) -> None:
+def _add_plugged(sub: "argparse._SubParsersAction", name: str, module: str, help_text: str, load: bool = True) -> None:
     import importlib
 
     sp = sub.add_parser(name, help=help_text, description=help_text)
@@ -301,8 +424,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command in NEEDS_ROS and not offline:
         missing = _missing_ros()
         if missing:
-            print(f"vsseg-ros {args.command} needs ROS 2: {missing}. Source a ROS 2 install and this package's "
-                  "colcon workspace (install/setup.bash), or run `make setup` in the repository.", file=sys.stderr)
+            print(
+                f"vsseg-ros {args.command} needs ROS 2: {missing}. Source a ROS 2 install and this package's "
+                "colcon workspace (install/setup.bash), or run `make setup` in the repository.",
+                file=sys.stderr,
+            )
             return 2
     return int(args.func(args, ros_args) or 0)
 

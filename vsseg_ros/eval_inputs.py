@@ -25,8 +25,16 @@ def backend_for(path: str, backend: str) -> str:
 class EvalSource:
     """The frames to evaluate, with what is known about them before the first one is read."""
 
-    def __init__(self, frames: Any, total: Optional[int], description: str, info: dict[str, Any],
-                 class_names: Optional[list[str]], num_classes: Optional[int], show_frames: bool) -> None:
+    def __init__(
+        self,
+        frames: Any,
+        total: Optional[int],
+        description: str,
+        info: dict[str, Any],
+        class_names: Optional[list[str]],
+        num_classes: Optional[int],
+        show_frames: bool,
+    ) -> None:
         self.frames = frames
         self.total = total
         self.description = description
@@ -42,8 +50,13 @@ def open_source(args: argparse.Namespace, model_classes: int) -> EvalSource:
         from vsseg_ros.bags.reader import BagFrames
 
         bag = BagFrames(args.bag, image_topic=args.image_topic, gt_topic=args.gt_topic)
-        info = {"kind": "bag", "path": str(bag.path), "image_topic": bag.image_topic, "gt_topic": bag.gt_topic,
-                "storage": bag.storage}
+        info = {
+            "kind": "bag",
+            "path": str(bag.path),
+            "image_topic": bag.image_topic,
+            "gt_topic": bag.gt_topic,
+            "storage": bag.storage,
+        }
         report = bag.gt_report  # pairs ground truth with images now: warns with counts, raises if none match
         if report is not None:
             info["ground_truth"] = report.as_dict()
@@ -64,11 +77,25 @@ def open_source(args: argparse.Namespace, model_classes: int) -> EvalSource:
     rate = args.frame_rate or FRAME_NUMBER_RATE_HZ[args.dataset]
     context = tuple(args.context)
     total = len(plan_frames(data, context)) if any(context) else len(data)
-    info = {"kind": "dataset", "dataset": args.dataset, "root": str(args.root), "split": args.split,
-            "frame_rate_hz": rate, "sequences": len(data.sequences()), "context": list(context)}
+    info = {
+        "kind": "dataset",
+        "dataset": args.dataset,
+        "root": str(args.root),
+        "split": args.split,
+        "frame_rate_hz": rate,
+        "sequences": len(data.sequences()),
+        "context": list(context),
+    }
     described = f"{len(data)} labelled frames" + (f", {total} with context" if total != len(data) else "")
-    return EvalSource(frames_of(data, rate, context), total, f"{args.dataset} {args.split} ({args.root}, {described})",
-                   info, list(data.class_map.names), data.num_classes, True)
+    return EvalSource(
+        frames_of(data, rate, context),
+        total,
+        f"{args.dataset} {args.split} ({args.root}, {described})",
+        info,
+        list(data.class_map.names),
+        data.num_classes,
+        True,
+    )
 
 
 def check_classes(source: EvalSource, segmenters: list[Any]) -> list[str]:
@@ -78,12 +105,16 @@ def check_classes(source: EvalSource, segmenters: list[Any]) -> list[str]:
         cm = seg.class_map
         if source.num_classes is not None and source.num_classes != cm.num_classes:
             listed = f" ({', '.join(source.class_names)})" if source.class_names else ""
-            raise ValueError(f"the ground truth has {source.num_classes} classes{listed}"
-                             f" but model {seg.model_id!r} predicts {cm.num_classes} ({', '.join(cm.names)}); "
-                             "evaluate a model trained on this label set")
+            raise ValueError(
+                f"the ground truth has {source.num_classes} classes{listed}"
+                f" but model {seg.model_id!r} predicts {cm.num_classes} ({', '.join(cm.names)}); "
+                "evaluate a model trained on this label set"
+            )
         if source.class_names and [n.lower() for n in source.class_names] != [n.lower() for n in cm.names]:
-            notes.append(f"class names differ between the ground truth ({', '.join(source.class_names)}) and model "
-                         f"{seg.model_id!r} ({', '.join(cm.names)}); ids are compared as they are")
+            notes.append(
+                f"class names differ between the ground truth ({', '.join(source.class_names)}) and model "
+                f"{seg.model_id!r} ({', '.join(cm.names)}); ids are compared as they are"
+            )
     return notes
 
 
@@ -98,8 +129,10 @@ def print_summary(out: dict[str, Any]) -> None:
         p50 = "n/a" if lat["p50"] is None else f"{lat['p50']:.1f}"
         p95 = "n/a" if lat["p95"] is None else f"{lat['p95']:.1f}"
         p99 = "n/a" if lat["p99"] is None else f"{lat['p99']:.1f}"
-        print(f"{r['model']}: mIoU {pct(r['miou'])}  boundary F {pct(r['boundary_f'])}  mVC8 {pct(r['mvc8'])}  "
-              f"mVC16 {pct(r['mvc16'])}  TC {pct(r['tc'])}  latency p50/p95/p99 {p50}/{p95}/{p99} ms  "
-              f"({r['frames']} frames, {r['labelled_frames']} labelled)")
+        print(
+            f"{r['model']}: mIoU {pct(r['miou'])}  boundary F {pct(r['boundary_f'])}  mVC8 {pct(r['mvc8'])}  "
+            f"mVC16 {pct(r['mvc16'])}  TC {pct(r['tc'])}  latency p50/p95/p99 {p50}/{p95}/{p99} ms  "
+            f"({r['frames']} frames, {r['labelled_frames']} labelled)"
+        )
         for note in r.get("notes", []):
             print(f"  note: {note}")

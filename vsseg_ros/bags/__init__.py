@@ -9,13 +9,24 @@
 
 from vsseg_ros.bags.reader import BagError, BagFrames, BagMasks, BagWarning, bag_topics
 from vsseg_ros.bags.writer import (
-                                   DEFAULT_GT_TOPIC,
-                                   DEFAULT_IMAGE_TOPIC,
-                                   BagWriteError,
-                                   CameraCalibration,
-                                   RawBagWriter,
-                                   write_bag,
+    DEFAULT_GT_TOPIC,
+    DEFAULT_IMAGE_TOPIC,
+    BagWriteError,
+    CameraCalibration,
+    RawBagWriter,
+    write_bag,
 )
 
-__all__ = ["BagError", "BagFrames", "BagMasks", "BagWarning", "BagWriteError", "CameraCalibration",
-           "DEFAULT_GT_TOPIC", "DEFAULT_IMAGE_TOPIC", "RawBagWriter", "bag_topics", "write_bag"]
+__all__ = [
+    "BagError",
+    "BagFrames",
+    "BagMasks",
+    "BagWarning",
+    "BagWriteError",
+    "CameraCalibration",
+    "DEFAULT_GT_TOPIC",
+    "DEFAULT_IMAGE_TOPIC",
+    "RawBagWriter",
+    "bag_topics",
+    "write_bag",
+]

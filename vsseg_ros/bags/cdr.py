@@ -27,7 +27,7 @@ def header_of(raw: bytes | bytearray | memoryview) -> tuple[int, str]:
     end = 16 + length
     if length == 0 or end > len(raw):
         raise CdrError(f"frame_id length {length} does not fit in a {len(raw)}-byte message")
-    frame_id = bytes(raw[16:end - 1]).decode("utf-8", errors="replace")  # the length counts the NUL
+    frame_id = bytes(raw[16 : end - 1]).decode("utf-8", errors="replace")  # the length counts the NUL
     return sec * 1_000_000_000 + nanosec, frame_id
 
 

@@ -77,15 +77,22 @@ class GroundTruthReport:
     duplicate_image_stamps: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"images": self.images, "gt": self.gt, "matched": self.matched, "unmatched": self.unmatched,
-                "duplicate_image_stamps": self.duplicate_image_stamps}
+        return {
+            "images": self.images,
+            "gt": self.gt,
+            "matched": self.matched,
+            "unmatched": self.unmatched,
+            "duplicate_image_stamps": self.duplicate_image_stamps,
+        }
 
 
 def _corrupt_hint(err: BaseException) -> str:
     text = str(err)
     if "end magic" in text or "footer" in text.lower():
-        return (" (the mcap file has no valid footer: it was cut off while recording or is damaged; the mcap CLI's "
-                "`mcap recover` can rebuild a readable copy)")
+        return (
+            " (the mcap file has no valid footer: it was cut off while recording or is damaged; the mcap CLI's "
+            "`mcap recover` can rebuild a readable copy)"
+        )
     if "malformed" in text or "not a database" in text or "missing tables" in text:
         return " (the sqlite3 database is damaged or not a rosbag2 database)"
     return " (the bag is truncated or corrupt)"
@@ -109,15 +116,17 @@ def resolve_bag_path(path: Union[str, Path]) -> Path:
     (also when it lies in a folder whose metadata.yaml is lost)."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise BagError(f"bag not found: {path} (expected a rosbag2 folder with metadata.yaml, or an .mcap or .db3 "
-                       "file)")
+        raise BagError(
+            f"bag not found: {path} (expected a rosbag2 folder with metadata.yaml, or an .mcap or .db3 file)"
+        )
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".bag":
             raise BagError(f"{path} is a ROS 1 bag; convert it first (`rosbags-convert --src {path} --dst OUT`)")
         if suffix not in _STORAGE_SUFFIXES:
-            raise BagError(f"{path} is not a ROS 2 bag file: expected a folder with metadata.yaml, or an .mcap or "
-                           f".db3 file")
+            raise BagError(
+                f"{path} is not a ROS 2 bag file: expected a folder with metadata.yaml, or an .mcap or .db3 file"
+            )
         meta = _read_metadata(path.parent)
         listed = [Path(p).name for p in meta.get("relative_file_paths") or []]
         return path.parent if listed == [path.name] else path  # the folder also gives custom_data and QoS
@@ -128,8 +137,10 @@ def resolve_bag_path(path: Union[str, Path]) -> Path:
         warnings.warn(f"{path} has no metadata.yaml; reading {files[0].name} directly", BagWarning, stacklevel=3)
         return files[0]
     if files:
-        raise BagError(f"{path} has no metadata.yaml and several storage files ({', '.join(p.name for p in files)}); "
-                       "pass one of them, or restore metadata.yaml (`ros2 bag reindex`)")
+        raise BagError(
+            f"{path} has no metadata.yaml and several storage files ({', '.join(p.name for p in files)}); "
+            "pass one of them, or restore metadata.yaml (`ros2 bag reindex`)"
+        )
     raise BagError(f"{path} is not a ROS 2 bag: no metadata.yaml, .mcap or .db3 file in it")
 
 
@@ -154,7 +165,8 @@ class _Bag:
         self.custom: dict[str, str] = dict(self.meta.get("custom_data") or {})
         self.topics: dict[str, TopicInfo] = {
             name: TopicInfo(name, info.msgtype or "(several types)", info.msgcount)
-            for name, info in sorted(self.reader.topics.items())}
+            for name, info in sorted(self.reader.topics.items())
+        }
 
     def connection(self, topic: str) -> Any:
         return next(c for c in self.reader.connections if c.topic == topic)
@@ -170,8 +182,9 @@ class _Bag:
         except GeneratorExit:
             raise
         except Exception as err:
-            raise BagError(f"bag {self.path}: reading failed after {n} messages of {', '.join(topics)}: "
-                           f"{err}{_corrupt_hint(err)}") from err
+            raise BagError(
+                f"bag {self.path}: reading failed after {n} messages of {', '.join(topics)}: {err}{_corrupt_hint(err)}"
+            ) from err
 
     def close(self) -> None:
         try:
@@ -195,8 +208,9 @@ def _decoder(distro: Optional[str], msgtypes: Sequence[str], with_package: bool 
         add_package_types(store)
     for t in msgtypes:
         if t not in store.types:
-            raise BagError(f"unknown message type {t!r}: neither ROS 2 {distro or 'kilted'} nor this package "
-                           "defines it")
+            raise BagError(
+                f"unknown message type {t!r}: neither ROS 2 {distro or 'kilted'} nor this package defines it"
+            )
     return store
 
 
@@ -204,8 +218,10 @@ def _deserialize(store: Any, raw: bytes, msgtype: str, topic: str, what: str) ->
     try:
         return store.deserialize_cdr(raw, msgtype)
     except Exception as err:
-        raise BagError(f"{what} on {topic} cannot be decoded as {msgtype}: {err} (a corrupt message, or a type "
-                       "that differs from the standard definition)") from err
+        raise BagError(
+            f"{what} on {topic} cannot be decoded as {msgtype}: {err} (a corrupt message, or a type "
+            "that differs from the standard definition)"
+        ) from err
 
 
 def _stamp(raw: bytes, topic: str) -> tuple[int, str]:
@@ -223,7 +239,7 @@ def mono8_array(msg: Any, what: str) -> np.ndarray:
     data = np.frombuffer(msg.data, np.uint8) if not isinstance(msg.data, np.ndarray) else msg.data.view(np.uint8)
     if h <= 0 or w <= 0 or step < w or data.size < step * h:
         raise BagError(f"{what}: {w}x{h} mono8 with step {step} needs {step * h} bytes, has {data.size}")
-    return data[:step * h].reshape(h, step)[:, :w].copy()
+    return data[: step * h].reshape(h, step)[:, :w].copy()
 
 
 class BagFrames:
@@ -235,8 +251,9 @@ class BagFrames:
     Iterable more than once; ``len()`` is the number of image messages.
     """
 
-    def __init__(self, path: Union[str, Path], image_topic: Optional[str] = None,
-                 gt_topic: Optional[str] = None) -> None:
+    def __init__(
+        self, path: Union[str, Path], image_topic: Optional[str] = None, gt_topic: Optional[str] = None
+    ) -> None:
         bag = _Bag(path)
         try:
             self.path = bag.path
@@ -248,8 +265,10 @@ class BagFrames:
             self.image_type = self.topics[self.image_topic].msgtype
             self.compressed = self.image_type == COMPRESSED_IMAGE
             if self.gt_topic is not None and self.topics[self.gt_topic].msgtype != IMAGE:
-                raise BagError(f"ground-truth topic {self.gt_topic} has type {self.topics[self.gt_topic].msgtype}; "
-                               f"expected {IMAGE} (mono8 class ids, 255 = ignore)")
+                raise BagError(
+                    f"ground-truth topic {self.gt_topic} has type {self.topics[self.gt_topic].msgtype}; "
+                    f"expected {IMAGE} (mono8 class ids, 255 = ignore)"
+                )
             self._store = _decoder(bag.distro, [self.image_type])
         finally:
             bag.close()
@@ -270,8 +289,10 @@ class BagFrames:
             for name in (wanted, wanted.rstrip("/") + "/compressed"):
                 if name in self.topics:
                     if self.topics[name].msgtype not in IMAGE_TYPES:
-                        raise BagError(f"topic {name} has message type {self.topics[name].msgtype}, which is not an "
-                                       f"image; accepted: {', '.join(IMAGE_TYPES)}. {describe_topics(self.topics)}")
+                        raise BagError(
+                            f"topic {name} has message type {self.topics[name].msgtype}, which is not an "
+                            f"image; accepted: {', '.join(IMAGE_TYPES)}. {describe_topics(self.topics)}"
+                        )
                     return name
             raise BagError(f"bag {self.path} has no topic {wanted}; {describe_topics(self.topics)}")
         for name in (DEFAULT_IMAGE_TOPIC, DEFAULT_IMAGE_TOPIC + "/compressed"):
@@ -281,10 +302,13 @@ class BagFrames:
         if len(inputs) == 1:
             return inputs[0].name
         if not inputs:
-            raise BagError(f"bag {self.path} has no image topic ({', '.join(IMAGE_TYPES)}); "
-                           f"{describe_topics(self.topics)}")
-        raise BagError(f"bag {self.path} has several image topics ({', '.join(t.name for t in inputs)}); choose one "
-                       "(--image-topic)")
+            raise BagError(
+                f"bag {self.path} has no image topic ({', '.join(IMAGE_TYPES)}); {describe_topics(self.topics)}"
+            )
+        raise BagError(
+            f"bag {self.path} has several image topics ({', '.join(t.name for t in inputs)}); choose one "
+            "(--image-topic)"
+        )
 
     def _pick_gt(self, wanted: Optional[str]) -> Optional[str]:
         if wanted == "":
@@ -326,18 +350,28 @@ class BagFrames:
             bag.close()
         self._image_stamps, self._gt_stamps = set(images), set(gts)
         unmatched = sorted(s for s in gts if s not in self._image_stamps)
-        report = GroundTruthReport(images=len(images), gt=len(gts), matched=len(gts) - len(unmatched),
-                                   unmatched=len(unmatched), unmatched_examples=unmatched[:5],
-                                   duplicate_image_stamps=len(images) - len(self._image_stamps))
+        report = GroundTruthReport(
+            images=len(images),
+            gt=len(gts),
+            matched=len(gts) - len(unmatched),
+            unmatched=len(unmatched),
+            unmatched_examples=unmatched[:5],
+            duplicate_image_stamps=len(images) - len(self._image_stamps),
+        )
         if gts and report.matched == 0:
             raise BagError(
                 f"none of the {len(gts)} ground-truth messages on {self.gt_topic} has the header stamp of an image on "
                 f"{self.image_topic} (image stamps {_span(images)}, ground truth {_span(gts)}); ground truth must "
-                "carry the stamp of the frame it labels. Nothing could be scored.")
+                "carry the stamp of the frame it labels. Nothing could be scored."
+            )
         if unmatched:
-            warnings.warn(f"{self.path}: {len(unmatched)} of {len(gts)} ground-truth messages on {self.gt_topic} "
-                          f"match no image stamp on {self.image_topic} and are left out (first: "
-                          f"{', '.join(_fmt_stamp(s) for s in unmatched[:3])})", BagWarning, stacklevel=3)
+            warnings.warn(
+                f"{self.path}: {len(unmatched)} of {len(gts)} ground-truth messages on {self.gt_topic} "
+                f"match no image stamp on {self.image_topic} and are left out (first: "
+                f"{', '.join(_fmt_stamp(s) for s in unmatched[:3])})",
+                BagWarning,
+                stacklevel=3,
+            )
         self._report = report
 
     # ---- iteration ------------------------------------------------------------------------------
@@ -416,17 +450,19 @@ class BagFrames:
         try:
             image = decode_message(msg)
         except ImageDecodeError as err:
-            raise BagError(f"image {index} on {self.image_topic} ({_fmt_stamp(stamp)}) cannot be decoded: "
-                           f"{err}") from err
+            raise BagError(
+                f"image {index} on {self.image_topic} ({_fmt_stamp(stamp)}) cannot be decoded: {err}"
+            ) from err
         if not image.flags.writeable:
             image = image.copy()
         if label is not None and label.shape != image.shape[:2]:
-            raise BagError(f"ground truth for {_fmt_stamp(stamp)} is {label.shape[1]}x{label.shape[0]} but its image "
-                           f"is {image.shape[1]}x{image.shape[0]}; they must be the same size")
+            raise BagError(
+                f"ground truth for {_fmt_stamp(stamp)} is {label.shape[1]}x{label.shape[0]} but its image "
+                f"is {image.shape[1]}x{image.shape[0]}; they must be the same size"
+            )
         sequence = self.sequence_of(stamp)
         name = self._names.get(str(stamp)) or f"{sequence}_{index:06d}"
-        return LabelledFrame(image=image, label=label, stamp_ns=stamp, camera_id=frame_id, sequence=sequence,
-                             name=name)
+        return LabelledFrame(image=image, label=label, stamp_ns=stamp, camera_id=frame_id, sequence=sequence, name=name)
 
     def _decode_gt(self, raw: bytes, stamp: int) -> np.ndarray:
         what = f"ground truth {_fmt_stamp(stamp)} on {self.gt_topic}"
@@ -456,8 +492,10 @@ class BagFrames:
     def describe(self) -> str:
         gt = f", ground truth {self.gt_topic}" if self.gt_topic else ", no ground truth"
         version = f"v{self.version}" if self.version else "no metadata.yaml"
-        return (f"{self.path} ({self.storage}, metadata {version}): {len(self)} frames on {self.image_topic} "
-                f"({self.image_type}){gt}")
+        return (
+            f"{self.path} ({self.storage}, metadata {version}): {len(self)} frames on {self.image_topic} "
+            f"({self.image_type}){gt}"
+        )
 
 
 class BagMasks:
@@ -490,15 +528,19 @@ class BagMasks:
             if wanted not in self.topics:
                 raise BagError(f"bag {self.path} has no topic {wanted}; {describe_topics(self.topics)}")
             if self.topics[wanted].msgtype not in (IMAGE, SEGMENTATION):
-                raise BagError(f"topic {wanted} has type {self.topics[wanted].msgtype}; a mask topic is {IMAGE} "
-                               f"(mono8) or {SEGMENTATION}")
+                raise BagError(
+                    f"topic {wanted} has type {self.topics[wanted].msgtype}; a mask topic is {IMAGE} "
+                    f"(mono8) or {SEGMENTATION}"
+                )
             return wanted
         for suffix, msgtype in (("semantic/mask", IMAGE), ("semantic/segmentation", SEGMENTATION)):
             found = [t.name for t in self.topics.values() if t.name.endswith(suffix) and t.msgtype == msgtype]
             if len(found) == 1:
                 return found[0]
-        raise BagError(f"bag {self.path} has no mask topic (.../semantic/mask {IMAGE} or .../semantic/segmentation "
-                       f"{SEGMENTATION}); {describe_topics(self.topics)}")
+        raise BagError(
+            f"bag {self.path} has no mask topic (.../semantic/mask {IMAGE} or .../semantic/segmentation "
+            f"{SEGMENTATION}); {describe_topics(self.topics)}"
+        )
 
     def __len__(self) -> int:
         return self.topics[self.topic].count
@@ -523,5 +565,16 @@ def _span(stamps: Sequence[int]) -> str:
     return f"{_fmt_stamp(min(stamps))[6:]}..{_fmt_stamp(max(stamps))[6:]} s" if stamps else "none"
 
 
-__all__ = ["BagError", "BagFrames", "BagMasks", "BagWarning", "GroundTruthReport", "IMAGE_TYPES", "TopicInfo",
-           "bag_topics", "describe_topics", "mono8_array", "resolve_bag_path"]
+__all__ = [
+    "BagError",
+    "BagFrames",
+    "BagMasks",
+    "BagWarning",
+    "GroundTruthReport",
+    "IMAGE_TYPES",
+    "TopicInfo",
+    "bag_topics",
+    "describe_topics",
+    "mono8_array",
+    "resolve_bag_path",
+]

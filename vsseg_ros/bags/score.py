@@ -13,9 +13,15 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from vsseg_ros.bags.reader import BagFrames, BagMasks
 
 
-def score_outputs(frames: BagFrames, masks: BagMasks, *, stamps: Optional[Iterable[int]] = None,
-                  latency_ms: Optional[Mapping[int, float]] = None, class_names: Optional[Sequence[str]] = None,
-                  flow_consistency: bool = True) -> dict[str, Any]:
+def score_outputs(
+    frames: BagFrames,
+    masks: BagMasks,
+    *,
+    stamps: Optional[Iterable[int]] = None,
+    latency_ms: Optional[Mapping[int, float]] = None,
+    class_names: Optional[Sequence[str]] = None,
+    flow_consistency: bool = True,
+) -> dict[str, Any]:
     """Counts (published/received/dropped, stamps the input never had) and, when the input has ground truth and
     the class names are known (``class_names``, else the output bag's class map), StreamScorer's metrics over
     the frames that got a mask. ``stamps``: the input stamps that were published (default: every image);
@@ -67,11 +73,18 @@ def score_outputs(frames: BagFrames, masks: BagMasks, *, stamps: Optional[Iterab
         count["received"] += 1
         if scorer is not None:
             if mask.shape != frame.image.shape[:2]:
-                raise ValueError(f"the mask for {frame.name} is {mask.shape[1]}x{mask.shape[0]} but the frame is "
-                                 f"{frame.image.shape[1]}x{frame.image.shape[0]}")
-            scorer.add(frame.image, mask, frame.label,
-                       latency_ms.get(frame.stamp_ns) if latency_ms else None,
-                       sequence=f"{frame.sequence}#{segment}", name=frame.name)
+                raise ValueError(
+                    f"the mask for {frame.name} is {mask.shape[1]}x{mask.shape[0]} but the frame is "
+                    f"{frame.image.shape[1]}x{frame.image.shape[0]}"
+                )
+            scorer.add(
+                frame.image,
+                mask,
+                frame.label,
+                latency_ms.get(frame.stamp_ns) if latency_ms else None,
+                sequence=f"{frame.sequence}#{segment}",
+                name=frame.name,
+            )
             count["labelled_scored"] += frame.label is not None
     if not exhausted:  # masks stamped after the last input frame
         for stamp, _, _, _ in outputs:
@@ -94,8 +107,10 @@ def score_outputs(frames: BagFrames, masks: BagMasks, *, stamps: Optional[Iterab
         if count["labelled"] and not count["labelled_scored"]:
             notes.append(f"none of the {count['labelled']} labelled frames got a mask: nothing to score")
         elif count["labelled_scored"] < count["labelled"]:
-            notes.append(f"{count['labelled'] - count['labelled_scored']} of {count['labelled']} labelled frames "
-                         "were dropped and are not scored")
+            notes.append(
+                f"{count['labelled'] - count['labelled_scored']} of {count['labelled']} labelled frames "
+                "were dropped and are not scored"
+            )
         result["accuracy"] = scorer.result() if count["labelled_scored"] else None
     result["notes"] = notes
     return result

@@ -78,8 +78,10 @@ def add_package_types(typestore: Typestore) -> Typestore:
     Raises FileNotFoundError when the .msg files cannot be found (neither installed nor in a checkout)."""
     folder = package_msg_dir()
     if folder is None:
-        raise FileNotFoundError(f"the {PACKAGE} .msg files were not found (no installed share/{PACKAGE}/msg and "
-                                "no source checkout); source the workspace's install/setup.bash")
+        raise FileNotFoundError(
+            f"the {PACKAGE} .msg files were not found (no installed share/{PACKAGE}/msg and "
+            "no source checkout); source the workspace's install/setup.bash"
+        )
     types = {}
     for name in PACKAGE_TYPES:
         types.update(get_types_from_msg((folder / f"{name}.msg").read_text(), f"{PACKAGE}/msg/{name}"))
@@ -87,5 +89,14 @@ def add_package_types(typestore: Typestore) -> Typestore:
     return typestore
 
 
-__all__ = ["DEFAULT_DISTRO", "DISTROS", "METADATA_VERSION", "WRITE_VERSION", "add_package_types", "check_distro",
-           "distro_names", "package_msg_dir", "typestore_for"]
+__all__ = [
+    "DEFAULT_DISTRO",
+    "DISTROS",
+    "METADATA_VERSION",
+    "WRITE_VERSION",
+    "add_package_types",
+    "check_distro",
+    "distro_names",
+    "package_msg_dir",
+    "typestore_for",
+]

@@ -62,10 +62,17 @@ def _qos(reliable: bool = True, depth: int = 10, transient_local: bool = False):
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
     zero = QosTime(0, 0)  # 0 = the RMW default (infinite) for deadline, lifespan, lease
-    return Qos(QosHistory.KEEP_LAST, depth,
-               QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
-               QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE,
-               zero, zero, QosLiveliness.AUTOMATIC, zero, False)
+    return Qos(
+        QosHistory.KEEP_LAST,
+        depth,
+        QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
+        QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE,
+        zero,
+        zero,
+        QosLiveliness.AUTOMATIC,
+        zero,
+        False,
+    )
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,10 @@ class CameraCalibration:
             raise BagWriteError(f"cannot read camera calibration {path}: {err.strerror}") from None
         except yaml.YAMLError as err:
             raise BagWriteError(f"camera calibration {path} is not valid YAML: {err}") from None
-        expected = ("expected the ROS calibration format with image_width, image_height, camera_matrix, "
-                    "distortion_model, distortion_coefficients, rectification_matrix, projection_matrix")
+        expected = (
+            "expected the ROS calibration format with image_width, image_height, camera_matrix, "
+            "distortion_model, distortion_coefficients, rectification_matrix, projection_matrix"
+        )
         if not isinstance(doc, dict):
             raise BagWriteError(f"camera calibration {path}: {expected}")
 
@@ -112,9 +121,15 @@ class CameraCalibration:
             width, height = int(doc["image_width"]), int(doc["image_height"])
         except (KeyError, TypeError, ValueError):
             raise BagWriteError(f"camera calibration {path}: image_width/image_height missing; {expected}") from None
-        return cls(width=width, height=height, k=matrix("camera_matrix", 9), d=matrix("distortion_coefficients", None),
-                   r=matrix("rectification_matrix", 9), p=matrix("projection_matrix", 12),
-                   distortion_model=str(doc.get("distortion_model", "plumb_bob")))
+        return cls(
+            width=width,
+            height=height,
+            k=matrix("camera_matrix", 9),
+            d=matrix("distortion_coefficients", None),
+            r=matrix("rectification_matrix", 9),
+            p=matrix("projection_matrix", 12),
+            distortion_model=str(doc.get("distortion_model", "plumb_bob")),
+        )
 
 
 @dataclass
@@ -137,10 +152,17 @@ class BagSummary:
         return (self.last_stamp_ns - self.first_stamp_ns) / 1e9
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "storage": self.storage, "frames": self.frames, "labelled": self.labelled,
-                "sequences": self.sequences, "duration_s": round(self.duration_s, 3),
-                "image_size": list(self.image_size) if self.image_size else None, "topics": self.topics,
-                "bytes": self.bytes}
+        return {
+            "path": str(self.path),
+            "storage": self.storage,
+            "frames": self.frames,
+            "labelled": self.labelled,
+            "sequences": self.sequences,
+            "duration_s": round(self.duration_s, 3),
+            "image_size": list(self.image_size) if self.image_size else None,
+            "topics": self.topics,
+            "bytes": self.bytes,
+        }
 
 
 def bag_size(path: Path) -> int:
@@ -196,9 +218,11 @@ class _Stamper:
         else:
             step = int(frame.stamp_ns) - self.last[1]
             if step <= 0:
-                raise BagWriteError(f"frame {frame.name!r} (sequence {frame.sequence!r}) has stamp {frame.stamp_ns} ns,"
-                                    f" not after the previous frame's {self.last[1]} ns; give a rate (--rate HZ) "
-                                    "to stamp the frames evenly instead")
+                raise BagWriteError(
+                    f"frame {frame.name!r} (sequence {frame.sequence!r}) has stamp {frame.stamp_ns} ns,"
+                    f" not after the previous frame's {self.last[1]} ns; give a rate (--rate HZ) "
+                    "to stamp the frames evenly instead"
+                )
             stamp = self.last[2] + step
         self.last = (frame.sequence, int(frame.stamp_ns), stamp)
         return stamp
@@ -216,8 +240,9 @@ class _Messages:
     def header(self, stamp_ns: int, frame_id: str) -> Any:
         t = self.ts.types
         sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
-        return t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
-                                        frame_id=frame_id)
+        return t["std_msgs/msg/Header"](
+            stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id=frame_id
+        )
 
     def image(self, rgb: np.ndarray, header: Any) -> bytes:
         if self.compressed:
@@ -225,39 +250,76 @@ class _Messages:
 
             data = np.frombuffer(encode_compressed(rgb, self.encoding, quality=self.jpeg_quality), np.uint8)
             # image_transport's format string: the raw encoding, then what the bytes hold
-            msg = self.ts.types[COMPRESSED_IMAGE](header=header, format=f"rgb8; {self.encoding} compressed bgr8",
-                                                  data=data)
+            msg = self.ts.types[COMPRESSED_IMAGE](
+                header=header, format=f"rgb8; {self.encoding} compressed bgr8", data=data
+            )
             return bytes(self.ts.serialize_cdr(msg, COMPRESSED_IMAGE))
         from vsseg_ros.imaging.encode import encode_image
 
         data, step = encode_image(rgb, self.encoding)
-        msg = self.ts.types[IMAGE](header=header, height=rgb.shape[0], width=rgb.shape[1], encoding=self.encoding,
-                                   is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8))
+        msg = self.ts.types[IMAGE](
+            header=header,
+            height=rgb.shape[0],
+            width=rgb.shape[1],
+            encoding=self.encoding,
+            is_bigendian=0,
+            step=step,
+            data=np.frombuffer(data, np.uint8),
+        )
         return bytes(self.ts.serialize_cdr(msg, IMAGE))
 
     def label(self, label: np.ndarray, header: Any) -> bytes:
         label = np.ascontiguousarray(label, dtype=np.uint8)
-        msg = self.ts.types[IMAGE](header=header, height=label.shape[0], width=label.shape[1], encoding="mono8",
-                                   is_bigendian=0, step=label.shape[1], data=label.reshape(-1))
+        msg = self.ts.types[IMAGE](
+            header=header,
+            height=label.shape[0],
+            width=label.shape[1],
+            encoding="mono8",
+            is_bigendian=0,
+            step=label.shape[1],
+            data=label.reshape(-1),
+        )
         return bytes(self.ts.serialize_cdr(msg, IMAGE))
 
     def camera_info(self, calib: CameraCalibration, header: Any) -> bytes:
         t = self.ts.types
         roi = t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-        msg = t[CAMERA_INFO](header=header, height=calib.height, width=calib.width,
-                             distortion_model=calib.distortion_model, d=np.array(calib.d, np.float64),
-                             k=np.array(calib.k, np.float64), r=np.array(calib.r, np.float64),
-                             p=np.array(calib.p, np.float64), binning_x=0, binning_y=0, roi=roi)
+        msg = t[CAMERA_INFO](
+            header=header,
+            height=calib.height,
+            width=calib.width,
+            distortion_model=calib.distortion_model,
+            d=np.array(calib.d, np.float64),
+            k=np.array(calib.k, np.float64),
+            r=np.array(calib.r, np.float64),
+            p=np.array(calib.p, np.float64),
+            binning_x=0,
+            binning_y=0,
+            roi=roi,
+        )
         return bytes(self.ts.serialize_cdr(msg, CAMERA_INFO))
 
 
-def write_bag(path: Union[str, Path], frames: Iterable[Any], rate_hz: Optional[float] = None,
-              storage: str = "mcap", *, image_topic: str = DEFAULT_IMAGE_TOPIC, gt_topic: str = DEFAULT_GT_TOPIC,
-              camera_info_topic: Optional[str] = None, encoding: str = "rgb8", jpeg_quality: int = 95,
-              calibration: Optional[CameraCalibration] = None, frame_id: Optional[str] = None,
-              start_ns: Optional[int] = None, sequence_gap_s: float = 1.0, distro: str = DEFAULT_DISTRO,
-              source: str = "", class_names: Optional[Sequence[str]] = None,
-              progress: Optional[Any] = None) -> BagSummary:
+def write_bag(
+    path: Union[str, Path],
+    frames: Iterable[Any],
+    rate_hz: Optional[float] = None,
+    storage: str = "mcap",
+    *,
+    image_topic: str = DEFAULT_IMAGE_TOPIC,
+    gt_topic: str = DEFAULT_GT_TOPIC,
+    camera_info_topic: Optional[str] = None,
+    encoding: str = "rgb8",
+    jpeg_quality: int = 95,
+    calibration: Optional[CameraCalibration] = None,
+    frame_id: Optional[str] = None,
+    start_ns: Optional[int] = None,
+    sequence_gap_s: float = 1.0,
+    distro: str = DEFAULT_DISTRO,
+    source: str = "",
+    class_names: Optional[Sequence[str]] = None,
+    progress: Optional[Any] = None,
+) -> BagSummary:
     """Write ``frames`` (LabelledFrame: RGB image, optional label, stamp_ns, camera_id, sequence, name) as a bag.
 
     ``rate_hz``: stamp the frames evenly at this rate; None keeps the spacing of the frames' own ``stamp_ns``.
@@ -274,12 +336,14 @@ def write_bag(path: Union[str, Path], frames: Iterable[Any], rate_hz: Optional[f
     path = Path(path)
     distro = check_distro(distro)
     if encoding not in SUPPORTED_ENCODINGS and encoding not in COMPRESSED_FORMATS:
-        raise BagWriteError(f"unknown image encoding {encoding!r}; accepted: "
-                            f"{', '.join(SUPPORTED_ENCODINGS + COMPRESSED_FORMATS)}")
+        raise BagWriteError(
+            f"unknown image encoding {encoding!r}; accepted: {', '.join(SUPPORTED_ENCODINGS + COMPRESSED_FORMATS)}"
+        )
     typestore = typestore_for(distro)
     msgs = _Messages(typestore, encoding, jpeg_quality)
-    stamper = _Stamper(rate_hz, int(start_ns) if start_ns is not None else int(time.time()) * 1_000_000_000,
-                       sequence_gap_s)
+    stamper = _Stamper(
+        rate_hz, int(start_ns) if start_ns is not None else int(time.time()) * 1_000_000_000, sequence_gap_s
+    )
     image_topic_out = image_topic + "/compressed" if msgs.compressed else image_topic
     info_topic = camera_info_topic or camera_info_topic_for(image_topic)
     summary = BagSummary(path=path, storage=storage)
@@ -288,35 +352,46 @@ def write_bag(path: Union[str, Path], frames: Iterable[Any], rate_hz: Optional[f
     sequences: list[list[Any]] = []
     try:
         with writer:
-            conn_image = writer.add_connection(image_topic_out, COMPRESSED_IMAGE if msgs.compressed else IMAGE,
-                                               typestore=typestore, offered_qos_profiles=[_qos()])
-            conn_info = writer.add_connection(info_topic, CAMERA_INFO, typestore=typestore,
-                                              offered_qos_profiles=[_qos()])
+            conn_image = writer.add_connection(
+                image_topic_out,
+                COMPRESSED_IMAGE if msgs.compressed else IMAGE,
+                typestore=typestore,
+                offered_qos_profiles=[_qos()],
+            )
+            conn_info = writer.add_connection(
+                info_topic, CAMERA_INFO, typestore=typestore, offered_qos_profiles=[_qos()]
+            )
             conn_gt = None
             for frame in frames:
                 stamp = stamper(frame)
                 rgb = np.asarray(frame.image)
                 if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-                    raise BagWriteError(f"frame {frame.name!r}: expected an HxWx3 uint8 RGB image, got "
-                                        f"{rgb.dtype} {rgb.shape}")
+                    raise BagWriteError(
+                        f"frame {frame.name!r}: expected an HxWx3 uint8 RGB image, got {rgb.dtype} {rgb.shape}"
+                    )
                 if summary.image_size is None:
                     summary.image_size = rgb.shape[:2]
                     summary.first_stamp_ns = stamp
                 calib = calibration or CameraCalibration(width=rgb.shape[1], height=rgb.shape[0])
                 if (calib.height, calib.width) != rgb.shape[:2]:
-                    raise BagWriteError(f"the camera calibration is for {calib.width}x{calib.height} images but frame "
-                                        f"{frame.name!r} is {rgb.shape[1]}x{rgb.shape[0]}")
+                    raise BagWriteError(
+                        f"the camera calibration is for {calib.width}x{calib.height} images but frame "
+                        f"{frame.name!r} is {rgb.shape[1]}x{rgb.shape[0]}"
+                    )
                 header = msgs.header(stamp, frame_id if frame_id is not None else (frame.camera_id or "camera"))
                 writer.write(conn_info, stamp, msgs.camera_info(calib, header))
                 writer.write(conn_image, stamp, msgs.image(rgb, header))
                 if frame.label is not None:
                     label = np.asarray(frame.label)
                     if label.shape != rgb.shape[:2] or label.dtype != np.uint8:
-                        raise BagWriteError(f"frame {frame.name!r}: the label must be HxW uint8 of the image's size "
-                                            f"{rgb.shape[:2]}, got {label.dtype} {label.shape}")
+                        raise BagWriteError(
+                            f"frame {frame.name!r}: the label must be HxW uint8 of the image's size "
+                            f"{rgb.shape[:2]}, got {label.dtype} {label.shape}"
+                        )
                     if conn_gt is None:
-                        conn_gt = writer.add_connection(gt_topic, IMAGE, typestore=typestore,
-                                                        offered_qos_profiles=[_qos()])
+                        conn_gt = writer.add_connection(
+                            gt_topic, IMAGE, typestore=typestore, offered_qos_profiles=[_qos()]
+                        )
                     writer.write(conn_gt, stamp, msgs.label(label, header))
                     summary.labelled += 1
                 if not sequences or sequences[-1][0] != frame.sequence:
@@ -353,8 +428,13 @@ class RawBagWriter:
     A storage error is raised by :meth:`close`.
     """
 
-    def __init__(self, path: Union[str, Path], storage: str = "mcap", distro: str = DEFAULT_DISTRO,
-                 custom_data: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(
+        self,
+        path: Union[str, Path],
+        storage: str = "mcap",
+        distro: str = DEFAULT_DISTRO,
+        custom_data: Optional[Mapping[str, str]] = None,
+    ) -> None:
         import queue
 
         self.path = Path(path)
@@ -367,8 +447,9 @@ class RawBagWriter:
         self._lock = threading.Lock()
         self._error: Optional[BaseException] = None
         self.closed = False
-        self._thread = threading.Thread(target=self._run, args=(dict(custom_data or {}),), daemon=True,
-                                        name="vsseg-bag-writer")
+        self._thread = threading.Thread(
+            target=self._run, args=(dict(custom_data or {}),), daemon=True, name="vsseg-bag-writer"
+        )
         self._thread.start()
 
     def _run(self, custom_data: dict[str, str]) -> None:
@@ -380,8 +461,9 @@ class RawBagWriter:
             while (item := self._queue.get()) is not None:
                 if item[0] == "add":
                     _, topic, msgtype, qos = item
-                    connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore,
-                                                                     offered_qos_profiles=[qos])
+                    connections[topic] = self._writer.add_connection(
+                        topic, msgtype, typestore=self.typestore, offered_qos_profiles=[qos]
+                    )
                 else:
                     _, topic, log_ns, raw = item
                     self._writer.write(connections[topic], log_ns, raw)
@@ -394,8 +476,9 @@ class RawBagWriter:
             except Exception:
                 pass
 
-    def add_topic(self, topic: str, msgtype: str, reliable: bool = True, transient_local: bool = False,
-                  depth: int = 10) -> None:
+    def add_topic(
+        self, topic: str, msgtype: str, reliable: bool = True, transient_local: bool = False, depth: int = 10
+    ) -> None:
         with self._lock:
             if topic in self._topics or self.closed:
                 return
@@ -434,5 +517,16 @@ class RawBagWriter:
         self.close()
 
 
-__all__ = ["BagSummary", "BagWriteError", "CameraCalibration", "COMPRESSED_FORMATS", "DEFAULT_GT_TOPIC",
-           "DEFAULT_IMAGE_TOPIC", "RawBagWriter", "STORAGES", "bag_size", "camera_info_topic_for", "write_bag"]
+__all__ = [
+    "BagSummary",
+    "BagWriteError",
+    "CameraCalibration",
+    "COMPRESSED_FORMATS",
+    "DEFAULT_GT_TOPIC",
+    "DEFAULT_IMAGE_TOPIC",
+    "RawBagWriter",
+    "STORAGES",
+    "bag_size",
+    "camera_info_topic_for",
+    "write_bag",
+]

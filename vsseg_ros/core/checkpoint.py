@@ -100,13 +100,22 @@ def _plain(value: Any, where: str) -> Any:
         return _plain(item(), where)
     if hasattr(value, "__array__"):  # numpy arrays -> tensors
         return torch.as_tensor(value.__array__())
-    raise TypeError(f"{where}: {type(value).__name__} cannot be stored in a checkpoint "
-                    "(use numbers, strings, lists, dicts and tensors)")
+    raise TypeError(
+        f"{where}: {type(value).__name__} cannot be stored in a checkpoint "
+        "(use numbers, strings, lists, dicts and tensors)"
+    )
 
 
-def save_checkpoint(path: Union[str, Path], model: Union[nn.Module, Mapping[str, Tensor]], config: ModelConfig,
-                    class_map: ClassMap, model_id: str, meta: Optional[Mapping[str, Any]] = None,
-                    half: bool = False, memory: Any = None) -> Path:
+def save_checkpoint(
+    path: Union[str, Path],
+    model: Union[nn.Module, Mapping[str, Tensor]],
+    config: ModelConfig,
+    class_map: ClassMap,
+    model_id: str,
+    meta: Optional[Mapping[str, Any]] = None,
+    half: bool = False,
+    memory: Any = None,
+) -> Path:
     """Write a checkpoint (atomically: a temporary file renamed into place). ``half`` stores floating
     tensors as fp16 (about half the size); :func:`load_checkpoint` turns them back into fp32."""
     if not isinstance(model_id, str) or not model_id:
@@ -124,9 +133,14 @@ def save_checkpoint(path: Union[str, Path], model: Union[nn.Module, Mapping[str,
             v = v.to(torch.float16)
         tensors[k] = v.contiguous()
     payload = {
-        "format": FORMAT, "version": VERSION, "model_id": model_id, "config": config.to_dict(),
-        "class_map": class_map.to_dict(), "state_dict": tensors,
-        "memory": _plain(memory, "memory"), "meta": _plain(dict(meta or {}), "meta"),
+        "format": FORMAT,
+        "version": VERSION,
+        "model_id": model_id,
+        "config": config.to_dict(),
+        "class_map": class_map.to_dict(),
+        "state_dict": tensors,
+        "memory": _plain(memory, "memory"),
+        "meta": _plain(dict(meta or {}), "meta"),
         "storage": "fp16" if half else "fp32",
     }
     path = Path(path).expanduser()
@@ -158,8 +172,10 @@ def load_checkpoint(path: Union[str, Path]) -> Checkpoint:
     with open(p, "rb") as f:
         head = f.read(4)
     if not (head.startswith(b"PK") or head.startswith(b"\x80")):  # zip (torch >= 1.6) or legacy pickle
-        raise CheckpointError(f"{p}: not a PyTorch checkpoint ({size} bytes; a torch.save file starts with a zip "
-                              f"or pickle header, this one starts with {head!r})")
+        raise CheckpointError(
+            f"{p}: not a PyTorch checkpoint ({size} bytes; a torch.save file starts with a zip "
+            f"or pickle header, this one starts with {head!r})"
+        )
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and torch errors alike
@@ -168,25 +184,31 @@ def load_checkpoint(path: Union[str, Path]) -> Checkpoint:
         if refused:
             raise CheckpointError(
                 f"{p}: refusing to load it: it contains the Python object {refused.group(1)}, and {FORMAT} files "
-                "hold only tensors and plain data (they are read with torch.load(weights_only=True))") from None
+                "hold only tensors and plain data (they are read with torch.load(weights_only=True))"
+            ) from None
         detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", msg)
         msg = detail.group(1).strip() if detail else msg
         if len(msg) > 200:  # keep the first sentence of long torch messages
             msg = msg.split(". ")[0][:300]
         raise CheckpointError(
             f"{p}: cannot read it as a PyTorch checkpoint ({size} bytes): the file is corrupt or truncated "
-            f"({type(e).__name__}: {msg})") from None
+            f"({type(e).__name__}: {msg})"
+        ) from None
 
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p}: expected a {FORMAT} dict, found a {type(obj).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in obj]
     if missing:
-        hint = (" It looks like a bare state_dict; save it with vsseg_ros.core.checkpoint.save_checkpoint()."
-                if _looks_like_state_dict(obj) else "")
+        hint = (
+            " It looks like a bare state_dict; save it with vsseg_ros.core.checkpoint.save_checkpoint()."
+            if _looks_like_state_dict(obj)
+            else ""
+        )
         found = [str(k) for k in obj]
         raise CheckpointError(
             f"{p}: not a {FORMAT} file: missing key(s) {', '.join(missing)} (expected {', '.join(REQUIRED_KEYS)}; "
-            f"found {_listing(found) if found else 'nothing'}).{hint}")
+            f"found {_listing(found) if found else 'nothing'}).{hint}"
+        )
     if obj["format"] != FORMAT:
         raise CheckpointError(f"{p}: format is {obj['format']!r}, expected {FORMAT!r}")
     version = obj["version"]
@@ -194,8 +216,9 @@ def load_checkpoint(path: Union[str, Path]) -> Checkpoint:
         raise CheckpointError(f"{p}: version must be an integer, found {version!r}")
     if version != VERSION:
         newer = " (written by a newer vsseg_ros; update this one)" if version > VERSION else ""
-        raise CheckpointError(f"{p}: checkpoint version {version} is not supported; this vsseg_ros reads "
-                              f"version {VERSION}{newer}")
+        raise CheckpointError(
+            f"{p}: checkpoint version {version} is not supported; this vsseg_ros reads version {VERSION}{newer}"
+        )
     model_id = obj["model_id"]
     if not isinstance(model_id, str) or not model_id:
         raise CheckpointError(f"{p}: model_id must be a non-empty string, found {model_id!r}")
@@ -206,11 +229,13 @@ def load_checkpoint(path: Union[str, Path]) -> Checkpoint:
     try:
         class_map = ClassMap.from_dict(obj["class_map"])
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{p}: invalid class_map ({type(e).__name__}: {e}); expected a dict with "
-                              "names, colors, ignore_id, ids") from None
+        raise CheckpointError(
+            f"{p}: invalid class_map ({type(e).__name__}: {e}); expected a dict with names, colors, ignore_id, ids"
+        ) from None
     if class_map.num_classes != config.num_classes:
-        raise CheckpointError(f"{p}: class_map has {class_map.num_classes} classes but the config says "
-                              f"num_classes={config.num_classes}")
+        raise CheckpointError(
+            f"{p}: class_map has {class_map.num_classes} classes but the config says num_classes={config.num_classes}"
+        )
     state = obj["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{p}: state_dict must be a dict of tensors, found {type(state).__name__}")
@@ -224,9 +249,25 @@ def load_checkpoint(path: Union[str, Path]) -> Checkpoint:
     meta = obj.get("meta") or {}
     if not isinstance(meta, dict):
         raise CheckpointError(f"{p}: meta must be a dict, found {type(meta).__name__}")
-    return Checkpoint(path=str(p), model_id=model_id, config=config, class_map=class_map, state_dict=state,
-                      memory=obj.get("memory"), meta=meta, version=version, storage=str(obj.get("storage", "fp32")))
+    return Checkpoint(
+        path=str(p),
+        model_id=model_id,
+        config=config,
+        class_map=class_map,
+        state_dict=state,
+        memory=obj.get("memory"),
+        meta=meta,
+        version=version,
+        storage=str(obj.get("storage", "fp32")),
+    )
 
 
-__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "load_state_dict_checked",
-           "FORMAT", "VERSION"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_state_dict_checked",
+    "FORMAT",
+    "VERSION",
+]

@@ -109,8 +109,10 @@ class ModelConfig:
         if self.head not in HEADS:
             raise ConfigError(f"head={self.head!r} is not known; use one of: {', '.join(HEADS)}")
         if isinstance(self.output_stride, bool) or self.output_stride not in OUTPUT_STRIDES:
-            raise ConfigError(f"output_stride={self.output_stride!r} is not supported; use one of: "
-                              f"{', '.join(map(str, OUTPUT_STRIDES))}")
+            raise ConfigError(
+                f"output_stride={self.output_stride!r} is not supported; use one of: "
+                f"{', '.join(map(str, OUTPUT_STRIDES))}"
+            )
         self.head_channels = _int("head_channels", self.head_channels, 8, 4096)
         self.num_classes = _int("num_classes", self.num_classes, 1, MAX_CLASSES)
         if not isinstance(self.boundary_head, bool):
@@ -118,8 +120,10 @@ class ModelConfig:
         if not isinstance(self.aux_head, bool):
             raise ConfigError(f"aux_head must be true or false, got {self.aux_head!r}")
         if self.aux_head and self.backbone not in RESNET_BACKBONES:
-            raise ConfigError(f"aux_head needs a ResNet backbone (its layer3 output); backbone={self.backbone!r} "
-                              f"has none; use one of: {', '.join(RESNET_BACKBONES)}")
+            raise ConfigError(
+                f"aux_head needs a ResNet backbone (its layer3 output); backbone={self.backbone!r} "
+                f"has none; use one of: {', '.join(RESNET_BACKBONES)}"
+            )
         self.input_size = parse_input_size(self.input_size)
         self.mean = _triple("mean", self.mean, positive=False)
         self.std = _triple("std", self.std, positive=True)
@@ -143,8 +147,9 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
-            raise ConfigError(f"unknown model config field(s): {', '.join(unknown)}; "
-                              f"known fields: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown model config field(s): {', '.join(unknown)}; known fields: {', '.join(sorted(known))}"
+            )
         return cls(**d)
 
     @classmethod
@@ -176,5 +181,15 @@ def default_config() -> ModelConfig:
     return ModelConfig()
 
 
-__all__ = ["ModelConfig", "ConfigError", "default_config", "parse_input_size", "IMAGENET_MEAN",
-           "IMAGENET_STD", "BACKBONES", "RESNET_BACKBONES", "HEADS", "OUTPUT_STRIDES"]
+__all__ = [
+    "ModelConfig",
+    "ConfigError",
+    "default_config",
+    "parse_input_size",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "BACKBONES",
+    "RESNET_BACKBONES",
+    "HEADS",
+    "OUTPUT_STRIDES",
+]

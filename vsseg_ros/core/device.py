@@ -14,9 +14,13 @@ import torch
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
 
 PRECISIONS = {
-    "fp32": torch.float32, "float32": torch.float32,
-    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
 }
 PRECISION_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
@@ -50,13 +54,18 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
         return torch.device("cpu")
     count = _cuda_count()
     if count == 0:
-        why = ("this torch build has no CUDA support" if torch.version.cuda is None
-               else "no CUDA device is visible (driver missing, or CUDA_VISIBLE_DEVICES hides them)")
+        why = (
+            "this torch build has no CUDA support"
+            if torch.version.cuda is None
+            else "no CUDA device is visible (driver missing, or CUDA_VISIBLE_DEVICES hides them)"
+        )
         raise ValueError(f"device={device!r} asks for CUDA but {why}; use device=cpu or auto")
     i = int(index) if index is not None else 0
     if i >= count:
-        raise ValueError(f"device={device!r}: CUDA device index {i} is out of range; {count} device(s) "
-                         f"visible (cuda:0 to cuda:{count - 1})")
+        raise ValueError(
+            f"device={device!r}: CUDA device index {i} is out of range; {count} device(s) "
+            f"visible (cuda:0 to cuda:{count - 1})"
+        )
     return torch.device("cuda", i)
 
 
@@ -91,12 +100,15 @@ def resolve_precision(precision: Union[str, torch.dtype, None], device: torch.de
         return dtype
     if device.type == "cpu":
         if not cpu_autocast_supports(dtype):
-            raise ValueError(f"precision={PRECISION_NAMES[dtype]} does not run on the CPU with torch "
-                             f"{torch.__version__} (CPU autocast refuses it); use fp32 or bf16 on the CPU")
+            raise ValueError(
+                f"precision={PRECISION_NAMES[dtype]} does not run on the CPU with torch "
+                f"{torch.__version__} (CPU autocast refuses it); use fp32 or bf16 on the CPU"
+            )
         return dtype
     if device.type == "cuda":
         if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-            raise ValueError(f"precision=bf16 is not supported by {torch.cuda.get_device_name(device)}; "
-                             "use fp16 or fp32")
+            raise ValueError(
+                f"precision=bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp16 or fp32"
+            )
         return dtype
     raise ValueError(f"precision={PRECISION_NAMES[dtype]} is not supported on device {device}; use fp32")

@@ -90,8 +90,10 @@ class DISFlow:
         if self.scale == 1.0:
             return self._calc(prev_gray, gray)
         sw, sh = max(1, round(w * self.scale)), max(1, round(h * self.scale))
-        small = self._calc(cv2.resize(prev_gray, (sw, sh), interpolation=cv2.INTER_AREA),
-                           cv2.resize(gray, (sw, sh), interpolation=cv2.INTER_AREA))
+        small = self._calc(
+            cv2.resize(prev_gray, (sw, sh), interpolation=cv2.INTER_AREA),
+            cv2.resize(gray, (sw, sh), interpolation=cv2.INTER_AREA),
+        )
         flow: np.ndarray = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
         flow[..., 0] *= w / sw
         flow[..., 1] *= h / sh
@@ -111,8 +113,7 @@ def _check_gray(image: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def flow_to_tensor(flow: Union[np.ndarray, Sequence[np.ndarray]],
-                   size: Optional[tuple[int, int]] = None) -> Tensor:
+def flow_to_tensor(flow: Union[np.ndarray, Sequence[np.ndarray]], size: Optional[tuple[int, int]] = None) -> Tensor:
     """One flow (H, W, 2), a batch (N, H, W, 2) or a list of equally sized (H, W, 2) flows -> the flow path's
     input, a ``float32`` tensor (N, 2, h, w).
 

@@ -45,8 +45,7 @@ except ImportError:  # pragma: no cover - opencv is a dependency, but core must 
 def check_image(image: Any) -> tuple[int, int]:
     """``(H, W)`` of an HxWx3 uint8 RGB frame; ValueError saying what is wrong otherwise."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        desc = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
-                else type(image).__name__)
+        desc = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"frame.image must be an HxWx3 uint8 RGB array, got {desc}")
     H, W = image.shape[:2]
     if H < 1 or W < 1:
@@ -64,8 +63,14 @@ class FramePreparer:
     ``(1, 3, hp, wp)`` buffer, zero-padded to a multiple of :data:`PAD_MULTIPLE` (zero = the mean colour
     after normalising). The returned buffer is overwritten by the next call."""
 
-    def __init__(self, input_size: Optional[tuple[int, int]], mean: Sequence[float], std: Sequence[float],
-                 device: torch.device, channels_last: bool) -> None:
+    def __init__(
+        self,
+        input_size: Optional[tuple[int, int]],
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device,
+        channels_last: bool,
+    ) -> None:
         self.input_size = input_size
         self.device = device
         self.channels_last = channels_last
@@ -110,14 +115,16 @@ class FramePreparer:
                 return buf, h, w
             src = torch.from_numpy(image).permute(2, 0, 1)
             if src.shape[1:] != (h, w):  # no OpenCV: resize with torch
-                src = torch.nn.functional.interpolate(src[None].float(), size=(h, w), mode="bilinear",
-                                                      align_corners=False)[0]
+                src = torch.nn.functional.interpolate(
+                    src[None].float(), size=(h, w), mode="bilinear", align_corners=False
+                )[0]
         else:
             src = torch.from_numpy(image).to(self.device)
             src = src.permute(2, 0, 1)
             if (h, w) != (H, W):
-                src = torch.nn.functional.interpolate(src[None].float(), size=(h, w), mode="bilinear",
-                                                      align_corners=False)[0]
+                src = torch.nn.functional.interpolate(
+                    src[None].float(), size=(h, w), mode="bilinear", align_corners=False
+                )[0]
         region.copy_(src)
         region.mul_(self._scale).add_(self._shift)
         return buf, h, w
@@ -241,8 +248,11 @@ class _PostBuffers:
         if not self.cols_first:
             return x
         K = x.shape[0]
-        out = (torch.empty(K, self.rows, self.W, device=x.device) if tmp is None
-               else tmp[: K * self.rows * self.W].view(K, self.rows, self.W))
+        out = (
+            torch.empty(K, self.rows, self.W, device=x.device)
+            if tmp is None
+            else tmp[: K * self.rows * self.W].view(K, self.rows, self.W)
+        )
         self.rx.last(x.view(K * self.rows, self.cols), out.view(K * self.rows, self.W))
         return out
 
@@ -330,8 +340,9 @@ class OutputMaps:
         logits, pb = self._for(logits, H, W, h, w)
         return pb.upsample(logits)
 
-    def __call__(self, logits: Tensor, boundary: Optional[Tensor], H: int, W: int, h: int, w: int,
-                 request: OutputRequest) -> Maps:
+    def __call__(
+        self, logits: Tensor, boundary: Optional[Tensor], H: int, W: int, h: int, w: int, request: OutputRequest
+    ) -> Maps:
         """``logits`` (1, C, hl, wl) and ``boundary`` logits (1, 1, hl, wl) or None, computed from an ``h x w``
         image region of the padded input of a frame ``H x W``."""
         logits, pb = self._for(logits, H, W, h, w)
@@ -339,8 +350,11 @@ class OutputMaps:
         edge = None
         if request.boundary and boundary is not None:
             edge = pb.upsample(boundary[0].float())[0].sigmoid_()
-        return (to_numpy(labels), None if confidence is None else to_numpy(confidence),
-                None if edge is None else to_numpy(edge))
+        return (
+            to_numpy(labels),
+            None if confidence is None else to_numpy(confidence),
+            None if edge is None else to_numpy(edge),
+        )
 
 
 def to_numpy(t: Tensor) -> np.ndarray:
@@ -388,32 +402,46 @@ class NetworkSegmenter(Segmenter):
     :meth:`_push` (called under the lock with a checked frame).
     """
 
-    def __init__(self, model: nn.Module, config: Any, num_classes: int, stride: int, class_map: ClassMap,
-                 model_id: str, device: Union[str, torch.device] = "cpu",
-                 precision: Union[str, torch.dtype] = "fp32", input_size: Any = MODEL_INPUT_SIZE,
-                 mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                 channels_last: Optional[bool] = None, fold_bn: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        config: Any,
+        num_classes: int,
+        stride: int,
+        class_map: ClassMap,
+        model_id: str,
+        device: Union[str, torch.device] = "cpu",
+        precision: Union[str, torch.dtype] = "fp32",
+        input_size: Any = MODEL_INPUT_SIZE,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        channels_last: Optional[bool] = None,
+        fold_bn: bool = True,
+    ) -> None:
         if class_map.num_classes != num_classes:
-            raise ValueError(f"class map has {class_map.num_classes} classes but the model predicts "
-                             f"{num_classes}")
+            raise ValueError(f"class map has {class_map.num_classes} classes but the model predicts {num_classes}")
         self.class_map = class_map
         self.model_id = model_id
         self._device = resolve_device(device)
         self._dtype = resolve_precision(precision, self._device)
         self.input_size: Optional[tuple[int, int]] = (
-            config.input_size if isinstance(input_size, str) and input_size == MODEL_INPUT_SIZE
-            else parse_input_size(input_size))
+            config.input_size
+            if isinstance(input_size, str) and input_size == MODEL_INPUT_SIZE
+            else parse_input_size(input_size)
+        )
         self.mean = tuple(float(v) for v in (config.mean if mean is None else mean))
         self.std = tuple(float(v) for v in (config.std if std is None else std))
         if len(self.mean) != 3 or len(self.std) != 3 or any(not s > 0 for s in self.std):
-            raise ValueError(f"mean and std need 3 values each (R, G, B) and std > 0; got mean={self.mean}, "
-                             f"std={self.std}")
+            raise ValueError(
+                f"mean and std need 3 values each (R, G, B) and std > 0; got mean={self.mean}, std={self.std}"
+            )
         self.channels_last = (self._device.type == "cpu") if channels_last is None else bool(channels_last)
         self.num_classes = num_classes
         # an exported network (vsseg_ros.runtimes.exported_net) runs as it is, on its own engine; pre- and
         # post-processing stay here, so every backend shares them
-        self.net = (inference_copy(model, self._device, self.channels_last, fold_bn) if isinstance(model, nn.Module)
-                    else model)
+        self.net = (
+            inference_copy(model, self._device, self.channels_last, fold_bn) if isinstance(model, nn.Module) else model
+        )
         #: what runs the network: "torch", or the exported engine and its provider
         self.backend: str = getattr(self.net, "backend", "torch")
         #: torch threads for pre- and post-processing while an engine runs the network (None: torch's own)
@@ -449,16 +477,18 @@ class NetworkSegmenter(Segmenter):
         with a batch of 1, so their frames go one at a time (an engine that batches sets ``net.batches``)."""
         return isinstance(self.net, nn.Module) or bool(getattr(self.net, "batches", False))
 
-    def push_batch(self, frames: Sequence[Frame],
-                   request: OutputRequest = OutputRequest()) -> list[Optional[SegmentationResult]]:
+    def push_batch(
+        self, frames: Sequence[Frame], request: OutputRequest = OutputRequest()
+    ) -> list[Optional[SegmentationResult]]:
         sizes = [check_image(frame.image) for frame in frames]  # every frame checked before any runs
         with self._lock, torch_threads(self.host_threads):
             if len(frames) < 2 or not self.batches:
                 return [self._push(frame, H, W, request) for frame, (H, W) in zip(frames, sizes)]
             return self._push_batch(list(frames), sizes, request)
 
-    def _push_batch(self, frames: list[Frame], sizes: list[tuple[int, int]],
-                    request: OutputRequest) -> list[Optional[SegmentationResult]]:
+    def _push_batch(
+        self, frames: list[Frame], sizes: list[tuple[int, int]], request: OutputRequest
+    ) -> list[Optional[SegmentationResult]]:
         """Segment checked frames as batches (the lock is held); one-at-a-time unless a subclass batches."""
         return [self._push(frame, H, W, request) for frame, (H, W) in zip(frames, sizes)]
 
@@ -498,10 +528,24 @@ class NetworkSegmenter(Segmenter):
 
     def describe(self) -> str:
         size = "native" if self.input_size is None else f"{self.input_size[0]}x{self.input_size[1]}"
-        runs = (f"on {self.device} ({self.precision})" if self.backend == "torch"
-                else f"on {getattr(self.net, 'description', self.backend)}")
+        runs = (
+            f"on {self.device} ({self.precision})"
+            if self.backend == "torch"
+            else f"on {getattr(self.net, 'description', self.backend)}"
+        )
         return f"{self.model_id} {runs}, input {size}, {self.num_classes} classes"
 
 
-__all__ = ["PAD_MULTIPLE", "MODEL_INPUT_SIZE", "FramePreparer", "OutputMaps", "NetworkSegmenter", "check_image",
-           "extent_read", "inference_copy", "padded_size", "to_numpy", "torch_threads"]
+__all__ = [
+    "PAD_MULTIPLE",
+    "MODEL_INPUT_SIZE",
+    "FramePreparer",
+    "OutputMaps",
+    "NetworkSegmenter",
+    "check_image",
+    "extent_read",
+    "inference_copy",
+    "padded_size",
+    "to_numpy",
+    "torch_threads",
+]

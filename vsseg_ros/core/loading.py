@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from vsseg_ros.runtimes.manifest import ExportedModel
 
 
-
 class _Options(TypedDict):
     """The checked arguments :func:`load_segmenter` passes on to whichever segmenter it builds."""
 
@@ -64,10 +63,12 @@ def default_model_description() -> str:
         return f"packaged checkpoint {path}"
     cfg = default_config()
     h, w = cfg.input_size or (0, 0)
-    return (f"{UNTRAINED_MODEL_ID}: MobileNetV2 (ImageNet weights, output stride {cfg.output_stride}) + "
-            f"LiteHead ({cfg.head_channels} ch) with UNTRAINED, randomly initialised heads (seed 0), "
-            f"{cfg.num_classes} CamVid classes at {h}x{w}; its labels are meaningless until a trained "
-            f"checkpoint is given (model_path) or shipped as {DEFAULT_WEIGHTS}")
+    return (
+        f"{UNTRAINED_MODEL_ID}: MobileNetV2 (ImageNet weights, output stride {cfg.output_stride}) + "
+        f"LiteHead ({cfg.head_channels} ch) with UNTRAINED, randomly initialised heads (seed 0), "
+        f"{cfg.num_classes} CamVid classes at {h}x{w}; its labels are meaningless until a trained "
+        f"checkpoint is given (model_path) or shipped as {DEFAULT_WEIGHTS}"
+    )
 
 
 def build_untrained_default(config: Optional[ModelConfig] = None) -> PerFrameSegNet:
@@ -95,10 +96,17 @@ def _check_triple(name: str, value: Optional[Sequence[float]], positive: bool) -
     return vals
 
 
-def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", precision: str = "fp32",
-                   input_size: Union[tuple[int, int], int, None] = None, mean: Optional[Sequence[float]] = None,
-                   std: Optional[Sequence[float]] = None, temporal_mode: Optional[str] = None,
-                   max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S, backend: str = "torch") -> Segmenter:
+def load_segmenter(
+    model_path: Union[str, Path] = "",
+    device: str = "auto",
+    precision: str = "fp32",
+    input_size: Union[tuple[int, int], int, None] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    temporal_mode: Optional[str] = None,
+    max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S,
+    backend: str = "torch",
+) -> Segmenter:
     """Build a ready-to-run Segmenter.
 
     ``model_path``: a checkpoint file or an exported model (a ``vsseg-ros export`` directory or one of its .onnx
@@ -127,8 +135,9 @@ def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", prec
     std_t = _check_triple("std", std, positive=True)
     mode = check_mode(temporal_mode)
     gap = check_max_frame_gap(max_frame_gap_s)
-    options = _Options(device=dev, precision=dtype, input_size=size, mean=mean_t, std=std_t, temporal_mode=mode,
-                       max_frame_gap_s=gap)
+    options = _Options(
+        device=dev, precision=dtype, input_size=size, mean=mean_t, std=std_t, temporal_mode=mode, max_frame_gap_s=gap
+    )
 
     path = str(model_path).strip() if model_path is not None else ""
     if path and is_exported_path(path):
@@ -144,18 +153,21 @@ def load_segmenter(model_path: Union[str, Path] = "", device: str = "auto", prec
 
         source = Path(path) if path else default_weights_path()
         if source is None:
-            raise CheckpointError(f"backend {backend!r} runs exported models; no checkpoint ships as "
-                                  f"{DEFAULT_WEIGHTS}: give model_path")
-        return exported_segmenter(exported_checkpoint(source, None if isinstance(size, str) else size),
-                                  backend, **options)
+            raise CheckpointError(
+                f"backend {backend!r} runs exported models; no checkpoint ships as {DEFAULT_WEIGHTS}: give model_path"
+            )
+        return exported_segmenter(
+            exported_checkpoint(source, None if isinstance(size, str) else size), backend, **options
+        )
     if path:
         ckpt = load_checkpoint(path)
     elif default_weights_path() is not None:
         ckpt = load_checkpoint(DEFAULT_WEIGHTS)
     else:
         model = build_untrained_default()
-        return PerFrameSegmenter(model, CAMVID, UNTRAINED_MODEL_ID, device=dev, precision=dtype, input_size=size,
-                                 mean=mean_t, std=std_t)
+        return PerFrameSegmenter(
+            model, CAMVID, UNTRAINED_MODEL_ID, device=dev, precision=dtype, input_size=size, mean=mean_t, std=std_t
+        )
     return segmenter_from_checkpoint(ckpt, **options)
 
 
@@ -190,10 +202,17 @@ def fresh_default_export() -> Optional["ExportedModel"]:
     return model if model.source.get("sha256") == sha256_file(DEFAULT_WEIGHTS) else None
 
 
-def exported_segmenter(model: "ExportedModel", backend: str, device: torch.device, precision: torch.dtype,
-                       input_size: Union[tuple[int, int], None, str], mean: Optional[Sequence[float]],
-                       std: Optional[Sequence[float]], temporal_mode: Optional[str],
-                       max_frame_gap_s: float) -> Segmenter:
+def exported_segmenter(
+    model: "ExportedModel",
+    backend: str,
+    device: torch.device,
+    precision: torch.dtype,
+    input_size: Union[tuple[int, int], None, str],
+    mean: Optional[Sequence[float]],
+    std: Optional[Sequence[float]],
+    temporal_mode: Optional[str],
+    max_frame_gap_s: float,
+) -> Segmenter:
     """A segmenter running exported ``model`` on ``backend`` (auto resolved). Pre- and post-processing run on
     the CPU; the graphs on the backend's engine (the CUDA or TensorRT provider for a CUDA ``device``)."""
     from vsseg_ros.runtimes.backends import choose_backend
@@ -202,22 +221,41 @@ def exported_segmenter(model: "ExportedModel", backend: str, device: torch.devic
     gpu = device.type == "cuda"
     name = choose_backend(backend, model, gpu)
     if precision != torch.float32 and not (name == "tensorrt" and precision == torch.float16):
-        raise ValueError(f"precision {precision} applies to torch (and fp16 to TensorRT engines); the {name} "
-                         f"backend runs the exported {model.precision} graph as it is: use precision fp32")
+        raise ValueError(
+            f"precision {precision} applies to torch (and fp16 to TensorRT engines); the {name} "
+            f"backend runs the exported {model.precision} graph as it is: use precision fp32"
+        )
     size = model.input_size if isinstance(input_size, str) and input_size == MODEL_INPUT_SIZE else input_size
     if not model.dynamic_size and size != model.input_size:
         shown = "each frame's own size" if size is None else f"{size[0]}x{size[1]}"
-        raise ValueError(f"{model.root} was exported for a {model.input_size[0]}x{model.input_size[1]} network "
-                         f"input, not {shown}; re-export it with --input-size HxW")
+        raise ValueError(
+            f"{model.root} was exported for a {model.input_size[0]}x{model.input_size[1]} network "
+            f"input, not {shown}; re-export it with --input-size HxW"
+        )
     net = exported_net(model, name, gpu=gpu, device_id=device.index or 0, fp16=precision == torch.float16)
     cpu = torch.device("cpu")
     if model.temporal:
         # the ExportedNet stands in for the torch network: the same calls (vsseg_ros.runtimes.exported_net)
-        return TemporalSegmenter(net, model.class_map, model.model_id, device=cpu,  # type: ignore[arg-type]
-                                 input_size=size, mean=mean, std=std, mode=temporal_mode,
-                                 max_frame_gap_s=max_frame_gap_s)
-    return PerFrameSegmenter(net, model.class_map, model.model_id, device=cpu,  # type: ignore[arg-type]
-                             input_size=size, mean=mean, std=std)
+        return TemporalSegmenter(
+            net,  # type: ignore[arg-type]
+            model.class_map,
+            model.model_id,
+            device=cpu,
+            input_size=size,
+            mean=mean,
+            std=std,
+            mode=temporal_mode,
+            max_frame_gap_s=max_frame_gap_s,
+        )
+    return PerFrameSegmenter(
+        net,  # type: ignore[arg-type]
+        model.class_map,
+        model.model_id,
+        device=cpu,
+        input_size=size,
+        mean=mean,
+        std=std,
+    )
 
 
 def _parse_size(value: Union[tuple[int, int], int]) -> Optional[tuple[int, int]]:
@@ -227,18 +265,39 @@ def _parse_size(value: Union[tuple[int, int], int]) -> Optional[tuple[int, int]]
         raise ValueError(str(e)) from None
 
 
-def segmenter_from_checkpoint(ckpt: Checkpoint, device: Union[str, torch.device] = "auto",
-                              precision: Union[str, torch.dtype] = "fp32",
-                              input_size: Union[tuple[int, int], int, None, str] = MODEL_INPUT_SIZE,
-                              mean: Optional[Sequence[float]] = None,
-                              std: Optional[Sequence[float]] = None, temporal_mode: Optional[str] = None,
-                              max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S) -> Segmenter:
+def segmenter_from_checkpoint(
+    ckpt: Checkpoint,
+    device: Union[str, torch.device] = "auto",
+    precision: Union[str, torch.dtype] = "fp32",
+    input_size: Union[tuple[int, int], int, None, str] = MODEL_INPUT_SIZE,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    temporal_mode: Optional[str] = None,
+    max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S,
+) -> Segmenter:
     """The Segmenter for a loaded checkpoint: a :class:`TemporalSegmenter` (streaming, with ``temporal_mode``
     and ``max_frame_gap_s``) when its config has a temporal module, else a :class:`PerFrameSegmenter`."""
     model = ckpt.build_model()  # a TemporalSegNet when the config has a temporal module, else a PerFrameSegNet
     if ckpt.config.temporal is not None:
-        return TemporalSegmenter(cast(TemporalSegNet, model), ckpt.class_map, ckpt.model_id, device=device,
-                                 precision=precision, input_size=input_size, mean=mean, std=std, mode=temporal_mode,
-                                 max_frame_gap_s=max_frame_gap_s)
-    return PerFrameSegmenter(cast(PerFrameSegNet, model), ckpt.class_map, ckpt.model_id, device=device,
-                             precision=precision, input_size=input_size, mean=mean, std=std)
+        return TemporalSegmenter(
+            cast(TemporalSegNet, model),
+            ckpt.class_map,
+            ckpt.model_id,
+            device=device,
+            precision=precision,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            mode=temporal_mode,
+            max_frame_gap_s=max_frame_gap_s,
+        )
+    return PerFrameSegmenter(
+        cast(PerFrameSegNet, model),
+        ckpt.class_map,
+        ckpt.model_id,
+        device=device,
+        precision=precision,
+        input_size=input_size,
+        mean=mean,
+        std=std,
+    )

@@ -79,7 +79,7 @@ class SlotGroup(Generic[T]):
             if not self._closed and not any(s._full for s in self.slots):
                 self._cond.wait(timeout)
             full = sorted((s.waiting_since, i) for i, s in enumerate(self.slots) if s._full)
-            return [(i, self.slots[i]._take_locked()) for _, i in full[:max(1, limit)]]  # type: ignore[misc]
+            return [(i, self.slots[i]._take_locked()) for _, i in full[: max(1, limit)]]  # type: ignore[misc]
 
     def close(self) -> None:
         with self._cond:

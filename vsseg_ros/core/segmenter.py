@@ -48,8 +48,11 @@ class OutputRequest:
         """A request for what either asks (one batch serves cameras whose subscribers differ)."""
         if other.resolution != self.resolution:
             raise ValueError("one batch has one output resolution")
-        return OutputRequest(boundary=self.boundary or other.boundary, confidence=self.confidence or
-                             other.confidence, resolution=self.resolution)
+        return OutputRequest(
+            boundary=self.boundary or other.boundary,
+            confidence=self.confidence or other.confidence,
+            resolution=self.resolution,
+        )
 
 
 @dataclass
@@ -86,8 +89,9 @@ class Segmenter(abc.ABC):
     def push(self, frame: Frame, request: OutputRequest = OutputRequest()) -> Optional[SegmentationResult]:
         """Add the next frame; return the segmentation of the frame this step labels, if any."""
 
-    def push_batch(self, frames: Sequence[Frame],
-                   request: OutputRequest = OutputRequest()) -> list[Optional[SegmentationResult]]:
+    def push_batch(
+        self, frames: Sequence[Frame], request: OutputRequest = OutputRequest()
+    ) -> list[Optional[SegmentationResult]]:
         """:meth:`push` each frame, in order (one result or None per frame). Network segmenters run the frames
         through the network as one batch where their network takes several frames; the results equal
         one-at-a-time pushes."""

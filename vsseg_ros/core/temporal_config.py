@@ -85,8 +85,10 @@ class STFConfig:
         pe = self.pe_size
         if isinstance(pe, (str, bytes)) or not hasattr(pe, "__len__") or len(pe) != 2:
             raise ConfigError(f"temporal.stf.pe_size must be [height, width], got {pe!r}")
-        self.pe_size = (_int("temporal.stf.pe_size[0]", pe[0], 1, 4096),
-                        _int("temporal.stf.pe_size[1]", pe[1], 1, 4096))
+        self.pe_size = (
+            _int("temporal.stf.pe_size[0]", pe[0], 1, 4096),
+            _int("temporal.stf.pe_size[1]", pe[1], 1, 4096),
+        )
         if self.dim is not None:
             self.dim = _int("temporal.stf.dim", self.dim, 1, 65536)
             if self.dim % self.heads:
@@ -138,12 +140,15 @@ class TemporalConfig:
         if self.mode not in MODES:
             raise ConfigError(f"temporal.mode must be causal or centered, got {self.mode!r}")
         if self.stf is None and self.mar is None and self.flow2seg is None:
-            raise ConfigError("temporal: give at least one of stf, mar, flow2seg (or set temporal to null for a "
-                              "per-frame model)")
+            raise ConfigError(
+                "temporal: give at least one of stf, mar, flow2seg (or set temporal to null for a per-frame model)"
+            )
         # A window of one frame has nothing to fuse over time: only MAR (an inner-frame refinement) applies.
         if self.frames == 1 and (self.stf is not None or self.flow2seg is not None or self.mode != "causal"):
-            raise ConfigError("temporal.frames=1 (the labelled frame alone) takes MAR only: set stf and flow2seg "
-                              "to null and mode to causal, or use frames >= 2")
+            raise ConfigError(
+                "temporal.frames=1 (the labelled frame alone) takes MAR only: set stf and flow2seg "
+                "to null and mode to causal, or use frames >= 2"
+            )
 
     @classmethod
     def from_dict(cls, d: Any) -> "TemporalConfig":
@@ -154,10 +159,13 @@ class TemporalConfig:
         if unknown:
             raise ConfigError(f"unknown field(s) in temporal: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         # an absent section takes the dataclass default (STF on, MAR and Flow2Seg off); null switches it off
-        return cls(frames=d.get("frames", 3), mode=d.get("mode", "causal"),
-                   stf=_fill(STFConfig, "temporal.stf", d.get("stf", True)),
-                   mar=_fill(MARConfig, "temporal.mar", d.get("mar")),
-                   flow2seg=_fill(Flow2SegConfig, "temporal.flow2seg", d.get("flow2seg")))
+        return cls(
+            frames=d.get("frames", 3),
+            mode=d.get("mode", "causal"),
+            stf=_fill(STFConfig, "temporal.stf", d.get("stf", True)),
+            mar=_fill(MARConfig, "temporal.mar", d.get("mar")),
+            flow2seg=_fill(Flow2SegConfig, "temporal.flow2seg", d.get("flow2seg")),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         def plain(x: Any) -> Any:
@@ -166,8 +174,13 @@ class TemporalConfig:
             out = dataclasses.asdict(x)
             return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
 
-        return {"frames": self.frames, "mode": self.mode, "stf": plain(self.stf), "mar": plain(self.mar),
-                "flow2seg": plain(self.flow2seg)}
+        return {
+            "frames": self.frames,
+            "mode": self.mode,
+            "stf": plain(self.stf),
+            "mar": plain(self.mar),
+            "flow2seg": plain(self.flow2seg),
+        }
 
 
 __all__ = ["TemporalConfig", "STFConfig", "MARConfig", "Flow2SegConfig", "MODES"]

@@ -154,12 +154,23 @@ class TemporalSegmenter(NetworkSegmenter):
 
     net: TemporalSegNet  # or an exported network with the same calls (vsseg_ros.runtimes.exported_net)
 
-    def __init__(self, model: "TemporalSegNet", class_map: ClassMap, model_id: str,
-                 device: Union[str, torch.device] = "cpu", precision: Union[str, torch.dtype] = "fp32",
-                 input_size: Any = MODEL_INPUT_SIZE, mean: Optional[Sequence[float]] = None,
-                 std: Optional[Sequence[float]] = None, mode: Optional[str] = None,
-                 max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S, max_cameras: int = DEFAULT_MAX_CAMERAS,
-                 channels_last: Optional[bool] = None, fold_bn: bool = True, return_logits: bool = False) -> None:
+    def __init__(
+        self,
+        model: "TemporalSegNet",
+        class_map: ClassMap,
+        model_id: str,
+        device: Union[str, torch.device] = "cpu",
+        precision: Union[str, torch.dtype] = "fp32",
+        input_size: Any = MODEL_INPUT_SIZE,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        mode: Optional[str] = None,
+        max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S,
+        max_cameras: int = DEFAULT_MAX_CAMERAS,
+        channels_last: Optional[bool] = None,
+        fold_bn: bool = True,
+        return_logits: bool = False,
+    ) -> None:
         mode = check_mode(mode) or model.mode
         if mode not in MODES:
             raise ValueError(f"the model's temporal mode {mode!r} is not known; use causal or centered")
@@ -167,9 +178,21 @@ class TemporalSegmenter(NetworkSegmenter):
         self._max_gap_ns = self.max_frame_gap_s * 1e9
         if isinstance(max_cameras, bool) or not isinstance(max_cameras, int) or max_cameras < 1:
             raise ValueError(f"max_cameras must be an integer >= 1, got {max_cameras!r}")
-        super().__init__(model, model.config, model.num_classes, model.stride, class_map, model_id,
-                         device=device, precision=precision, input_size=input_size, mean=mean, std=std,
-                         channels_last=channels_last, fold_bn=fold_bn)
+        super().__init__(
+            model,
+            model.config,
+            model.num_classes,
+            model.stride,
+            class_map,
+            model_id,
+            device=device,
+            precision=precision,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            channels_last=channels_last,
+            fold_bn=fold_bn,
+        )
         self.mode = mode
         self.delay_frames = 1 if mode == CENTERED else 0
         self.window_size = int(model.frames)
@@ -205,8 +228,9 @@ class TemporalSegmenter(NetworkSegmenter):
 
     # -- Segmenter ------------------------------------------------------------------------------------
 
-    def _push(self, frame: Frame, H: int, W: int, request: OutputRequest,
-              encoded: Optional[_Encoded] = None) -> Optional[TemporalResult]:
+    def _push(
+        self, frame: Frame, H: int, W: int, request: OutputRequest, encoded: Optional[_Encoded] = None
+    ) -> Optional[TemporalResult]:
         """``encoded``: the frame's features from a batched backbone pass (None: computed here)."""
         timings = dict.fromkeys(STAGES, 0.0)
         camera = frame.camera_id
@@ -243,8 +267,9 @@ class TemporalSegmenter(NetworkSegmenter):
         labelled = labelled or stale
         return None if labelled is None else self._result(*labelled, timings)
 
-    def _push_batch(self, frames: list[Frame], sizes: list[tuple[int, int]],
-                    request: OutputRequest) -> list[Optional[SegmentationResult]]:
+    def _push_batch(
+        self, frames: list[Frame], sizes: list[tuple[int, int]], request: OutputRequest
+    ) -> list[Optional[SegmentationResult]]:
         """The per-frame backbone pass as one batch per network input size, then each frame's window step in
         order (fusion and flow are per window); the results equal one-at-a-time pushes."""
         encoded: list[Optional[_Encoded]] = [None] * len(frames)
@@ -259,13 +284,14 @@ class TemporalSegmenter(NetworkSegmenter):
                 backbone_ms = (time.perf_counter() - t1) * 1e3
                 for k, i in enumerate(batch.members):
                     # a copy: a window keeps a frame's features for T frames, the batch's must not stay alive
-                    encoded[i] = _Encoded(features[k:k + 1].clone(), batch.h, batch.w, batch.prepare_ms / n,
-                                          backbone_ms / n)
-        return [self._push(frame, H, W, request, encoded[i]) for i, (frame, (H, W)) in
-                enumerate(zip(frames, sizes))]
+                    encoded[i] = _Encoded(
+                        features[k : k + 1].clone(), batch.h, batch.w, batch.prepare_ms / n, backbone_ms / n
+                    )
+        return [self._push(frame, H, W, request, encoded[i]) for i, (frame, (H, W)) in enumerate(zip(frames, sizes))]
 
-    def _end_stale_windows(self, frame: Frame, request: OutputRequest, timings: dict[str, float],
-                           may_label: bool) -> Optional[_Labelled]:
+    def _end_stale_windows(
+        self, frame: Frame, request: OutputRequest, timings: dict[str, float], may_label: bool
+    ) -> Optional[_Labelled]:
         """End the windows of other cameras silent for more than the gap (the stream moved to this camera):
         their next frame would restart them anyway. A window holding a frame back (centered) ends only when
         this push has no result of its own to return, so its frame can be returned instead (else later)."""
@@ -304,8 +330,15 @@ class TemporalSegmenter(NetworkSegmenter):
 
     # -- steps ----------------------------------------------------------------------------------------
 
-    def _encode(self, frame: Frame, H: int, W: int, window: _Window, timings: dict[str, float],
-                encoded: Optional[_Encoded] = None) -> _Entry:
+    def _encode(
+        self,
+        frame: Frame,
+        H: int,
+        W: int,
+        window: _Window,
+        timings: dict[str, float],
+        encoded: Optional[_Encoded] = None,
+    ) -> _Entry:
         """The once-per-frame work: preprocess, per-frame features (unless a batched pass computed them) and
         (flow models) the flow into it."""
         if encoded is None:
@@ -329,8 +362,9 @@ class TemporalSegmenter(NetworkSegmenter):
             timings["flow"] += (time.perf_counter() - t2) * 1e3
         return entry
 
-    def _flow_into(self, image: np.ndarray, h: int, w: int, padded: Sequence[int],
-                   window: _Window) -> tuple[np.ndarray, Optional[Tensor]]:
+    def _flow_into(
+        self, image: np.ndarray, h: int, w: int, padded: Sequence[int], window: _Window
+    ) -> tuple[np.ndarray, Optional[Tensor]]:
         """The frame's grey image at the network size, and the DIS flow from the window's previous frame to
         it as the flow path's input (zero in the padding), or None for a window's first frame."""
         import cv2
@@ -347,16 +381,16 @@ class TemporalSegmenter(NetworkSegmenter):
         flow = torch.nn.functional.pad(flow, (0, wp - w, 0, hp - h))
         return gray, flow.to(self._device)
 
-    def _label_held(self, window: _Window, request: OutputRequest,
-                    timings: dict[str, float]) -> Optional[_Labelled]:
+    def _label_held(self, window: _Window, request: OutputRequest, timings: dict[str, float]) -> Optional[_Labelled]:
         """Centered mode: the window's newest (held-back) frame fused with the T-2 frames before it."""
         if self.mode != CENTERED or not window.entries:
             return None
-        entries = list(window.entries)[-max(1, self.window_size - 1):]
+        entries = list(window.entries)[-max(1, self.window_size - 1) :]
         return self._label(entries, len(entries) - 1, request, timings)
 
-    def _label(self, entries: list[_Entry], target: int, request: OutputRequest,
-               timings: dict[str, float]) -> _Labelled:
+    def _label(
+        self, entries: list[_Entry], target: int, request: OutputRequest, timings: dict[str, float]
+    ) -> _Labelled:
         """Fuse ``entries`` with ``entries[target]`` as the labelled frame; its maps at the frame's size."""
         entry = entries[target]
         boundary = bool(request.boundary and self.has_boundary)
@@ -366,22 +400,28 @@ class TemporalSegmenter(NetworkSegmenter):
         t0 = time.perf_counter()
         with torch.inference_mode():
             with self._autocast():
-                out = self.net.fuse([e.feature for e in entries], target, flow=entry.flow, boundary=boundary,
-                                    rows=rows)
+                out = self.net.fuse([e.feature for e in entries], target, flow=entry.flow, boundary=boundary, rows=rows)
             logits = out["logits"]
             assert logits is not None  # fuse() always returns logits (only boundary may be None)
             self._sync()
             t1 = time.perf_counter()
-            labels, confidence, edge = self.output_maps(logits, out.get("boundary"),
-                                                        *self.output_size(H, W, h, w, request), h, w, request)
+            labels, confidence, edge = self.output_maps(
+                logits, out.get("boundary"), *self.output_size(H, W, h, w, request), h, w, request
+            )
             self._sync()
         t2 = time.perf_counter()
         timings["fusion"] += (t1 - t0) * 1e3 - self._mar_ms
         timings["mar"] += self._mar_ms
         timings["postprocess"] += (t2 - t1) * 1e3
-        info = {"labels": labels, "confidence": confidence, "boundary": edge, "frames_fused": len(entries),
-                "window_stamps": tuple(e.frame.stamp_ns for e in entries), "target": target,
-                "logits": logits.float().clone() if self.return_logits else None}
+        info = {
+            "labels": labels,
+            "confidence": confidence,
+            "boundary": edge,
+            "frames_fused": len(entries),
+            "window_stamps": tuple(e.frame.stamp_ns for e in entries),
+            "target": target,
+            "logits": logits.float().clone() if self.return_logits else None,
+        }
         return entry, info
 
     def logit_rows(self, h: int, feature: Tensor) -> Optional[int]:
@@ -409,9 +449,21 @@ class TemporalSegmenter(NetworkSegmenter):
             return len(window.entries) if window is not None else 0
 
     def describe(self) -> str:
-        return (f"{super().describe()}, {self.mode} window of {self.window_size} frames "
-                f"(delay {self.delay_frames}), max frame gap {self.max_frame_gap_s:g} s")
+        return (
+            f"{super().describe()}, {self.mode} window of {self.window_size} frames "
+            f"(delay {self.delay_frames}), max frame gap {self.max_frame_gap_s:g} s"
+        )
 
 
-__all__ = ["TemporalSegmenter", "TemporalResult", "fusion_calls", "CAUSAL", "CENTERED", "MODES", "STAGES",
-           "RESET_REASONS", "check_mode", "check_max_frame_gap"]
+__all__ = [
+    "TemporalSegmenter",
+    "TemporalResult",
+    "fusion_calls",
+    "CAUSAL",
+    "CENTERED",
+    "MODES",
+    "STAGES",
+    "RESET_REASONS",
+    "check_mode",
+    "check_max_frame_gap",
+]

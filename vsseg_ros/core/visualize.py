@@ -41,8 +41,7 @@ def legend(class_map: ClassMap, width: int, row_height: int = 18) -> np.ndarray:
     for i, (name, color) in enumerate(zip(class_map.names, class_map.colors)):
         x, y = (i % per_row) * 150 + 4, (i // per_row) * row_height + 2
         cv2.rectangle(img, (x, y + 2), (x + 14, y + row_height - 4), tuple(int(c) for c in color), -1)
-        cv2.putText(img, name, (x + 18, y + row_height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(img, name, (x + 18, y + row_height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
     return img
 
 
@@ -54,8 +53,9 @@ def label(img: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
-def contact_sheet(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str] = (), gap: int = 4,
-                  footer: np.ndarray | None = None) -> np.ndarray:
+def contact_sheet(
+    rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str] = (), gap: int = 4, footer: np.ndarray | None = None
+) -> np.ndarray:
     """Tile equally sized RGB images row by row (e.g. input | mask | boundary), with column titles."""
     h, w = rows[0][0].shape[:2]
     ncol = max(len(r) for r in rows)
@@ -64,14 +64,15 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str] = 
     if titles:
         head = np.full((22, sheet_w, 3), 255, np.uint8)
         for j, t in enumerate(titles):
-            cv2.putText(head, t, (gap + j * (w + gap) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
-                        cv2.LINE_AA)
+            cv2.putText(
+                head, t, (gap + j * (w + gap) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+            )
         parts.append(head)
     for r in rows:
         line = np.full((h + gap, sheet_w, 3), 255, np.uint8)
         for j, img in enumerate(r):
             img = img if img.shape[:2] == (h, w) else cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)
-            line[gap:gap + h, gap + j * (w + gap):gap + j * (w + gap) + w] = img
+            line[gap : gap + h, gap + j * (w + gap) : gap + j * (w + gap) + w] = img
         parts.append(line)
     if footer is not None:
         parts.append(cv2.resize(footer, (sheet_w, footer.shape[0])) if footer.shape[1] != sheet_w else footer)

@@ -47,8 +47,11 @@ def parse_name(stem: str) -> tuple[str, int]:
 
 def list_images(folder: Path) -> dict[str, Path]:
     """File stem -> path of the image files directly in ``folder`` (hidden files skipped)."""
-    return {p.stem: p for p in sorted(folder.iterdir())
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")}
+    return {
+        p.stem: p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    }
 
 
 def check_root(root: Path, expected: str) -> None:
@@ -61,8 +64,10 @@ def check_root(root: Path, expected: str) -> None:
 
 def missing_folders_error(root: Path, absent: Sequence[Path], expected: str) -> DatasetError:
     present = sorted(p.name + "/" for p in root.iterdir() if p.is_dir())
-    return DatasetError(f"wrong dataset layout in {root}: missing {', '.join(map(str, absent))}; {expected}; "
-                        f"found folders: {', '.join(present) if present else 'none'}")
+    return DatasetError(
+        f"wrong dataset layout in {root}: missing {', '.join(map(str, absent))}; {expected}; "
+        f"found folders: {', '.join(present) if present else 'none'}"
+    )
 
 
 def unpaired_error(names: Sequence[str], paths: dict[str, Path], where: Path, what: str, other: str) -> DatasetError:
@@ -87,11 +92,11 @@ def generic_class_map(num_classes: int) -> ClassMap:
     import cv2
 
     hues = ((np.arange(num_classes) * 0.618034) % 1.0 * 180).astype(np.uint8)  # golden-ratio hue steps
-    hsv = np.stack([hues, np.full_like(hues, 200), np.where(np.arange(num_classes) % 2, 160, 230).astype(np.uint8)],
-                   axis=-1)[None]
+    hsv = np.stack(
+        [hues, np.full_like(hues, 200), np.where(np.arange(num_classes) % 2, 160, 230).astype(np.uint8)], axis=-1
+    )[None]
     rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
-    return ClassMap(names=tuple(f"class_{i}" for i in range(num_classes)),
-                    colors=tuple(rgb_tuple(c) for c in rgb))
+    return ClassMap(names=tuple(f"class_{i}" for i in range(num_classes)), colors=tuple(rgb_tuple(c) for c in rgb))
 
 
 class DecodedPairs:
@@ -206,8 +211,10 @@ class LabelledDataset:
             if raw.shape[2] == 1:
                 raw = raw[:, :, 0]
             else:
-                raise DatasetError(f"label {path} has {raw.shape[2]} channels; expected a single-channel "
-                                   f"image of class ids ({self._allowed}), not a colour-coded label")
+                raise DatasetError(
+                    f"label {path} has {raw.shape[2]} channels; expected a single-channel "
+                    f"image of class ids ({self._allowed}), not a colour-coded label"
+                )
         if raw.dtype != np.uint8:
             if raw.size and (int(raw.max()) > 255 or int(raw.min()) < 0):
                 raise DatasetError(self._bad_ids_message(path, np.unique(raw[(raw > 255) | (raw < 0)])))
@@ -225,9 +232,11 @@ class LabelledDataset:
         image = self.read_image(s)
         label = self.read_label(s)
         if image.shape[:2] != label.shape[:2]:
-            raise DatasetError(f"image {s.image_path} is {image.shape[1]}x{image.shape[0]} but its label "
-                               f"{s.label_path} is {label.shape[1]}x{label.shape[0]} (width x height); "
-                               "they must be the same size")
+            raise DatasetError(
+                f"image {s.image_path} is {image.shape[1]}x{image.shape[0]} but its label "
+                f"{s.label_path} is {label.shape[1]}x{label.shape[0]} (width x height); "
+                "they must be the same size"
+            )
         return image, label
 
     def validate(self) -> None:
@@ -268,11 +277,26 @@ class LabelledDataset:
         for o in offsets:
             p = self.frame_path(s, o)
             if p is None:
-                raise DatasetError(f"{type(self).__name__}: no frame at offset {o:+d} from {s.name} "
-                                   f"(sequence {s.sequence}, frame {s.frame}) in {self.root}")
+                raise DatasetError(
+                    f"{type(self).__name__}: no frame at offset {o:+d} from {s.name} "
+                    f"(sequence {s.sequence}, frame {s.frame}) in {self.root}"
+                )
             out.append(self.read_rgb(p))
         return out
 
 
-__all__ = ["DatasetError", "DecodedPairs", "IMAGE_SUFFIXES", "LabelledDataset", "Sample", "check_pairs", "check_root",
-           "generic_class_map", "list_images", "missing_folders_error", "parse_name", "unpaired_error", "IGNORE_ID"]
+__all__ = [
+    "DatasetError",
+    "DecodedPairs",
+    "IMAGE_SUFFIXES",
+    "LabelledDataset",
+    "Sample",
+    "check_pairs",
+    "check_root",
+    "generic_class_map",
+    "list_images",
+    "missing_folders_error",
+    "parse_name",
+    "unpaired_error",
+    "IGNORE_ID",
+]

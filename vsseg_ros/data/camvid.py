@@ -41,15 +41,23 @@ class CamVid(LabelledDataset):
     (HxWx3 uint8 RGB, HxW uint8 labels with 0..num_classes-1 and 255 = ignore).
     """
 
-    def __init__(self, root: Union[str, Path], split: str = "train", num_classes: int = CAMVID.num_classes,
-                 void_id: Optional[int] = VOID_ID) -> None:
+    def __init__(
+        self,
+        root: Union[str, Path],
+        split: str = "train",
+        num_classes: int = CAMVID.num_classes,
+        void_id: Optional[int] = VOID_ID,
+    ) -> None:
         self.root = Path(root).expanduser()
         self.split = split
         self.void_id = void_id
-        self.class_map: ClassMap = CAMVID if int(num_classes) == CAMVID.num_classes else generic_class_map(
-            int(num_classes))
-        expected = (f"expected the SegNet CamVid layout: {self.root}/{split}/ (RGB images) and "
-                    f"{self.root}/{split}annot/ (label images with the same file names)")
+        self.class_map: ClassMap = (
+            CAMVID if int(num_classes) == CAMVID.num_classes else generic_class_map(int(num_classes))
+        )
+        expected = (
+            f"expected the SegNet CamVid layout: {self.root}/{split}/ (RGB images) and "
+            f"{self.root}/{split}annot/ (label images with the same file names)"
+        )
         check_root(self.root, expected)
         self.image_dir = self.root / split
         self.label_dir = self.root / f"{split}annot"
@@ -92,10 +100,17 @@ class CamVidTrainDataset:
     With ``cache`` the decoded images are kept in memory (CamVid train: about 190 MB).
     """
 
-    def __init__(self, data: CamVid, transform: Optional[Callable[[np.ndarray, np.ndarray, np.random.Generator],
-                                                                tuple[np.ndarray, np.ndarray]]] = None,
-                 mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
-                 boundary_radius: Optional[int] = 2, cache: bool = True) -> None:
+    def __init__(
+        self,
+        data: CamVid,
+        transform: Optional[
+            Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+        ] = None,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        boundary_radius: Optional[int] = 2,
+        cache: bool = True,
+    ) -> None:
         self.data = data
         self.transform = transform
         self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1) * 255.0
@@ -124,8 +139,9 @@ class CamVidTrainDataset:
         x = (np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) - self.mean) * self.inv_std
         out = {"image": torch.from_numpy(x), "label": torch.from_numpy(label.astype(np.int64))}
         if self.boundary_radius:
-            out["boundary"] = torch.from_numpy(boundary_targets(label, self.boundary_radius,
-                                                                num_classes=self.data.num_classes))
+            out["boundary"] = torch.from_numpy(
+                boundary_targets(label, self.boundary_radius, num_classes=self.data.num_classes)
+            )
         return out
 
 

@@ -31,16 +31,16 @@ MAX_LABEL_ID = 33
 
 #: official Cityscapes label id -> train id (ids not listed map to 255)
 LABEL_TO_TRAIN_ID: dict[int, int] = {
-    7: 0,    # road
-    8: 1,    # sidewalk
-    11: 2,   # building
-    12: 3,   # wall
-    13: 4,   # fence
-    17: 5,   # pole
-    19: 6,   # traffic light
-    20: 7,   # traffic sign
-    21: 8,   # vegetation
-    22: 9,   # terrain
+    7: 0,  # road
+    8: 1,  # sidewalk
+    11: 2,  # building
+    12: 3,  # wall
+    13: 4,  # fence
+    17: 5,  # pole
+    19: 6,  # traffic light
+    20: 7,  # traffic sign
+    21: 8,  # vegetation
+    22: 9,  # terrain
     23: 10,  # sky
     24: 11,  # person
     25: 12,  # rider
@@ -79,9 +79,11 @@ class Cityscapes(LabelledDataset):
         self.root = Path(root).expanduser()
         self.split = split
         self.class_map: ClassMap = CITYSCAPES
-        expected = (f"expected the Cityscapes layout: {self.root}/leftImg8bit/{split}/CITY/*{IMAGE_SUFFIX} and "
-                    f"{self.root}/gtFine/{split}/CITY/*{LABEL_SUFFIX} (optional: "
-                    f"{self.root}/leftImg8bit_sequence/{split}/CITY/ for neighbouring frames)")
+        expected = (
+            f"expected the Cityscapes layout: {self.root}/leftImg8bit/{split}/CITY/*{IMAGE_SUFFIX} and "
+            f"{self.root}/gtFine/{split}/CITY/*{LABEL_SUFFIX} (optional: "
+            f"{self.root}/leftImg8bit_sequence/{split}/CITY/ for neighbouring frames)"
+        )
         check_root(self.root, expected)
         self.image_dir = self.root / "leftImg8bit" / split
         self.label_dir = self.root / "gtFine" / split
@@ -90,8 +92,11 @@ class Cityscapes(LabelledDataset):
             self.sequence_dir = None
         absent = [d for d in (self.image_dir, self.label_dir) if not d.is_dir()]
         if absent:
-            splits = sorted(p.name for p in (self.root / "leftImg8bit").iterdir() if p.is_dir()) \
-                if (self.root / "leftImg8bit").is_dir() else []
+            splits = (
+                sorted(p.name for p in (self.root / "leftImg8bit").iterdir() if p.is_dir())
+                if (self.root / "leftImg8bit").is_dir()
+                else []
+            )
             hint = f" (splits found in leftImg8bit/: {', '.join(splits)})" if splits else ""
             raise missing_folders_error(self.root, absent, expected + hint)
         images = _files(self.image_dir, IMAGE_SUFFIX)
@@ -100,8 +105,9 @@ class Cityscapes(LabelledDataset):
             raise DatasetError(f"no *{IMAGE_SUFFIX} images in the city folders of {self.image_dir} ({expected})")
         no_label = sorted(set(images) - set(labels))
         if no_label:
-            raise unpaired_error(no_label, images, self.image_dir, "image(s)",
-                                 f"a *{LABEL_SUFFIX} label in {self.label_dir}")
+            raise unpaired_error(
+                no_label, images, self.image_dir, "image(s)", f"a *{LABEL_SUFFIX} label in {self.label_dir}"
+            )
         no_image = sorted(set(labels) - set(images))
         if no_image:
             raise unpaired_error(no_image, labels, self.label_dir, "label(s)", f"an image in {self.image_dir}")
@@ -109,10 +115,11 @@ class Cityscapes(LabelledDataset):
         for name in sorted(images):
             m = _NAME_RE.match(name)
             if m is None:
-                raise DatasetError(f"{images[name]}: expected a name CITY_SEQ_FRAME{IMAGE_SUFFIX} with numbers "
-                                   "SEQ and FRAME (e.g. aachen_000000_000019_leftImg8bit.png)")
-            self.samples.append(Sample(name, images[name], labels[name], f"{m['city']}_{m['seq']}",
-                                       int(m["frame"])))
+                raise DatasetError(
+                    f"{images[name]}: expected a name CITY_SEQ_FRAME{IMAGE_SUFFIX} with numbers "
+                    "SEQ and FRAME (e.g. aachen_000000_000019_leftImg8bit.png)"
+                )
+            self.samples.append(Sample(name, images[name], labels[name], f"{m['city']}_{m['seq']}", int(m["frame"])))
         valid = np.zeros(256, bool)
         valid[: MAX_LABEL_ID + 1] = True
         self._set_ids(label_lut(), valid, f"Cityscapes label ids 0-{MAX_LABEL_ID} (gtFine *_labelIds.png)")

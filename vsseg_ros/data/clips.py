@@ -68,8 +68,15 @@ def _line_kernel(dx: float, dy: float) -> Optional[np.ndarray]:
     c = k // 2
     ux, uy = dx / 2, dy / 2
     scale = 16  # sub-pixel end points (cv2.line shift=4)
-    cv2.line(kernel, (int(round((c - ux) * scale)), int(round((c - uy) * scale))),
-             (int(round((c + ux) * scale)), int(round((c + uy) * scale))), 1.0, 1, cv2.LINE_AA, shift=4)
+    cv2.line(
+        kernel,
+        (int(round((c - ux) * scale)), int(round((c - uy) * scale))),
+        (int(round((c + ux) * scale)), int(round((c + uy) * scale))),
+        1.0,
+        1,
+        cv2.LINE_AA,
+        shift=4,
+    )
     total = float(kernel.sum())
     return kernel / total if total > 0 else None
 
@@ -95,10 +102,21 @@ class _ClipDataset:
     def __getitem__(self, key: Key) -> dict[str, Any]:  # each dataset draws its clips its own way
         raise NotImplementedError
 
-    def __init__(self, data: LabelledDataset, frames: int = 3, target: Union[str, int] = "last",
-                 size: Sequence[int] = (288, 384), seed: int = 0, scale_range: Sequence[float] = (0.5, 2.0),
-                 hflip: float = 0.5, jitter: float = 0.8, brightness: float = 0.25, contrast: float = 0.25,
-                 saturation: float = 0.25, hue: float = 0.03) -> None:
+    def __init__(
+        self,
+        data: LabelledDataset,
+        frames: int = 3,
+        target: Union[str, int] = "last",
+        size: Sequence[int] = (288, 384),
+        seed: int = 0,
+        scale_range: Sequence[float] = (0.5, 2.0),
+        hflip: float = 0.5,
+        jitter: float = 0.8,
+        brightness: float = 0.25,
+        contrast: float = 0.25,
+        saturation: float = 0.25,
+        hue: float = 0.03,
+    ) -> None:
         if int(frames) < 1:
             raise ValueError(f"frames must be >= 1, got {frames}")
         if len(size) != 2 or int(size[0]) < 1 or int(size[1]) < 1:
@@ -165,7 +183,7 @@ class _ClipDataset:
     def _jitter_seed(self, rng: np.random.Generator) -> Optional[int]:
         """A seed for the colour jitter shared by every frame of the clip (None: no jitter this draw)."""
         on = self.jitter > 0 and rng.random() < self.jitter
-        seed = int(rng.integers(0, 2 ** 63))
+        seed = int(rng.integers(0, 2**63))
         return seed if on else None
 
     def _apply_jitter(self, image: np.ndarray, seed: Optional[int]) -> np.ndarray:
@@ -183,19 +201,25 @@ class _ClipDataset:
         value = IGNORE_ID if label else 0  # a reflected border reads no value
         out: np.ndarray
         if abs(m[2, 0]) < 1e-12 and abs(m[2, 1]) < 1e-12 and abs(m[2, 2] - 1.0) < 1e-12:
-            out = cv2.warpAffine(image, m[:2].astype(np.float64), (w, h), flags=flags, borderMode=mode,
-                                 borderValue=value)
+            out = cv2.warpAffine(
+                image, m[:2].astype(np.float64), (w, h), flags=flags, borderMode=mode, borderValue=value
+            )
         else:
-            out = cv2.warpPerspective(image, m.astype(np.float64), (w, h), flags=flags, borderMode=mode,
-                                      borderValue=value)
+            out = cv2.warpPerspective(
+                image, m.astype(np.float64), (w, h), flags=flags, borderMode=mode, borderValue=value
+            )
         return out
 
     def _pack(self, frames: list[np.ndarray], label: np.ndarray, index: int) -> dict[str, Any]:
         import torch
 
         x = np.ascontiguousarray(np.stack(frames).transpose(0, 3, 1, 2))
-        return {"frames": torch.from_numpy(x), "label": torch.from_numpy(label.astype(np.int64)),
-                "target": self.target, "index": index}
+        return {
+            "frames": torch.from_numpy(x),
+            "label": torch.from_numpy(label.astype(np.int64)),
+            "target": self.target,
+            "index": index,
+        }
 
 
 class StillClipDataset(_ClipDataset):
@@ -212,18 +236,47 @@ class StillClipDataset(_ClipDataset):
     moving polygons. Blur, noise and drift leave the target frame untouched.
     """
 
-    def __init__(self, data: LabelledDataset, frames: int = 3, target: Union[str, int] = "last",
-                 size: Sequence[int] = (288, 384), seed: int = 0, *, scale_range: Sequence[float] = (0.5, 2.0),
-                 hflip: float = 0.5, jitter: float = 0.8, brightness: float = 0.25, contrast: float = 0.25,
-                 saturation: float = 0.25, hue: float = 0.03, shift: float = 0.02, rotate: float = 1.0,
-                 zoom: float = 0.02, perspective: float = 0.01, accel: float = 0.25, drift: float = 0.02,
-                 blur: float = 0.3, noise: float = 3.0, occluders: float = 0.3, max_occluders: int = 2,
-                 target_degrade: float = 0.0, transient: float = 0.0,
-                 cache: bool = True) -> None:
-        super().__init__(data, frames, target, size, seed, scale_range, hflip, jitter, brightness, contrast,
-                         saturation, hue)
-        for name, v in (("shift", shift), ("rotate", rotate), ("zoom", zoom), ("perspective", perspective),
-                        ("accel", accel), ("drift", drift), ("noise", noise)):
+    def __init__(
+        self,
+        data: LabelledDataset,
+        frames: int = 3,
+        target: Union[str, int] = "last",
+        size: Sequence[int] = (288, 384),
+        seed: int = 0,
+        *,
+        scale_range: Sequence[float] = (0.5, 2.0),
+        hflip: float = 0.5,
+        jitter: float = 0.8,
+        brightness: float = 0.25,
+        contrast: float = 0.25,
+        saturation: float = 0.25,
+        hue: float = 0.03,
+        shift: float = 0.02,
+        rotate: float = 1.0,
+        zoom: float = 0.02,
+        perspective: float = 0.01,
+        accel: float = 0.25,
+        drift: float = 0.02,
+        blur: float = 0.3,
+        noise: float = 3.0,
+        occluders: float = 0.3,
+        max_occluders: int = 2,
+        target_degrade: float = 0.0,
+        transient: float = 0.0,
+        cache: bool = True,
+    ) -> None:
+        super().__init__(
+            data, frames, target, size, seed, scale_range, hflip, jitter, brightness, contrast, saturation, hue
+        )
+        for name, v in (
+            ("shift", shift),
+            ("rotate", rotate),
+            ("zoom", zoom),
+            ("perspective", perspective),
+            ("accel", accel),
+            ("drift", drift),
+            ("noise", noise),
+        ):
             if float(v) < 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
         for name, v in (("blur", blur), ("occluders", occluders), ("hflip", hflip), ("jitter", jitter)):
@@ -238,8 +291,9 @@ class StillClipDataset(_ClipDataset):
         # transient blotches (glare, dirt, dropouts) with probability transient; the label under them is kept
         # (the scene is still there), so looking at the other frames is the way to get those pixels right.
         if not (0.0 <= float(target_degrade) <= 1.0 and 0.0 <= float(transient) <= 1.0):
-            raise ValueError(f"target_degrade and transient are probabilities in [0, 1], got {target_degrade}, "
-                             f"{transient}")
+            raise ValueError(
+                f"target_degrade and transient are probabilities in [0, 1], got {target_degrade}, {transient}"
+            )
         self.target_degrade, self.transient = float(target_degrade), float(transient)
         self.pairs = DecodedPairs(data, keep=cache)
 
@@ -264,8 +318,9 @@ class StillClipDataset(_ClipDataset):
         h, w = self.size
         half = max(h, w) / 2.0
         # per-frame velocities in centred coordinates (1 = half the longer side)
-        vmax = np.array([2 * self.shift, 2 * self.shift, math.radians(self.rotate), self.zoom,
-                         self.perspective, self.perspective])
+        vmax = np.array(
+            [2 * self.shift, 2 * self.shift, math.radians(self.rotate), self.zoom, self.perspective, self.perspective]
+        )
         v = rng.uniform(-1.0, 1.0, 6) * vmax
         a = rng.uniform(-1.0, 1.0, 6) * vmax * self.accel
         to_c = np.array([[1 / half, 0, -w / 2 / half], [0, 1 / half, -h / 2 / half], [0, 0, 1.0]])
@@ -290,7 +345,7 @@ class StillClipDataset(_ClipDataset):
         # blur and noise
         exposure = float(rng.uniform(0.3, 1.0)) if rng.random() < self.blur else 0.0
         sigma = float(rng.uniform(0.0, self.noise)) if self.noise > 0 else 0.0
-        noise_seed = int(rng.integers(0, 2 ** 63))
+        noise_seed = int(rng.integers(0, 2**63))
         degrade_target = self.target_degrade > 0 and rng.random() < self.target_degrade
         # occluders: polygons with a start position, a velocity and a spin (pixels and radians per frame)
         polys = []
@@ -311,8 +366,9 @@ class StillClipDataset(_ClipDataset):
         for i, k in enumerate(self.offsets):
             img = frames[i]
             if k != 0 and self.drift > 0:
-                img = _colour_drift(img, np.exp(rates[0] * k + rates[3:6] * k), math.exp(rates[1] * k),
-                                    math.exp(rates[2] * k))
+                img = _colour_drift(
+                    img, np.exp(rates[0] * k + rates[3:6] * k), math.exp(rates[1] * k), math.exp(rates[2] * k)
+                )
             occluded = np.zeros((h, w), np.uint8) if polys and k == 0 else None
             for angles, radius, c0, speed, spin, colour in polys:
                 c = c0 + speed * k
@@ -376,9 +432,19 @@ class RealClipDataset(_ClipDataset):
     (a :class:`StillClipDataset` clip of them, with ``synth`` as its extra options).
     """
 
-    def __init__(self, data: LabelledDataset, frames: int = 3, target: Union[str, int] = "last",
-                 size: Sequence[int] = (288, 384), seed: int = 0, *, frame_step: int = 1, missing: str = "error",
-                 synth: Optional[dict[str, Any]] = None, **augment: Any) -> None:
+    def __init__(
+        self,
+        data: LabelledDataset,
+        frames: int = 3,
+        target: Union[str, int] = "last",
+        size: Sequence[int] = (288, 384),
+        seed: int = 0,
+        *,
+        frame_step: int = 1,
+        missing: str = "error",
+        synth: Optional[dict[str, Any]] = None,
+        **augment: Any,
+    ) -> None:
         super().__init__(data, frames, target, size, seed, **augment)
         if int(frame_step) < 1:
             raise ValueError(f"frame_step must be >= 1, got {frame_step}")
@@ -393,8 +459,10 @@ class RealClipDataset(_ClipDataset):
         lacking = [data[i].name for i, ok in enumerate(self.real) if not ok]
         if lacking and missing == "error":
             shown = ", ".join(lacking[:5]) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
-            raise DatasetError(f"{len(lacking)} of {len(data)} samples lack a frame at offsets {steps}: {shown} "
-                               "(missing='skip' leaves them out, missing='synthesize' makes clips from the stills)")
+            raise DatasetError(
+                f"{len(lacking)} of {len(data)} samples lack a frame at offsets {steps}: {shown} "
+                "(missing='skip' leaves them out, missing='synthesize' makes clips from the stills)"
+            )
         self.indices = [i for i, ok in enumerate(self.real) if ok or missing == "synthesize"]
         if not self.indices:
             raise DatasetError(f"no sample of {data!r} has frames at offsets {steps}")
@@ -417,9 +485,11 @@ class RealClipDataset(_ClipDataset):
         label = self.data.read_label(sample)
         for o, img in zip(self.offsets, images):
             if img.shape[:2] != label.shape[:2]:
-                raise DatasetError(f"frame at offset {o * self.frame_step:+d} from {self.data[sample].name} is "
-                                   f"{img.shape[1]}x{img.shape[0]} but its label is {label.shape[1]}x"
-                                   f"{label.shape[0]} (width x height); they must be the same size")
+                raise DatasetError(
+                    f"frame at offset {o * self.frame_step:+d} from {self.data[sample].name} is "
+                    f"{img.shape[1]}x{img.shape[0]} but its label is {label.shape[1]}x"
+                    f"{label.shape[0]} (width x height); they must be the same size"
+                )
         scale, flip, t = self._geometry(label.shape[:2], rng)
         jseed = self._jitter_seed(rng)
         frames = [self._warp(self._apply_jitter(self._resize(img, scale, flip), jseed), t) for img in images]
@@ -427,22 +497,34 @@ class RealClipDataset(_ClipDataset):
         return self._pack(frames, label, index)
 
 
-def make_clips(data: LabelledDataset, frames: int = 3, target: Union[str, int] = "last",
-               size: Sequence[int] = (288, 384), seed: int = 0, frame_step: int = 1, **options: Any) -> _ClipDataset:
+def make_clips(
+    data: LabelledDataset,
+    frames: int = 3,
+    target: Union[str, int] = "last",
+    size: Sequence[int] = (288, 384),
+    seed: int = 0,
+    frame_step: int = 1,
+    **options: Any,
+) -> _ClipDataset:
     """Real clips where the data have neighbours (synthesised ones for the samples that lack them), else clips
     synthesised from the stills. ``options``: :class:`StillClipDataset` options (the shared augmentation ones
     apply to real clips too)."""
-    shared = {k: options.pop(k) for k in ("scale_range", "hflip", "jitter", "brightness", "contrast", "saturation",
-                                          "hue") if k in options}
+    shared = {
+        k: options.pop(k)
+        for k in ("scale_range", "hflip", "jitter", "brightness", "contrast", "saturation", "hue")
+        if k in options
+    }
     steps = [(t - target_index(frames, target)) * frame_step for t in range(frames)]
     if hasattr(data, "has_neighbours") and any(data.has_neighbours(i, steps) for i in range(len(data))):
-        return RealClipDataset(data, frames, target, size, seed, frame_step=frame_step, missing="synthesize",
-                               synth=options, **shared)
+        return RealClipDataset(
+            data, frames, target, size, seed, frame_step=frame_step, missing="synthesize", synth=options, **shared
+        )
     return StillClipDataset(data, frames, target, size, seed, **shared, **options)
 
 
-def save_clip_preview(dataset: _ClipDataset, path: Union[str, Path], n: int = 4, seed: int = 0,
-                      max_width: int = 1600) -> Path:
+def save_clip_preview(
+    dataset: _ClipDataset, path: Union[str, Path], n: int = 4, seed: int = 0, max_width: int = 1600
+) -> Path:
     """A contact sheet PNG: one row per clip (``n`` clips spread over the dataset, draw seeds from ``seed``),
     its frames left to right (target outlined in green) and the target's label in class colours on the right."""
     import cv2
@@ -465,8 +547,16 @@ def save_clip_preview(dataset: _ClipDataset, path: Union[str, Path], n: int = 4,
             if k == item["target"]:
                 cv2.rectangle(tile, (1, 1), (tile.shape[1] - 2, tile.shape[0] - 2), (40, 220, 40), 3)
             off = k - item["target"]
-            cv2.putText(tile, "t" if off == 0 else f"t{off:+d}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
-                        (255, 255, 255), 2, cv2.LINE_AA)
+            cv2.putText(
+                tile,
+                "t" if off == 0 else f"t{off:+d}",
+                (8, 24),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.7,
+                (255, 255, 255),
+                2,
+                cv2.LINE_AA,
+            )
             tiles.append(tile)
         tiles.append(palette[item["label"].numpy().astype(np.uint8)])
         gap = np.full((frames.shape[1], 4, 3), 255, np.uint8)

@@ -42,8 +42,11 @@ MAX_CLASSES = 255  # ids 0..254; 255 is the ignore id
 
 
 def _parse_color(value: Any, where: str) -> tuple[int, int, int]:
-    if (not isinstance(value, (list, tuple)) or len(value) != 3
-            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)):
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
         raise DatasetError(f"{where}: a colour must be three integers 0-255 (R G B), got {value!r}")
     return int(value[0]), int(value[1]), int(value[2])
 
@@ -73,8 +76,10 @@ def read_class_list(path: Union[str, Path]) -> list[tuple[str, Optional[tuple[in
         if isinstance(raw, dict):
             raw = raw.get("classes")
         if not isinstance(raw, list):
-            raise DatasetError(f"{path}: expected a list of classes (or a mapping with a 'classes' list); each "
-                               "entry a name or {name: ..., color: [r, g, b]}")
+            raise DatasetError(
+                f"{path}: expected a list of classes (or a mapping with a 'classes' list); each "
+                "entry a name or {name: ..., color: [r, g, b]}"
+            )
         for k, item in enumerate(raw):
             if isinstance(item, str):
                 entries.append((item, None))
@@ -82,8 +87,7 @@ def read_class_list(path: Union[str, Path]) -> list[tuple[str, Optional[tuple[in
                 color = item.get("color", item.get("colour"))
                 entries.append((item["name"], None if color is None else _parse_color(color, f"{path}: class {k}")))
             else:
-                raise DatasetError(f"{path}: class {k} must be a name or {{name: ..., color: [r, g, b]}}, "
-                                   f"got {item!r}")
+                raise DatasetError(f"{path}: class {k} must be a name or {{name: ..., color: [r, g, b]}}, got {item!r}")
     if not entries:
         raise DatasetError(f"{path}: no classes listed")
     if len(entries) > MAX_CLASSES:
@@ -98,21 +102,24 @@ def read_class_list(path: Union[str, Path]) -> list[tuple[str, Optional[tuple[in
 def class_map_from_list(entries: list[tuple[str, Optional[tuple[int, int, int]]]]) -> ClassMap:
     """Colours not given in the list come from :func:`generic_class_map`."""
     fallback = generic_class_map(len(entries)).colors
-    return ClassMap(names=tuple(e[0] for e in entries),
-                    colors=tuple(e[1] if e[1] is not None else fallback[i] for i, e in enumerate(entries)))
+    return ClassMap(
+        names=tuple(e[0] for e in entries),
+        colors=tuple(e[1] if e[1] is not None else fallback[i] for i, e in enumerate(entries)),
+    )
 
 
 class ImageFolder(LabelledDataset):
     """The (image, label) pairs under ``ROOT/images`` and ``ROOT/labels`` (or their ``SPLIT`` subfolders)."""
 
-    def __init__(self, root: Union[str, Path], split: Optional[str] = None,
-                 num_classes: Optional[int] = None) -> None:
+    def __init__(self, root: Union[str, Path], split: Optional[str] = None, num_classes: Optional[int] = None) -> None:
         self.root = Path(root).expanduser()
         self.split = split
         sub = f"{split}/" if split else ""
-        expected = (f"expected the image-folder layout: {self.root}/images/{sub}NAME.png|jpg and "
-                    f"{self.root}/labels/{sub}NAME.png (single-channel class ids, 255 = ignore), optional "
-                    f"{self.root}/classes.txt or classes.yaml")
+        expected = (
+            f"expected the image-folder layout: {self.root}/images/{sub}NAME.png|jpg and "
+            f"{self.root}/labels/{sub}NAME.png (single-channel class ids, 255 = ignore), optional "
+            f"{self.root}/classes.txt or classes.yaml"
+        )
         check_root(self.root, expected)
         self.image_dir = self.root / "images" / (split or "")
         self.label_dir = self.root / "labels" / (split or "")
@@ -125,14 +132,19 @@ class ImageFolder(LabelledDataset):
         labels = list_images(self.label_dir)
         if not images:
             subdirs = sorted(p.name for p in self.image_dir.iterdir() if p.is_dir())
-            hint = (f"; {self.image_dir} holds the folder(s) {', '.join(subdirs)}: pass one of them as the split"
-                    if subdirs and not split else "")
+            hint = (
+                f"; {self.image_dir} holds the folder(s) {', '.join(subdirs)}: pass one of them as the split"
+                if subdirs and not split
+                else ""
+            )
             raise DatasetError(f"no images in {self.image_dir} ({expected}){hint}")
         check_pairs(images, labels, self.image_dir, self.label_dir)
         not_png = sorted(n for n in labels if labels[n].suffix.lower() != ".png")
         if not_png:
-            raise DatasetError(f"label(s) {', '.join(labels[n].name for n in not_png[:5])} in {self.label_dir} are "
-                               "not PNG; labels must be lossless single-channel PNG files of class ids")
+            raise DatasetError(
+                f"label(s) {', '.join(labels[n].name for n in not_png[:5])} in {self.label_dir} are "
+                "not PNG; labels must be lossless single-channel PNG files of class ids"
+            )
         self.samples: list[Sample] = []
         for name in sorted(images):
             seq, frame = parse_name(name)
@@ -140,14 +152,16 @@ class ImageFolder(LabelledDataset):
 
         class_files = [self.root / f for f in CLASS_FILES if (self.root / f).is_file()]
         if len(class_files) > 1:
-            raise DatasetError(f"{self.root} has both {class_files[0].name} and {class_files[1].name}; keep one "
-                               "class list")
+            raise DatasetError(
+                f"{self.root} has both {class_files[0].name} and {class_files[1].name}; keep one class list"
+            )
         self.class_file: Optional[Path] = class_files[0] if class_files else None
         if self.class_file is not None:
             class_map = class_map_from_list(read_class_list(self.class_file))
             if num_classes is not None and int(num_classes) != class_map.num_classes:
-                raise DatasetError(f"num_classes={num_classes} but {self.class_file} lists "
-                                   f"{class_map.num_classes} classes")
+                raise DatasetError(
+                    f"num_classes={num_classes} but {self.class_file} lists {class_map.num_classes} classes"
+                )
         elif num_classes is not None:
             if not 1 <= int(num_classes) <= MAX_CLASSES:
                 raise DatasetError(f"num_classes must be 1-{MAX_CLASSES}, got {num_classes}")

@@ -35,9 +35,14 @@ class LabelledFrame:
     name: str = ""
 
 
-def dataset_frames(name: str, root: Union[str, Path], split: Optional[str] = None,
-                   frame_rate_hz: Optional[float] = None, num_classes: Optional[int] = None,
-                   context: tuple[int, int] = (0, 0)) -> Iterator[LabelledFrame]:
+def dataset_frames(
+    name: str,
+    root: Union[str, Path],
+    split: Optional[str] = None,
+    frame_rate_hz: Optional[float] = None,
+    num_classes: Optional[int] = None,
+    context: tuple[int, int] = (0, 0),
+) -> Iterator[LabelledFrame]:
     """The labelled frames of a dataset split, sequence by sequence, each in frame order.
 
     ``name``: "camvid", "cityscapes" or "folder" (see :func:`vsseg_ros.data.registry.open_dataset`). Stamps are
@@ -50,8 +55,9 @@ def dataset_frames(name: str, root: Union[str, Path], split: Optional[str] = Non
     return frames_of(data, frame_rate_hz or FRAME_NUMBER_RATE_HZ.get(str(name).strip().lower(), 30.0), context)
 
 
-def open_labelled(name: str, root: Union[str, Path], split: Optional[str] = None,
-                  num_classes: Optional[int] = None) -> LabelledDataset:
+def open_labelled(
+    name: str, root: Union[str, Path], split: Optional[str] = None, num_classes: Optional[int] = None
+) -> LabelledDataset:
     """The dataset reader (checked now, so a wrong layout fails before any model work)."""
     from vsseg_ros.data.registry import open_dataset
 
@@ -59,8 +65,9 @@ def open_labelled(name: str, root: Union[str, Path], split: Optional[str] = None
     return open_dataset(name, root, split, **options)
 
 
-def frames_of(data: LabelledDataset, frame_rate_hz: float,
-              context: tuple[int, int] = (0, 0)) -> Iterator[LabelledFrame]:
+def frames_of(
+    data: LabelledDataset, frame_rate_hz: float, context: tuple[int, int] = (0, 0)
+) -> Iterator[LabelledFrame]:
     """:class:`LabelledFrame` s of an opened dataset reader (anything with ``sequences()``, ``load()``,
     ``frame_path()`` and ``read_rgb()``), in the order of :func:`plan_frames`.
 
@@ -99,12 +106,12 @@ def _stream(data: LabelledDataset, plan: list[tuple[str, int, Any]], period_ns: 
     for seq, number, entry in plan:
         stamp = int(round(number * period_ns))
         if isinstance(entry, Path):
-            yield LabelledFrame(image=data.read_rgb(entry), label=None, stamp_ns=stamp, camera_id=seq, sequence=seq,
-                                name=entry.stem)
+            yield LabelledFrame(
+                image=data.read_rgb(entry), label=None, stamp_ns=stamp, camera_id=seq, sequence=seq, name=entry.stem
+            )
         else:
             image, label = data.load(entry)
-            yield LabelledFrame(image=image, label=label, stamp_ns=stamp, camera_id=seq, sequence=seq,
-                                name=entry.name)
+            yield LabelledFrame(image=image, label=label, stamp_ns=stamp, camera_id=seq, sequence=seq, name=entry.name)
 
 
 __all__ = ["FRAME_NUMBER_RATE_HZ", "LabelledFrame", "dataset_frames", "frames_of", "open_labelled", "plan_frames"]

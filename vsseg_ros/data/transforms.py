@@ -18,8 +18,9 @@ Pair = tuple[np.ndarray, np.ndarray]
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], Pair]
 
 
-def random_scale(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
-                 scale_range: Sequence[float] = (0.5, 2.0)) -> Pair:
+def random_scale(
+    image: np.ndarray, label: np.ndarray, rng: np.random.Generator, scale_range: Sequence[float] = (0.5, 2.0)
+) -> Pair:
     """Resize both by one factor drawn uniformly from ``scale_range`` (image bilinear, label nearest)."""
     lo, hi = float(scale_range[0]), float(scale_range[1])
     s = rng.uniform(lo, hi) if hi > lo else lo
@@ -28,12 +29,20 @@ def random_scale(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
     h, w = label.shape[:2]
     nh, nw = max(1, int(round(h * s))), max(1, int(round(w * s)))
     interp = cv2.INTER_AREA if s < 1.0 else cv2.INTER_LINEAR
-    return (cv2.resize(image, (nw, nh), interpolation=interp),
-            cv2.resize(label, (nw, nh), interpolation=cv2.INTER_NEAREST))
+    return (
+        cv2.resize(image, (nw, nh), interpolation=interp),
+        cv2.resize(label, (nw, nh), interpolation=cv2.INTER_NEAREST),
+    )
 
 
-def random_crop(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, size: Sequence[int],
-                image_fill: Sequence[int] = (124, 116, 104), ignore_id: int = IGNORE_ID) -> Pair:
+def random_crop(
+    image: np.ndarray,
+    label: np.ndarray,
+    rng: np.random.Generator,
+    size: Sequence[int],
+    image_fill: Sequence[int] = (124, 116, 104),
+    ignore_id: int = IGNORE_ID,
+) -> Pair:
     """A ``size = (height, width)`` window at a random place; a side shorter than the window is padded
     (image with ``image_fill``, about the ImageNet mean, label with ``ignore_id``) at a random offset."""
     ch, cw = int(size[0]), int(size[1])
@@ -41,13 +50,14 @@ def random_crop(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, 
     ph, pw = max(ch - h, 0), max(cw - w, 0)
     if ph or pw:
         top, left = int(rng.integers(0, ph + 1)), int(rng.integers(0, pw + 1))
-        image = cv2.copyMakeBorder(image, top, ph - top, left, pw - left, cv2.BORDER_CONSTANT,
-                                   value=tuple(int(v) for v in image_fill))
+        image = cv2.copyMakeBorder(
+            image, top, ph - top, left, pw - left, cv2.BORDER_CONSTANT, value=tuple(int(v) for v in image_fill)
+        )
         label = cv2.copyMakeBorder(label, top, ph - top, left, pw - left, cv2.BORDER_CONSTANT, value=ignore_id)
         h, w = label.shape[:2]
     y = int(rng.integers(0, h - ch + 1))
     x = int(rng.integers(0, w - cw + 1))
-    return image[y:y + ch, x:x + cw], label[y:y + ch, x:x + cw]
+    return image[y : y + ch, x : x + cw], label[y : y + ch, x : x + cw]
 
 
 def random_hflip(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> Pair:
@@ -56,8 +66,14 @@ def random_hflip(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
     return image, label
 
 
-def photometric_jitter(image: np.ndarray, rng: np.random.Generator, brightness: float = 0.25,
-                       contrast: float = 0.25, saturation: float = 0.25, hue: float = 0.03) -> np.ndarray:
+def photometric_jitter(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    brightness: float = 0.25,
+    contrast: float = 0.25,
+    saturation: float = 0.25,
+    hue: float = 0.03,
+) -> np.ndarray:
     """Brightness, contrast and saturation factors in ``[1 - x, 1 + x]`` and a hue shift of up to ``hue``
     of the colour circle, applied in a random order. uint8 RGB in and out."""
     img = image.astype(np.float32)

@@ -68,8 +68,14 @@ class BagTask:
         return self.bag.path if self.chunks == 1 else f"{self.bag.path} [chunk {self.index + 1}/{self.chunks}]"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bag": asdict(self.bag), "index": self.index, "chunks": self.chunks, "start_ns": self.start_ns,
-                "stop_ns": self.stop_ns, "frames": self.frames}
+        return {
+            "bag": asdict(self.bag),
+            "index": self.index,
+            "chunks": self.chunks,
+            "start_ns": self.start_ns,
+            "stop_ns": self.stop_ns,
+            "frames": self.frames,
+        }
 
 
 def identity(path: Path) -> BagRef:
@@ -120,13 +126,15 @@ def _expand(pattern: str, base: Path, searched: list[str], depth: int = 0) -> li
             return []
         if p.suffix.lower() in LIST_SUFFIXES or (depth == 0 and p.suffix.lower() != ".yaml"):
             return _from_list(p, searched, depth)
-        searched.append(f"{pattern}: not a bag (a folder with metadata.yaml, an .mcap or .db3 file) nor a list of "
-                        "bags (.txt)")
+        searched.append(
+            f"{pattern}: not a bag (a folder with metadata.yaml, an .mcap or .db3 file) nor a list of bags (.txt)"
+        )
         return []
     matches = sorted(glob.glob(str(p), recursive=True))
     if not matches:
-        searched.append(f"{pattern}: " + ("no path matches this pattern" if glob.has_magic(str(p)) else
-                                          "no such file or folder"))
+        searched.append(
+            f"{pattern}: " + ("no path matches this pattern" if glob.has_magic(str(p)) else "no such file or folder")
+        )
         return []
     found = []
     for m in map(Path, matches):
@@ -175,16 +183,22 @@ def find_bags(patterns: Sequence[str]) -> list[BagRef]:
                 continue
             seen.setdefault(ref.path, ref)
     if not seen:
-        raise FleetError("no bag matches " + " ".join(repr(str(p)) for p in patterns) + "; searched:\n  "
-                         + "\n  ".join(searched) + "\n(a bag is a folder with metadata.yaml, or an .mcap or .db3 "
-                                                   "file; a .txt file lists bags, folders or patterns one per line)")
+        raise FleetError(
+            "no bag matches "
+            + " ".join(repr(str(p)) for p in patterns)
+            + "; searched:\n  "
+            + "\n  ".join(searched)
+            + "\n(a bag is a folder with metadata.yaml, or an .mcap or .db3 "
+            "file; a .txt file lists bags, folders or patterns one per line)"
+        )
     for line in searched:
         warnings.warn(f"--bags: {line}", UserWarning, stacklevel=2)
     return list(seen.values())
 
 
-def plan_tasks(bags: Iterable[BagRef], image_topic: Optional[str] = None, gt_topic: Optional[str] = None,
-               chunk_frames: int = 0) -> list[BagTask]:
+def plan_tasks(
+    bags: Iterable[BagRef], image_topic: Optional[str] = None, gt_topic: Optional[str] = None, chunk_frames: int = 0
+) -> list[BagTask]:
     """One task per bag, or with ``chunk_frames`` > 0, a bag of more frames cut into chunks of at least that many,
     each cut where one of the bag's sequences starts (there the evaluation resets the model and the temporal
     metrics anyway, so chunks score exactly as the whole bag). A bag that cannot be opened becomes one task: its

@@ -46,8 +46,10 @@ def _split_address(address: str) -> tuple[str, int]:
     text = address.split("://", 1)[-1].rstrip("/")
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise FleetError(f"--ray {address!r} is not an address: expected HOST:PORT of a Ray head (`ray start --head` "
-                         "prints it), ray://HOST:PORT for Ray Client, 'local' or 'auto'")
+        raise FleetError(
+            f"--ray {address!r} is not an address: expected HOST:PORT of a Ray head (`ray start --head` "
+            "prints it), ray://HOST:PORT for Ray Client, 'local' or 'auto'"
+        )
     return host.strip("[]"), int(port)
 
 
@@ -59,9 +61,11 @@ def check_answers(address: str, timeout_s: float) -> None:
         with socket.create_connection((host, port), timeout=timeout_s):
             pass
     except OSError as err:
-        raise FleetError(f"the Ray cluster at {address} does not answer ({err}; waited {time.monotonic() - t0:.1f} s "
-                         f"of --ray-timeout {timeout_s:g} s). Start it with `ray start --head` there, check the "
-                         "address and the firewall, or use --ray local") from None
+        raise FleetError(
+            f"the Ray cluster at {address} does not answer ({err}; waited {time.monotonic() - t0:.1f} s "
+            f"of --ray-timeout {timeout_s:g} s). Start it with `ray start --head` there, check the "
+            "address and the firewall, or use --ray local"
+        ) from None
 
 
 def _local_cluster_address() -> Optional[str]:
@@ -115,8 +119,10 @@ def import_ray(loopback: bool = False) -> Any:
     try:
         import ray
     except ImportError as err:
-        raise FleetError(f"--ray needs Ray ({err}); install it with `pip install {RAY_PIN}` (make setup does), or "
-                         "leave out --ray to score the bags one after the other in this process") from None
+        raise FleetError(
+            f"--ray needs Ray ({err}); install it with `pip install {RAY_PIN}` (make setup does), or "
+            "leave out --ray to score the bags one after the other in this process"
+        ) from None
     return ray
 
 
@@ -130,8 +136,15 @@ def start_local(num_cpus: int) -> tuple[Any, Path]:
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=tempfile.gettempdir()))
     (temp / "owner.pid").write_text(str(os.getpid()))
     try:
-        ray.init(num_cpus=int(num_cpus), include_dashboard=False, _node_ip_address=LOCAL_HOST, _temp_dir=str(temp),
-                 object_store_memory=LOCAL_OBJECT_STORE_BYTES, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(
+            num_cpus=int(num_cpus),
+            include_dashboard=False,
+            _node_ip_address=LOCAL_HOST,
+            _temp_dir=str(temp),
+            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -147,8 +160,9 @@ def stop_local(ray: Any, temp: Optional[Path]) -> None:
 class RayPool:
     """Ray for one fleet run: ``with RayPool(mode, workers) as pool: for record in pool.run(tasks, settings)``."""
 
-    def __init__(self, mode: str, workers: Optional[int] = None, cpus_per_worker: float = 1.0,
-                 timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, mode: str, workers: Optional[int] = None, cpus_per_worker: float = 1.0, timeout_s: float = 10.0
+    ) -> None:
         self.mode = mode or "auto"
         self.workers = workers
         self.cpus_per_worker = float(cpus_per_worker)
@@ -204,8 +218,9 @@ class RayPool:
         cpus = float(self.ray.cluster_resources().get("CPU", 1))
         return max(1, int(cpus // self.cpus_per_worker))
 
-    def run(self, tasks: list[BagTask], settings: ScoreSettings, model_bytes: Optional[bytes] = None,
-            progress: Any = None) -> Iterator[tuple[BagTask, dict[str, Any]]]:
+    def run(
+        self, tasks: list[BagTask], settings: ScoreSettings, model_bytes: Optional[bytes] = None, progress: Any = None
+    ) -> Iterator[tuple[BagTask, dict[str, Any]]]:
         """Run every task; yields (task, record) as each finishes (at most :meth:`capacity` at a time).
         ``model_bytes``: the checkpoint, shipped to the workers through the object store. ``progress(n)``: frames
         read since the last call."""
@@ -240,11 +255,19 @@ class RayPool:
 
 def _lost(task: BagTask, err: BaseException) -> dict[str, Any]:
     text = str(err).strip().splitlines()
-    return {"key": task.key, "bag": task.bag.path, "task": task.to_dict(),
-            "chunk": None if task.chunks == 1 else [task.index + 1, task.chunks], "status": "failed",
-            "error_kind": OTHER_ERROR, "warnings": [], "seconds": None, "worker": None,
-            "error": f"{type(err).__name__}: {text[0] if text else ''} (the task was tried twice: a worker that dies "
-                     "is retried once)"}
+    return {
+        "key": task.key,
+        "bag": task.bag.path,
+        "task": task.to_dict(),
+        "chunk": None if task.chunks == 1 else [task.index + 1, task.chunks],
+        "status": "failed",
+        "error_kind": OTHER_ERROR,
+        "warnings": [],
+        "seconds": None,
+        "worker": None,
+        "error": f"{type(err).__name__}: {text[0] if text else ''} (the task was tried twice: a worker that dies "
+        "is retried once)",
+    }
 
 
 class _Frames:
@@ -261,8 +284,7 @@ class _Frames:
         return n
 
 
-def _score_remote(task: BagTask, settings: ScoreSettings, model_bytes: Optional[bytes], counter: Any
-                  ) -> dict[str, Any]:
+def _score_remote(task: BagTask, settings: ScoreSettings, model_bytes: Optional[bytes], counter: Any) -> dict[str, Any]:
     """One Ray task: :func:`score_task`, reporting frames to ``counter`` about twice a second."""
     from vsseg_ros.fleet.tasks import score_task
 

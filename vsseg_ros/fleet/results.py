@@ -60,16 +60,21 @@ class ResultsDir:
             try:
                 stored = json.loads(run.read_text(encoding="utf-8"))
             except (OSError, ValueError) as err:
-                raise FleetError(f"--results {self.root}: {RUN_FILE} is unreadable ({err}); remove the folder or "
-                                 "choose another") from None
+                raise FleetError(
+                    f"--results {self.root}: {RUN_FILE} is unreadable ({err}); remove the folder or choose another"
+                ) from None
             differs = sorted(k for k in set(stored) | set(self.config) if stored.get(k) != self.config.get(k))
             if differs:
                 shown = "; ".join(f"{k}: {stored.get(k)!r} there, {self.config.get(k)!r} now" for k in differs[:6])
-                raise FleetError(f"--results {self.root} holds results of another model or settings ({shown}); "
-                                 "resume with the same ones, or give another --results folder")
+                raise FleetError(
+                    f"--results {self.root} holds results of another model or settings ({shown}); "
+                    "resume with the same ones, or give another --results folder"
+                )
         elif self.root.is_dir() and any(self.root.iterdir()):
-            raise FleetError(f"--results {self.root} is not empty and is not a fleet results folder (no {RUN_FILE}); "
-                             "give an empty or new folder")
+            raise FleetError(
+                f"--results {self.root} is not empty and is not a fleet results folder (no {RUN_FILE}); "
+                "give an empty or new folder"
+            )
         self.bags.mkdir(parents=True, exist_ok=True)
         if not run.is_file():
             write_json_atomic(run, self.config)

@@ -102,10 +102,15 @@ def segmenter_for(settings: ScoreSettings, model_bytes: Optional[bytes] = None) 
             path = _shipped_copy(model_bytes, settings.model_sha256 or hashlib.sha256(model_bytes).hexdigest())
         from vsseg_ros.eval_inputs import backend_for
 
-        seg = load_segmenter(path, device=settings.device, backend=backend_for(str(path), settings.backend),
-                             precision=settings.precision,
-                             input_size=settings.input_size, temporal_mode=settings.temporal_mode or None,
-                             max_frame_gap_s=settings.max_frame_gap)
+        seg = load_segmenter(
+            path,
+            device=settings.device,
+            backend=backend_for(str(path), settings.backend),
+            precision=settings.precision,
+            input_size=settings.input_size,
+            temporal_mode=settings.temporal_mode or None,
+            max_frame_gap_s=settings.max_frame_gap,
+        )
         _SEGMENTERS.clear()  # one model per process
         _SEGMENTERS[key] = seg
     if settings.threads:  # a worker keeps to its CPUs: torch's threads and OpenCV's (DIS flow, remap, dilation)
@@ -127,8 +132,9 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def score_task(task: BagTask, settings: ScoreSettings, model_bytes: Optional[bytes] = None,
-               progress: Optional[Progress] = None) -> dict[str, Any]:
+def score_task(
+    task: BagTask, settings: ScoreSettings, model_bytes: Optional[bytes] = None, progress: Optional[Progress] = None
+) -> dict[str, Any]:
     """Score one task; returns its record (``status`` "ok" with ``result`` and ``totals``, or "failed" with
     ``error`` and ``error_kind``). ``progress(n)`` is called as frames are read."""
     from vsseg_ros.bags.reader import BagError, BagFrames
@@ -137,9 +143,13 @@ def score_task(task: BagTask, settings: ScoreSettings, model_bytes: Optional[byt
     from vsseg_ros.metrics.scorer import StreamScorer
 
     t0 = time.perf_counter()
-    record: dict[str, Any] = {"key": task.key, "bag": task.bag.path, "task": task.to_dict(),
-                              "chunk": None if task.chunks == 1 else [task.index + 1, task.chunks],
-                              "worker": worker_name()}
+    record: dict[str, Any] = {
+        "key": task.key,
+        "bag": task.bag.path,
+        "task": task.to_dict(),
+        "chunk": None if task.chunks == 1 else [task.index + 1, task.chunks],
+        "worker": worker_name(),
+    }
     caught: list[str] = []
     try:
         seg = segmenter_for(settings, model_bytes)
@@ -149,26 +159,46 @@ def score_task(task: BagTask, settings: ScoreSettings, model_bytes: Optional[byt
                 frames = BagFrames(task.bag.path, image_topic=settings.image_topic, gt_topic=settings.gt_topic)
                 gt_report = frames.gt_report  # pairs ground truth with images now: raises if none matches
                 names = list(frames.class_names) if frames.class_names else None
-                source = EvalSource(frames, len(frames), frames.describe(), {}, names, len(names) if names else None,
-                                 False)
+                source = EvalSource(
+                    frames, len(frames), frames.describe(), {}, names, len(names) if names else None, False
+                )
                 notes = check_classes(source, [seg])
                 cm = seg.class_map
-                scorer = StreamScorer(cm.names, ignore_id=cm.ignore_id,
-                                      boundary_tolerance_px=settings.boundary_tolerance, flow_consistency=settings.tc,
-                                      dis_preset=settings.dis_preset)
-                stats = evaluate_stream([seg], _counted(frames.between(task.start_ns, task.stop_ns), progress),
-                                        [scorer], warmup=settings.warmup)
+                scorer = StreamScorer(
+                    cm.names,
+                    ignore_id=cm.ignore_id,
+                    boundary_tolerance_px=settings.boundary_tolerance,
+                    flow_consistency=settings.tc,
+                    dis_preset=settings.dis_preset,
+                )
+                stats = evaluate_stream(
+                    [seg],
+                    _counted(frames.between(task.start_ns, task.stop_ns), progress),
+                    [scorer],
+                    warmup=settings.warmup,
+                )
             finally:
                 caught = [f"{w.category.__name__}: {w.message}" for w in rec]
         if stats.frames == 0:
             raise BagError(f"{task.label}: no image in it to score")
         result = scorer.result()
-        result.update(model=seg.model_id, delay_frames=int(getattr(seg, "delay_frames", 0)),
-                      frames_without_result=stats.unlabelled_by_model[0], sequences=len(stats.sequences))
-        record.update(status="ok", result=result, totals=scorer.totals().to_dict(),
-                      ground_truth=frames.gt_topic is not None, image_topic=frames.image_topic,
-                      gt_topic=frames.gt_topic, gt_report=None if gt_report is None else gt_report.as_dict(),
-                      class_map=cm.to_dict(), warnings=caught + notes)
+        result.update(
+            model=seg.model_id,
+            delay_frames=int(getattr(seg, "delay_frames", 0)),
+            frames_without_result=stats.unlabelled_by_model[0],
+            sequences=len(stats.sequences),
+        )
+        record.update(
+            status="ok",
+            result=result,
+            totals=scorer.totals().to_dict(),
+            ground_truth=frames.gt_topic is not None,
+            image_topic=frames.image_topic,
+            gt_topic=frames.gt_topic,
+            gt_report=None if gt_report is None else gt_report.as_dict(),
+            class_map=cm.to_dict(),
+            warnings=caught + notes,
+        )
     except (BagError, ValueError) as err:  # the bag (or its ground truth) is not usable as it is
         record.update(status="failed", error_kind=BAG_ERROR, error=f"{type(err).__name__}: {err}", warnings=caught)
     except Exception as err:  # noqa: BLE001 - recorded, the other bags go on; a rerun tries this one again
@@ -177,5 +207,13 @@ def score_task(task: BagTask, settings: ScoreSettings, model_bytes: Optional[byt
     return record
 
 
-__all__ = ["BAG_ERROR", "OTHER_ERROR", "ScoreSettings", "file_sha256", "model_file", "score_task", "segmenter_for",
-           "worker_name"]
+__all__ = [
+    "BAG_ERROR",
+    "OTHER_ERROR",
+    "ScoreSettings",
+    "file_sha256",
+    "model_file",
+    "score_task",
+    "segmenter_for",
+    "worker_name",
+]

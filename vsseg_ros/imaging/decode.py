@@ -282,12 +282,12 @@ def decode_image(
     if isinstance(data, (list, tuple)):
         # A plain sequence: check its length before converting it element by element.
         if len(data) != expected:
-            raise ImageDecodeError(_size_message(enc, width, height, bpp, step, rows, expected, len(data)),
-                                   "size_mismatch")
+            raise ImageDecodeError(
+                _size_message(enc, width, height, bpp, step, rows, expected, len(data)), "size_mismatch"
+            )
     buf = _as_bytes_array(data)
     if buf.size != expected:
-        raise ImageDecodeError(_size_message(enc, width, height, bpp, step, rows, expected, buf.size),
-                               "size_mismatch")
+        raise ImageDecodeError(_size_message(enc, width, height, bpp, step, rows, expected, buf.size), "size_mismatch")
 
     if enc == "rgb8" and step == row_bytes:
         return buf.reshape(height, width, 3)  # zero copy; buf is contiguous here
@@ -304,14 +304,15 @@ def decode_image(
     return _to_rgb(src, enc)
 
 
-def _size_message(enc: str, width: int, height: int, bpp: int, step: int, rows: int, expected: int,
-                  got: int) -> str:
+def _size_message(enc: str, width: int, height: int, bpp: int, step: int, rows: int, expected: int, got: int) -> str:
     if enc == "nv12":
         layout = f"nv12 {width} x {height} (width x height; Y plane plus half-height UV plane = {rows} rows)"
     else:
         layout = f"{enc} {width} x {height} x {bpp} (width x height x bytes per pixel)"
-    return (f"image data size mismatch: {layout} with step {step} needs step x rows = {step} x {rows} = "
-            f"{expected} bytes, got {got}")
+    return (
+        f"image data size mismatch: {layout} with step {step} needs step x rows = {step} x {rows} = "
+        f"{expected} bytes, got {got}"
+    )
 
 
 def _compressed_kind(fmt: str, data: np.ndarray | None = None) -> str | None:
@@ -322,8 +323,11 @@ def _compressed_kind(fmt: str, data: np.ndarray | None = None) -> str | None:
 
 def _refuse_container(fmt: str, container: str | None, head: bytes) -> ImageDecodeError:
     said = f" (its format field says {str(fmt)[:64]!r})" if str(fmt).strip() else ""
-    what = (f"is {container} data" if container is not None
-            else f"is neither JPEG nor PNG data (it starts with bytes {head.hex(' ')})")
+    what = (
+        f"is {container} data"
+        if container is not None
+        else f"is neither JPEG nor PNG data (it starts with bytes {head.hex(' ')})"
+    )
     return ImageDecodeError(
         f"compressed image {what}{said}; accepted are jpeg and png, recognised by their magic number whatever "
         "the format field says",
@@ -331,8 +335,9 @@ def _refuse_container(fmt: str, container: str | None, head: bytes) -> ImageDeco
     )
 
 
-def decode_compressed(fmt: str, data: ByteData, max_pixels: int = 0, max_side: int = 0,
-                      warnings: list[str] | None = None) -> np.ndarray:
+def decode_compressed(
+    fmt: str, data: ByteData, max_pixels: int = 0, max_side: int = 0, warnings: list[str] | None = None
+) -> np.ndarray:
     """Decode ``sensor_msgs/CompressedImage`` bytes into a C-contiguous HxWx3 uint8 RGB array.
 
     The bytes decide the format: JPEG or PNG by their magic number, whatever ``fmt`` (the message's ``format``)
@@ -359,19 +364,24 @@ def decode_compressed(fmt: str, data: ByteData, max_pixels: int = 0, max_side: i
     try:
         kind, header = sniff(raw)
     except HeaderError as err:
-        raise ImageDecodeError(f"compressed image of {buf.size} bytes is corrupt: {err}",
-                               "corrupt_compressed") from None
+        raise ImageDecodeError(
+            f"compressed image of {buf.size} bytes is corrupt: {err}", "corrupt_compressed"
+        ) from None
     if header is None:
         raise _refuse_container(fmt, kind, raw[:8])
     what = f"compressed {kind} image"
     _check_dims(header.height, header.width, max_pixels, max_side, what)
     if kind == "jpeg":
         if header.scans == 0:
-            raise ImageDecodeError(f"{what} of {buf.size} bytes has no image data (no scan after its frame header)",
-                                   "corrupt_compressed")
+            raise ImageDecodeError(
+                f"{what} of {buf.size} bytes has no image data (no scan after its frame header)", "corrupt_compressed"
+            )
         if header.scans > MAX_JPEG_SCANS:
-            raise ImageDecodeError(f"{what} has {header.scans} scans, more than the {MAX_JPEG_SCANS} accepted (the "
-                                   "decoder would walk the whole image once per scan)", "too_many_scans")
+            raise ImageDecodeError(
+                f"{what} has {header.scans} scans, more than the {MAX_JPEG_SCANS} accepted (the "
+                "decoder would walk the whole image once per scan)",
+                "too_many_scans",
+            )
     with library_messages() as printed:
         try:
             img = cv2.imdecode(buf, _IMREAD_FLAGS)
@@ -387,7 +397,9 @@ def decode_compressed(fmt: str, data: ByteData, max_pixels: int = 0, max_side: i
     if img.shape[:2] != (header.height, header.width):
         raise ImageDecodeError(
             f"{what} decoded to {img.shape[1]} x {img.shape[0]} but its header declares {header.width} x "
-            f"{header.height}", "corrupt_compressed")
+            f"{header.height}",
+            "corrupt_compressed",
+        )
     if printed and warnings is not None:
         warnings.extend(printed)
     return np.ascontiguousarray(img)
@@ -399,9 +411,18 @@ def decode_message(msg: Any, max_pixels: int = 0, max_side: int = 0, warnings: l
     Duck-typed, so rclpy messages, rosbags messages and simple namespaces all work.
     """
     if hasattr(msg, "encoding"):
-        return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                            getattr(msg, "is_bigendian", 0), max_pixels, max_side)
+        return decode_image(
+            msg.encoding,
+            msg.height,
+            msg.width,
+            msg.step,
+            msg.data,
+            getattr(msg, "is_bigendian", 0),
+            max_pixels,
+            max_side,
+        )
     if hasattr(msg, "format"):
         return decode_compressed(msg.format, msg.data, max_pixels, max_side, warnings)
-    raise TypeError(f"{type(msg).__name__} is neither a sensor_msgs Image (no .encoding) "
-                    f"nor a CompressedImage (no .format)")
+    raise TypeError(
+        f"{type(msg).__name__} is neither a sensor_msgs Image (no .encoding) nor a CompressedImage (no .format)"
+    )

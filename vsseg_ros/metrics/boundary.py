@@ -41,7 +41,7 @@ def boundary_map(labels: np.ndarray, ignore_id: Optional[int] = None) -> np.ndar
 
 def _disk(radius: int) -> np.ndarray:
     r = int(radius)
-    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    y, x = np.mgrid[-r : r + 1, -r : r + 1]
     disk: np.ndarray = (x * x + y * y <= r * r).astype(np.uint8)
     return disk
 
@@ -101,9 +101,15 @@ class BoundaryScore:
         return 0.0 if p + r == 0 else 2.0 * p * r / (p + r)
 
     def summary(self) -> dict[str, Any]:
-        return {"f": self.f_score(), "precision": self.precision(), "recall": self.recall(),
-                "tolerance_px": self.tolerance_px, "pred_pixels": self.pred_total, "gt_pixels": self.gt_total,
-                "frames": self.frames}
+        return {
+            "f": self.f_score(),
+            "precision": self.precision(),
+            "recall": self.recall(),
+            "tolerance_px": self.tolerance_px,
+            "pred_pixels": self.pred_total,
+            "gt_pixels": self.gt_total,
+            "frames": self.frames,
+        }
 
 
 __all__ = ["BoundaryScore", "boundary_map"]

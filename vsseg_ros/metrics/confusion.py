@@ -31,16 +31,19 @@ class ConfusionMatrix:
         p = _to_numpy(pred).ravel()
         g = _to_numpy(gt).ravel()
         if p.shape != g.shape:
-            raise ValueError(f"prediction has {p.size} values but ground truth has {g.size}"
-                             f" (shapes {_shape(pred)} vs {_shape(gt)})")
+            raise ValueError(
+                f"prediction has {p.size} values but ground truth has {g.size} (shapes {_shape(pred)} vs {_shape(gt)})"
+            )
         n = self.num_classes
         keep = g != self.ignore_index if self.ignore_index is not None else np.ones(g.shape, bool)
         g = g[keep].astype(np.int64)
         p = p[keep].astype(np.int64)
         if g.size and (g.min() < 0 or g.max() >= n):
             bad = np.unique(g[(g < 0) | (g >= n)])
-            raise ValueError(f"ground truth has ids outside 0..{n - 1} that are not the ignore id "
-                             f"{self.ignore_index}: {bad[:20].tolist()}")
+            raise ValueError(
+                f"ground truth has ids outside 0..{n - 1} that are not the ignore id "
+                f"{self.ignore_index}: {bad[:20].tolist()}"
+            )
         valid = (p >= 0) & (p < n)
         if not valid.all():
             self.invalid_pred += np.bincount(g[~valid], minlength=n)
@@ -89,8 +92,12 @@ class ConfusionMatrix:
         """Plain-Python numbers (for JSON): miou, pixel_accuracy, per-class iou (None for NaN)."""
         iou = self.iou()
         keys = list(names) if names is not None else [str(i) for i in range(self.num_classes)]
-        return {"miou": _num(self.miou()), "pixel_accuracy": _num(self.pixel_accuracy()),
-                "iou": {k: _num(v) for k, v in zip(keys, iou)}, "pixels": self.total}
+        return {
+            "miou": _num(self.miou()),
+            "pixel_accuracy": _num(self.pixel_accuracy()),
+            "iou": {k: _num(v) for k, v in zip(keys, iou)},
+            "pixels": self.total,
+        }
 
 
 def _num(v: float) -> Any:

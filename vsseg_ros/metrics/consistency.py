@@ -56,7 +56,7 @@ class VideoConsistency:
         n = len(self._recent)
         for k in self.windows:
             if n >= k:
-                self._score_window(k, list(self._recent)[n - k:])
+                self._score_window(k, list(self._recent)[n - k :])
 
     def _score_window(self, k: int, frames: list[tuple[np.ndarray, np.ndarray]]) -> None:
         gt0, pred0 = frames[0]
@@ -80,7 +80,8 @@ class VideoConsistency:
     def summary(self) -> dict[str, Any]:
         return {f"mvc{k}": self.mvc(k) for k in self.windows} | {
             "windows": {str(k): len(self.values[k]) for k in self.windows},
-            "empty_windows": {str(k): self.empty_windows[k] for k in self.windows}}
+            "empty_windows": {str(k): self.empty_windows[k] for k in self.windows},
+        }
 
 
 def warp_back(labels_next: np.ndarray, flow: np.ndarray, fill: int = 255) -> np.ndarray:
@@ -94,8 +95,14 @@ def warp_back(labels_next: np.ndarray, flow: np.ndarray, fill: int = 255) -> np.
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     mx = gx + flow[..., 0]
     my = gy + flow[..., 1]
-    warped = cv2.remap(np.ascontiguousarray(labels_next, np.uint8), mx, my, cv2.INTER_NEAREST,
-                       borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    warped = cv2.remap(
+        np.ascontiguousarray(labels_next, np.uint8),
+        mx,
+        my,
+        cv2.INTER_NEAREST,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=fill,
+    )
     # remap rounds to the nearest pixel: sources up to half a pixel outside still land on the edge; drop them
     outside = (mx < -0.5) | (mx > w - 0.5) | (my < -0.5) | (my > h - 0.5)
     warped[outside] = fill
@@ -115,9 +122,13 @@ def dis_flow(preset: str = "medium") -> tuple[FlowFn, Callable[[np.ndarray], np.
 class FlowConsistency:
     """TC over consecutive frame pairs; ``flow_fn(prev_gray, gray)`` gives the flow from the earlier frame."""
 
-    def __init__(self, num_classes: int, dis_preset: str = "medium",
-                 flow_fn: Optional[FlowFn] = None, to_gray: Optional[Callable[[np.ndarray], np.ndarray]] = None
-                 ) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        dis_preset: str = "medium",
+        flow_fn: Optional[FlowFn] = None,
+        to_gray: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+    ) -> None:
         if flow_fn is None or to_gray is None:
             dflow, dgray = dis_flow(dis_preset)
             flow_fn, to_gray = flow_fn or dflow, to_gray or dgray

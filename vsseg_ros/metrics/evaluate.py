@@ -56,8 +56,10 @@ class _Lane:
             return
         key = result.frame.meta
         if key not in self.pending:
-            raise RuntimeError(f"segmenter {self.segmenter.model_id!r} returned a result for a frame it was not "
-                               f"given or that was already scored (meta={key!r})")
+            raise RuntimeError(
+                f"segmenter {self.segmenter.model_id!r} returned a result for a frame it was not "
+                f"given or that was already scored (meta={key!r})"
+            )
         # frames older than this result that never got one are lost to the model (a window restart may drop
         # one): they break the runs of consecutive frames instead of being scored
         for old in sorted(k for k in self.pending if k < key):
@@ -92,11 +94,17 @@ class _Lane:
                 self.scorer.flow.break_run()
 
 
-def evaluate_stream(segmenters: Sequence[Segmenter], frames: Iterable[LabelledFrame],
-                    scorers: Sequence[StreamScorer], request: OutputRequest = OutputRequest(boundary=False,
-                                                                                          confidence=False),
-                    on_result: Optional[ResultHook] = None, warmup: int = 1, max_frames: Optional[int] = None,
-                    progress: bool = False, total: Optional[int] = None) -> StreamStats:
+def evaluate_stream(
+    segmenters: Sequence[Segmenter],
+    frames: Iterable[LabelledFrame],
+    scorers: Sequence[StreamScorer],
+    request: OutputRequest = OutputRequest(boundary=False, confidence=False),
+    on_result: Optional[ResultHook] = None,
+    warmup: int = 1,
+    max_frames: Optional[int] = None,
+    progress: bool = False,
+    total: Optional[int] = None,
+) -> StreamStats:
     """Run every segmenter over ``frames`` and score its results with the matching scorer.
 
     ``warmup``: pushes of the first frame before timing starts (then ``reset()``), so one-off costs (allocation,
@@ -117,8 +125,10 @@ def evaluate_stream(segmenters: Sequence[Segmenter], frames: Iterable[LabelledFr
             if index == 0 and warmup > 0:
                 for lane in lanes:
                     for w in range(int(warmup)):
-                        lane.segmenter.push(Frame(image=lf.image, stamp_ns=int(lf.stamp_ns) + w,
-                                                  camera_id=lf.camera_id, meta=None), request)
+                        lane.segmenter.push(
+                            Frame(image=lf.image, stamp_ns=int(lf.stamp_ns) + w, camera_id=lf.camera_id, meta=None),
+                            request,
+                        )
                     lane.segmenter.flush(request)
             if lf.sequence != sequence or index == 0:
                 for lane in lanes:
@@ -137,8 +147,12 @@ def evaluate_stream(segmenters: Sequence[Segmenter], frames: Iterable[LabelledFr
     stats.unlabelled_by_model = [lane.missed for lane in lanes]
     for lane in lanes:
         if lane.missed:
-            warnings.warn(f"model {lane.segmenter.model_id!r} returned no result for {lane.missed} of "
-                          f"{stats.frames} frames; they are not scored", EvaluationWarning, stacklevel=2)
+            warnings.warn(
+                f"model {lane.segmenter.model_id!r} returned no result for {lane.missed} of "
+                f"{stats.frames} frames; they are not scored",
+                EvaluationWarning,
+                stacklevel=2,
+            )
     return stats
 
 

@@ -33,8 +33,12 @@ from vsseg_ros.metrics.scorer import StreamScorer
 #: the predictions scored, in table order
 BASELINES = ("per_frame", "mean", "aligned_mean", "oracle")
 #: human-readable names of :data:`BASELINES`
-BASELINE_TITLES = {"per_frame": "per-frame", "mean": "causal mean (no warp)",
-                   "aligned_mean": "causal mean (DIS warp)", "oracle": "oracle (any of T aligned)"}
+BASELINE_TITLES = {
+    "per_frame": "per-frame",
+    "mean": "causal mean (no warp)",
+    "aligned_mean": "causal mean (DIS warp)",
+    "oracle": "oracle (any of T aligned)",
+}
 #: headline metrics whose gain over ``per_frame`` is reported
 GAIN_METRICS = ("miou", "mvc8", "mvc16", "boundary_f", "pixel_accuracy")
 #: seconds between two frames above which the window restarts (as the temporal segmenter's max_frame_gap)
@@ -58,7 +62,8 @@ class SoftmaxModel:
             raise TemporalModelError(
                 f"temporal headroom needs a per-frame model (it fuses the per-frame outputs itself); "
                 f"{getattr(segmenter, 'model_id', segmenter)!r} is a {type(segmenter).__name__}: give the "
-                "per-frame checkpoint the temporal model was built on")
+                "per-frame checkpoint the temporal model was built on"
+            )
         if segmenter.precision != "fp32":
             raise ValueError(f"temporal headroom runs the model in fp32, got a {segmenter.precision} segmenter")
         self.segmenter = segmenter
@@ -81,7 +86,8 @@ class SoftmaxModel:
                     f"{path} is a temporal model ({ckpt.model_id!r}, temporal: {dict(ckpt.config.temporal)}); "
                     "temporal headroom measures what fusing a PER-FRAME model's outputs over a window can gain: "
                     "give a per-frame checkpoint (e.g. the one the temporal model was trained on, or none for the "
-                    "packaged default)")
+                    "packaged default)"
+                )
         return cls(load_segmenter(path, device=device, precision="fp32"))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -107,8 +113,13 @@ def warp_into(probs: np.ndarray, flow: np.ndarray) -> np.ndarray:
     if flow.shape != (H, W, 2):
         raise ValueError(f"flow {flow.shape} does not match the map {probs.shape[:2]} (expected (H, W, 2))")
     gx, gy = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
-    out = cv2.remap(np.ascontiguousarray(probs, dtype=np.float32), gx + flow[..., 0], gy + flow[..., 1],
-                    cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(
+        np.ascontiguousarray(probs, dtype=np.float32),
+        gx + flow[..., 0],
+        gy + flow[..., 1],
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     return out.reshape(probs.shape)  # remap drops a trailing axis of size 1
 
 
@@ -135,15 +146,22 @@ class HeadroomScorer:
     ``flow(current_gray, earlier_gray) -> (H, W, 2)`` replacing DIS (tests). TC is not computed.
     """
 
-    def __init__(self, class_names: Sequence[str], window: int = 3, dis_preset: str = "medium",
-                 ignore_id: int = 255, boundary_tolerance_px: int = 2,
-                 max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S,
-                 flow: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None) -> None:
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        window: int = 3,
+        dis_preset: str = "medium",
+        ignore_id: int = 255,
+        boundary_tolerance_px: int = 2,
+        max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S,
+        flow: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None,
+    ) -> None:
         from vsseg_ros.core.flow import DISFlow
 
         if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-            raise ValueError(f"the window must be a whole number of frames >= 1 (the current one included), "
-                             f"got {window!r}")
+            raise ValueError(
+                f"the window must be a whole number of frames >= 1 (the current one included), got {window!r}"
+            )
         if not max_frame_gap_s > 0:
             raise ValueError(f"max_frame_gap_s must be > 0 seconds, got {max_frame_gap_s!r}")
         self.window = int(window)
@@ -151,8 +169,12 @@ class HeadroomScorer:
         self.flow = flow if flow is not None else DISFlow(dis_preset)
         self.max_frame_gap_ns = float(max_frame_gap_s) * 1e9
         self.ignore_id = int(ignore_id)
-        self.scorers = {b: StreamScorer(class_names, ignore_id=ignore_id, boundary_tolerance_px=boundary_tolerance_px,
-                                        flow_consistency=False) for b in BASELINES}
+        self.scorers = {
+            b: StreamScorer(
+                class_names, ignore_id=ignore_id, boundary_tolerance_px=boundary_tolerance_px, flow_consistency=False
+            )
+            for b in BASELINES
+        }
         self.num_classes = len(self.scorers["per_frame"].class_names)
         # (grey image, probabilities) of the last T frames, oldest first
         self._recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.window)
@@ -166,16 +188,24 @@ class HeadroomScorer:
             return False
         return stamp_ns is None or self._stamp is None or abs(stamp_ns - self._stamp) <= self.max_frame_gap_ns
 
-    def add(self, image: np.ndarray, probs: np.ndarray, label: Optional[np.ndarray], sequence: str = "",
-            stamp_ns: Optional[int] = None, name: str = "") -> dict[str, np.ndarray]:
+    def add(
+        self,
+        image: np.ndarray,
+        probs: np.ndarray,
+        label: Optional[np.ndarray],
+        sequence: str = "",
+        stamp_ns: Optional[int] = None,
+        name: str = "",
+    ) -> dict[str, np.ndarray]:
         """The next frame: RGB ``image`` (H, W, 3) uint8, its per-frame ``probs`` (H, W, C), ``label`` (H, W ids,
         ``ignore_id`` = not scored) or None. Returns each baseline's label map (H, W) uint8."""
         from vsseg_ros.core.flow import to_gray
 
         probs = np.asarray(probs, dtype=np.float32)
         if probs.ndim != 3 or probs.shape[2] != self.num_classes:
-            raise ValueError(f"probabilities must be (H, W, {self.num_classes}) (one channel per class), got "
-                             f"shape {probs.shape}")
+            raise ValueError(
+                f"probabilities must be (H, W, {self.num_classes}) (one channel per class), got shape {probs.shape}"
+            )
         if probs.shape[:2] != np.asarray(image).shape[:2]:
             raise ValueError(f"image {np.asarray(image).shape[:2]} and probabilities {probs.shape[:2]} differ in size")
         gray = to_gray(image)
@@ -214,27 +244,45 @@ class HeadroomScorer:
         for b, r in per.items():
             r = {k: v for k, v in r.items() if k not in ("latency_ms", "tc", "tc_pairs")}
             r["title"] = BASELINE_TITLES[b]
-            r["gain"] = {m: (None if r.get(m) is None or base.get(m) is None else r[m] - base[m])
-                         for m in GAIN_METRICS}
+            r["gain"] = {m: (None if r.get(m) is None or base.get(m) is None else r[m] - base[m]) for m in GAIN_METRICS}
             baselines[b] = r
         notes = [n for n in base["notes"] if not n.startswith("TC ")]
         if self.window == 1:
             notes.append("a window of 1 frame: every baseline is the per-frame prediction")
-        return {"baselines": baselines, "frames": base["frames"], "labelled_frames": base["labelled_frames"],
-                "window": self.window, "dis_preset": self.dis_preset,
-                "max_frame_gap_s": self.max_frame_gap_ns / 1e9, "window_restarts": self.restarts,
-                "flow_ms_mean": float(np.mean(self.flow_ms)) if self.flow_ms else None, "notes": notes}
+        return {
+            "baselines": baselines,
+            "frames": base["frames"],
+            "labelled_frames": base["labelled_frames"],
+            "window": self.window,
+            "dis_preset": self.dis_preset,
+            "max_frame_gap_s": self.max_frame_gap_ns / 1e9,
+            "window_restarts": self.restarts,
+            "flow_ms_mean": float(np.mean(self.flow_ms)) if self.flow_ms else None,
+            "notes": notes,
+        }
 
 
-def temporal_headroom(model: SoftmaxModel, frames: Iterable[Any], window: int = 3, dis_preset: str = "medium",
-                      max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S, boundary_tolerance_px: int = 2,
-                      max_frames: Optional[int] = None) -> dict[str, Any]:
+def temporal_headroom(
+    model: SoftmaxModel,
+    frames: Iterable[Any],
+    window: int = 3,
+    dis_preset: str = "medium",
+    max_frame_gap_s: float = DEFAULT_MAX_FRAME_GAP_S,
+    boundary_tolerance_px: int = 2,
+    max_frames: Optional[int] = None,
+) -> dict[str, Any]:
     """Stream :class:`~vsseg_ros.data.sources.LabelledFrame` s (a dataset's or a bag's, in stream order) through
     ``model`` and score the baselines (see :class:`HeadroomScorer`); returns its :meth:`~HeadroomScorer.result`
     plus ``model`` and ``model_ms_mean``. Wrap ``frames`` in a progress bar if one is wanted."""
     cm = model.class_map
-    scorer = HeadroomScorer(cm.names, window=window, dis_preset=dis_preset, ignore_id=cm.ignore_id,
-                            boundary_tolerance_px=boundary_tolerance_px, max_frame_gap_s=max_frame_gap_s)
+    scorer = HeadroomScorer(
+        cm.names,
+        window=window,
+        dis_preset=dis_preset,
+        ignore_id=cm.ignore_id,
+        boundary_tolerance_px=boundary_tolerance_px,
+        max_frame_gap_s=max_frame_gap_s,
+    )
     model_ms: list[float] = []
     for i, lf in enumerate(frames):
         if max_frames is not None and i >= max_frames:
@@ -249,5 +297,15 @@ def temporal_headroom(model: SoftmaxModel, frames: Iterable[Any], window: int = 
     return out
 
 
-__all__ = ["BASELINES", "BASELINE_TITLES", "DEFAULT_MAX_FRAME_GAP_S", "GAIN_METRICS", "HeadroomScorer",
-           "SoftmaxModel", "TemporalModelError", "oracle_labels", "temporal_headroom", "warp_into"]
+__all__ = [
+    "BASELINES",
+    "BASELINE_TITLES",
+    "DEFAULT_MAX_FRAME_GAP_S",
+    "GAIN_METRICS",
+    "HeadroomScorer",
+    "SoftmaxModel",
+    "TemporalModelError",
+    "oracle_labels",
+    "temporal_headroom",
+    "warp_into",
+]

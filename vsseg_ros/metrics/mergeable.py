@@ -147,15 +147,24 @@ class LatencyHistogram:
         return [v for i in range(n) if (v := self.percentile(100.0 * i / max(1, n - 1))) is not None]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ratio": self.RATIO, "floor_ms": self.FLOOR_MS, "bins": sorted([b, n] for b, n in self.bins.items()),
-                "count": self.count, "sum": self.total.to_list(), "min": self.min, "max": self.max}
+        return {
+            "ratio": self.RATIO,
+            "floor_ms": self.FLOOR_MS,
+            "bins": sorted([b, n] for b, n in self.bins.items()),
+            "count": self.count,
+            "sum": self.total.to_list(),
+            "min": self.min,
+            "max": self.max,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LatencyHistogram":
         h = cls()
         if d.get("ratio") != cls.RATIO or d.get("floor_ms") != cls.FLOOR_MS:
-            raise ValueError(f"latency histogram with bins {d.get('ratio')}/{d.get('floor_ms')} ms cannot merge with "
-                             f"{cls.RATIO}/{cls.FLOOR_MS} ms bins")
+            raise ValueError(
+                f"latency histogram with bins {d.get('ratio')}/{d.get('floor_ms')} ms cannot merge with "
+                f"{cls.RATIO}/{cls.FLOOR_MS} ms bins"
+            )
         h.bins = {int(b): int(n) for b, n in d["bins"]}
         h.count = int(d["count"])
         h.total = ExactSum.from_list(d["sum"])
@@ -204,8 +213,9 @@ class StreamTotals:
     # None: zeros of the class count, made by __post_init__ (so the fields are never None after it)
     confusion: np.ndarray = field(default=None)  # type: ignore[arg-type]
     invalid_pred: np.ndarray = field(default=None)  # type: ignore[arg-type]
-    boundary: dict[str, int] = field(default_factory=lambda: dict(pred_total=0, pred_matched=0, gt_total=0,
-                                                                  gt_matched=0, frames=0))
+    boundary: dict[str, int] = field(
+        default_factory=lambda: dict(pred_total=0, pred_matched=0, gt_total=0, gt_matched=0, frames=0)
+    )
     mvc: dict[int, WindowTotals] = field(default_factory=dict)
     #: None: flow consistency was not computed
     tc_confusion: Optional[np.ndarray] = None
@@ -240,13 +250,23 @@ class StreamTotals:
         return self.tc_confusion, self.tc_invalid
 
     @classmethod
-    def empty(cls, class_names: Sequence[str], ignore_id: int = 255, boundary_tolerance_px: int = 2,
-              mvc_windows: Sequence[int] = (8, 16), flow_consistency: bool = True) -> "StreamTotals":
+    def empty(
+        cls,
+        class_names: Sequence[str],
+        ignore_id: int = 255,
+        boundary_tolerance_px: int = 2,
+        mvc_windows: Sequence[int] = (8, 16),
+        flow_consistency: bool = True,
+    ) -> "StreamTotals":
         c = len(class_names)
-        return cls(list(class_names), int(ignore_id), int(boundary_tolerance_px),
-                   mvc={int(k): WindowTotals() for k in mvc_windows},
-                   tc_confusion=_matrix(c) if flow_consistency else None,
-                   tc_invalid=np.zeros(c, np.int64) if flow_consistency else None)
+        return cls(
+            list(class_names),
+            int(ignore_id),
+            int(boundary_tolerance_px),
+            mvc={int(k): WindowTotals() for k in mvc_windows},
+            tc_confusion=_matrix(c) if flow_consistency else None,
+            tc_invalid=np.zeros(c, np.int64) if flow_consistency else None,
+        )
 
     @classmethod
     def of(cls, scorer: "StreamScorer") -> "StreamTotals":
@@ -255,24 +275,41 @@ class StreamTotals:
         v = scorer.video
         mvc = {k: WindowTotals(len(v.values[k]), ExactSum(v.values[k]), v.empty_windows[k]) for k in v.windows}
         flow = scorer.flow
-        return cls(list(scorer.class_names), scorer.ignore_id, b.tolerance_px,
-                   confusion=scorer.confusion.matrix.copy(), invalid_pred=scorer.confusion.invalid_pred.copy(),
-                   boundary=dict(pred_total=b.pred_total, pred_matched=b.pred_matched, gt_total=b.gt_total,
-                                 gt_matched=b.gt_matched, frames=b.frames),
-                   mvc=mvc,
-                   tc_confusion=None if flow is None else flow.confusion.matrix.copy(),
-                   tc_invalid=None if flow is None else flow.confusion.invalid_pred.copy(),
-                   tc_pairs=0 if flow is None else flow.pairs,
-                   latency=LatencyHistogram.of(scorer.latencies), frames=scorer.frames,
-                   labelled_frames=scorer.labelled_frames, empty_gt_frames=scorer.empty_gt_frames)
+        return cls(
+            list(scorer.class_names),
+            scorer.ignore_id,
+            b.tolerance_px,
+            confusion=scorer.confusion.matrix.copy(),
+            invalid_pred=scorer.confusion.invalid_pred.copy(),
+            boundary=dict(
+                pred_total=b.pred_total,
+                pred_matched=b.pred_matched,
+                gt_total=b.gt_total,
+                gt_matched=b.gt_matched,
+                frames=b.frames,
+            ),
+            mvc=mvc,
+            tc_confusion=None if flow is None else flow.confusion.matrix.copy(),
+            tc_invalid=None if flow is None else flow.confusion.invalid_pred.copy(),
+            tc_pairs=0 if flow is None else flow.pairs,
+            latency=LatencyHistogram.of(scorer.latencies),
+            frames=scorer.frames,
+            labelled_frames=scorer.labelled_frames,
+            empty_gt_frames=scorer.empty_gt_frames,
+        )
 
     def _check_compatible(self, other: "StreamTotals") -> None:
-        differs = [what for what, a, b in (
-            ("class names", [n.lower() for n in self.class_names], [n.lower() for n in other.class_names]),
-            ("ignore id", self.ignore_id, other.ignore_id),
-            ("boundary tolerance", self.boundary_tolerance_px, other.boundary_tolerance_px),
-            ("mVC windows", sorted(self.mvc), sorted(other.mvc)),
-            ("flow consistency (TC on/off)", self.flow_consistency, other.flow_consistency)) if a != b]
+        differs = [
+            what
+            for what, a, b in (
+                ("class names", [n.lower() for n in self.class_names], [n.lower() for n in other.class_names]),
+                ("ignore id", self.ignore_id, other.ignore_id),
+                ("boundary tolerance", self.boundary_tolerance_px, other.boundary_tolerance_px),
+                ("mVC windows", sorted(self.mvc), sorted(other.mvc)),
+                ("flow consistency (TC on/off)", self.flow_consistency, other.flow_consistency),
+            )
+            if a != b
+        ]
         if differs:
             raise ValueError(f"scores of different settings cannot be merged: they differ in {', '.join(differs)}")
 
@@ -326,24 +363,35 @@ class StreamTotals:
         if self.labelled_frames == 0:
             notes.append("no frame had ground truth: mIoU, per-class IoU, boundary F and mVC are undefined")
         elif scored == 0:
-            notes.append(f"all {self.labelled_frames} labelled frames are entirely ignore ({self.ignore_id}): "
-                         "mIoU is undefined")
+            notes.append(
+                f"all {self.labelled_frames} labelled frames are entirely ignore ({self.ignore_id}): mIoU is undefined"
+            )
         if self.empty_gt_frames and scored:
             notes.append(f"{self.empty_gt_frames} labelled frame(s) were entirely ignore and add no pixels")
         bs = BoundaryScore(self.boundary_tolerance_px, ignore_id=self.ignore_id)
         bs.pred_total, bs.pred_matched = self.boundary["pred_total"], self.boundary["pred_matched"]
-        bs.gt_total, bs.gt_matched, bs.frames = (self.boundary["gt_total"], self.boundary["gt_matched"],
-                                                 self.boundary["frames"])
+        bs.gt_total, bs.gt_matched, bs.frames = (
+            self.boundary["gt_total"],
+            self.boundary["gt_matched"],
+            self.boundary["frames"],
+        )
         boundary = bs.summary()
         if self.labelled_frames and boundary["f"] is None:
-            notes.append("boundary F undefined: " + ("the ground truth has no class boundary"
-                                                     if not boundary["gt_pixels"] else
-                                                     "the predictions have no scored boundary pixel"))
+            notes.append(
+                "boundary F undefined: "
+                + (
+                    "the ground truth has no class boundary"
+                    if not boundary["gt_pixels"]
+                    else "the predictions have no scored boundary pixel"
+                )
+            )
         mvc = {k: w.mean for k, w in sorted(self.mvc.items())}
         for k, value in mvc.items():
             if self.labelled_frames and value is None:
-                notes.append(f"mVC{k} undefined: no run of {k} consecutive labelled frames of one sequence "
-                             "with a pixel whose label stays the same")
+                notes.append(
+                    f"mVC{k} undefined: no run of {k} consecutive labelled frames of one sequence "
+                    "with a pixel whose label stays the same"
+                )
         tc = pairs = None
         tc_totals = self._tc()
         if tc_totals is not None:
@@ -356,8 +404,11 @@ class StreamTotals:
         else:
             notes.append("TC not computed (flow consistency switched off)")
         latency = latency_summary(latencies) if latencies is not None else self.latency.summary()
-        per_class = ({n: _num(v) for n, v in zip(self.class_names, confusion.iou())} if scored
-                     else {n: None for n in self.class_names})
+        per_class = (
+            {n: _num(v) for n, v in zip(self.class_names, confusion.iou())}
+            if scored
+            else {n: None for n in self.class_names}
+        )
         out: dict[str, Any] = {
             "miou": miou,
             "per_class_iou": per_class,
@@ -366,32 +417,41 @@ class StreamTotals:
             "boundary": {k: boundary[k] for k in ("precision", "recall", "tolerance_px")},
         }
         out.update({f"mvc{k}": v for k, v in mvc.items()})
-        out.update({
-            "mvc_windows": {str(k): w.windows for k, w in sorted(self.mvc.items())},
-            "tc": tc,
-            "tc_pairs": pairs,
-            "latency_ms": latency,
-            "frames": self.frames,
-            "labelled_frames": self.labelled_frames,
-            "scored_pixels": scored,
-            "notes": notes,
-        })
+        out.update(
+            {
+                "mvc_windows": {str(k): w.windows for k, w in sorted(self.mvc.items())},
+                "tc": tc,
+                "tc_pairs": pairs,
+                "latency_ms": latency,
+                "frames": self.frames,
+                "labelled_frames": self.labelled_frames,
+                "scored_pixels": scored,
+                "notes": notes,
+            }
+        )
         return out
 
     # ---- JSON ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         tc_totals = self._tc()
         return {
-            "class_names": list(self.class_names), "ignore_id": self.ignore_id,
+            "class_names": list(self.class_names),
+            "ignore_id": self.ignore_id,
             "boundary_tolerance_px": self.boundary_tolerance_px,
-            "confusion": self.confusion.tolist(), "invalid_pred": self.invalid_pred.tolist(),
+            "confusion": self.confusion.tolist(),
+            "invalid_pred": self.invalid_pred.tolist(),
             "boundary": dict(self.boundary),
-            "mvc": {str(k): {"windows": w.windows, "sum": w.total.to_list(), "empty": w.empty}
-                    for k, w in sorted(self.mvc.items())},
-            "tc": None if tc_totals is None else {"confusion": tc_totals[0].tolist(),
-                                                  "invalid_pred": tc_totals[1].tolist(), "pairs": self.tc_pairs},
+            "mvc": {
+                str(k): {"windows": w.windows, "sum": w.total.to_list(), "empty": w.empty}
+                for k, w in sorted(self.mvc.items())
+            },
+            "tc": None
+            if tc_totals is None
+            else {"confusion": tc_totals[0].tolist(), "invalid_pred": tc_totals[1].tolist(), "pairs": self.tc_pairs},
             "latency": self.latency.to_dict(),
-            "frames": self.frames, "labelled_frames": self.labelled_frames, "empty_gt_frames": self.empty_gt_frames,
+            "frames": self.frames,
+            "labelled_frames": self.labelled_frames,
+            "empty_gt_frames": self.empty_gt_frames,
         }
 
     @classmethod
@@ -412,17 +472,27 @@ class StreamTotals:
             return a
 
         tc = d.get("tc")
-        return cls(names, int(d["ignore_id"]), int(d["boundary_tolerance_px"]),
-                   confusion=square(d["confusion"], "confusion"), invalid_pred=row(d["invalid_pred"], "invalid_pred"),
-                   boundary={k: int(d["boundary"][k]) for k in ("pred_total", "pred_matched", "gt_total",
-                                                                "gt_matched", "frames")},
-                   mvc={int(k): WindowTotals(int(w["windows"]), ExactSum.from_list(w["sum"]), int(w["empty"]))
-                        for k, w in d["mvc"].items()},
-                   tc_confusion=None if tc is None else square(tc["confusion"], "TC confusion"),
-                   tc_invalid=None if tc is None else row(tc["invalid_pred"], "TC invalid_pred"),
-                   tc_pairs=0 if tc is None else int(tc["pairs"]),
-                   latency=LatencyHistogram.from_dict(d["latency"]), frames=int(d["frames"]),
-                   labelled_frames=int(d["labelled_frames"]), empty_gt_frames=int(d["empty_gt_frames"]))
+        return cls(
+            names,
+            int(d["ignore_id"]),
+            int(d["boundary_tolerance_px"]),
+            confusion=square(d["confusion"], "confusion"),
+            invalid_pred=row(d["invalid_pred"], "invalid_pred"),
+            boundary={
+                k: int(d["boundary"][k]) for k in ("pred_total", "pred_matched", "gt_total", "gt_matched", "frames")
+            },
+            mvc={
+                int(k): WindowTotals(int(w["windows"]), ExactSum.from_list(w["sum"]), int(w["empty"]))
+                for k, w in d["mvc"].items()
+            },
+            tc_confusion=None if tc is None else square(tc["confusion"], "TC confusion"),
+            tc_invalid=None if tc is None else row(tc["invalid_pred"], "TC invalid_pred"),
+            tc_pairs=0 if tc is None else int(tc["pairs"]),
+            latency=LatencyHistogram.from_dict(d["latency"]),
+            frames=int(d["frames"]),
+            labelled_frames=int(d["labelled_frames"]),
+            empty_gt_frames=int(d["empty_gt_frames"]),
+        )
 
 
 def _num(v: float) -> Optional[float]:

@@ -28,8 +28,14 @@ class StreamScorer:
     DIS optical flow per consecutive pair, ``dis_preset`` "ultrafast" | "fast" | "medium").
     """
 
-    def __init__(self, class_names: Sequence[str], ignore_id: int = 255, boundary_tolerance_px: int = 2,
-                 flow_consistency: bool = True, dis_preset: str = "medium") -> None:
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        ignore_id: int = 255,
+        boundary_tolerance_px: int = 2,
+        flow_consistency: bool = True,
+        dis_preset: str = "medium",
+    ) -> None:
         self.class_names = [str(n) for n in class_names]
         if not self.class_names:
             raise ValueError("StreamScorer needs at least one class name")
@@ -38,8 +44,9 @@ class StreamScorer:
         self.confusion = ConfusionMatrix(self.num_classes, ignore_index=self.ignore_id)
         self.boundary = BoundaryScore(boundary_tolerance_px, ignore_id=self.ignore_id)
         self.video = VideoConsistency(MVC_WINDOWS, ignore_id=self.ignore_id)
-        self.flow: Optional[FlowConsistency] = (FlowConsistency(self.num_classes, dis_preset)
-                                                if flow_consistency else None)
+        self.flow: Optional[FlowConsistency] = (
+            FlowConsistency(self.num_classes, dis_preset) if flow_consistency else None
+        )
         self.latencies: list[float] = []
         self.frames = 0
         self.labelled_frames = 0
@@ -47,8 +54,15 @@ class StreamScorer:
         #: per frame: (name, sequence, pixel accuracy or None) in stream order (for reports)
         self.frame_accuracy: list[tuple[str, str, Optional[float]]] = []
 
-    def add(self, image: np.ndarray, pred: np.ndarray, gt: Optional[np.ndarray], latency_ms: Optional[float] = None,
-            sequence: str = "", name: str = "") -> None:
+    def add(
+        self,
+        image: np.ndarray,
+        pred: np.ndarray,
+        gt: Optional[np.ndarray],
+        latency_ms: Optional[float] = None,
+        sequence: str = "",
+        name: str = "",
+    ) -> None:
         """The next frame of the stream: RGB ``image`` (HxWx3 uint8), ``pred`` (HxW ids 0..C-1), ``gt`` (HxW ids
         with ``ignore_id``, or None when the frame is unlabelled). A new ``sequence`` value starts a new clip."""
         pred = np.asarray(pred)
@@ -58,14 +72,17 @@ class StreamScorer:
         if image.shape[:2] != pred.shape:
             raise ValueError(f"image {image.shape[:2]} and prediction {pred.shape} differ in size")
         if pred.size and int(pred.max()) >= self.num_classes:
-            raise ValueError(f"prediction has class id {int(pred.max())} but the model has {self.num_classes} "
-                             f"classes (0..{self.num_classes - 1})")
+            raise ValueError(
+                f"prediction has class id {int(pred.max())} but the model has {self.num_classes} "
+                f"classes (0..{self.num_classes - 1})"
+            )
         accuracy = None
         if gt is not None:
             gt = np.asarray(gt)
             if gt.shape != pred.shape:
-                raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in size "
-                                 f"(frame {name or self.frames})")
+                raise ValueError(
+                    f"ground truth {gt.shape} and prediction {pred.shape} differ in size (frame {name or self.frames})"
+                )
             self.confusion.update(pred, gt)
             self.boundary.update(pred, gt)
             self.labelled_frames += 1

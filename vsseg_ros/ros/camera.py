@@ -42,8 +42,14 @@ class CameraInput:
     """The state of one input stream. Thread-safe: the subscription callback, the worker and the statistics
     timer each touch it from their own thread."""
 
-    def __init__(self, topic: str, slot: Optional[LatestSlot] = None, output_ns: str = "semantic",
-                 info_topic: str = "", window_prefix: str = "") -> None:
+    def __init__(
+        self,
+        topic: str,
+        slot: Optional[LatestSlot] = None,
+        output_ns: str = "semantic",
+        info_topic: str = "",
+        window_prefix: str = "",
+    ) -> None:
         """``output_ns``: where this camera's outputs go (``semantic``, relative: the node's; or the camera's
         ``/cam_front/semantic``); ``info_topic``: its camera_info; ``window_prefix``: what keeps its temporal
         windows apart from other cameras' with the same frame_id (empty for a single camera)."""
@@ -122,22 +128,32 @@ class CameraInput:
         with self.lock:
             t0, c0 = self._period
             total = Counters(**self.counters.as_dict())
-            samples = {"infer_ms": np.array(self.infer_ms, dtype=float),
-                       "latency_ms": np.array(self.latency_ms, dtype=float),
-                       "fused": np.array(self.fused, dtype=float)}
+            samples = {
+                "infer_ms": np.array(self.infer_ms, dtype=float),
+                "latency_ms": np.array(self.latency_ms, dtype=float),
+                "fused": np.array(self.fused, dtype=float),
+            }
             self.infer_ms.clear()
             self.latency_ms.clear()
             self.fused.clear()
             self._period = (now, total)
             d = total.minus(c0)
-            period = Period(seconds=now - t0, received=d.received, processed=d.processed, dropped=d.dropped,
-                            rejected=d.rejected, failed=d.failed, skipped=d.skipped,
-                            latency_ms=tuple(samples["latency_ms"]),
-                            since_input_s=None if self.last_input is None else now - self.last_input,
-                            active_for_s=now - self.activated_at,
-                            in_model_s=0.0 if self.frame_started is None else now - self.frame_started,
-                            failing_in_a_row=self.failing_in_a_row, last_failure=self.last_failure,
-                            active=active)
+            period = Period(
+                seconds=now - t0,
+                received=d.received,
+                processed=d.processed,
+                dropped=d.dropped,
+                rejected=d.rejected,
+                failed=d.failed,
+                skipped=d.skipped,
+                latency_ms=tuple(samples["latency_ms"]),
+                since_input_s=None if self.last_input is None else now - self.last_input,
+                active_for_s=now - self.activated_at,
+                in_model_s=0.0 if self.frame_started is None else now - self.frame_started,
+                failing_in_a_row=self.failing_in_a_row,
+                last_failure=self.last_failure,
+                active=active,
+            )
         return period, total, samples
 
     def silent_publisher(self, publishers: int, wait_s: float) -> bool:

@@ -65,7 +65,7 @@ class StampCache:
         if not stamps:
             return None
         i = bisect.bisect_left(stamps, stamp)
-        near = stamps[max(0, i - 1):i + 1]
+        near = stamps[max(0, i - 1) : i + 1]
         return min(near, key=lambda s: abs(s - stamp))
 
     def __len__(self) -> int:
@@ -116,8 +116,7 @@ def make_cache(slop_ns: int) -> Any:
         return StampCache(slop_ns)
 
 
-def scaled_intrinsics(k: Sequence[float], p: Sequence[float], sx: float,
-                      sy: float) -> tuple[list[float], list[float]]:
+def scaled_intrinsics(k: Sequence[float], p: Sequence[float], sx: float, sy: float) -> tuple[list[float], list[float]]:
     """K (3x3) and P (3x4), row-major, for the image scaled by ``sx`` across and ``sy`` down, as image_proc's
     resize does: fx, cx, and P's Tx term (fx * baseline) by sx; fy, cy by sy."""
     k2, p2 = [float(v) for v in k], [float(v) for v in p]
@@ -184,8 +183,7 @@ class CameraInfoMatcher:
             self._warned.add(kind)
             self._warn(text)
 
-    def for_mask(self, frame_header: Any, frame_size: tuple[int, int],
-                 out_size: tuple[int, int]) -> Optional[Any]:
+    def for_mask(self, frame_header: Any, frame_size: tuple[int, int], out_size: tuple[int, int]) -> Optional[Any]:
         """The camera_info to publish with a mask of ``out_size`` (H, W) made from a frame of ``frame_size``
         with header ``frame_header`` (it goes out with that header), or None (none matched)."""
         stamp = stamp_ns(frame_header)
@@ -198,34 +196,50 @@ class CameraInfoMatcher:
             self._unmatched += 1
             if self.received == 0:
                 if self._unmatched >= UNMATCHED_FRAMES:
-                    self._once("none", f"no camera_info on {self.topic} for the frames of {self.image_topic}: "
-                                       "masks are published without semantic/camera_info [reported once]")
+                    self._once(
+                        "none",
+                        f"no camera_info on {self.topic} for the frames of {self.image_topic}: "
+                        "masks are published without semantic/camera_info [reported once]",
+                    )
                 return None
             offset = self.cache.offset_ns(stamp)
             if offset is not None and len(self._offsets) < 5:
                 self._offsets.append(offset / 1e6)
             if self._unmatched >= UNMATCHED_FRAMES and self.published == 0:
                 seen = ", ".join(f"{o:+.1f}" for o in self._offsets)
-                self._once("stamps", f"the camera_info stamps on {self.topic} never match the frames of "
-                                     f"{self.image_topic} (nearest camera_info minus frame stamp, ms: {seen}); "
-                                     "publish them with the image's stamp, or set camera_info_slop to the "
-                                     "largest offset to accept [reported once]")
+                self._once(
+                    "stamps",
+                    f"the camera_info stamps on {self.topic} never match the frames of "
+                    f"{self.image_topic} (nearest camera_info minus frame stamp, ms: {seen}); "
+                    "publish them with the image's stamp, or set camera_info_slop to the "
+                    "largest offset to accept [reported once]",
+                )
             return None
         return self._ready(info, frame_header, frame_size, out_size)
 
-    def _ready(self, info: Any, frame_header: Any, frame_size: tuple[int, int],
-               out_size: tuple[int, int]) -> Any:
+    def _ready(self, info: Any, frame_header: Any, frame_size: tuple[int, int], out_size: tuple[int, int]) -> Any:
         """``info`` scaled to the mask and sent with the mask's header."""
         H, W = frame_size
         if (info.height, info.width) != (H, W):
-            self._once("size", f"camera_info on {self.topic} is {info.width}x{info.height} but the frames of "
-                               f"{self.image_topic} are {W}x{H}; it is published as it came (scaled to the mask "
-                               "when output_resolution is network) [reported once]")
+            self._once(
+                "size",
+                f"camera_info on {self.topic} is {info.width}x{info.height} but the frames of "
+                f"{self.image_topic} are {W}x{H}; it is published as it came (scaled to the mask "
+                "when output_resolution is network) [reported once]",
+            )
         self.published += 1
         out = scaled_camera_info(info, out_size[1], out_size[0]) if out_size != (H, W) else copy.deepcopy(info)
         out.header = frame_header
         return out
 
 
-__all__ = ["CameraInfoMatcher", "KEEP", "MessageFiltersCache", "StampCache", "make_cache", "scaled_camera_info",
-           "scaled_intrinsics", "stamp_ns"]
+__all__ = [
+    "CameraInfoMatcher",
+    "KEEP",
+    "MessageFiltersCache",
+    "StampCache",
+    "make_cache",
+    "scaled_camera_info",
+    "scaled_intrinsics",
+    "stamp_ns",
+]

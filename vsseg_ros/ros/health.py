@@ -86,8 +86,14 @@ def assess(period: Period, limits: Limits) -> tuple[int, str]:
     rate = period.received / period.seconds if period.seconds > 0 else 0.0
     if limits.expected_rate_hz > 0 and rate < RATE_TOLERANCE * limits.expected_rate_hz:
         warnings.append(f"input rate {rate:.1f} Hz below the expected {limits.expected_rate_hz:g} Hz")
-    if period.received and not period.processed and not period.skipped and not period.rejected \
-            and not period.failed and not errors:
+    if (
+        period.received
+        and not period.processed
+        and not period.skipped
+        and not period.rejected
+        and not period.failed
+        and not errors
+    ):
         warnings.append("frames arrive but none is processed")
     if errors:
         return ERROR, "; ".join(errors + warnings)

@@ -24,18 +24,29 @@ EXECUTABLES = {False: "segmentation_node", True: "segmentation_lifecycle_node"}
 
 #: name -> (default, description) of every launch argument
 ARGUMENTS: dict[str, tuple[str, str]] = {
-    "params_file": ("", "node parameters YAML (/**: ros__parameters:); default: the installed "
-                        "config/segmentation.yaml"),
+    "params_file": (
+        "",
+        "node parameters YAML (/**: ros__parameters:); default: the installed config/segmentation.yaml",
+    ),
     "image_topic": ("/camera/image_raw", "camera topic the node's `image` input is remapped to"),
     "namespace": ("", "namespace of the node and its semantic/* outputs"),
-    "use_sim_time": ("", "true/false: use /clock (rosbag replay with --clock); empty = the parameters file's "
-                         "value (false if it has none)"),
+    "use_sim_time": (
+        "",
+        "true/false: use /clock (rosbag replay with --clock); empty = the parameters file's "
+        "value (false if it has none)",
+    ),
     "device": ("", "auto, cpu, cuda or cuda:N; empty = the parameters file's value (auto if it has none)"),
-    "lifecycle": ("false", "true: start segmentation_lifecycle_node, the managed node (it waits unconfigured for "
-                           "a lifecycle manager's configure / activate)"),
-    "fastdds_profile": ("false", "true: give the node process the shipped Fast DDS profile "
-                                 "(fastdds_large_images.xml: whole camera frames over shared memory, so its outputs "
-                                 "reach best-effort subscribers); a path: that profile file; false: the environment's"),
+    "lifecycle": (
+        "false",
+        "true: start segmentation_lifecycle_node, the managed node (it waits unconfigured for "
+        "a lifecycle manager's configure / activate)",
+    ),
+    "fastdds_profile": (
+        "false",
+        "true: give the node process the shipped Fast DDS profile "
+        "(fastdds_large_images.xml: whole camera frames over shared memory, so its outputs "
+        "reach best-effort subscribers); a path: that profile file; false: the environment's",
+    ),
 }
 
 
@@ -71,18 +82,27 @@ def node_settings(args: dict[str, str], default_params_file: str) -> dict[str, A
         if not path.is_file():
             raise ValueError(f"launch argument fastdds_profile:={profile!r}: no such file {path}")
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
-    return {"executable": EXECUTABLES[_flag("lifecycle", a["lifecycle"])], "name": NODE_NAME,
-            "namespace": a["namespace"], "parameters": parameters,
-            # the node subscribes <resolved image topic>/compressed itself when image_transport is compressed
-            "remappings": [("image", a["image_topic"])], "additional_env": env}
+    return {
+        "executable": EXECUTABLES[_flag("lifecycle", a["lifecycle"])],
+        "name": NODE_NAME,
+        "namespace": a["namespace"],
+        "parameters": parameters,
+        # the node subscribes <resolved image topic>/compressed itself when image_transport is compressed
+        "remappings": [("image", a["image_topic"])],
+        "additional_env": env,
+    }
 
 
 #: the multi-camera launch file's arguments: the same, with image_topics for image_topic
 MULTI_CAMERA_ARGUMENTS: dict[str, tuple[str, str]] = {
-    "image_topics": ("", "the cameras' image topics, comma-separated or a YAML list (/cam_front/image_raw,"
-                         "/cam_rear/image_raw); each camera's outputs go under its topic's namespace; empty = the "
-                         "parameters file's list"),
-    **{name: value for name, value in ARGUMENTS.items() if name != "image_topic"}}
+    "image_topics": (
+        "",
+        "the cameras' image topics, comma-separated or a YAML list (/cam_front/image_raw,"
+        "/cam_rear/image_raw); each camera's outputs go under its topic's namespace; empty = the "
+        "parameters file's list",
+    ),
+    **{name: value for name, value in ARGUMENTS.items() if name != "image_topic"},
+}
 MULTI_CAMERA_ARGUMENTS["params_file"] = ("", "node parameters YAML; default: the installed config/multi_camera.yaml")
 
 
@@ -114,5 +134,11 @@ def multi_camera_settings(args: dict[str, str], default_params_file: str) -> dic
     return settings
 
 
-__all__ = ["ARGUMENTS", "EXECUTABLES", "MULTI_CAMERA_ARGUMENTS", "multi_camera_settings", "node_settings",
-           "parse_topics"]
+__all__ = [
+    "ARGUMENTS",
+    "EXECUTABLES",
+    "MULTI_CAMERA_ARGUMENTS",
+    "multi_camera_settings",
+    "node_settings",
+    "parse_topics",
+]

@@ -163,12 +163,21 @@ class SegmentationNode(Node):
             parent = _parent(image)
             for key, what in ((image, "image topic"), (parent, "namespace")):
                 if key in seen:
-                    raise StartupError(f"image_topics: {given!r} and {seen[key]!r} have the same {what} "
-                                       f"({key or '/'}), so their outputs would mix; list each camera once, each in "
-                                       "its own namespace")
+                    raise StartupError(
+                        f"image_topics: {given!r} and {seen[key]!r} have the same {what} "
+                        f"({key or '/'}), so their outputs would mix; list each camera once, each in "
+                        "its own namespace"
+                    )
                 seen[key] = given
-            cameras.append(CameraInput(image + suffix, self._slots.slot(), parent + "/semantic",
-                                       parent + "/camera_info", window_prefix=image + "#"))
+            cameras.append(
+                CameraInput(
+                    image + suffix,
+                    self._slots.slot(),
+                    parent + "/semantic",
+                    parent + "/camera_info",
+                    window_prefix=image + "#",
+                )
+            )
         return cameras
 
     # ---- parameters -------------------------------------------------------------------------------
@@ -188,12 +197,17 @@ class SegmentationNode(Node):
     def _build_segmenter(self, v: dict[str, Any]) -> Segmenter:
         size = (v["network_image_height"], v["network_image_width"])
         own = PARAMS_BY_NAME["image_mean"].default
-        return load_segmenter(v["model_path"], device=v["device"], precision=v["precision"],
-                              input_size=size if size[0] else None,
-                              mean=None if v["image_mean"] == own else [float(x) for x in v["image_mean"]],
-                              std=None if v["image_stddev"] == own else [float(x) for x in v["image_stddev"]],
-                              temporal_mode=v["temporal_mode"] or None, max_frame_gap_s=v["max_frame_gap"],
-                              backend=v["backend"])
+        return load_segmenter(
+            v["model_path"],
+            device=v["device"],
+            precision=v["precision"],
+            input_size=size if size[0] else None,
+            mean=None if v["image_mean"] == own else [float(x) for x in v["image_mean"]],
+            std=None if v["image_stddev"] == own else [float(x) for x in v["image_stddev"]],
+            temporal_mode=v["temporal_mode"] or None,
+            max_frame_gap_s=v["max_frame_gap"],
+            backend=v["backend"],
+        )
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         new = self._values()
@@ -219,8 +233,10 @@ class SegmentationNode(Node):
                 self.get_logger().warning(f"refused parameter change: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
             self._next_segmenter = seg
-            self.get_logger().info(f"model {seg.model_id!r} on {seg.device}{_temporal_summary(seg)}, backend "
-                                   f"{_backend_summary(seg)} will run from the next frame")
+            self.get_logger().info(
+                f"model {seg.model_id!r} on {seg.device}{_temporal_summary(seg)}, backend "
+                f"{_backend_summary(seg)} will run from the next frame"
+            )
         return SetParametersResult(successful=True)
 
     # ---- states -----------------------------------------------------------------------------------
@@ -243,8 +259,9 @@ class SegmentationNode(Node):
                 import torch
 
                 torch.set_num_threads(values["worker_threads"])
-            self.get_logger().info(f"loading the model ({values['model_path'] or 'the packaged default'}) on "
-                                   f"{values['device']}")
+            self.get_logger().info(
+                f"loading the model ({values['model_path'] or 'the packaged default'}) on {values['device']}"
+            )
             try:
                 segmenter = self._build_segmenter(values)
             except MODEL_ERRORS as err:
@@ -254,7 +271,8 @@ class SegmentationNode(Node):
             self.get_logger().info(
                 f"model {segmenter.model_id!r} on {segmenter.device}, precision {values['precision']}, "
                 f"{segmenter.class_map.num_classes} classes{_temporal_summary(segmenter)}; "
-                f"backend {_backend_summary(segmenter)}")
+                f"backend {_backend_summary(segmenter)}"
+            )
             self._publish_class_map()
             self._last_stats = time.monotonic()
             for camera in self.cameras:
@@ -275,14 +293,19 @@ class SegmentationNode(Node):
             cam.outputs = _Outputs(
                 mask=self.create_publisher(Image, f"{ns}/mask", qos),
                 boundary=self.create_publisher(Image, f"{ns}/boundary_confidence", qos),
-                confidence=(self.create_publisher(Image, f"{ns}/confidence", qos)
-                            if values["publish_confidence"] else None),
+                confidence=(
+                    self.create_publisher(Image, f"{ns}/confidence", qos) if values["publish_confidence"] else None
+                ),
                 color=self.create_publisher(Image, f"{ns}/color_mask", qos) if values["publish_color_mask"] else None,
                 segmentation=self.create_publisher(SemanticSegmentation, f"{ns}/segmentation", qos),
                 class_map=self.create_publisher(ClassMapMsg, f"{ns}/class_map", latched_qos()),
                 camera_info=self.create_publisher(CameraInfo, f"{ns}/camera_info", qos),
-                label_info=(self.create_publisher(label_info_type, f"{ns}/label_info", latched_qos())
-                            if label_info_type is not None else None))
+                label_info=(
+                    self.create_publisher(label_info_type, f"{ns}/label_info", latched_qos())
+                    if label_info_type is not None
+                    else None
+                ),
+            )
             cam.info = CameraInfoMatcher(cam.info_topic, cam.topic, slop_ns, self.get_logger().warning)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._out = self.camera.outputs if self.camera is not None else None
@@ -298,11 +321,14 @@ class SegmentationNode(Node):
             for cam in self.cameras:
                 cam.activated()
                 cam.subscription = self.create_subscription(msg_type, cam.topic, cam.on_message, qos)
-                cam.info_subscription = self.create_subscription(CameraInfo, cam.info_topic,
-                                                                 self._on_camera_info(cam), info_qos)
-                self.get_logger().info(f"subscribed to {cam.topic} ({values['input_qos']}, depth "
-                                       f"{values['input_qos_depth']}) and {cam.info_topic}; publishing under "
-                                       f"{self.resolve_topic_name(cam.output_ns)}/")
+                cam.info_subscription = self.create_subscription(
+                    CameraInfo, cam.info_topic, self._on_camera_info(cam), info_qos
+                )
+                self.get_logger().info(
+                    f"subscribed to {cam.topic} ({values['input_qos']}, depth "
+                    f"{values['input_qos_depth']}) and {cam.info_topic}; publishing under "
+                    f"{self.resolve_topic_name(cam.output_ns)}/"
+                )
             self._active = True
 
     def _on_camera_info(self, cam: CameraInput) -> Any:
@@ -311,6 +337,7 @@ class SegmentationNode(Node):
             outputs = cam.outputs
             if late is not None and outputs is not None:
                 outputs.camera_info.publish(late)
+
         return callback
 
     def deactivate(self) -> None:
@@ -369,9 +396,13 @@ class SegmentationNode(Node):
     # ---- input ------------------------------------------------------------------------------------
     def _reject(self, cam: CameraInput, msg: Any, err: ImageDecodeError) -> None:
         cam.count("rejected")
-        self._report_once(cam, err.kind, f"rejected a frame on {cam.topic} (frame_id {msg.header.frame_id!r}): "
-                          f"{err} [reported once; later frames with this kind of problem are only counted as "
-                          "rejected]")
+        self._report_once(
+            cam,
+            err.kind,
+            f"rejected a frame on {cam.topic} (frame_id {msg.header.frame_id!r}): "
+            f"{err} [reported once; later frames with this kind of problem are only counted as "
+            "rejected]",
+        )
 
     def _report_once(self, cam: Optional[CameraInput], kind: str, text: str, warning: bool = False) -> None:
         """Log ``text`` the first time ``kind`` happens on ``cam`` (None: on any camera)."""
@@ -405,21 +436,30 @@ class SegmentationNode(Node):
                 return  # shutting down (SIGINT): nothing can be published any more
             for cam in in_model:  # one batch, one failure: each of its cameras counts it
                 cam.failed(f"{type(err).__name__}: {err}")
-            self._report_once(None, f"model:{type(err).__name__}",
-                              f"inference failed: {err!r} [reported once per kind of error; later frames that fail "
-                              "are counted as failed and the node goes on with the next frame]")
+            self._report_once(
+                None,
+                f"model:{type(err).__name__}",
+                f"inference failed: {err!r} [reported once per kind of error; later frames that fail "
+                "are counted as failed and the node goes on with the next frame]",
+            )
         finally:
             for cam, _ in batch:
                 cam.frame_started = None
 
     def _wanted(self, cam: CameraInput) -> Optional["_Wanted"]:
         """Which of ``cam``'s outputs have subscribers right now (asked once per frame); None if none has."""
+
         def subscribed(pub) -> bool:
             return pub is not None and pub.get_subscription_count() > 0
 
         o = cam.outputs
-        w = _Wanted(mask=subscribed(o.mask), boundary=subscribed(o.boundary), confidence=subscribed(o.confidence),
-                    color=subscribed(o.color), segmentation=subscribed(o.segmentation))
+        w = _Wanted(
+            mask=subscribed(o.mask),
+            boundary=subscribed(o.boundary),
+            confidence=subscribed(o.confidence),
+            color=subscribed(o.color),
+            segmentation=subscribed(o.segmentation),
+        )
         return w if (w.mask or w.boundary or w.confidence or w.color or w.segmentation) else None
 
     def _swap_segmenter(self) -> None:
@@ -429,14 +469,20 @@ class SegmentationNode(Node):
         self._publish_class_map()
 
     def _request(self, wanted: "_Wanted") -> OutputRequest:
-        return OutputRequest(boundary=wanted.boundary or wanted.segmentation, confidence=wanted.confidence,
-                             resolution=self.get_parameter("output_resolution").value)
+        return OutputRequest(
+            boundary=wanted.boundary or wanted.segmentation,
+            confidence=wanted.confidence,
+            resolution=self.get_parameter("output_resolution").value,
+        )
 
     def _flush(self, segmenter: Segmenter) -> None:
         """Label and publish the frames ``segmenter`` still holds back (centered temporal models)."""
         wanted = [w for w in (self._wanted(cam) for cam in self.cameras) if w is not None]
-        request = self._request(wanted[0]) if wanted else OutputRequest(
-            resolution=self.get_parameter("output_resolution").value)
+        request = (
+            self._request(wanted[0])
+            if wanted
+            else OutputRequest(resolution=self.get_parameter("output_resolution").value)
+        )
         for w in wanted[1:]:
             request = request.union(self._request(w))
         for result in segmenter.flush(request):
@@ -457,16 +503,27 @@ class SegmentationNode(Node):
                 self._reject(cam, msg, err)
                 continue
             if damage:
-                self._report_once(cam, "decoder_warning", f"a compressed frame on {cam.topic} decoded although "
-                                  f"the image library reported damage ({'; '.join(damage)[:300]}); such frames are "
-                                  "processed [reported once]", warning=True)
+                self._report_once(
+                    cam,
+                    "decoder_warning",
+                    f"a compressed frame on {cam.topic} decoded although "
+                    f"the image library reported damage ({'; '.join(damage)[:300]}); such frames are "
+                    "processed [reported once]",
+                    warning=True,
+                )
             wanted = self._wanted(cam)
             if wanted is None:
                 cam.count("skipped")
                 continue
             header = msg.header
-            frames.append(Frame(image=rgb, stamp_ns=header.stamp.sec * 1_000_000_000 + header.stamp.nanosec,
-                                camera_id=cam.window_id(header.frame_id), meta=_Tag(cam, header)))
+            frames.append(
+                Frame(
+                    image=rgb,
+                    stamp_ns=header.stamp.sec * 1_000_000_000 + header.stamp.nanosec,
+                    camera_id=cam.window_id(header.frame_id),
+                    meta=_Tag(cam, header),
+                )
+            )
             request = self._request(wanted) if request is None else request.union(self._request(wanted))
             in_model.append(cam)
         if not frames or request is None:
@@ -496,16 +553,29 @@ class SegmentationNode(Node):
         if result.boundary is not None:
             boundary = to_image_msg(result.boundary, header)
             if wanted.boundary:
-                o.boundary.publish(boundary if self.get_parameter("boundary_encoding").value == "32FC1"
-                                   else to_image_msg(to_mono8(result.boundary), header))
+                o.boundary.publish(
+                    boundary
+                    if self.get_parameter("boundary_encoding").value == "32FC1"
+                    else to_image_msg(to_mono8(result.boundary), header)
+                )
         if wanted.segmentation:
-            o.segmentation.publish(self._seg_type(
-                header=header, mask=mask, boundary_confidence=boundary, frames_fused=result.frames_fused,
-                inference_time_ms=result.inference_ms, model_id=model_id))
+            o.segmentation.publish(
+                self._seg_type(
+                    header=header,
+                    mask=mask,
+                    boundary_confidence=boundary,
+                    frames_fused=result.frames_fused,
+                    inference_time_ms=result.inference_ms,
+                    model_id=model_id,
+                )
+            )
         if wanted.confidence and result.confidence is not None:
             conf = result.confidence
-            o.confidence.publish(to_image_msg(conf if self.get_parameter("confidence_encoding").value == "32FC1"
-                                              else to_mono8(conf), header))
+            o.confidence.publish(
+                to_image_msg(
+                    conf if self.get_parameter("confidence_encoding").value == "32FC1" else to_mono8(conf), header
+                )
+            )
         if wanted.color:
             alpha = self.get_parameter("overlay_alpha").value
             image = result.frame.image
@@ -533,8 +603,12 @@ class SegmentationNode(Node):
     # ---- statistics and health --------------------------------------------------------------------
     def _limits(self) -> health.Limits:
         get = lambda name: float(self.get_parameter(name).value)  # noqa: E731
-        return health.Limits(input_timeout_s=get("input_timeout"), latency_budget_ms=get("latency_budget_ms"),
-                             expected_rate_hz=get("expected_rate_hz"), max_drop_rate=get("max_drop_rate"))
+        return health.Limits(
+            input_timeout_s=get("input_timeout"),
+            latency_budget_ms=get("latency_budget_ms"),
+            expected_rate_hz=get("expected_rate_hz"),
+            max_drop_rate=get("max_drop_rate"),
+        )
 
     def _tick(self) -> None:
         """Every 0.5 s while configured: the silent-publisher check, and every stats_period the report."""
@@ -553,8 +627,11 @@ class SegmentationNode(Node):
     def _check_silent(self, cam: CameraInput) -> None:
         timeout = self.get_parameter("input_timeout").value
         sub = cam.subscription
-        if self._active and sub is not None and cam.silent_publisher(sub.get_publisher_count(),
-                                                                     timeout if timeout > 0 else 5.0):
+        if (
+            self._active
+            and sub is not None
+            and cam.silent_publisher(sub.get_publisher_count(), timeout if timeout > 0 else 5.0)
+        ):
             self.get_logger().warning(
                 f"a publisher is matched on {cam.topic} but no frame has arrived for "
                 f"{timeout if timeout > 0 else 5.0:g} s. If the camera is publishing, its frames are lost in "
@@ -562,10 +639,12 @@ class SegmentationNode(Node):
                 "DDS's default transports. Fix: give the camera driver and this node the shipped Fast DDS profile "
                 f"(FASTDDS_DEFAULT_PROFILES_FILE={FASTDDS_PROFILE}; `ros2 launch vsseg_ros segmentation.launch.py "
                 "fastdds_profile:=true` sets it for the node), or set input_qos: reliable for a reliable camera "
-                "[reported once]")
+                "[reported once]"
+            )
 
-    def _report(self, cam: CameraInput, p: health.Period, c: Counters,
-                samples: dict[str, np.ndarray]) -> DiagnosticStatus:
+    def _report(
+        self, cam: CameraInput, p: health.Period, c: Counters, samples: dict[str, np.ndarray]
+    ) -> DiagnosticStatus:
         """Log ``cam``'s counter line and return its /diagnostics status."""
         level, message = health.assess(p, self._limits())
         infer, latency = samples["infer_ms"], samples["latency_ms"]
@@ -578,21 +657,34 @@ class SegmentationNode(Node):
             f"rejected {c.rejected}, skipped {c.skipped} (no subscriber), failed {c.failed} | "
             f"last {p.seconds:.0f} s: in {rate_in:.1f} Hz, out {rate_out:.1f} Hz, inference p50 {med(infer):.1f} ms, "
             f"latency p50 {med(latency):.1f} ms | "
-            f"health {('OK', 'WARN', 'ERROR')[level]}: {message}")
+            f"health {('OK', 'WARN', 'ERROR')[level]}: {message}"
+        )
         seg = self._segmenter
-        values = {**c.as_dict(), "state": "active" if self._active else "inactive",
-                  "input_topic": cam.topic, "camera_info_received": str(cam.info.received),
-                  "camera_info_published": str(cam.info.published), "input_rate_hz": f"{rate_in:.2f}",
-                  "output_rate_hz": f"{rate_out:.2f}",
-                  "drop_rate": f"{p.dropped / p.received:.3f}" if p.received else "0.000",
-                  "processing_time_ms_p50": f"{med(infer):.2f}", "pipeline_latency_ms_p50": f"{med(latency):.2f}",
-                  "pipeline_latency_ms_p95": f"{health.p95(latency):.2f}" if latency.size else "0.00",
-                  "seconds_since_input": "never" if p.since_input_s is None else f"{p.since_input_s:.1f}",
-                  "failing_in_a_row": str(p.failing_in_a_row), "model_id": seg.model_id, "device": str(seg.device),
-                  **_temporal_values(seg, samples["fused"] if samples["fused"].size else np.zeros(1))}
-        return DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: {cam.topic}",
-                                message=message, hardware_id=cam.frame_id or cam.topic,
-                                values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        values = {
+            **c.as_dict(),
+            "state": "active" if self._active else "inactive",
+            "input_topic": cam.topic,
+            "camera_info_received": str(cam.info.received),
+            "camera_info_published": str(cam.info.published),
+            "input_rate_hz": f"{rate_in:.2f}",
+            "output_rate_hz": f"{rate_out:.2f}",
+            "drop_rate": f"{p.dropped / p.received:.3f}" if p.received else "0.000",
+            "processing_time_ms_p50": f"{med(infer):.2f}",
+            "pipeline_latency_ms_p50": f"{med(latency):.2f}",
+            "pipeline_latency_ms_p95": f"{health.p95(latency):.2f}" if latency.size else "0.00",
+            "seconds_since_input": "never" if p.since_input_s is None else f"{p.since_input_s:.1f}",
+            "failing_in_a_row": str(p.failing_in_a_row),
+            "model_id": seg.model_id,
+            "device": str(seg.device),
+            **_temporal_values(seg, samples["fused"] if samples["fused"].size else np.zeros(1)),
+        }
+        return DiagnosticStatus(
+            level=bytes([level]),
+            name=f"{self.get_fully_qualified_name()}: {cam.topic}",
+            message=message,
+            hardware_id=cam.frame_id or cam.topic,
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
 
     # ---- stopping ---------------------------------------------------------------------------------
     def stop_worker(self) -> None:
@@ -624,7 +716,6 @@ class SegmentationNode(Node):
                             pub.wait_for_all_acked(Duration(seconds=1.0))
         except Exception as err:  # stopping must not fail because of the last frame
             self.get_logger().warning(f"could not publish the held-back frames: {err!r}")
-
 
     def _processed(self) -> int:
         total = 0
@@ -695,15 +786,21 @@ def _label_info_type() -> Any:
 def _temporal_summary(segmenter: Segmenter) -> str:
     if not isinstance(segmenter, TemporalSegmenter):
         return ""
-    return (f", temporal: {segmenter.mode} window of {segmenter.window_size} frames, "
-            f"{segmenter.delay_frames} frame(s) of added delay, max frame gap {segmenter.max_frame_gap_s:g} s")
+    return (
+        f", temporal: {segmenter.mode} window of {segmenter.window_size} frames, "
+        f"{segmenter.delay_frames} frame(s) of added delay, max frame gap {segmenter.max_frame_gap_s:g} s"
+    )
 
 
 def _temporal_values(segmenter: Segmenter, fused: np.ndarray) -> dict[str, str]:
     """/diagnostics keys on the frame window: delay, window size and how full it was in the last period."""
     window = segmenter.window_size if isinstance(segmenter, TemporalSegmenter) else 1
-    values = {"delay_frames": str(segmenter.delay_frames), "window_frames": str(window),
-              "frames_fused_mean": f"{fused.mean():.2f}", "window_fill": f"{fused.mean() / window:.2f}"}
+    values = {
+        "delay_frames": str(segmenter.delay_frames),
+        "window_frames": str(window),
+        "frames_fused_mean": f"{fused.mean():.2f}",
+        "window_fill": f"{fused.mean() / window:.2f}",
+    }
     if isinstance(segmenter, TemporalSegmenter):
         values["temporal_mode"] = segmenter.mode
         values["window_resets"] = ", ".join(f"{k}={v}" for k, v in segmenter.resets.items())

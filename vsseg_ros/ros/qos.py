@@ -13,11 +13,16 @@ def qos_profile(name: str, depth: int) -> QoSProfile:
     if name not in QOS_PROFILES:
         raise ValueError(f"unknown QoS profile {name!r}; accepted: {', '.join(QOS_PROFILES)}")
     reliability = ReliabilityPolicy.RELIABLE if name == "reliable" else ReliabilityPolicy.BEST_EFFORT
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
-                      durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability, durability=DurabilityPolicy.VOLATILE
+    )
 
 
 def latched_qos() -> QoSProfile:
     """Reliable + transient-local, depth 1: a late subscriber still gets the one message (class map)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )

@@ -41,13 +41,16 @@ def backend_status() -> dict[str, Optional[str]]:
     status: dict[str, Optional[str]] = {"torch": None}
     has_ort = importlib.util.find_spec("onnxruntime") is not None
     status["onnxruntime"] = None if has_ort else "the onnxruntime package is not installed"
-    status["openvino"] = (None if importlib.util.find_spec("openvino") is not None
-                          else "the openvino package is not installed")
+    status["openvino"] = (
+        None if importlib.util.find_spec("openvino") is not None else "the openvino package is not installed"
+    )
     if not has_ort:
         status["tensorrt"] = "onnxruntime is not installed"
     elif ORT_PROVIDERS["tensorrt"] not in _ort_providers():
-        status["tensorrt"] = ("this onnxruntime has no TensorrtExecutionProvider (needs onnxruntime-gpu and "
-                              "TensorRT: pip install -r requirements-gpu.txt, on a machine with a GPU)")
+        status["tensorrt"] = (
+            "this onnxruntime has no TensorrtExecutionProvider (needs onnxruntime-gpu and "
+            "TensorRT: pip install -r requirements-gpu.txt, on a machine with a GPU)"
+        )
     else:
         status["tensorrt"] = None
     return status
@@ -60,14 +63,17 @@ def available_backends() -> list[str]:
 def check_backend(name: str) -> str:
     """``name`` if it is a known backend (or auto) that can run here; RuntimeUnavailable listing what can."""
     if name not in BACKEND_CHOICES:
-        raise RuntimeUnavailable(f"backend {name!r} is not known; use one of {', '.join(BACKEND_CHOICES)} "
-                                 f"(available here: auto, {', '.join(available_backends())})")
+        raise RuntimeUnavailable(
+            f"backend {name!r} is not known; use one of {', '.join(BACKEND_CHOICES)} "
+            f"(available here: auto, {', '.join(available_backends())})"
+        )
     if name == "auto":
         return name
     why = backend_status()[name]
     if why is not None:
-        raise RuntimeUnavailable(f"backend {name!r} is not available here: {why}; available: auto, "
-                                 f"{', '.join(available_backends())}")
+        raise RuntimeUnavailable(
+            f"backend {name!r} is not available here: {why}; available: auto, {', '.join(available_backends())}"
+        )
     return name
 
 
@@ -84,9 +90,11 @@ def choose_backend(requested: str, model: Optional[ExportedModel], gpu: bool) ->
     name = check_backend(requested)
     if name == "torch" and model is not None:
         src = model.source.get("checkpoint")
-        raise RuntimeUnavailable(f"{model.root} is an exported model: it runs on "
-                                 f"{', '.join(b for b in available_backends() if b != 'torch')}; for the torch "
-                                 f"backend give its checkpoint{f' ({src})' if src else ''}")
+        raise RuntimeUnavailable(
+            f"{model.root} is an exported model: it runs on "
+            f"{', '.join(b for b in available_backends() if b != 'torch')}; for the torch "
+            f"backend give its checkpoint{f' ({src})' if src else ''}"
+        )
     if name != "auto":
         if name == "tensorrt" and not gpu:
             raise RuntimeUnavailable("backend 'tensorrt' needs a CUDA device (device auto/cuda with a GPU)")
@@ -98,8 +106,10 @@ def choose_backend(requested: str, model: Optional[ExportedModel], gpu: bool) ->
     for b in AUTO_ORDER["cuda" if gpu else "cpu"]:
         if b in installed and b in usable:
             return b
-    raise RuntimeUnavailable(f"{model.root}: no installed backend passed this model's export checks "
-                             f"(checked: {', '.join(usable) or 'none'}; installed: {', '.join(sorted(installed))})")
+    raise RuntimeUnavailable(
+        f"{model.root}: no installed backend passed this model's export checks "
+        f"(checked: {', '.join(usable) or 'none'}; installed: {', '.join(sorted(installed))})"
+    )
 
 
 def export_cache_dir() -> Path:
@@ -128,8 +138,14 @@ def exported_checkpoint(path: Path, input_size: Optional[tuple[int, int]]) -> Ex
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{tag}.", dir=final.parent))
     try:
-        export_network(ckpt.build_model(), tmp, ckpt.model_id, ckpt.class_map, input_size=size,
-                       source={"checkpoint": str(path), "sha256": digest, "exported_on_the_fly": True})
+        export_network(
+            ckpt.build_model(),
+            tmp,
+            ckpt.model_id,
+            ckpt.class_map,
+            input_size=size,
+            source={"checkpoint": str(path), "sha256": digest, "exported_on_the_fly": True},
+        )
         try:
             tmp.rename(final)
         except OSError:  # another process got there first
@@ -140,5 +156,15 @@ def exported_checkpoint(path: Path, input_size: Optional[tuple[int, int]]) -> Ex
     return load_exported(final)
 
 
-__all__ = ["BACKENDS", "BACKEND_CHOICES", "AUTO_ORDER", "backend_status", "available_backends", "check_backend",
-           "checked_backends", "choose_backend", "exported_checkpoint", "export_cache_dir"]
+__all__ = [
+    "BACKENDS",
+    "BACKEND_CHOICES",
+    "AUTO_ORDER",
+    "backend_status",
+    "available_backends",
+    "check_backend",
+    "checked_backends",
+    "choose_backend",
+    "exported_checkpoint",
+    "export_cache_dir",
+]

@@ -71,19 +71,35 @@ class _FusionGraph(nn.Module):
         return (out["logits"], out["boundary"]) if self.boundary else out["logits"]
 
 
-def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
-            dynamic: Optional[dict] = None) -> None:
+def _export(
+    module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic: Optional[dict] = None
+) -> None:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         # the legacy exporter's deprecation notice and tracer warnings about shape-dependent Python branches
         # (sizes are fixed per graph, or the branch is the same for every size: tests check other sizes)
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET, input_names=inputs,
-                          output_names=outputs, dynamic_axes=dynamic, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            do_constant_folding=True,
+        )
 
 
-def export_network(model: nn.Module, out_dir: Union[str, Path], model_id: str, class_map: ClassMap,
-                   input_size: Optional[tuple[int, int]] = None, source: Optional[dict] = None,
-                   progress: Any = None) -> ExportedModel:
+def export_network(
+    model: nn.Module,
+    out_dir: Union[str, Path],
+    model_id: str,
+    class_map: ClassMap,
+    input_size: Optional[tuple[int, int]] = None,
+    source: Optional[dict] = None,
+    progress: Any = None,
+) -> ExportedModel:
     """Write ``model``'s fp32 graph(s) and manifest into ``out_dir`` (created; existing graphs are replaced).
 
     ``model``: a :class:`PerFrameSegNet` or :class:`TemporalSegNet` (left as it was). ``input_size``: the network
@@ -98,8 +114,10 @@ def export_network(model: nn.Module, out_dir: Union[str, Path], model_id: str, c
         raise ExportedModelError(f"{model_id}: the model config has no input size; give --input-size HxW")
     temporal = config.temporal is not None
     if temporal and getattr(model, "flow2seg", None) is not None:
-        raise ExportedModelError(f"{model_id}: models with a Flow2Seg path do not export yet (the DIS flow runs in "
-                                 "OpenCV between the graphs); run it with backend torch")
+        raise ExportedModelError(
+            f"{model_id}: models with a Flow2Seg path do not export yet (the DIS flow runs in "
+            "OpenCV between the graphs); run it with backend torch"
+        )
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.onnx"):
@@ -116,8 +134,14 @@ def export_network(model: nn.Module, out_dir: Union[str, Path], model_id: str, c
             _export(_NetworkGraph(net, boundary), (image,), out / "network.onnx", ["image"], maps, dyn)
             graphs: dict[str, Any] = {"network": "network.onnx"}
             if boundary:  # without the boundary head, for frames nobody wants boundaries of (14 % faster)
-                _export(_NetworkGraph(net, False), (image,), out / "network_labels.onnx", ["image"], ["logits"],
-                        {"image": dyn["image"], "logits": dyn["logits"]})
+                _export(
+                    _NetworkGraph(net, False),
+                    (image,),
+                    out / "network_labels.onnx",
+                    ["image"],
+                    ["logits"],
+                    {"image": dyn["image"], "logits": dyn["logits"]},
+                )
                 graphs["network_labels"] = "network_labels.onnx"
             stride = int(net.stride)
             if progress is not None:
@@ -131,18 +155,32 @@ def export_network(model: nn.Module, out_dir: Union[str, Path], model_id: str, c
             for n, target in fusion_calls(net.frames):
                 feats = tuple(torch.randn_like(feature) for _ in range(n))  # distinct tensors: no cache hits
                 name = f"fusion_n{n}_t{target}.onnx"
-                _export(_FusionGraph(net, target, boundary), feats, out / name,
-                        [f"feature_{i}" for i in range(n)], maps)
+                _export(
+                    _FusionGraph(net, target, boundary), feats, out / name, [f"feature_{i}" for i in range(n)], maps
+                )
                 graphs["fusion"][fusion_key(n, target)] = name
                 if progress is not None:
                     progress.update(1)
             stride = int(net.stride)
     exported = ExportedModel(
-        root=out, model_id=model_id, config=config, class_map=class_map, stride=stride, precision="fp32",
-        input_size=(int(size[0]), int(size[1])), kind="temporal" if temporal else "perframe", graphs=graphs,
-        dynamic_size=not temporal, source=dict(source or {}),
-        exporter={"torch": torch.__version__, "opset": OPSET, "exporter": "torch.onnx (TorchScript)",
-                  "seconds": round(time.perf_counter() - t0, 2)})
+        root=out,
+        model_id=model_id,
+        config=config,
+        class_map=class_map,
+        stride=stride,
+        precision="fp32",
+        input_size=(int(size[0]), int(size[1])),
+        kind="temporal" if temporal else "perframe",
+        graphs=graphs,
+        dynamic_size=not temporal,
+        source=dict(source or {}),
+        exporter={
+            "torch": torch.__version__,
+            "opset": OPSET,
+            "exporter": "torch.onnx (TorchScript)",
+            "seconds": round(time.perf_counter() - t0, 2),
+        },
+    )
     exported.save()
     return exported
 

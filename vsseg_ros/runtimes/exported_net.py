@@ -27,11 +27,19 @@ ENGINE_OF = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "
 HOST_THREADS = 1
 
 
-def _open(backend: str, path: Any, gpu: bool, threads: Optional[int], device_id: int, fp16: bool,
-          dims: Optional[dict[str, int]]) -> GraphSession:
+def _open(
+    backend: str,
+    path: Any,
+    gpu: bool,
+    threads: Optional[int],
+    device_id: int,
+    fp16: bool,
+    dims: Optional[dict[str, int]],
+) -> GraphSession:
     if backend == "tensorrt":
-        return open_session("onnxruntime", path, provider="tensorrt", threads=threads, device_id=device_id,
-                            fp16=fp16, dims=dims)
+        return open_session(
+            "onnxruntime", path, provider="tensorrt", threads=threads, device_id=device_id, fp16=fp16, dims=dims
+        )
     if backend == "onnxruntime" and gpu:
         return open_session("onnxruntime", path, provider="cuda", threads=threads, device_id=device_id, dims=dims)
     return open_session(ENGINE_OF[backend], path, provider="cpu", threads=threads, dims=dims)
@@ -40,8 +48,15 @@ def _open(backend: str, path: Any, gpu: bool, threads: Optional[int], device_id:
 class ExportedNet:
     """What both exported networks share: the manifest's model description and the NHWC input hand-over."""
 
-    def __init__(self, model: ExportedModel, backend: str, gpu: bool = False, threads: Optional[int] = None,
-                 device_id: int = 0, fp16: bool = False) -> None:
+    def __init__(
+        self,
+        model: ExportedModel,
+        backend: str,
+        gpu: bool = False,
+        threads: Optional[int] = None,
+        device_id: int = 0,
+        fp16: bool = False,
+    ) -> None:
         self.model = model
         self.config = model.config
         self.num_classes = model.config.num_classes
@@ -65,8 +80,10 @@ class ExportedNet:
     def description(self) -> str:
         """Which engine and provider run which precision (logged by the node: never a silent fall back)."""
         s = self.sessions[0]
-        return (f"{s.engine} {s.provider}, pre/post-processing on {self.host_threads} torch thread(s), exported "
-                f"{self.model.precision} graph(s) from {self.model.root}")
+        return (
+            f"{s.engine} {s.provider}, pre/post-processing on {self.host_threads} torch thread(s), exported "
+            f"{self.model.precision} graph(s) from {self.model.root}"
+        )
 
     def open_sessions(self) -> list[GraphSession]:
         """Every session open now."""
@@ -76,9 +93,11 @@ class ExportedNet:
         """The (1, 3, H, W) input buffer as the graphs' (1, H, W, 3) array; a view of a channels-last buffer."""
         if self._fixed is not None and tuple(x.shape[-2:]) != self._fixed:
             h, w = self.model.input_size
-            raise ValueError(f"{self.model.root}: exported for a {h}x{w} network input (padded "
-                             f"{self._fixed[0]}x{self._fixed[1]}), got a padded input of {x.shape[-2]}x"
-                             f"{x.shape[-1]}; re-export with --input-size HxW for another size")
+            raise ValueError(
+                f"{self.model.root}: exported for a {h}x{w} network input (padded "
+                f"{self._fixed[0]}x{self._fixed[1]}), got a padded input of {x.shape[-2]}x"
+                f"{x.shape[-1]}; re-export with --input-size HxW for another size"
+            )
         a = x.permute(0, 2, 3, 1)
         if not a.is_contiguous():
             a = a.contiguous()
@@ -113,8 +132,10 @@ class ExportedPerFrameNet(ExportedNet):
 
     def __call__(self, x: Tensor, boundary: bool = True) -> dict[str, Optional[Tensor]]:
         out = self._net((int(x.shape[-2]), int(x.shape[-1])), boundary).run({"image": self._image(x)})
-        return {"logits": torch.from_numpy(out[0]),
-                "boundary": torch.from_numpy(out[1]) if boundary and len(out) > 1 else None}
+        return {
+            "logits": torch.from_numpy(out[0]),
+            "boundary": torch.from_numpy(out[1]) if boundary and len(out) > 1 else None,
+        }
 
 
 class ExportedTemporalNet(ExportedNet):
@@ -137,17 +158,28 @@ class ExportedTemporalNet(ExportedNet):
     def frame_features(self, x: Tensor) -> Tensor:
         return torch.from_numpy(self._features.run({"image": self._image(x)})[0])
 
-    def fuse(self, features: Sequence[Tensor], target: int, flow: Optional[Tensor] = None, boundary: bool = True,
-             rows: Optional[int] = None) -> dict[str, Optional[Tensor]]:
+    def fuse(
+        self,
+        features: Sequence[Tensor],
+        target: int,
+        flow: Optional[Tensor] = None,
+        boundary: bool = True,
+        rows: Optional[int] = None,
+    ) -> dict[str, Optional[Tensor]]:
         """``rows`` is ignored: the graphs compute every row (the output maps read the ones they need)."""
         key = fusion_key(len(features), target)
         session = self._fusion.get(key)
         if session is None:
-            raise ValueError(f"{self.model.root}: no fusion graph for {len(features)} frames labelling frame "
-                             f"{target} (it has {', '.join(self._fusion)}); re-export the model")
+            raise ValueError(
+                f"{self.model.root}: no fusion graph for {len(features)} frames labelling frame "
+                f"{target} (it has {', '.join(self._fusion)}); re-export the model"
+            )
         out = session.run({f"feature_{i}": f.numpy() for i, f in enumerate(features)})
-        return {"logits": torch.from_numpy(out[0]), "feature": None,
-                "boundary": torch.from_numpy(out[1]) if boundary and len(out) > 1 else None}
+        return {
+            "logits": torch.from_numpy(out[0]),
+            "feature": None,
+            "boundary": torch.from_numpy(out[1]) if boundary and len(out) > 1 else None,
+        }
 
 
 def exported_net(model: ExportedModel, backend: str, **options: Any) -> ExportedNet:
@@ -155,5 +187,4 @@ def exported_net(model: ExportedModel, backend: str, **options: Any) -> Exported
     return cls(model, backend, **options)
 
 
-__all__ = ["ExportedNet", "ExportedPerFrameNet", "ExportedTemporalNet", "exported_net", "ENGINE_OF",
-           "HOST_THREADS"]
+__all__ = ["ExportedNet", "ExportedPerFrameNet", "ExportedTemporalNet", "exported_net", "ENGINE_OF", "HOST_THREADS"]

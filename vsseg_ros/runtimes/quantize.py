@@ -47,8 +47,11 @@ def check_options(frames: int, method: str, exclude: str, weights: str, availabl
         raise ValueError(f"int8 calibration needs at least {MIN_CALIB_FRAMES} frames (--calib-frames), got {frames!r}")
     if available is not None and available < frames:
         raise ValueError(f"--calib-frames {frames}: the calibration split has only {available} frames")
-    for name, value, allowed in (("method", method, METHODS), ("exclude", exclude, EXCLUDES),
-                                 ("weights", weights, WEIGHT_TYPES)):
+    for name, value, allowed in (
+        ("method", method, METHODS),
+        ("exclude", exclude, EXCLUDES),
+        ("weights", weights, WEIGHT_TYPES),
+    ):
         if value not in allowed:
             raise ValueError(f"int8 {name} {value!r} is not known; use one of {', '.join(allowed)}")
 
@@ -78,9 +81,10 @@ class _FrameReader:
         from tqdm import tqdm
 
         if self._bar is None:
-            self._bar = tqdm(total=len(self.indices), desc="int8 calibration", unit="frame", leave=False,
-                             disable=not self.progress)
-        for i in self.indices[self._range[0]:self._range[1]]:
+            self._bar = tqdm(
+                total=len(self.indices), desc="int8 calibration", unit="frame", leave=False, disable=not self.progress
+            )
+        for i in self.indices[self._range[0] : self._range[1]]:
             self._bar.update(1)
             image, _ = self.data.load(i)
             with torch.inference_mode():
@@ -131,29 +135,58 @@ def excluded_nodes(path: Path, exclude: str) -> list[str]:
     return sorted(set(names))
 
 
-def _quantize_graph(src: Path, dst: Path, reader: Optional[_FrameReader], cache: Path, method: str, exclude: str,
-                    reduce_range: bool, weights: str) -> None:
+def _quantize_graph(
+    src: Path,
+    dst: Path,
+    reader: Optional[_FrameReader],
+    cache: Path,
+    method: str,
+    exclude: str,
+    reduce_range: bool,
+    weights: str,
+) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     with tempfile.TemporaryDirectory(prefix="vsseg-int8-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # folds and names what quantization needs
         extra: dict[str, Any] = {"CalibStridedMinMax": _stride(len(reader))} if reader is not None else {}
         if method == "percentile":
             extra["CalibPercentile"] = 99.999
-        quantize_static(str(pre), str(dst), calibration_data_reader=reader, quant_format=QuantFormat.QDQ,
-                        per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8 if weights == "s8" else QuantType.QUInt8,
-                        nodes_to_exclude=excluded_nodes(pre, exclude), calibrate_method=methods[method],
-                        extra_options=extra, calibration_cache_path=str(cache))
+        quantize_static(
+            str(pre),
+            str(dst),
+            calibration_data_reader=reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8 if weights == "s8" else QuantType.QUInt8,
+            nodes_to_exclude=excluded_nodes(pre, exclude),
+            calibrate_method=methods[method],
+            extra_options=extra,
+            calibration_cache_path=str(cache),
+        )
 
 
-def quantize_model(fp32: Union[ExportedModel, str, Path], out_dir: Union[str, Path], data: Any, frames: int = 100,
-                   method: str = "minmax", exclude: str = "ends", reduce_range: bool = True, weights: str = "s8",
-                   calib_name: str = "", progress: bool = True) -> ExportedModel:
+def quantize_model(
+    fp32: Union[ExportedModel, str, Path],
+    out_dir: Union[str, Path],
+    data: Any,
+    frames: int = 100,
+    method: str = "minmax",
+    exclude: str = "ends",
+    reduce_range: bool = True,
+    weights: str = "s8",
+    calib_name: str = "",
+    progress: bool = True,
+) -> ExportedModel:
     """The int8 version of exported fp32 model ``fp32`` in ``out_dir``, calibrated on ``frames`` frames of
     ``data`` (a :class:`LabelledDataset`, a training split). ``calib_name`` is recorded (e.g. "camvid train")."""
     model = fp32 if isinstance(fp32, ExportedModel) else load_exported(fp32)
@@ -175,22 +208,48 @@ def quantize_model(fp32: Union[ExportedModel, str, Path], out_dir: Union[str, Pa
             if name not in model.graphs:
                 continue
             reader.rewind()
-            _quantize_graph(model.graph(name), out / model.graphs[name], reader, cache, method, exclude,
-                            reduce_range, weights)
+            _quantize_graph(
+                model.graph(name), out / model.graphs[name], reader, cache, method, exclude, reduce_range, weights
+            )
     if model.temporal:  # fusion graphs stay fp32 (see the module doc)
         for name in model.graphs["fusion"].values():
             shutil.copyfile(model.root / name, out / name)
     result = ExportedModel(
-        root=out, model_id=model.model_id, config=model.config, class_map=model.class_map, stride=model.stride,
-        precision="int8", input_size=model.input_size, kind=model.kind, graphs=graphs,
-        dynamic_size=model.dynamic_size, source=dict(model.source),
-        calibration={"data": calib_name or repr(data), "frames": frames, "method": method, "exclude": exclude,
-                     "reduce_range": reduce_range, "activations": "u8", "weights": weights, "per_channel": True,
-                     "format": "QDQ", "quantized_graphs": [g for g in quantized if g in model.graphs]},
-        exporter=dict(model.exporter))
+        root=out,
+        model_id=model.model_id,
+        config=model.config,
+        class_map=model.class_map,
+        stride=model.stride,
+        precision="int8",
+        input_size=model.input_size,
+        kind=model.kind,
+        graphs=graphs,
+        dynamic_size=model.dynamic_size,
+        source=dict(model.source),
+        calibration={
+            "data": calib_name or repr(data),
+            "frames": frames,
+            "method": method,
+            "exclude": exclude,
+            "reduce_range": reduce_range,
+            "activations": "u8",
+            "weights": weights,
+            "per_channel": True,
+            "format": "QDQ",
+            "quantized_graphs": [g for g in quantized if g in model.graphs],
+        },
+        exporter=dict(model.exporter),
+    )
     result.save()
     return result
 
 
-__all__ = ["quantize_model", "check_options", "excluded_nodes", "MIN_CALIB_FRAMES", "METHODS", "EXCLUDES",
-           "WEIGHT_TYPES"]
+__all__ = [
+    "quantize_model",
+    "check_options",
+    "excluded_nodes",
+    "MIN_CALIB_FRAMES",
+    "METHODS",
+    "EXCLUDES",
+    "WEIGHT_TYPES",
+]

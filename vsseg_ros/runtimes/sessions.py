@@ -19,13 +19,20 @@ from typing import Any, Optional, Union
 import numpy as np
 
 #: ONNX Runtime execution providers by our short name
-ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-                 "tensorrt": "TensorrtExecutionProvider"}
+ORT_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
 #: OpenVINO CPU plugin settings besides the thread count: latency mode, one stream, fp32 arithmetic for fp32
 #: graphs, its worker pinned (OpenVINO's default, stated so the log and tests can say it): with pre/post-processing
 #: on one torch thread, pinned and unpinned both kept up with 30 Hz in the node (docs/deployment.md)
-OV_CPU_PROPERTIES = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32",
-                     "ENABLE_CPU_PINNING": True}
+OV_CPU_PROPERTIES = {
+    "PERFORMANCE_HINT": "LATENCY",
+    "NUM_STREAMS": 1,
+    "INFERENCE_PRECISION_HINT": "f32",
+    "ENABLE_CPU_PINNING": True,
+}
 #: where TensorRT engines are cached unless ``VSSEG_TRT_ENGINE_CACHE`` says otherwise (a second start reuses them)
 DEFAULT_TRT_CACHE = Path.home() / ".cache" / "vsseg_ros" / "tensorrt"
 
@@ -83,22 +90,34 @@ class OrtSession(GraphSession):
 
     engine = "onnxruntime"
 
-    def __init__(self, path: Union[str, Path], provider: str = "cpu", threads: Optional[int] = None,
-                 device_id: int = 0, fp16: bool = False, dims: Optional[dict[str, int]] = None) -> None:
+    def __init__(
+        self,
+        path: Union[str, Path],
+        provider: str = "cpu",
+        threads: Optional[int] = None,
+        device_id: int = 0,
+        fp16: bool = False,
+        dims: Optional[dict[str, int]] = None,
+    ) -> None:
         import onnxruntime as ort
 
         path = Path(path)
         _check_graph_file(path)
         if provider not in ORT_PROVIDERS:
-            raise RuntimeUnavailable(f"onnxruntime execution provider {provider!r} is not known; use "
-                                     f"{', '.join(ORT_PROVIDERS)}")
+            raise RuntimeUnavailable(
+                f"onnxruntime execution provider {provider!r} is not known; use {', '.join(ORT_PROVIDERS)}"
+            )
         wanted = ORT_PROVIDERS[provider]
         available = ort.get_available_providers()
         if wanted not in available:
             raise RuntimeUnavailable(
                 f"onnxruntime {ort.__version__} here has no {wanted} (available: {', '.join(available)}); "
-                + ("install onnxruntime-gpu (pip install -r requirements-gpu.txt) on a machine with CUDA"
-                   if provider != "cpu" else ""))
+                + (
+                    "install onnxruntime-gpu (pip install -r requirements-gpu.txt) on a machine with CUDA"
+                    if provider != "cpu"
+                    else ""
+                )
+            )
         so = ort.SessionOptions()
         n = threads or default_threads()
         so.intra_op_num_threads = n
@@ -115,9 +134,19 @@ class OrtSession(GraphSession):
         if provider == "tensorrt":
             cache = trt_cache_dir()
             cache.mkdir(parents=True, exist_ok=True)
-            providers.append((wanted, {"device_id": device_id, "trt_fp16_enable": bool(fp16),
-                                       "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-                                       "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}))
+            providers.append(
+                (
+                    wanted,
+                    {
+                        "device_id": device_id,
+                        "trt_fp16_enable": bool(fp16),
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": str(cache),
+                        "trt_timing_cache_enable": True,
+                        "trt_timing_cache_path": str(cache),
+                    },
+                )
+            )
         if provider in ("tensorrt", "cuda"):
             providers.append(("CUDAExecutionProvider", {"device_id": device_id}))
         providers.append("CPUExecutionProvider")
@@ -128,8 +157,10 @@ class OrtSession(GraphSession):
             raise GraphError(f"{path}: onnxruntime cannot load this graph (corrupt or truncated?): {msg}") from None
         got = self._sess.get_providers()
         if got[0] != wanted:
-            raise RuntimeUnavailable(f"onnxruntime could not start {wanted} for {path.name} (it registered "
-                                     f"{', '.join(got)}); see its log for the reason")
+            raise RuntimeUnavailable(
+                f"onnxruntime could not start {wanted} for {path.name} (it registered "
+                f"{', '.join(got)}); see its log for the reason"
+            )
         self.provider = f"{wanted}, {n} thread(s)" if provider == "cpu" else f"{wanted}:{device_id}"
         self.inputs = [i.name for i in self._sess.get_inputs()]
         self.outputs = [o.name for o in self._sess.get_outputs()]
@@ -150,13 +181,19 @@ class OpenVinoSession(GraphSession):
 
     engine = "openvino"
 
-    def __init__(self, path: Union[str, Path], provider: str = "cpu", threads: Optional[int] = None,
-                 dims: Optional[dict[str, int]] = None) -> None:
+    def __init__(
+        self,
+        path: Union[str, Path],
+        provider: str = "cpu",
+        threads: Optional[int] = None,
+        dims: Optional[dict[str, int]] = None,
+    ) -> None:
         try:
             import openvino as ov
         except ImportError:
-            raise RuntimeUnavailable("the openvino backend needs the openvino package (pip install openvino); "
-                                     "not installed here") from None
+            raise RuntimeUnavailable(
+                "the openvino backend needs the openvino package (pip install openvino); not installed here"
+            ) from None
         path = Path(path)
         _check_graph_file(path)
         if provider != "cpu":
@@ -187,13 +224,24 @@ class OpenVinoSession(GraphSession):
 ENGINES = {"onnxruntime": OrtSession, "openvino": OpenVinoSession}
 
 
-def open_session(engine: str, path: Union[str, Path], provider: str = "cpu", threads: Optional[int] = None,
-                 **options: Any) -> GraphSession:
+def open_session(
+    engine: str, path: Union[str, Path], provider: str = "cpu", threads: Optional[int] = None, **options: Any
+) -> GraphSession:
     """A session of ``engine`` (onnxruntime, openvino) on ``path``."""
     if engine not in ENGINES:
         raise RuntimeUnavailable(f"engine {engine!r} is not known; use {', '.join(ENGINES)}")
     return ENGINES[engine](path, provider=provider, threads=threads, **options)
 
 
-__all__ = ["GraphSession", "OrtSession", "OpenVinoSession", "RuntimeUnavailable", "GraphError", "open_session",
-           "ORT_PROVIDERS", "OV_CPU_PROPERTIES", "trt_cache_dir", "default_threads"]
+__all__ = [
+    "GraphSession",
+    "OrtSession",
+    "OpenVinoSession",
+    "RuntimeUnavailable",
+    "GraphError",
+    "open_session",
+    "ORT_PROVIDERS",
+    "OV_CPU_PROPERTIES",
+    "trt_cache_dir",
+    "default_threads",
+]

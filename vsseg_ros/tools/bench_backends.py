@@ -31,8 +31,9 @@ def parse_backends(text: str) -> list[str]:
     for n in names:
         base = n[:-5] if n.endswith("-int8") else n
         if base not in BACKENDS or n == "torch-int8":
-            raise ValueError(f"--backends: {n!r} is not known; use {', '.join(BACKENDS)}, optionally with -int8 "
-                             "(not torch)")
+            raise ValueError(
+                f"--backends: {n!r} is not known; use {', '.join(BACKENDS)}, optionally with -int8 (not torch)"
+            )
     if len(set(names)) != len(names):
         raise ValueError(f"--backends lists a name twice: {text}")
     return names
@@ -49,8 +50,17 @@ def resolve(name: str, model_path: str, int8_model: str) -> tuple[str, str]:
     return name, model_path
 
 
-def _worker(conn: Any, name: str, size: tuple[int, int], frames: int, video: Optional[str], model_path: str,
-            int8_model: str, device: str, threads: int) -> None:
+def _worker(
+    conn: Any,
+    name: str,
+    size: tuple[int, int],
+    frames: int,
+    video: Optional[str],
+    model_path: str,
+    int8_model: str,
+    device: str,
+    threads: int,
+) -> None:
     """One backend's model phase, in a child process: answers frame indices with step timings."""
     import torch
 
@@ -62,9 +72,15 @@ def _worker(conn: Any, name: str, size: tuple[int, int], frames: int, video: Opt
         clip = list(read_frames(Path(video) if video else default_video(), max_frames=frames, size=size))
         stepper = ModelStepper(clip, size, path, device, backend)
         seg = stepper.seg
-        conn.send({"ready": True, "model_id": seg.model_id, "backend": seg.backend,
-                   "precision": getattr(getattr(seg.net, "model", None), "precision", seg.precision),
-                   "describe": seg.describe()})
+        conn.send(
+            {
+                "ready": True,
+                "model_id": seg.model_id,
+                "backend": seg.backend,
+                "precision": getattr(getattr(seg.net, "model", None), "precision", seg.precision),
+                "describe": seg.describe(),
+            }
+        )
     except Exception as e:  # reported by the parent, which stops the run
         conn.send({"ready": False, "error": f"{type(e).__name__}: {e}"})
         return
@@ -75,16 +91,38 @@ def _worker(conn: Any, name: str, size: tuple[int, int], frames: int, video: Opt
         conn.send(stepper.step(i))
 
 
-def bench_models(names: list[str], size: tuple[int, int], frames: int, warmup: int, video: Optional[Path],
-                 model_path: str, int8_model: str, device: str, threads: int) -> dict[str, dict]:
+def bench_models(
+    names: list[str],
+    size: tuple[int, int],
+    frames: int,
+    warmup: int,
+    video: Optional[Path],
+    model_path: str,
+    int8_model: str,
+    device: str,
+    threads: int,
+) -> dict[str, dict]:
     """The model phase of every backend, interleaved frame by frame (see the module doc)."""
     ctx = mp.get_context("spawn")  # a fresh interpreter per backend: no thread pool inherited
     workers = {}
     try:
         for n in names:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, n, size, frames + warmup, str(video) if video else None,
-                                                     model_path, int8_model, device, threads), daemon=True)
+            proc = ctx.Process(
+                target=_worker,
+                args=(
+                    child,
+                    n,
+                    size,
+                    frames + warmup,
+                    str(video) if video else None,
+                    model_path,
+                    int8_model,
+                    device,
+                    threads,
+                ),
+                daemon=True,
+            )
             proc.start()
             workers[n] = (proc, parent)
         info = {}
@@ -114,9 +152,21 @@ def bench_models(names: list[str], size: tuple[int, int], frames: int, warmup: i
     return {n: {**info[n], **summarize_steps(steps[n])} for n in names}
 
 
-def run_backends(names: list[str], sizes: list[tuple[int, int]], frames: int, warmup: int, device: str,
-                 model_path: str, int8_model: str, video: Optional[Path], rate_hz: float, open_loop_frames: int,
-                 node: bool, node_params: Optional[dict], threads: int = 0) -> list[dict]:
+def run_backends(
+    names: list[str],
+    sizes: list[tuple[int, int]],
+    frames: int,
+    warmup: int,
+    device: str,
+    model_path: str,
+    int8_model: str,
+    video: Optional[Path],
+    rate_hz: float,
+    open_loop_frames: int,
+    node: bool,
+    node_params: Optional[dict],
+    threads: int = 0,
+) -> list[dict]:
     """Every backend at every size: model phase interleaved, then each node. Returns the ``backends`` rows."""
     import torch
 
@@ -141,22 +191,39 @@ def run_backends(names: list[str], sizes: list[tuple[int, int]], frames: int, wa
                 order = names if s_i % 2 == 0 else names[::-1]
                 for n in order:
                     backend, path = resolve(n, model_path, int8_model)
-                    nodes[n] = bench_node(clip, size, warmup, path, device, out_dir, rate_hz=rate_hz,
-                                          open_loop_frames=open_loop_frames,
-                                          node_params={**(node_params or {}), "backend": backend})
+                    nodes[n] = bench_node(
+                        clip,
+                        size,
+                        warmup,
+                        path,
+                        device,
+                        out_dir,
+                        rate_hz=rate_hz,
+                        open_loop_frames=open_loop_frames,
+                        node_params={**(node_params or {}), "backend": backend},
+                    )
             torch_net = models.get("torch", {}).get("network_ms", {}).get("p50")
             for n in names:
                 m, nd = models[n], nodes.get(n, {})
                 loop = nd.get("open_loop") or {}
-                row = {"backend": n, "engine": m["backend"], "precision": m["precision"],
-                       "size": f"{size[0]}x{size[1]}", "model_id": m["model_id"], "runs_on": m["describe"],
-                       "network_ms_p50": m["network_ms"]["p50"], "model_ms_p50": m["push_ms"]["p50"],
-                       "node_e2e_ms_p50": nd.get("end_to_end_ms", {}).get("p50"),
-                       "out_fps_at_30hz": loop.get("output_hz"), "dropped_at_30hz": loop.get("drop_rate"),
-                       "network_speedup_vs_torch": (round(torch_net / m["network_ms"]["p50"], 3)
-                                                    if torch_net else None),
-                       "network_ms": m["network_ms"], "model_ms": m["push_ms"], "stages_ms": m["stages_ms"],
-                       "node": nd or None}
+                row = {
+                    "backend": n,
+                    "engine": m["backend"],
+                    "precision": m["precision"],
+                    "size": f"{size[0]}x{size[1]}",
+                    "model_id": m["model_id"],
+                    "runs_on": m["describe"],
+                    "network_ms_p50": m["network_ms"]["p50"],
+                    "model_ms_p50": m["push_ms"]["p50"],
+                    "node_e2e_ms_p50": nd.get("end_to_end_ms", {}).get("p50"),
+                    "out_fps_at_30hz": loop.get("output_hz"),
+                    "dropped_at_30hz": loop.get("drop_rate"),
+                    "network_speedup_vs_torch": (round(torch_net / m["network_ms"]["p50"], 3) if torch_net else None),
+                    "network_ms": m["network_ms"],
+                    "model_ms": m["push_ms"],
+                    "stages_ms": m["stages_ms"],
+                    "node": nd or None,
+                }
                 rows.append(row)
     finally:
         if rclpy is not None:
@@ -166,23 +233,29 @@ def run_backends(names: list[str], sizes: list[tuple[int, int]], frames: int, wa
 
 
 def print_rows(rows: list[dict], frames: int, threads: int) -> None:
-    print(f"\nvsseg-ros bench --backends ({frames} timed frames per backend, interleaved; median ms; "
-          f"{threads} thread(s))")
-    print(f"{'backend':>18} {'prec':>5} {'input':>9} {'network':>8} {'vs torch':>8} {'model':>7} {'node e2e':>9} "
-          f"{'out Hz@30':>9} {'dropped':>8}")
+    print(
+        f"\nvsseg-ros bench --backends ({frames} timed frames per backend, interleaved; median ms; {threads} thread(s))"
+    )
+    print(
+        f"{'backend':>18} {'prec':>5} {'input':>9} {'network':>8} {'vs torch':>8} {'model':>7} {'node e2e':>9} "
+        f"{'out Hz@30':>9} {'dropped':>8}"
+    )
     for r in rows:
         e2e = "-" if r["node_e2e_ms_p50"] is None else f"{r['node_e2e_ms_p50']:.1f}"
         hz = "-" if r["out_fps_at_30hz"] is None else f"{r['out_fps_at_30hz']:.1f}"
         drop = "-" if r["dropped_at_30hz"] is None else f"{r['dropped_at_30hz']:.0%}"
         vs = "-" if r["network_speedup_vs_torch"] is None else f"{r['network_speedup_vs_torch']:.2f}x"
-        print(f"{r['backend']:>18} {r['precision']:>5} {r['size']:>9} {r['network_ms_p50']:>8.1f} {vs:>8} "
-              f"{r['model_ms_p50']:>7.1f} {e2e:>9} {hz:>9} {drop:>8}")
+        print(
+            f"{r['backend']:>18} {r['precision']:>5} {r['size']:>9} {r['network_ms_p50']:>8.1f} {vs:>8} "
+            f"{r['model_ms_p50']:>7.1f} {e2e:>9} {hz:>9} {drop:>8}"
+        )
     for r in rows:
         print(f"  {r['backend']} {r['size']}: {r['runs_on']}")
 
 
 def summary_ratios(rows: list[dict]) -> dict[str, Any]:
     """The issue's targets from one run's rows (None where a backend was not run)."""
+
     def get(backend: str, size: str) -> Optional[dict]:
         return next((r for r in rows if r["backend"] == backend and r["size"] == size), None)
 
@@ -191,8 +264,9 @@ def summary_ratios(rows: list[dict]) -> dict[str, Any]:
         t = get("torch", size)
         if t is None:
             continue
-        out[size] = {r["backend"]: round(t["network_ms_p50"] / r["network_ms_p50"], 3)
-                     for r in rows if r["size"] == size}
+        out[size] = {
+            r["backend"]: round(t["network_ms_p50"] / r["network_ms_p50"], 3) for r in rows if r["size"] == size
+        }
     return out
 
 

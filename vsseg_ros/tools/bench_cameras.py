@@ -63,13 +63,26 @@ def _stream(clients: list[Any], frames: list[np.ndarray], rate_hz: float, second
     rates = [g / (len(ks) * period) for g, ks in zip(got, keys)]  # over each camera's own publishing span
     total = sum(rates)
     share = total / n if n else 0.0
-    return {"seconds": round(duration, 2), "input_hz_per_camera": rate_hz, "published": [len(ks) for ks in keys],
-            "received": got, "output_hz": [round(r, 2) for r in rates], "total_output_hz": round(total, 2),
-            "fairness": round(min(rates) / share, 3) if share > 0 else 0.0}
+    return {
+        "seconds": round(duration, 2),
+        "input_hz_per_camera": rate_hz,
+        "published": [len(ks) for ks in keys],
+        "received": got,
+        "output_hz": [round(r, 2) for r in rates],
+        "total_output_hz": round(total, 2),
+        "fairness": round(min(rates) / share, 3) if share > 0 else 0.0,
+    }
 
 
-def _node_run(cameras: int, frames: list[np.ndarray], size: tuple[int, int], rate_hz: float, seconds: float,
-              params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def _node_run(
+    cameras: int,
+    frames: list[np.ndarray],
+    size: tuple[int, int],
+    rate_hz: float,
+    seconds: float,
+    params: dict[str, Any],
+    out_dir: Path,
+) -> dict[str, Any]:
     from vsseg_ros.tools.client import SegmentationClient
     from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
@@ -79,9 +92,16 @@ def _node_run(cameras: int, frames: list[np.ndarray], size: tuple[int, int], rat
         values["image_topics"] = topics
     pf = write_params_file(values)
     node = NodeProcess(params_file=pf, image_topic=topics[0], log_path=out_dir / f"bench_cameras_{cameras}.log")
-    clients = [SegmentationClient(image_topic=t, namespace=(t.rsplit("/", 1)[0] if cameras > 1 else ""),
-                                  outputs=("mask",), name=f"bench_cam_{cameras}_{i}", keep_messages=False)
-               for i, t in enumerate(topics)]
+    clients = [
+        SegmentationClient(
+            image_topic=t,
+            namespace=(t.rsplit("/", 1)[0] if cameras > 1 else ""),
+            outputs=("mask",),
+            name=f"bench_cam_{cameras}_{i}",
+            keep_messages=False,
+        )
+        for i, t in enumerate(topics)
+    ]
     try:
         for c in clients:
             if not c.wait_until_serving("mask", frames[0], 180.0, node.alive):
@@ -97,8 +117,16 @@ def _node_run(cameras: int, frames: list[np.ndarray], size: tuple[int, int], rat
     return result
 
 
-def batched_vs_single(frames: list[np.ndarray], cameras: int, size: tuple[int, int], model_path: str,
-                      device: str, backend: str, rounds: int = 20, warmup: int = 3) -> dict[str, Any]:
+def batched_vs_single(
+    frames: list[np.ndarray],
+    cameras: int,
+    size: tuple[int, int],
+    model_path: str,
+    device: str,
+    backend: str,
+    rounds: int = 20,
+    warmup: int = 3,
+) -> dict[str, Any]:
     """Frames per second of ``cameras`` frames pushed one at a time and as one ``push_batch``, this process."""
     from vsseg_ros.core.loading import backend_summary, load_segmenter
     from vsseg_ros.core.segmenter import Frame, OutputRequest
@@ -109,8 +137,9 @@ def batched_vs_single(frames: list[np.ndarray], cameras: int, size: tuple[int, i
 
     def batch() -> list[Frame]:
         stamp[0] += 100_000_000
-        return [Frame(frames[(stamp[0] // 100_000_000 + i) % len(frames)], stamp[0], f"cam_{i}")
-                for i in range(cameras)]
+        return [
+            Frame(frames[(stamp[0] // 100_000_000 + i) % len(frames)], stamp[0], f"cam_{i}") for i in range(cameras)
+        ]
 
     def one_at_a_time(fs: list[Frame]) -> None:
         for f in fs:
@@ -128,20 +157,37 @@ def batched_vs_single(frames: list[np.ndarray], cameras: int, size: tuple[int, i
             if i >= warmup:
                 spent[k] += time.perf_counter() - t0
     single, batched = (rounds * cameras / t for t in spent)
-    return {"backend": backend_summary(seg), "batches": bool(getattr(seg, "batches", False)),
-            "one_at_a_time_fps": round(single, 2), "batched_fps": round(batched, 2),
-            "ratio": round(batched / single, 3)}
+    return {
+        "backend": backend_summary(seg),
+        "batches": bool(getattr(seg, "batches", False)),
+        "one_at_a_time_fps": round(single, 2),
+        "batched_fps": round(batched, 2),
+        "ratio": round(batched / single, 3),
+    }
 
 
-def run_cameras(cameras: int, size: tuple[int, int], rate_hz: float = 7.5, seconds: float = 20.0,
-                model_path: str = "", device: str = "auto", node_params: Optional[dict] = None,
-                json_path: Optional[Path] = None, node: bool = True) -> int:
+def run_cameras(
+    cameras: int,
+    size: tuple[int, int],
+    rate_hz: float = 7.5,
+    seconds: float = 20.0,
+    model_path: str = "",
+    device: str = "auto",
+    node_params: Optional[dict] = None,
+    json_path: Optional[Path] = None,
+    node: bool = True,
+) -> int:
     from vsseg_ros.imaging.video import default_video, read_frames
 
     frames = list(read_frames(default_video(), max_frames=max(8, cameras), size=size))
     report: dict[str, Any] = {"cameras": cameras, "size": f"{size[0]}x{size[1]}", "rate_hz": rate_hz}
-    params = {"model_path": model_path, "device": device, "network_image_height": size[0],
-              "network_image_width": size[1], **(node_params or {})}
+    params = {
+        "model_path": model_path,
+        "device": device,
+        "network_image_height": size[0],
+        "network_image_width": size[1],
+        **(node_params or {}),
+    }
     if node:
         apply_local_ros_env()
         import rclpy
@@ -159,7 +205,8 @@ def run_cameras(cameras: int, size: tuple[int, int], rate_hz: float = 7.5, secon
             report["rss_ratio"] = round(many["rss_mb"] / one["rss_mb"], 3)
     backend = str(params.get("backend", "auto"))
     report["batched_vs_one_at_a_time"] = [
-        batched_vs_single(frames, cameras, size, model_path, device, b) for b in dict.fromkeys([backend, "torch"])]
+        batched_vs_single(frames, cameras, size, model_path, device, b) for b in dict.fromkeys([backend, "torch"])
+    ]
     _print(report)
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
@@ -170,13 +217,19 @@ def _print(r: dict[str, Any]) -> None:
     print(f"\nvsseg-ros bench --cameras {r['cameras']} ({r['size']}, {r['rate_hz']:g} Hz per camera)")
     if "n_cameras" in r:
         m, o = r["n_cameras"], r["one_camera"]
-        print(f"  {r['cameras']} cameras, one node: output Hz per camera {m['output_hz']} (total "
-              f"{m['total_output_hz']}), fairness (min / equal share) {m['fairness']:.3f}")
-        print(f"  RSS {m['rss_mb']} MiB (peak {m['peak_rss_mb']}) vs one camera {o['rss_mb']} MiB (peak "
-              f"{o['peak_rss_mb']}, {o['total_output_hz']} Hz out): ratio {r.get('rss_ratio')}")
+        print(
+            f"  {r['cameras']} cameras, one node: output Hz per camera {m['output_hz']} (total "
+            f"{m['total_output_hz']}), fairness (min / equal share) {m['fairness']:.3f}"
+        )
+        print(
+            f"  RSS {m['rss_mb']} MiB (peak {m['peak_rss_mb']}) vs one camera {o['rss_mb']} MiB (peak "
+            f"{o['peak_rss_mb']}, {o['total_output_hz']} Hz out): ratio {r.get('rss_ratio')}"
+        )
     for b in r["batched_vs_one_at_a_time"]:
-        print(f"  {b['backend']}: one at a time {b['one_at_a_time_fps']} fps, batched {b['batched_fps']} fps "
-              f"(ratio {b['ratio']}{'' if b['batches'] else '; batch-1 graphs: frames go one at a time'})")
+        print(
+            f"  {b['backend']}: one at a time {b['one_at_a_time_fps']} fps, batched {b['batched_fps']} fps "
+            f"(ratio {b['ratio']}{'' if b['batches'] else '; batch-1 graphs: frames go one at a time'})"
+        )
 
 
 __all__ = ["batched_vs_single", "run_cameras"]

@@ -28,15 +28,23 @@ from typing import Any, Optional, Sequence
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bags", nargs="+", metavar="PATTERN", help="bags to score (default: make them, see --make)")
-    p.add_argument("--make", type=int, default=8, metavar="N",
-                   help="without --bags: make N bags of CamVid val (--root) in --work (default 8)")
+    p.add_argument(
+        "--make",
+        type=int,
+        default=8,
+        metavar="N",
+        help="without --bags: make N bags of CamVid val (--root) in --work (default 8)",
+    )
     p.add_argument("--frames-per-bag", type=int, default=51, help="frames of each made bag (default 51: all of val)")
     p.add_argument("--root", type=Path, default=Path("../shared/data/camvid"), help="CamVid root for --make")
     p.add_argument("--work", type=Path, default=Path("out/bench_fleet"), help="folder for the made bags")
     p.add_argument("--workers", type=int, nargs="+", default=[2], help="Ray worker counts beyond 1 (default 2)")
     p.add_argument("--no-sequential", action="store_true", help="skip the sequential run")
-    p.add_argument("--eval-args", default="--dis-preset medium",
-                   help="more `vsseg-ros eval` options for every run, as one string (default '--dis-preset medium')")
+    p.add_argument(
+        "--eval-args",
+        default="--dis-preset medium",
+        help="more `vsseg-ros eval` options for every run, as one string (default '--dis-preset medium')",
+    )
     p.add_argument("--fleet-hours", type=float, default=1000.0, help="fleet size in hours of video (default 1000)")
     p.add_argument("--fleet-rate", type=float, default=10.0, help="fleet frame rate in Hz (default 10)")
     p.add_argument("--deadline-hours", type=float, default=8.0, help="time to score the fleet in (default 8)")
@@ -56,8 +64,14 @@ def make_bags(root: Path, out: Path, count: int, frames: int) -> list[Path]:
         path = out / f"camvid_val_{i:02d}"
         if path.exists():
             shutil.rmtree(path)
-        write_bag(path, [replace(f, sequence=f"{f.sequence}_{i:02d}") for f in clip], None, "mcap",
-                  start_ns=1_700_000_000 * 10**9, class_names=None)
+        write_bag(
+            path,
+            [replace(f, sequence=f"{f.sequence}_{i:02d}") for f in clip],
+            None,
+            "mcap",
+            start_ns=1_700_000_000 * 10**9,
+            class_names=None,
+        )
         bags.append(path)
     return bags
 
@@ -98,13 +112,23 @@ def _one_run(patterns: Sequence[str], extra: Sequence[str], ray_workers: Optiona
     foreign1 = _foreign_cpu_s()
     f = out["fleet"]
     frames = f["frames_scored_now"]
-    return {"mode": f["mode"], "workers": f["workers"], "frames": frames, "bags": out["counts"]["scored"],
-            "wall_s": round(wall, 3), "scoring_s": f["scoring_s"],
-            "frames_per_s": round(frames / wall, 3), "frames_per_s_scoring": f["frames_per_s"],
-            "frames_per_worker_s": f["frames_per_worker_s"], "miou": out["miou"], "tc": out["tc"],
-            # other sessions' processes' CPU share of the machine during the run (0 = it ran alone)
-            "other_cpu_share": (None if foreign0 is None or foreign1 is None else
-                                round(max(0.0, foreign1 - foreign0) / (wall * _cpus()), 3))}
+    return {
+        "mode": f["mode"],
+        "workers": f["workers"],
+        "frames": frames,
+        "bags": out["counts"]["scored"],
+        "wall_s": round(wall, 3),
+        "scoring_s": f["scoring_s"],
+        "frames_per_s": round(frames / wall, 3),
+        "frames_per_s_scoring": f["frames_per_s"],
+        "frames_per_worker_s": f["frames_per_worker_s"],
+        "miou": out["miou"],
+        "tc": out["tc"],
+        # other sessions' processes' CPU share of the machine during the run (0 = it ran alone)
+        "other_cpu_share": (
+            None if foreign0 is None or foreign1 is None else round(max(0.0, foreign1 - foreign0) / (wall * _cpus()), 3)
+        ),
+    }
 
 
 def _cpus() -> int:
@@ -113,21 +137,30 @@ def _cpus() -> int:
     return cpu_count()
 
 
-def bench_fleet(patterns: Sequence[str], workers: Sequence[int], extra: Sequence[str] = (), sequential: bool = True,
-                fleet_hours: float = 1000.0, fleet_rate: float = 10.0, deadline_hours: float = 8.0) -> dict[str, Any]:
+def bench_fleet(
+    patterns: Sequence[str],
+    workers: Sequence[int],
+    extra: Sequence[str] = (),
+    sequential: bool = True,
+    fleet_hours: float = 1000.0,
+    fleet_rate: float = 10.0,
+    deadline_hours: float = 8.0,
+) -> dict[str, Any]:
     from vsseg_ros.fleet.discover import cpu_count
     from vsseg_ros.fleet.run import workers_needed
 
     runs: dict[str, dict[str, Any]] = {}
-    plan = ([("sequential", None)] if sequential else []) + [("ray_1", 1)] + [(f"ray_{n}", n) for n in workers
-                                                                              if n > 1]
+    plan = ([("sequential", None)] if sequential else []) + [("ray_1", 1)] + [(f"ray_{n}", n) for n in workers if n > 1]
     for name, n in plan:
         print(f"bench-fleet: {name} ...", file=sys.stderr, flush=True)
         runs[name] = _one_run(patterns, extra, n)
         r = runs[name]
-        print(f"bench-fleet: {name}: {r['frames']} frames in {r['wall_s']:.1f} s = {r['frames_per_s']:.2f} frames/s "
-              f"({r['frames_per_s_scoring']:.2f} while scoring; other jobs took {r['other_cpu_share']} of the CPUs)",
-              file=sys.stderr, flush=True)
+        print(
+            f"bench-fleet: {name}: {r['frames']} frames in {r['wall_s']:.1f} s = {r['frames_per_s']:.2f} frames/s "
+            f"({r['frames_per_s_scoring']:.2f} while scoring; other jobs took {r['other_cpu_share']} of the CPUs)",
+            file=sys.stderr,
+            flush=True,
+        )
     base = runs["ray_1"]
     ratios: dict[str, Any] = {}
     for name, r in runs.items():
@@ -139,15 +172,21 @@ def bench_fleet(patterns: Sequence[str], workers: Sequence[int], extra: Sequence
         ratios["ray_1_overhead"] = round(seq["frames_per_s"] / base["frames_per_s"] - 1, 4)
         ratios["ray_1_overhead_scoring"] = round(seq["frames_per_s_scoring"] / base["frames_per_s_scoring"] - 1, 4)
     rate = base["frames_per_worker_s"] or base["frames_per_s"]
-    sizing = {"fleet_hours": fleet_hours, "fleet_rate_hz": fleet_rate, "deadline_hours": deadline_hours,
-              "frames": int(fleet_hours * 3600 * fleet_rate), "per_worker_frames_per_s": rate,
-              "workers_needed": workers_needed(fleet_hours, fleet_rate, deadline_hours, rate)}
+    sizing = {
+        "fleet_hours": fleet_hours,
+        "fleet_rate_hz": fleet_rate,
+        "deadline_hours": deadline_hours,
+        "frames": int(fleet_hours * 3600 * fleet_rate),
+        "per_worker_frames_per_s": rate,
+        "workers_needed": workers_needed(fleet_hours, fleet_rate, deadline_hours, rate),
+    }
     widest = max(runs.values(), key=lambda r: r["workers"])
     if widest["workers"] > 1:
         per = widest["frames_per_s_scoring"] / widest["workers"]
         sizing[f"per_worker_frames_per_s_at_{widest['workers']}"] = round(per, 3)
         sizing[f"workers_needed_at_{widest['workers']}_per_machine_rate"] = workers_needed(
-            fleet_hours, fleet_rate, deadline_hours, per)
+            fleet_hours, fleet_rate, deadline_hours, per
+        )
     return {"runs": runs, "ratios": ratios, "sizing": sizing, "cpus": cpu_count(), "eval_args": list(extra)}
 
 
@@ -164,8 +203,15 @@ def run(args: argparse.Namespace) -> int:
             if not (args.root / "val").is_dir():
                 raise FleetError(f"--make needs CamVid at --root {args.root} (val/, valannot/), or give --bags")
             patterns = [str(p) for p in make_bags(args.root, args.work / "bags", args.make, args.frames_per_bag)]
-        result = bench_fleet(patterns, args.workers, shlex.split(args.eval_args), not args.no_sequential,
-                             args.fleet_hours, args.fleet_rate, args.deadline_hours)
+        result = bench_fleet(
+            patterns,
+            args.workers,
+            shlex.split(args.eval_args),
+            not args.no_sequential,
+            args.fleet_hours,
+            args.fleet_rate,
+            args.deadline_hours,
+        )
     except (FleetError, ValueError, OSError) as err:
         print(f"vsseg-ros bench-fleet: error: {err}", file=sys.stderr)
         return 2

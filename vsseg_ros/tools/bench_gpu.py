@@ -36,8 +36,9 @@ def _random_temporal_checkpoint(config: Path, out: Path) -> Path:
     torch.manual_seed(0)
     model = TemporalSegNet(cfg).eval()
     with torch.no_grad():
-        model.mar.set_memory(torch.randn(model.mar.slots, model.mar.channels),
-                             torch.randn(model.mar.slots, model.mar.channels))
+        model.mar.set_memory(
+            torch.randn(model.mar.slots, model.mar.channels), torch.randn(model.mar.slots, model.mar.channels)
+        )
     class_map = CITYSCAPES if cfg.num_classes == CITYSCAPES.num_classes else None
     if class_map is None:
         from vsseg_ros.data.base import generic_class_map
@@ -46,8 +47,9 @@ def _random_temporal_checkpoint(config: Path, out: Path) -> Path:
     return save_checkpoint(out, model, cfg, class_map, "pspnet_r50_stf_mar:random-seed0")
 
 
-def _run(path: str, size: tuple[int, int], backend: str, precision: str, frames: list[np.ndarray],
-         warmup: int) -> tuple[list[float], list[np.ndarray], str]:
+def _run(
+    path: str, size: tuple[int, int], backend: str, precision: str, frames: list[np.ndarray], warmup: int
+) -> tuple[list[float], list[np.ndarray], str]:
     from vsseg_ros.core.loading import load_segmenter
     from vsseg_ros.core.segmenter import Frame, OutputRequest
 
@@ -75,14 +77,19 @@ def bench(frames: int, warmup: int, video: Optional[Path]) -> list[dict[str, Any
         raise SystemExit("bench_gpu: no CUDA device visible to torch (a CUDA build of torch and a GPU are needed)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="vsseg-gpu-") as tmp:
-        psp = _random_temporal_checkpoint(ROOT / "config" / "models" / "pspnet_r50_stf_mar.yaml",
-                                          Path(tmp) / "pspnet_r50_stf_mar.pt")
+        psp = _random_temporal_checkpoint(
+            ROOT / "config" / "models" / "pspnet_r50_stf_mar.yaml", Path(tmp) / "pspnet_r50_stf_mar.pt"
+        )
         for name, path, size in (("default", "", (720, 1280)), ("pspnet_r50_stf_mar", str(psp), (1024, 2048))):
             clip = list(read_frames(video or default_video(), max_frames=frames + warmup, size=size))
             ref_labels: Optional[list[np.ndarray]] = None
             for backend, precision in VARIANTS:
-                row: dict[str, Any] = {"model": name, "size": f"{size[0]}x{size[1]}", "backend": backend,
-                                       "precision": precision}
+                row: dict[str, Any] = {
+                    "model": name,
+                    "size": f"{size[0]}x{size[1]}",
+                    "backend": backend,
+                    "precision": precision,
+                }
                 try:
                     ms, labels, runs_on = _run(path, size, backend, precision, clip, warmup)
                 except Exception as e:  # a provider that cannot start: reported, the others still run
@@ -93,8 +100,13 @@ def bench(frames: int, warmup: int, video: Optional[Path]) -> list[dict[str, Any
                 if ref_labels is None:
                     ref_labels = labels
                 agree = float(np.mean([(a == b).mean() for a, b in zip(ref_labels, labels)]))
-                row.update({"network_ms_p50": round(float(np.median(ms)), 2), "label_agreement_vs_torch_fp32":
-                            round(agree, 5), "runs_on": runs_on})
+                row.update(
+                    {
+                        "network_ms_p50": round(float(np.median(ms)), 2),
+                        "label_agreement_vs_torch_fp32": round(agree, 5),
+                        "runs_on": runs_on,
+                    }
+                )
                 rows.append(row)
                 print(json.dumps(row))
     return rows

@@ -18,8 +18,11 @@ from tqdm import tqdm
 def latency_stats(values: list[float]) -> dict[str, float]:
     """Median, 95th percentile and mean of ``values`` (ms), rounded to 0.01."""
     arr = np.asarray(values)
-    return {"p50": round(float(np.median(arr)), 2), "p95": round(float(np.percentile(arr, 95)), 2),
-            "mean": round(float(arr.mean()), 2)}
+    return {
+        "p50": round(float(np.median(arr)), 2),
+        "p95": round(float(np.percentile(arr, 95)), 2),
+        "mean": round(float(arr.mean()), 2),
+    }
 
 
 class ModelStepper:
@@ -28,8 +31,9 @@ class ModelStepper:
     conversion of the mask into the Image message the node publishes. What the node adds beyond these is DDS
     transport. ``bench --backends`` runs one per backend, each in its own process."""
 
-    def __init__(self, frames: list[np.ndarray], size: tuple[int, int], model_path: str, device: str,
-                 backend: str = "torch") -> None:
+    def __init__(
+        self, frames: list[np.ndarray], size: tuple[int, int], model_path: str, device: str, backend: str = "torch"
+    ) -> None:
         from vsseg_ros.core.loading import load_segmenter
         from vsseg_ros.core.segmenter import OutputRequest
         from vsseg_ros.tools.client import make_image_msg
@@ -54,9 +58,11 @@ class ModelStepper:
             return None
         to_image_msg(res.labels, msg.header)
         t3 = time.perf_counter()
-        return {"push": (t2 - t1) * 1e3,
-                "network": res.timings_ms.get("network", res.timings_ms.get("backbone", float("nan"))),
-                "stages": {"decode": (t1 - t0) * 1e3, **res.timings_ms, "publish_conversion": (t3 - t2) * 1e3}}
+        return {
+            "push": (t2 - t1) * 1e3,
+            "network": res.timings_ms.get("network", res.timings_ms.get("backbone", float("nan"))),
+            "stages": {"decode": (t1 - t0) * 1e3, **res.timings_ms, "publish_conversion": (t3 - t2) * 1e3},
+        }
 
 
 def summarize_steps(steps: list[dict]) -> dict:
@@ -65,13 +71,16 @@ def summarize_steps(steps: list[dict]) -> dict:
     for st in steps:
         for k, v in st["stages"].items():
             stages.setdefault(k, []).append(v)
-    return {"push_ms": latency_stats([st["push"] for st in steps]),
-            "network_ms": latency_stats([st["network"] for st in steps]),
-            "stages_ms": {k: latency_stats(v)["p50"] for k, v in stages.items()}}
+    return {
+        "push_ms": latency_stats([st["push"] for st in steps]),
+        "network_ms": latency_stats([st["network"] for st in steps]),
+        "stages_ms": {k: latency_stats(v)["p50"] for k, v in stages.items()},
+    }
 
 
-def bench_model(frames: list[np.ndarray], size: tuple[int, int], warmup: int, model_path: str,
-                device: str, backend: str = "torch") -> dict:
+def bench_model(
+    frames: list[np.ndarray], size: tuple[int, int], warmup: int, model_path: str, device: str, backend: str = "torch"
+) -> dict:
     """:class:`ModelStepper` over ``frames`` (the first ``warmup`` untimed)."""
     stepper = ModelStepper(frames, size, model_path, device, backend)
     steps = []
@@ -115,20 +124,40 @@ def open_loop(client, msgs: list, rate_hz: float, drain_s: float = 2.0) -> dict:
     times = {k: arrived[k] for k in keys if k in arrived}
     lat = [(times[k] - client.publish_times[k]) * 1e3 for k in times]
     span = (max(times.values()) - client.publish_times[keys[0]]) if times else float("nan")
-    return {"input_hz": rate_hz, "published": len(keys), "processed": len(times),
-            "drop_rate": round(1.0 - len(times) / len(keys), 3),
-            "output_hz": round(len(times) / span, 2) if times else 0.0,
-            "latency_ms": latency_stats(lat) if lat else None}
+    return {
+        "input_hz": rate_hz,
+        "published": len(keys),
+        "processed": len(times),
+        "drop_rate": round(1.0 - len(times) / len(keys), 3),
+        "output_hz": round(len(times) / span, 2) if times else 0.0,
+        "latency_ms": latency_stats(lat) if lat else None,
+    }
 
 
-def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, model_path: str,
-               device: str, out_dir: Path, rate_hz: float = 30.0, open_loop_frames: int = 60,
-               node_params: Optional[dict] = None) -> dict:
+def bench_node(
+    frames: list[np.ndarray],
+    size: tuple[int, int],
+    warmup: int,
+    model_path: str,
+    device: str,
+    out_dir: Path,
+    rate_hz: float = 30.0,
+    open_loop_frames: int = 60,
+    node_params: Optional[dict] = None,
+) -> dict:
     from vsseg_ros.tools.client import SegmentationClient, make_image_msg
     from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
-    params = write_params_file({"model_path": model_path, "device": device, "network_image_height": size[0],
-                                "network_image_width": size[1], "stats_period": 0.0, **(node_params or {})})
+    params = write_params_file(
+        {
+            "model_path": model_path,
+            "device": device,
+            "network_image_height": size[0],
+            "network_image_width": size[1],
+            "stats_period": 0.0,
+            **(node_params or {}),
+        }
+    )
     node = NodeProcess(params_file=params, log_path=out_dir / f"bench_node_{size[0]}x{size[1]}.log")
     client = SegmentationClient(outputs=("mask",), name=f"vsseg_bench_{size[0]}x{size[1]}")
     try:
@@ -136,8 +165,7 @@ def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, mod
             raise RuntimeError(f"node did not start; log:\n{node.log()[-3000:]}")
         lat = []
         # Encode every frame first so the timed loop is publish -> mask only.
-        msgs = [make_image_msg(rgb[:, :, ::-1], "bgr8", 1_000_000_000 + i * 33_000_000)
-                for i, rgb in enumerate(frames)]
+        msgs = [make_image_msg(rgb[:, :, ::-1], "bgr8", 1_000_000_000 + i * 33_000_000) for i, rgb in enumerate(frames)]
         for i, msg in enumerate(tqdm(msgs, desc=f"node  {size[0]}x{size[1]}", unit="frame", leave=False)):
             key = client.publish(msg)
             if client.wait_for("mask", key, timeout=30.0) is None:
@@ -148,8 +176,10 @@ def bench_node(frames: list[np.ndarray], size: tuple[int, int], warmup: int, mod
         live = []
         if open_loop_frames > 0:
             # distinct stamps (a second stream, 10 s later); the clip repeats if it is short
-            live = [make_image_msg(frames[i % len(frames)][:, :, ::-1], "bgr8",
-                                   20_000_000_000 + i * int(1e9 / rate_hz)) for i in range(open_loop_frames)]
+            live = [
+                make_image_msg(frames[i % len(frames)][:, :, ::-1], "bgr8", 20_000_000_000 + i * int(1e9 / rate_hz))
+                for i in range(open_loop_frames)
+            ]
             time.sleep(0.5)
             loaded = open_loop(client, live, rate_hz)
         else:

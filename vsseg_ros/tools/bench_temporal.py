@@ -61,8 +61,10 @@ def load_temporal_model(spec: Union[str, Path]) -> tuple[Any, Any, str]:
         model = TemporalSegNet(cfg).eval()
         cmap = {c.num_classes: c for c in (CAMVID, CITYSCAPES)}.get(cfg.num_classes)
         if cmap is None:
-            raise ValueError(f"{p}: {cfg.num_classes} classes; benchmark configs must have CamVid's 11 or "
-                             "Cityscapes' 19 (or pass a checkpoint)")
+            raise ValueError(
+                f"{p}: {cfg.num_classes} classes; benchmark configs must have CamVid's 11 or "
+                "Cityscapes' 19 (or pass a checkpoint)"
+            )
         return model, cmap, f"{cfg.name} (random weights, from {p.name})"
     ckpt = load_checkpoint(p)
     if ckpt.config.temporal is None:
@@ -84,8 +86,9 @@ def paired_share(with_it: list[float], without: list[float]) -> float:
     return round(float(np.median(a / b)) - 1.0, 3)
 
 
-def paired_share_after(with_it: list[float], without: list[float], with_shared: list[float],
-                       without_shared: list[float]) -> float:
+def paired_share_after(
+    with_it: list[float], without: list[float], with_shared: list[float], without_shared: list[float]
+) -> float:
     """What a component adds outside a stage both variants share, from frames timed in pairs: the median of
     ``(with_it[i] - with_shared[i]) - (without[i] - without_shared[i])`` over the median of ``without``. The
     shared stage's own noise drops out of each pair's difference."""
@@ -102,7 +105,7 @@ class NaiveTemporal:
 
     def push(self, image: np.ndarray, request: OutputRequest) -> np.ndarray:
         seg = self.seg
-        self.window = (self.window + [image])[-seg.window_size:]
+        self.window = (self.window + [image])[-seg.window_size :]
         H, W = image.shape[:2]
         with torch.inference_mode():
             feats = []
@@ -116,9 +119,14 @@ class NaiveTemporal:
         return labels
 
 
-def bench_temporal(spec: Union[str, Path], sizes: list[tuple[int, int]], frames: int = 20, warmup: int = 3,
-                   video: Optional[Path] = None, dis_presets: tuple[str, ...] = ("ultrafast", "fast", "medium")
-                   ) -> list[dict[str, Any]]:
+def bench_temporal(
+    spec: Union[str, Path],
+    sizes: list[tuple[int, int]],
+    frames: int = 20,
+    warmup: int = 3,
+    video: Optional[Path] = None,
+    dis_presets: tuple[str, ...] = ("ultrafast", "fast", "medium"),
+) -> list[dict[str, Any]]:
     from vsseg_ros.core.flow import DISFlow, to_gray
     from vsseg_ros.core.perframe_segmenter import PerFrameSegmenter
     from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
@@ -170,21 +178,29 @@ def bench_temporal(spec: Union[str, Path], sizes: list[tuple[int, int]], frames:
         p50 = {k: v["p50"] for k, v in ms.items()}
         stage_ms = {k: latency_stats(v)["p50"] for k, v in stages["streaming"].items()}
         backbone = {k: stages[k]["backbone"] for k in stages}
-        results.append({
-            "size": f"{size[0]}x{size[1]}", "model_id": model_id, "frames": frames,
-            "window": int(model.frames), "ms": ms, "streaming_stages_ms": stage_ms,
-            "streaming_over_perframe": round(p50["streaming"] / p50["perframe"], 3),
-            "naive_over_streaming": round(p50["naive"] / p50["streaming"], 3),
-            "mar_share": paired_share_after(times["streaming"], times["streaming_no_mar"],
-                                            backbone["streaming"], backbone["streaming_no_mar"]),
-            "mar_share_whole_frame": paired_share(times["streaming"], times["streaming_no_mar"]),
-            "mar_backbone_ms": round(float(np.median(np.subtract(backbone["streaming"],
-                                                                 backbone["streaming_no_mar"]))), 2),
-            "mar_stage_share": round(stage_ms.get("mar", 0.0) / p50["streaming"], 3),
-            "dis_ms": flow_ms,
-            "frame_ms": times,
-            "backbone_frame_ms": backbone,
-        })
+        results.append(
+            {
+                "size": f"{size[0]}x{size[1]}",
+                "model_id": model_id,
+                "frames": frames,
+                "window": int(model.frames),
+                "ms": ms,
+                "streaming_stages_ms": stage_ms,
+                "streaming_over_perframe": round(p50["streaming"] / p50["perframe"], 3),
+                "naive_over_streaming": round(p50["naive"] / p50["streaming"], 3),
+                "mar_share": paired_share_after(
+                    times["streaming"], times["streaming_no_mar"], backbone["streaming"], backbone["streaming_no_mar"]
+                ),
+                "mar_share_whole_frame": paired_share(times["streaming"], times["streaming_no_mar"]),
+                "mar_backbone_ms": round(
+                    float(np.median(np.subtract(backbone["streaming"], backbone["streaming_no_mar"]))), 2
+                ),
+                "mar_stage_share": round(stage_ms.get("mar", 0.0) / p50["streaming"], 3),
+                "dis_ms": flow_ms,
+                "frame_ms": times,
+                "backbone_frame_ms": backbone,
+            }
+        )
     return results
 
 
@@ -192,21 +208,29 @@ def print_temporal(results: list[dict[str, Any]]) -> None:
     if not results:
         return
     r0 = results[0]
-    print(f"\ntemporal model {r0['model_id']!r}, T={r0['window']} causal (median ms per frame, "
-          f"{r0['frames']} frames, variants interleaved frame by frame)")
-    print(f"{'input':>10} {'per-frame':>10} {'streaming':>10} {'naive':>8} {'stream/pf':>10} {'naive/stream':>13} "
-          f"{'MAR adds':>9} {'MAR stage':>10}")
+    print(
+        f"\ntemporal model {r0['model_id']!r}, T={r0['window']} causal (median ms per frame, "
+        f"{r0['frames']} frames, variants interleaved frame by frame)"
+    )
+    print(
+        f"{'input':>10} {'per-frame':>10} {'streaming':>10} {'naive':>8} {'stream/pf':>10} {'naive/stream':>13} "
+        f"{'MAR adds':>9} {'MAR stage':>10}"
+    )
     for r in results:
         ms = r["ms"]
-        print(f"{r['size']:>10} {ms['perframe']['p50']:>10.1f} {ms['streaming']['p50']:>10.1f} "
-              f"{ms['naive']['p50']:>8.1f} {r['streaming_over_perframe']:>10.3f} {r['naive_over_streaming']:>13.3f} "
-              f"{r['mar_share']:>9.1%} {r['mar_stage_share']:>10.1%}")
+        print(
+            f"{r['size']:>10} {ms['perframe']['p50']:>10.1f} {ms['streaming']['p50']:>10.1f} "
+            f"{ms['naive']['p50']:>8.1f} {r['streaming_over_perframe']:>10.3f} {r['naive_over_streaming']:>13.3f} "
+            f"{r['mar_share']:>9.1%} {r['mar_stage_share']:>10.1%}"
+        )
     for r in results:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["streaming_stages_ms"].items())
         flows = ", ".join(f"{k} {v['p50']:.1f}" for k, v in r["dis_ms"].items())
         print(f"{r['size']:>10} streaming stages (ms): {stages}")
-        print(f"{'':>10} MAR adds {r['mar_share']:.1%} after the backbone (paired), {r['mar_share_whole_frame']:.1%} "
-              f"whole frames (paired); backbone with - without MAR {r['mar_backbone_ms']:+.2f} ms")
+        print(
+            f"{'':>10} MAR adds {r['mar_share']:.1%} after the backbone (paired), {r['mar_share_whole_frame']:.1%} "
+            f"whole frames (paired); backbone with - without MAR {r['mar_backbone_ms']:+.2f} ms"
+        )
         print(f"{'':>10} DIS flow per frame (ms, preset@scale): {flows}")
 
 

@@ -30,16 +30,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (may equal --model)")
     p.add_argument("--window", choices=WINDOWS, default="auto", help="where the window's other frames come from")
     p.add_argument("--frame-step", type=int, default=1, help="dataset frame numbers between window frames")
-    p.add_argument("--prototypes", type=int, default=None,
-                   help="K_H: most confident pixels averaged into each class prototype (default: slots per class)")
+    p.add_argument(
+        "--prototypes",
+        type=int,
+        default=None,
+        help="K_H: most confident pixels averaged into each class prototype (default: slots per class)",
+    )
     p.add_argument("--limit", type=int, default=0, help="use the first N labelled frames only (0: all)")
     p.add_argument("--model-id", default="", help="model id of the new checkpoint (default: the input's)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _windows(data: Any, indices: list[int], frames: int, target: int, step: int, mode: str,
-             counts: dict[str, int]) -> Iterator[tuple[list[Any], Any]]:
+def _windows(
+    data: Any, indices: list[int], frames: int, target: int, step: int, mode: str, counts: dict[str, int]
+) -> Iterator[tuple[list[Any], Any]]:
     """(T RGB frames, label) per labelled frame, oldest first, the labelled one at ``target``."""
     offsets = [(i - target) * step for i in range(frames)]
     for i in indices:
@@ -87,13 +92,19 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     T, target = model.frames, model.target_index(model.frames)
     cfg = ckpt.config
     prep = FramePreparer(cfg.input_size, cfg.mean, cfg.std, torch.device("cpu"), channels_last=False)
-    builder = MemoryBuilder(model.num_classes, model.mar.slots_per_class, ignore_id=ckpt.class_map.ignore_id,
-                            prototypes=args.prototypes)
+    builder = MemoryBuilder(
+        model.num_classes, model.mar.slots_per_class, ignore_id=ckpt.class_map.ignore_id, prototypes=args.prototypes
+    )
     counts = {"real": 0, "repeated": 0}
     stride = model.stride
     with torch.inference_mode():
-        bar = tqdm(_windows(data, indices, T, target, args.frame_step, args.window, counts), total=len(indices),
-                   desc="build-memory", unit="frame", disable=args.quiet)
+        bar = tqdm(
+            _windows(data, indices, T, target, args.frame_step, args.window, counts),
+            total=len(indices),
+            desc="build-memory",
+            unit="frame",
+            disable=args.quiet,
+        )
         for images, label in bar:
             feats = []
             for image in images:
@@ -101,19 +112,30 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
                 feats.append(model.frame_features(x))
             out = model.fuse(feats, target, boundary=False, refine=False)
             fh, fw = -(-h // stride), -(-w // stride)  # the grid cells of the image (the rest is padding)
-            builder.add(out["feature"][..., :fh, :fw], out["logits"][..., :fh, :fw],
-                        torch.from_numpy(label)[None])
+            builder.add(out["feature"][..., :fh, :fw], out["logits"][..., :fh, :fw], torch.from_numpy(label)[None])
     key, value = builder.memory()
     model.mar.set_memory(key, value)
     stats = builder.stats.to_dict()
-    record = {"source_checkpoint": str(args.model), "source_model_id": ckpt.model_id, "dataset": args.dataset,
-              "root": str(args.root), "split": args.split, "frames": len(indices), "window": args.window,
-              "frame_step": args.frame_step, "windows_real": counts["real"], "windows_repeated": counts["repeated"],
-              "slots_per_class": model.mar.slots_per_class, "prototypes": builder.prototypes,
-              "class_names": list(ckpt.class_map.names), **stats}
+    record = {
+        "source_checkpoint": str(args.model),
+        "source_model_id": ckpt.model_id,
+        "dataset": args.dataset,
+        "root": str(args.root),
+        "split": args.split,
+        "frames": len(indices),
+        "window": args.window,
+        "frame_step": args.frame_step,
+        "windows_real": counts["real"],
+        "windows_repeated": counts["repeated"],
+        "slots_per_class": model.mar.slots_per_class,
+        "prototypes": builder.prototypes,
+        "class_names": list(ckpt.class_map.names),
+        **stats,
+    }
     meta = {**ckpt.meta, "mar_memory": record}
-    save_checkpoint(args.out, model, cfg, ckpt.class_map, args.model_id or ckpt.model_id, meta=meta,
-                    half=ckpt.storage == "fp16")
+    save_checkpoint(
+        args.out, model, cfg, ckpt.class_map, args.model_id or ckpt.model_id, meta=meta, half=ckpt.storage == "fp16"
+    )
     return record
 
 
@@ -127,13 +149,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"vsseg-ros build-memory: {e}", file=sys.stderr)
         return 2
     names = record["class_names"]
-    print(f"memory built from {record['frames']} frames of {record['dataset']} {record['split']} "
-          f"({record['windows_real']} real windows, {record['windows_repeated']} repeated stills), "
-          f"{record['pixels']} labelled pixels; written to {args.out}")
+    print(
+        f"memory built from {record['frames']} frames of {record['dataset']} {record['split']} "
+        f"({record['windows_real']} real windows, {record['windows_repeated']} repeated stills), "
+        f"{record['pixels']} labelled pixels; written to {args.out}"
+    )
     print("correct pixels per class: " + ", ".join(f"{n} {c}" for n, c in zip(names, record["correct_per_class"])))
     if record["empty_classes"]:
-        print("classes without a correctly classified pixel (neutral memory entries): "
-              + ", ".join(names[c] for c in record["empty_classes"]))
+        print(
+            "classes without a correctly classified pixel (neutral memory entries): "
+            + ", ".join(names[c] for c in record["empty_classes"])
+        )
     return 0
 
 

@@ -21,8 +21,13 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vsseg_ros.imaging.encode import encode_image
 from vsseg_ros.ros.qos import latched_qos, qos_profile
 
-OUTPUT_TYPES = {"mask": Image, "boundary_confidence": Image, "confidence": Image, "color_mask": Image,
-                "camera_info": CameraInfo}
+OUTPUT_TYPES = {
+    "mask": Image,
+    "boundary_confidence": Image,
+    "confidence": Image,
+    "color_mask": Image,
+    "camera_info": CameraInfo,
+}
 
 
 def make_camera_info(width: int, height: int, stamp_ns: int, frame_id: str, fx: float = 100.0) -> CameraInfo:
@@ -63,10 +68,17 @@ class Received:
 class SegmentationClient:
     """A camera publisher plus subscribers to the node's outputs, spun in a background thread."""
 
-    def __init__(self, image_topic: str = "/camera/image_raw", namespace: str = "",
-                 outputs: Sequence[str] = ("segmentation",), image_qos: str = "reliable",
-                 output_qos: Optional[QoSProfile] = None, compressed: bool = False,
-                 name: str = "vsseg_client", keep_messages: bool = True) -> None:
+    def __init__(
+        self,
+        image_topic: str = "/camera/image_raw",
+        namespace: str = "",
+        outputs: Sequence[str] = ("segmentation",),
+        image_qos: str = "reliable",
+        output_qos: Optional[QoSProfile] = None,
+        compressed: bool = False,
+        name: str = "vsseg_client",
+        keep_messages: bool = True,
+    ) -> None:
         """``keep_messages=False`` keeps only each output's header (long runs: a soak receives thousands of
         camera-sized masks)."""
         from vsseg_ros.msg import ClassMap, SemanticSegmentation
@@ -111,6 +123,7 @@ class SegmentationClient:
             with self._lock:
                 self.received[out].msgs[key] = msg if self._keep else msg.header
                 self.received[out].times[key] = t
+
         return on_msg
 
     def publish(self, msg: Any) -> tuple[int, int]:
@@ -151,8 +164,9 @@ class SegmentationClient:
             time.sleep(0.02)
         return self.class_maps[-1] if self.class_maps else None
 
-    def wait_until_serving(self, out: str, probe: np.ndarray, timeout: float,
-                           alive: Callable[[], bool] = lambda: True) -> bool:
+    def wait_until_serving(
+        self, out: str, probe: np.ndarray, timeout: float, alive: Callable[[], bool] = lambda: True
+    ) -> bool:
         """Publish a probe frame every second until the node answers on ``out``.
 
         Matching is not symmetric in time: our publisher may see the node before the node sees our output

@@ -58,8 +58,9 @@ def _child(path: Path, fmt: str, max_pixels: int, max_side: int) -> dict[str, An
     return row
 
 
-def measure(names: Optional[Sequence[str]] = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-            max_side: int = DEFAULT_MAX_SIDE) -> list[dict[str, Any]]:
+def measure(
+    names: Optional[Sequence[str]] = None, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE
+) -> list[dict[str, Any]]:
     """Decode every catalogue input whose name contains one of ``names`` (all when None), one process each."""
     from vsseg_ros.tools.hostile_images import catalogue
 
@@ -70,14 +71,27 @@ def measure(names: Optional[Sequence[str]] = None, max_pixels: int = DEFAULT_MAX
             data = build()
             path = Path(tmp) / "input.bin"
             path.write_bytes(data)
-            cmd = [sys.executable, "-m", "vsseg_ros.tools.decode_bombs", "--child", str(path), fmt,
-                   str(max_pixels), str(max_side)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "vsseg_ros.tools.decode_bombs",
+                "--child",
+                str(path),
+                fmt,
+                str(max_pixels),
+                str(max_side),
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             try:
                 row = json.loads(done.stdout.strip().splitlines()[-1])
             except (IndexError, json.JSONDecodeError):
-                row = {"outcome": "exception", "kind": f"child exit {done.returncode}",
-                       "message": done.stderr[-500:], "seconds": float("nan"), "peak_rss_growth_mb": float("nan")}
+                row = {
+                    "outcome": "exception",
+                    "kind": f"child exit {done.returncode}",
+                    "message": done.stderr[-500:],
+                    "seconds": float("nan"),
+                    "peak_rss_growth_mb": float("nan"),
+                }
             rows.append({"name": name, "format_field": fmt, "bytes": len(data), **row})
     return rows
 
@@ -96,12 +110,21 @@ def misses(row: dict[str, Any]) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="the decoder's pixel limit "
-                   "(default: the node's max_input_pixels default)")
-    p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="the decoder's per-axis limit "
-                   "(default: the node's max_input_side default)")
-    p.add_argument("--only", action="append", metavar="TEXT", help="only the inputs whose name contains TEXT "
-                   "(repeatable)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="the decoder's pixel limit (default: the node's max_input_pixels default)",
+    )
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=DEFAULT_MAX_SIDE,
+        help="the decoder's per-axis limit (default: the node's max_input_side default)",
+    )
+    p.add_argument(
+        "--only", action="append", metavar="TEXT", help="only the inputs whose name contains TEXT (repeatable)"
+    )
     p.add_argument("--json", type=Path, help="write the results here")
 
 
@@ -111,11 +134,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'input':{width}}  {'bytes':>8}  {'outcome':8}  {'s':>6}  {'peak MB':>7}  detail")
     for r in rows:
         detail = r["kind"] or r["message"]
-        print(f"{r['name']:{width}}  {r['bytes']:8d}  {r['outcome']:8}  {r['seconds']:6.3f}  "
-              f"{r['peak_rss_growth_mb']:7.1f}  {detail}{'  MISSES: ' + ', '.join(misses(r)) if misses(r) else ''}")
+        print(
+            f"{r['name']:{width}}  {r['bytes']:8d}  {r['outcome']:8}  {r['seconds']:6.3f}  "
+            f"{r['peak_rss_growth_mb']:7.1f}  {detail}{'  MISSES: ' + ', '.join(misses(r)) if misses(r) else ''}"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"max_pixels": args.max_pixels, "max_side": args.max_side,
-                                         "target_mb": TARGET_MB, "target_s": TARGET_S, "inputs": rows}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "max_pixels": args.max_pixels,
+                    "max_side": args.max_side,
+                    "target_mb": TARGET_MB,
+                    "target_s": TARGET_S,
+                    "inputs": rows,
+                },
+                indent=2,
+            )
+        )
     return 1 if any(misses(r) for r in rows) else 0
 
 

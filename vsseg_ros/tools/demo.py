@@ -23,9 +23,16 @@ def _percentile(values: list[float], q: float) -> Optional[float]:
     return round(float(np.percentile(values, q)), 2) if values else None
 
 
-def run_demo(video: Optional[Path] = None, out_dir: Path = Path("out/demo"), params_file: Optional[Path] = None,
-             device: str = "auto", model_path: str = "", max_frames: Optional[int] = None, backend: str = "",
-             rate: float = 1.0) -> int:
+def run_demo(
+    video: Optional[Path] = None,
+    out_dir: Path = Path("out/demo"),
+    params_file: Optional[Path] = None,
+    device: str = "auto",
+    model_path: str = "",
+    max_frames: Optional[int] = None,
+    backend: str = "",
+    rate: float = 1.0,
+) -> int:
     env = apply_local_ros_env()
     import rclpy
 
@@ -38,11 +45,15 @@ def run_demo(video: Optional[Path] = None, out_dir: Path = Path("out/demo"), par
     fps = video_fps(video) * rate
     frames = list(read_frames(video, max_frames=max_frames))
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = write_params_file({"model_path": model_path, "device": device, "stats_period": 2.0,
-                                **({"backend": backend} if backend else {})},
-                               path=out_dir / "node_params.yaml", base=params_file)
-    print(f"demo: {video.name}, {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]} at {fps:.1f} Hz; "
-          f"ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, DDS on loopback")
+    params = write_params_file(
+        {"model_path": model_path, "device": device, "stats_period": 2.0, **({"backend": backend} if backend else {})},
+        path=out_dir / "node_params.yaml",
+        base=params_file,
+    )
+    print(
+        f"demo: {video.name}, {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]} at {fps:.1f} Hz; "
+        f"ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, DDS on loopback"
+    )
     node = NodeProcess(params_file=params, env=env, log_path=out_dir / "node.log")
     rclpy.init()
     client = SegmentationClient(outputs=("segmentation",))
@@ -71,10 +82,12 @@ def run_demo(video: Optional[Path] = None, out_dir: Path = Path("out/demo"), par
         rclpy.try_shutdown()
 
     seg_msgs = client.received["segmentation"].msgs
-    class_map = ClassMap(names=tuple(class_map_msg.class_names),
-                         colors=tuple(tuple(class_map_msg.colors[i:i + 3])
-                                      for i in range(0, len(class_map_msg.colors), 3)),
-                         ignore_id=class_map_msg.ignore_id, ids=tuple(class_map_msg.class_ids))
+    class_map = ClassMap(
+        names=tuple(class_map_msg.class_names),
+        colors=tuple(tuple(class_map_msg.colors[i : i + 3]) for i in range(0, len(class_map_msg.colors), 3)),
+        ignore_id=class_map_msg.ignore_id,
+        ids=tuple(class_map_msg.class_ids),
+    )
     latencies = client.latency_ms("segmentation")
     processed = [i for i, k in enumerate(keys) if k in seg_msgs]
     inference = [seg_msgs[keys[i]].inference_time_ms for i in processed]
@@ -97,30 +110,44 @@ def run_demo(video: Optional[Path] = None, out_dir: Path = Path("out/demo"), par
     rows = []
     for i in [processed[j] for j in np.linspace(0, len(processed) - 1, min(4, len(processed))).astype(int)]:
         m = seg_msgs[keys[i]]
-        rows.append([viz.label(frames[i], f"frame {i}"), viz.color_mask(image_msg_to_array(m.mask), class_map),
-                     viz.heatmap(image_msg_to_array(m.boundary_confidence))])
+        rows.append(
+            [
+                viz.label(frames[i], f"frame {i}"),
+                viz.color_mask(image_msg_to_array(m.mask), class_map),
+                viz.heatmap(image_msg_to_array(m.boundary_confidence)),
+            ]
+        )
     if rows:
         import cv2
 
-        sheet = viz.contact_sheet(rows, titles=("input", "class mask", "boundary confidence"),
-                                  footer=viz.legend(class_map, width=3 * frames[0].shape[1] + 16))
+        sheet = viz.contact_sheet(
+            rows,
+            titles=("input", "class mask", "boundary confidence"),
+            footer=viz.legend(class_map, width=3 * frames[0].shape[1] + 16),
+        )
         title = viz.label(np.full((22, sheet.shape[1], 3), 255, np.uint8), f"model: {model_id}")
-        cv2.imwrite(str(out_dir / "contact_sheet.png"), cv2.cvtColor(np.concatenate([title, sheet]),
-                                                                    cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out_dir / "contact_sheet.png"), cv2.cvtColor(np.concatenate([title, sheet]), cv2.COLOR_RGB2BGR))
 
     stats = {
-        "video": str(video), "frames_sent": len(keys), "frames_received": len(processed),
-        "frames_dropped": len(keys) - len(processed), "input_rate_hz": round(fps, 2),
+        "video": str(video),
+        "frames_sent": len(keys),
+        "frames_received": len(processed),
+        "frames_dropped": len(keys) - len(processed),
+        "input_rate_hz": round(fps, 2),
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
         "inference_ms": {"p50": _percentile(inference, 50), "p95": _percentile(inference, 95)},
-        "model_id": model_id, "device": _device_from_log(node.log()), "node_exit_code": node_rc,
+        "model_id": model_id,
+        "device": _device_from_log(node.log()),
+        "node_exit_code": node_rc,
         "frames_fused": int(seg_msgs[keys[processed[0]]].frames_fused) if processed else None,
     }
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     print(json.dumps(stats, indent=2))
     if "untrained" in model_id:
-        print("demo: NOTE the weights are an ImageNet backbone with untrained segmentation heads: the masks are "
-              "not meaningful classes yet (a trained default model comes with training).")
+        print(
+            "demo: NOTE the weights are an ImageNet backbone with untrained segmentation heads: the masks are "
+            "not meaningful classes yet (a trained default model comes with training)."
+        )
     print(f"demo: wrote {out_dir}/overlay.mp4, contact_sheet.png, stats.json (node log: {node.log_path})")
     return 0 if processed else 1
 

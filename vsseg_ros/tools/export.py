@@ -29,8 +29,13 @@ FP32_LABEL_AGREEMENT = 0.999
 #: an int8 export passes when its val mIoU is within this many points of the fp32 model's
 INT8_MIOU_DROP = 1.0
 #: the shipped int8 default's recipe (docs/deployment.md, "int8")
-DEFAULT_RECIPE = {"calib_frames": 100, "calib_method": "minmax", "int8_exclude": "ends", "reduce_range": True,
-                  "int8_weights": "s8"}
+DEFAULT_RECIPE = {
+    "calib_frames": 100,
+    "calib_method": "minmax",
+    "int8_exclude": "ends",
+    "reduce_range": True,
+    "int8_weights": "s8",
+}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -50,29 +55,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", default="", help="checkpoint to export (default: the packaged default model)")
     p.add_argument("--out", type=Path, help="output directory (required unless --default)")
-    p.add_argument("--default", action="store_true",
-                   help="re-export the shipped set: default.pt -> vsseg_ros/weights/default_int8 (int8, the "
-                        "measured recipe, calibrated on --calib-root, checked on --eval-root)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
-                   help="fp32 (default); fp16 (for GPUs: CUDA / TensorRT); int8 (static, calibrated)")
+    p.add_argument(
+        "--default",
+        action="store_true",
+        help="re-export the shipped set: default.pt -> vsseg_ros/weights/default_int8 (int8, the "
+        "measured recipe, calibrated on --calib-root, checked on --eval-root)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "int8"),
+        default="fp32",
+        help="fp32 (default); fp16 (for GPUs: CUDA / TensorRT); int8 (static, calibrated)",
+    )
     p.add_argument("--input-size", type=_size, help="network input HEIGHTxWIDTH (default: the model's own)")
     g = p.add_argument_group("int8 calibration (training frames only)")
     g.add_argument("--calib-dataset", choices=DATASETS, default="camvid")
     g.add_argument("--calib-root", type=Path, default=Path("../shared/data/camvid"))
     g.add_argument("--calib-split", default="train")
-    g.add_argument("--calib-frames", type=int, default=DEFAULT_RECIPE["calib_frames"],
-                   help=f"frames taken evenly over the split (at least {MIN_CALIB_FRAMES})")
+    g.add_argument(
+        "--calib-frames",
+        type=int,
+        default=DEFAULT_RECIPE["calib_frames"],
+        help=f"frames taken evenly over the split (at least {MIN_CALIB_FRAMES})",
+    )
     g.add_argument("--calib-method", choices=METHODS, default=DEFAULT_RECIPE["calib_method"])
-    g.add_argument("--int8-exclude", choices=EXCLUDES, default=DEFAULT_RECIPE["int8_exclude"],
-                   help="nodes kept in fp32: none; ends (first conv, last layer before each output); ends+resize")
+    g.add_argument(
+        "--int8-exclude",
+        choices=EXCLUDES,
+        default=DEFAULT_RECIPE["int8_exclude"],
+        help="nodes kept in fp32: none; ends (first conv, last layer before each output); ends+resize",
+    )
     g.add_argument("--int8-weights", choices=WEIGHT_TYPES, default=DEFAULT_RECIPE["int8_weights"])
     g.add_argument("--no-reduce-range", action="store_true", help="8-bit instead of 7-bit weights (VNNI CPUs)")
     e = p.add_argument_group("checks")
     e.add_argument("--eval-dataset", choices=DATASETS, default="camvid")
     e.add_argument("--eval-root", type=Path, default=Path("../shared/data/camvid"))
     e.add_argument("--eval-split", default="val")
-    e.add_argument("--no-eval", action="store_true", help="skip the mIoU measurement (int8 then is not trusted "
-                                                           "by backend auto)")
+    e.add_argument(
+        "--no-eval", action="store_true", help="skip the mIoU measurement (int8 then is not trusted by backend auto)"
+    )
 
 
 def _check_args(args: argparse.Namespace) -> Optional[str]:
@@ -130,32 +151,45 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
         calib = open_dataset(args.calib_dataset, args.calib_root, args.calib_split)
         from vsseg_ros.runtimes.quantize import check_options
 
-        check_options(args.calib_frames, args.calib_method, args.int8_exclude, args.int8_weights,
-                      available=len(calib))
+        check_options(args.calib_frames, args.calib_method, args.int8_exclude, args.int8_weights, available=len(calib))
     ckpt = load_checkpoint(source)
     model = ckpt.build_model()
     src = {"checkpoint": source.name, "sha256": sha256_file(source)}
     with tempfile.TemporaryDirectory(prefix="vsseg-export-") as tmp:
         fp32_dir = out if args.precision == "fp32" else Path(tmp) / "fp32"
         with tqdm(total=graph_count(model), desc="export", unit="graph", leave=False) as bar:
-            exported = export_network(model, fp32_dir, ckpt.model_id, ckpt.class_map, input_size=args.input_size,
-                                      source=src, progress=bar)
+            exported = export_network(
+                model, fp32_dir, ckpt.model_id, ckpt.class_map, input_size=args.input_size, source=src, progress=bar
+            )
         if args.precision == "fp16":
             exported = _to_fp16(exported, out)
         elif args.precision == "int8":
             from vsseg_ros.runtimes.quantize import quantize_model
 
-            exported = quantize_model(exported, out, calib, frames=args.calib_frames, method=args.calib_method,
-                                      exclude=args.int8_exclude, reduce_range=not args.no_reduce_range,
-                                      weights=args.int8_weights,
-                                      calib_name=f"{args.calib_dataset} {args.calib_split} ({args.calib_root.name})")
+            exported = quantize_model(
+                exported,
+                out,
+                calib,
+                frames=args.calib_frames,
+                method=args.calib_method,
+                exclude=args.int8_exclude,
+                reduce_range=not args.no_reduce_range,
+                weights=args.int8_weights,
+                calib_name=f"{args.calib_dataset} {args.calib_split} ({args.calib_root.name})",
+            )
         checks, evaluation = _checks(exported, ckpt, args)
         exported.exporter["checks"] = checks
         exported.eval = evaluation
         exported.save()
-    return {"out": str(exported.root), "model_id": exported.model_id, "precision": exported.precision,
-            "kind": exported.kind, "bytes": sum(f.stat().st_size for f in exported.root.glob("*.onnx")),
-            "checks": checks, "eval": evaluation}
+    return {
+        "out": str(exported.root),
+        "model_id": exported.model_id,
+        "precision": exported.precision,
+        "kind": exported.kind,
+        "bytes": sum(f.stat().st_size for f in exported.root.glob("*.onnx")),
+        "checks": checks,
+        "eval": evaluation,
+    }
 
 
 def _to_fp16(model: Any, out: Path) -> Any:
@@ -223,14 +257,22 @@ def _checks(exported: Any, ckpt: Any, args: argparse.Namespace) -> tuple[dict[st
     import torch
 
     cpu = torch.device("cpu")
-    opts = dict(device=cpu, precision=torch.float32, input_size=exported.input_size, mean=None, std=None,
-                temporal_mode=None, max_frame_gap_s=0.5)
+    opts = dict(
+        device=cpu,
+        precision=torch.float32,
+        input_size=exported.input_size,
+        mean=None,
+        std=None,
+        temporal_mode=None,
+        max_frame_gap_s=0.5,
+    )
     temporal = exported.temporal
     if exported.precision in ("fp32",):
         frames = _parity_frames(exported, 5 if temporal else 3)
         for b in engines:
-            ref = segmenter_from_checkpoint(ckpt, device="cpu", input_size=exported.input_size,
-                                            **({"temporal_mode": None} if temporal else {}))
+            ref = segmenter_from_checkpoint(
+                ckpt, device="cpu", input_size=exported.input_size, **({"temporal_mode": None} if temporal else {})
+            )
             if temporal:
                 ref.return_logits = True
             seg = exported_segmenter(exported, b, **opts)
@@ -249,10 +291,15 @@ def _checks(exported: Any, ckpt: Any, args: argparse.Namespace) -> tuple[dict[st
     except (ValueError, OSError) as e:
         print(f"vsseg-ros export: no evaluation ({e})", file=sys.stderr)
         return checks, evaluation
-    ref_miou = evaluate_split(segmenter_from_checkpoint(ckpt, device="cpu", input_size=exported.input_size),
-                              data)["miou"]
-    evaluation = {"split": f"{args.eval_dataset} {args.eval_split}", "frames": len(data),
-                  "torch_fp32_miou": ref_miou, "miou": {}}
+    ref_miou = evaluate_split(segmenter_from_checkpoint(ckpt, device="cpu", input_size=exported.input_size), data)[
+        "miou"
+    ]
+    evaluation = {
+        "split": f"{args.eval_dataset} {args.eval_split}",
+        "frames": len(data),
+        "torch_fp32_miou": ref_miou,
+        "miou": {},
+    }
     for b in engines:
         try:
             r = evaluate_split(exported_segmenter(exported, b, **opts), data)

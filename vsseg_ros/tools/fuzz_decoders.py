@@ -84,8 +84,14 @@ def image_fields():
     from vsseg_ros.imaging.decode import SUPPORTED_ENCODINGS, bytes_per_pixel
 
     known = st.sampled_from(SUPPORTED_ENCODINGS)
-    encodings = st.one_of(known, known, known, st.sampled_from([e.upper() for e in SUPPORTED_ENCODINGS]),
-                          st.text(max_size=24), st.sampled_from(["", "16UC1", "32FC1", "bgr16", "rgba16"]))
+    encodings = st.one_of(
+        known,
+        known,
+        known,
+        st.sampled_from([e.upper() for e in SUPPORTED_ENCODINGS]),
+        st.text(max_size=24),
+        st.sampled_from(["", "16UC1", "32FC1", "bgr16", "rgba16"]),
+    )
     dims = st.one_of(st.integers(0, 64), st.integers(-3, 3), st.integers(0, 5000), st.integers(0, 2**32 - 1))
 
     @st.composite
@@ -104,8 +110,14 @@ def image_fields():
         else:
             step = draw(st.one_of(st.integers(-4, 400), st.integers(0, 2**32 - 1), st.just(max(w, 0) * bpp)))
             data = draw(st.binary(max_size=4096))
-        return {"encoding": enc, "height": h, "width": w, "step": step, "data": data,
-                "is_bigendian": draw(st.integers(0, 255))}
+        return {
+            "encoding": enc,
+            "height": h,
+            "width": w,
+            "step": step,
+            "data": data,
+            "is_bigendian": draw(st.integers(0, 255)),
+        }
 
     return fields()
 
@@ -115,10 +127,19 @@ def check_image(fields: dict[str, Any], stats: Counter, probe: Callable[..., Any
     from vsseg_ros.imaging.decode import ImageDecodeError, decode_image
 
     try:
-        out = probe(lambda: decode_image(fields["encoding"], fields["height"], fields["width"], fields["step"],
-                                         fields["data"], fields["is_bigendian"], max_pixels=MAX_PIXELS,
-                                         max_side=MAX_SIDE),
-                    lambda: repr({k: (v if k != "data" else f"{len(v)} bytes") for k, v in fields.items()}))
+        out = probe(
+            lambda: decode_image(
+                fields["encoding"],
+                fields["height"],
+                fields["width"],
+                fields["step"],
+                fields["data"],
+                fields["is_bigendian"],
+                max_pixels=MAX_PIXELS,
+                max_side=MAX_SIDE,
+            ),
+            lambda: repr({k: (v if k != "data" else f"{len(v)} bytes") for k, v in fields.items()}),
+        )
     except ImageDecodeError as err:
         stats[f"refused:{err.kind}"] += 1
         return
@@ -140,9 +161,18 @@ def _seeds() -> list[bytes]:
     grey = bgr[..., 0].copy()
     enc = lambda ext, img, *p: cv2.imencode(ext, img, list(p))[1].tobytes()  # noqa: E731
     jpeg = enc(".jpg", bgr)
-    return [jpeg, enc(".jpg", bgr, cv2.IMWRITE_JPEG_PROGRESSIVE, 1), enc(".jpg", grey), with_exif_orientation(jpeg, 6),
-            enc(".png", bgr), enc(".png", grey), enc(".png", (bgr.astype(np.uint16) * 257)),
-            flat_png(19, 13, 16, 6, interlaced=True), flat_png(40, 9, 1, 0), flat_png(7, 5, 4, 3)]
+    return [
+        jpeg,
+        enc(".jpg", bgr, cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
+        enc(".jpg", grey),
+        with_exif_orientation(jpeg, 6),
+        enc(".png", bgr),
+        enc(".png", grey),
+        enc(".png", (bgr.astype(np.uint16) * 257)),
+        flat_png(19, 13, 16, 6, interlaced=True),
+        flat_png(40, 9, 1, 0),
+        flat_png(7, 5, 4, 3),
+    ]
 
 
 def compressed_fields():
@@ -151,10 +181,35 @@ def compressed_fields():
     from vsseg_ros.imaging.sniff import JPEG_SOF
 
     seeds = _seeds()
-    formats = st.one_of(st.sampled_from(["jpeg", "png", "", "jpg", "rgb8; jpeg compressed bgr8", "bgr8; png compressed",
-                                         "16UC1; compressedDepth png", "tiff", "webp"]), st.text(max_size=30))
-    magics = [b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"RIFF\x00\x00\x00\x00WEBP", b"BM", b"II*\x00", b"GIF89a",
-              b"P6\n", b"\xff\x4f\xff\x51", b"v/1\x01", b"#?RADIANCE\n", b"\x00\x00\x00\x1cftypavif"]
+    formats = st.one_of(
+        st.sampled_from(
+            [
+                "jpeg",
+                "png",
+                "",
+                "jpg",
+                "rgb8; jpeg compressed bgr8",
+                "bgr8; png compressed",
+                "16UC1; compressedDepth png",
+                "tiff",
+                "webp",
+            ]
+        ),
+        st.text(max_size=30),
+    )
+    magics = [
+        b"\xff\xd8\xff",
+        b"\x89PNG\r\n\x1a\n",
+        b"RIFF\x00\x00\x00\x00WEBP",
+        b"BM",
+        b"II*\x00",
+        b"GIF89a",
+        b"P6\n",
+        b"\xff\x4f\xff\x51",
+        b"v/1\x01",
+        b"#?RADIANCE\n",
+        b"\x00\x00\x00\x1cftypavif",
+    ]
 
     def set_size(data: bytearray, w: int, h: int) -> None:
         if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
@@ -181,17 +236,24 @@ def compressed_fields():
             elif op == "insert":
                 data[at:at] = draw(st.binary(min_size=1, max_size=64))
             elif op == "size":
-                set_size(data, draw(st.one_of(st.integers(0, 70), st.integers(0, 70000), st.integers(0, 2**32 - 1))),
-                         draw(st.one_of(st.integers(0, 70), st.integers(0, 70000), st.integers(0, 2**32 - 1))))
+                set_size(
+                    data,
+                    draw(st.one_of(st.integers(0, 70), st.integers(0, 70000), st.integers(0, 2**32 - 1))),
+                    draw(st.one_of(st.integers(0, 70), st.integers(0, 70000), st.integers(0, 2**32 - 1))),
+                )
             elif op == "repeat":
                 end = min(n, at + draw(st.integers(1, 200)))
                 data[at:at] = bytes(data[at:end]) * draw(st.integers(1, 20))
             else:
-                data[at:at + draw(st.integers(1, 64))] = bytes(min(64, n - at))
+                data[at : at + draw(st.integers(1, 64))] = bytes(min(64, n - at))
         return bytes(data)
 
-    data = st.one_of(st.binary(max_size=2048), st.builds(lambda m, tail: m + tail, st.sampled_from(magics),
-                                                         st.binary(max_size=512)), mutated(), mutated())
+    data = st.one_of(
+        st.binary(max_size=2048),
+        st.builds(lambda m, tail: m + tail, st.sampled_from(magics), st.binary(max_size=512)),
+        mutated(),
+        mutated(),
+    )
     return st.tuples(formats, data)
 
 
@@ -201,8 +263,10 @@ def check_compressed(fmt: str, data: bytes, stats: Counter, probe: Callable[...,
     from vsseg_ros.imaging.sniff import sniff
 
     try:
-        out = probe(lambda: decode_compressed(fmt, data, max_pixels=MAX_PIXELS, max_side=MAX_SIDE),
-                    lambda: f"format {fmt!r}, {len(data)} bytes starting {data[:24].hex(' ')}")
+        out = probe(
+            lambda: decode_compressed(fmt, data, max_pixels=MAX_PIXELS, max_side=MAX_SIDE),
+            lambda: f"format {fmt!r}, {len(data)} bytes starting {data[:24].hex(' ')}",
+        )
     except ImageDecodeError as err:
         stats[f"refused:{err.kind}"] += 1
         return
@@ -217,8 +281,14 @@ def settings(examples: int):
     hypothesis, _ = _hypothesis()
     from hypothesis import HealthCheck
 
-    return hypothesis.settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-                               suppress_health_check=list(HealthCheck), print_blob=False)
+    return hypothesis.settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
 
 
 def fuzz(examples: int) -> dict[str, Any]:
@@ -227,8 +297,10 @@ def fuzz(examples: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     cases: dict[str, tuple[Any, Callable[..., Any]]] = {
         "Image": (image_fields(), lambda stats, probe: lambda f: check_image(f, stats, probe)),
-        "CompressedImage": (compressed_fields(),
-                            lambda stats, probe: lambda fd: check_compressed(fd[0], fd[1], stats, probe)),
+        "CompressedImage": (
+            compressed_fields(),
+            lambda stats, probe: lambda fd: check_compressed(fd[0], fd[1], stats, probe),
+        ),
     }
     from tqdm import tqdm
 
@@ -237,9 +309,14 @@ def fuzz(examples: int) -> dict[str, Any]:
         probe = PeakProbe()
         t0 = time.perf_counter()
         hypothesis.given(strategy)(settings(examples)(make(stats, probe)))()
-        results[name] = {"examples": sum(stats.values()), "seconds": time.perf_counter() - t0,
-                         "outcomes": dict(sorted(stats.items())), "max_decode_rss_growth_mb": probe.max_mb,
-                         "worst_message": probe.worst, "measured": probe.enabled}
+        results[name] = {
+            "examples": sum(stats.values()),
+            "seconds": time.perf_counter() - t0,
+            "outcomes": dict(sorted(stats.items())),
+            "max_decode_rss_growth_mb": probe.max_mb,
+            "worst_message": probe.worst,
+            "measured": probe.enabled,
+        }
     return results
 
 
@@ -255,12 +332,21 @@ def run(args: argparse.Namespace) -> int:
     except Exception as err:  # an unexpected exception: hypothesis has printed the falsifying example
         results, error = {}, f"{type(err).__name__}: {err}"
     worst = max((r["max_decode_rss_growth_mb"] for r in results.values()), default=0.0)
-    report = {"examples_per_decoder": args.examples, "max_pixels": MAX_PIXELS, "max_side": MAX_SIDE,
-              "decoders": results, "max_decode_rss_growth_mb": worst, "bound_mb": BOUND_MB, "error": error}
+    report = {
+        "examples_per_decoder": args.examples,
+        "max_pixels": MAX_PIXELS,
+        "max_side": MAX_SIDE,
+        "decoders": results,
+        "max_decode_rss_growth_mb": worst,
+        "bound_mb": BOUND_MB,
+        "error": error,
+    }
     for name, r in results.items():
-        print(f"{name}: {r['examples']} messages in {r['seconds']:.0f} s, no unexpected exception; largest peak "
-              f"RSS growth of one decode {r['max_decode_rss_growth_mb']:.1f} MB ({r['worst_message']}); "
-              f"outcomes {r['outcomes']}")
+        print(
+            f"{name}: {r['examples']} messages in {r['seconds']:.0f} s, no unexpected exception; largest peak "
+            f"RSS growth of one decode {r['max_decode_rss_growth_mb']:.1f} MB ({r['worst_message']}); "
+            f"outcomes {r['outcomes']}"
+        )
     print(f"largest peak RSS growth of one decode: {worst:.1f} MB (bound {BOUND_MB:g} MB)")
     if error:
         print(f"FAILED: {error}")

@@ -81,8 +81,9 @@ def _chunk(tag: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload) & 0xFFFFFFFF)
 
 
-def flat_png(width: int, height: int, bit_depth: int = 8, colour_type: int = 2, interlaced: bool = False,
-             palette: bool = True) -> bytes:
+def flat_png(
+    width: int, height: int, bit_depth: int = 8, colour_type: int = 2, interlaced: bool = False, palette: bool = True
+) -> bytes:
     """A valid all-zero PNG of any size (it compresses about 1000:1), Adam7-interlaced if asked; a palette image
     (colour type 3) gets a grey PLTE unless ``palette`` is False (then it is invalid)."""
     channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
@@ -93,8 +94,11 @@ def flat_png(width: int, height: int, bit_depth: int = 8, colour_type: int = 2, 
         for _ in range(h):
             yield row
 
-    passes = ([(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
-              if interlaced else [(0, 0, 1, 1)])
+    passes = (
+        [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+        if interlaced
+        else [(0, 0, 1, 1)]
+    )
     z = zlib.compressobj(9)
     parts = []
     for x0, y0, dx, dy in passes:
@@ -107,10 +111,12 @@ def flat_png(width: int, height: int, bit_depth: int = 8, colour_type: int = 2, 
             parts.append(z.compress(block if n == 256 else b"".join(rows(w, n))))
     parts.append(z.flush())
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, int(interlaced))
-    plte = (_chunk(b"PLTE", bytes(v for k in range(1 << bit_depth) for v in (k * 255 // ((1 << bit_depth) - 1),) * 3))
-            if colour_type == 3 and palette else b"")
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + plte + _chunk(b"IDAT", b"".join(parts)) +
-            _chunk(b"IEND", b""))
+    plte = (
+        _chunk(b"PLTE", bytes(v for k in range(1 << bit_depth) for v in (k * 255 // ((1 << bit_depth) - 1),) * 3))
+        if colour_type == 3 and palette
+        else b""
+    )
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + plte + _chunk(b"IDAT", b"".join(parts)) + _chunk(b"IEND", b"")
 
 
 def png_with_chunk_length(png: bytes, tag: bytes = b"IDAT", length: int = 0x8000000B) -> bytes:
@@ -126,7 +132,7 @@ def png_with_corrupt_idat(png: bytes) -> bytes:
     """``png`` with bytes inside its IDAT overwritten (libpng reports the damage on stderr)."""
     b = bytearray(png)
     i = png.index(b"IDAT") + 4
-    b[i + 2:i + 22] = b"\xff" * 20
+    b[i + 2 : i + 22] = b"\xff" * 20
     return bytes(b)
 
 
@@ -135,7 +141,7 @@ def jpeg_with_bad_scan(jpeg: bytes) -> bytes:
     b = bytearray(jpeg)
     start = jpeg.rindex(b"\xff\xda") + 20  # inside the (last) scan's entropy-coded data
     mid = (start + len(b) - 2) // 2
-    b[mid:mid + 50] = bytes(50)
+    b[mid : mid + 50] = bytes(50)
     return bytes(b)
 
 
@@ -153,22 +159,34 @@ def catalogue(max_pixels: int = 3840 * 2160 * 2) -> dict[str, tuple[str, Callabl
     return {
         "jpeg 20000x20000 SOF, sent as png": ("png", lambda: with_declared_size(small, 20000, 20000)),
         "jpeg 20000x20000 SOF after 600 APP segments": (
-            "jpeg", lambda: with_app_segments(with_declared_size(small, 20000, 20000), 600)),
+            "jpeg",
+            lambda: with_app_segments(with_declared_size(small, 20000, 20000), 600),
+        ),
         "jpeg 20000x20000 SOF after 100000 APP segments": (
-            "jpeg", lambda: with_app_segments(with_declared_size(small, 20000, 20000), 100_000)),
+            "jpeg",
+            lambda: with_app_segments(with_declared_size(small, 20000, 20000), 100_000),
+        ),
         "jpeg 65535x2 SOF (degenerate)": ("jpeg", lambda: with_declared_size(small, 65535, 2)),
         "png 20000x20000 (valid), sent as jpeg": ("jpeg", lambda: flat_png(20000, 20000, 1, 0)),
         "png 193x45 whose IDAT chunk claims 2 GB": ("png", lambda: png_with_chunk_length(flat_png(193, 45, 8, 0))),
         f"progressive jpeg {w}x{h} flat with 3000 repeated scans": (
-            "jpeg", lambda: with_repeated_last_scan(_jpeg(np.zeros((h, w, 3), np.uint8), progressive=True), 3000)),
+            "jpeg",
+            lambda: with_repeated_last_scan(_jpeg(np.zeros((h, w, 3), np.uint8), progressive=True), 3000),
+        ),
         f"progressive jpeg {w}x{h} flat with {MAX_JPEG_SCANS} scans (the most accepted)": (
-            "jpeg", lambda: _up_to_scans(_jpeg(np.zeros((h, w, 3), np.uint8), progressive=True), MAX_JPEG_SCANS)),
+            "jpeg",
+            lambda: _up_to_scans(_jpeg(np.zeros((h, w, 3), np.uint8), progressive=True), MAX_JPEG_SCANS),
+        ),
         f"jpeg {w}x{h} flat, baseline (at max_input_pixels)": ("jpeg", lambda: _jpeg(np.zeros((h, w, 3), np.uint8))),
         f"jpeg {w}x{h} flat, progressive (at max_input_pixels)": (
-            "jpeg", lambda: _jpeg(np.zeros((h, w, 3), np.uint8), progressive=True)),
+            "jpeg",
+            lambda: _jpeg(np.zeros((h, w, 3), np.uint8), progressive=True),
+        ),
         f"png {w}x{h} 16-bit RGBA flat (at max_input_pixels)": ("png", lambda: flat_png(w, h, 16, 6)),
         f"png {w}x{h} 16-bit RGBA flat, interlaced (at max_input_pixels)": (
-            "png", lambda: flat_png(w, h, 16, 6, interlaced=True)),
+            "png",
+            lambda: flat_png(w, h, 16, 6, interlaced=True),
+        ),
         "webp sent as jpeg": ("jpeg", lambda: cv2.imencode(".webp", _texture(48, 64))[1].tobytes()),
         "tiff sent as png": ("png", lambda: cv2.imencode(".tiff", _texture(48, 64))[1].tobytes()),
         "bmp sent as jpeg": ("jpeg", lambda: cv2.imencode(".bmp", _texture(48, 64))[1].tobytes()),
@@ -177,5 +195,14 @@ def catalogue(max_pixels: int = 3840 * 2160 * 2) -> dict[str, tuple[str, Callabl
     }
 
 
-__all__ = ["catalogue", "flat_png", "jpeg_with_bad_scan", "png_with_chunk_length", "png_with_corrupt_idat",
-           "with_app_segments", "with_declared_size", "with_exif_orientation", "with_repeated_last_scan"]
+__all__ = [
+    "catalogue",
+    "flat_png",
+    "jpeg_with_bad_scan",
+    "png_with_chunk_length",
+    "png_with_corrupt_idat",
+    "with_app_segments",
+    "with_declared_size",
+    "with_exif_orientation",
+    "with_repeated_last_scan",
+]

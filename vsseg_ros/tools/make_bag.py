@@ -33,32 +33,58 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--video", type=Path, help="a video file (frames without ground truth)")
     src.add_argument("--folder", type=Path, help="an image folder (same as --dataset folder --root FOLDER)")
     p.add_argument("--root", type=Path, help="dataset root (e.g. ../shared/data/camvid)")
-    p.add_argument("--split", default=None, help="dataset split (default: train for camvid/cityscapes; none for a "
-                                                 "folder); CamVid val is the 15 Hz clip 0016E5")
-    p.add_argument("--sequence", nargs="+", default=None,
-                   help="sequence name(s) to write (default: every sequence of the split, in name order)")
-    p.add_argument("--frames-before", type=int, default=0,
-                   help="also write up to N unlabelled frames before each labelled one where the dataset has them "
-                        "(Cityscapes leftImg8bit_sequence: 19)")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="dataset split (default: train for camvid/cityscapes; none for a "
+        "folder); CamVid val is the 15 Hz clip 0016E5",
+    )
+    p.add_argument(
+        "--sequence",
+        nargs="+",
+        default=None,
+        help="sequence name(s) to write (default: every sequence of the split, in name order)",
+    )
+    p.add_argument(
+        "--frames-before",
+        type=int,
+        default=0,
+        help="also write up to N unlabelled frames before each labelled one where the dataset has them "
+        "(Cityscapes leftImg8bit_sequence: 19)",
+    )
     p.add_argument("--frames-after", type=int, default=0, help="the same after each labelled frame")
     p.add_argument("--out", type=Path, help="bag folder to create (default out/bags/<source>)")
     p.add_argument("--force", action="store_true", help="replace an existing bag at --out")
     p.add_argument("--storage", choices=STORAGES, default="mcap", help="storage plugin (default mcap)")
-    p.add_argument("--rate", type=float, default=None,
-                   help="stamp frames evenly at this rate in Hz (default: the source's timing: dataset frame numbers "
-                        "(CamVid numbers frames at 30 Hz, Cityscapes at 17 Hz), the video's frame rate)")
-    p.add_argument("--encoding", default="rgb8",
-                   help="Image encoding (rgb8, bgr8, mono8, bayer_rggb8, yuv422, nv12, ...) or jpeg/png for "
-                        "CompressedImage on <image-topic>/compressed (default rgb8)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="stamp frames evenly at this rate in Hz (default: the source's timing: dataset frame numbers "
+        "(CamVid numbers frames at 30 Hz, Cityscapes at 17 Hz), the video's frame rate)",
+    )
+    p.add_argument(
+        "--encoding",
+        default="rgb8",
+        help="Image encoding (rgb8, bgr8, mono8, bayer_rggb8, yuv422, nv12, ...) or jpeg/png for "
+        "CompressedImage on <image-topic>/compressed (default rgb8)",
+    )
     p.add_argument("--jpeg-quality", type=int, default=95)
     p.add_argument("--max-frames", type=int, default=None, help="write at most this many frames")
     p.add_argument("--image-topic", default=DEFAULT_IMAGE_TOPIC)
     p.add_argument("--gt-topic", default=DEFAULT_GT_TOPIC)
     p.add_argument("--frame-id", default="camera", help="header frame_id of every message (default camera)")
-    p.add_argument("--camera-info", type=Path,
-                   help="camera calibration YAML (ROS camera_calibration format); default: uncalibrated (zeros)")
-    p.add_argument("--distro", choices=tuple(DISTROS), default=DEFAULT_DISTRO,
-                   help="message definitions and metadata version to write (humble/iron: v8, jazzy/kilted: v9)")
+    p.add_argument(
+        "--camera-info",
+        type=Path,
+        help="camera calibration YAML (ROS camera_calibration format); default: uncalibrated (zeros)",
+    )
+    p.add_argument(
+        "--distro",
+        choices=tuple(DISTROS),
+        default=DEFAULT_DISTRO,
+        help="message definitions and metadata version to write (humble/iron: v8, jazzy/kilted: v9)",
+    )
     p.add_argument("--start", type=float, default=None, help="first stamp in seconds since the epoch (default now)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -77,8 +103,9 @@ class _OnlySequences:
         return getattr(self._data, name)
 
 
-def _dataset_stream(data: Any, sequences: Optional[Sequence[str]], before: int, after: int,
-                    numbering_hz: float) -> tuple[int, Iterator[Any]]:
+def _dataset_stream(
+    data: Any, sequences: Optional[Sequence[str]], before: int, after: int, numbering_hz: float
+) -> tuple[int, Iterator[Any]]:
     """(frame count, LabelledFrames) of the chosen sequences, streamed as :func:`vsseg_ros.data.sources.frames_of`
     streams them (stamps = frame number / ``numbering_hz``; unlabelled neighbours with ``before``/``after``)."""
     from vsseg_ros.data.base import DatasetError
@@ -110,8 +137,15 @@ def _video_stream(path: Path, max_frames: Optional[int]) -> tuple[float, Optiona
 
     def frames() -> Iterator[Any]:
         for i, rgb in enumerate(read_frames(path, max_frames=max_frames)):
-            yield LabelledFrame(image=rgb, label=None, stamp_ns=int(round(i * 1e9 / fps)), camera_id="camera",
-                                sequence=path.stem, name=f"{path.stem}_{i:06d}")
+            yield LabelledFrame(
+                image=rgb,
+                label=None,
+                stamp_ns=int(round(i * 1e9 / fps)),
+                camera_id="camera",
+                sequence=path.stem,
+                name=f"{path.stem}_{i:06d}",
+            )
+
     return fps, total, frames()
 
 
@@ -133,8 +167,10 @@ def run(args: argparse.Namespace) -> int:
         dataset, root = "folder", args.folder
     chosen = [x for x in (dataset, args.video) if x is not None]
     if len(chosen) != 1:
-        print("vsseg-ros make-bag: give exactly one source: --dataset NAME --root DIR, --folder DIR or --video FILE",
-              file=sys.stderr)
+        print(
+            "vsseg-ros make-bag: give exactly one source: --dataset NAME --root DIR, --folder DIR or --video FILE",
+            file=sys.stderr,
+        )
         return 2
     if dataset is not None and root is None:
         print(f"vsseg-ros make-bag: --dataset {dataset} needs --root DIR (the dataset's folder)", file=sys.stderr)
@@ -150,8 +186,9 @@ def run(args: argparse.Namespace) -> int:
         calibration = CameraCalibration.from_yaml(args.camera_info) if args.camera_info else None
         if dataset is not None:
             data = open_labelled(dataset, root, args.split)
-            total, frames = _dataset_stream(data, args.sequence, args.frames_before, args.frames_after,
-                                            FRAME_NUMBER_RATE_HZ.get(dataset, 30.0))
+            total, frames = _dataset_stream(
+                data, args.sequence, args.frames_before, args.frames_after, FRAME_NUMBER_RATE_HZ.get(dataset, 30.0)
+            )
             class_names = list(data.class_map.names)
             seqs = "+".join(args.sequence) if args.sequence else ""
             split = getattr(data, "split", None) or ""
@@ -170,33 +207,51 @@ def run(args: argparse.Namespace) -> int:
                 print(f"vsseg-ros make-bag: {out} exists; pass --force to replace it or choose --out", file=sys.stderr)
                 return 2
             if out.is_dir() and not (out / "metadata.yaml").exists():
-                print(f"vsseg-ros make-bag: {out} exists and is not a bag (no metadata.yaml); not removing it",
-                      file=sys.stderr)
+                print(
+                    f"vsseg-ros make-bag: {out} exists and is not a bag (no metadata.yaml); not removing it",
+                    file=sys.stderr,
+                )
                 return 2
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         out.parent.mkdir(parents=True, exist_ok=True)
         start_ns = int(args.start * 1e9) if args.start is not None else None
         t0 = time.perf_counter()
         with tqdm(total=total, desc="make-bag", unit="frame") as bar:
-            summary = write_bag(out, _limit(frames, args.max_frames), rate, args.storage,
-                                image_topic=args.image_topic, gt_topic=args.gt_topic, encoding=args.encoding,
-                                jpeg_quality=args.jpeg_quality, calibration=calibration, frame_id=args.frame_id,
-                                start_ns=start_ns, distro=args.distro, source=source, class_names=class_names,
-                                progress=bar)
+            summary = write_bag(
+                out,
+                _limit(frames, args.max_frames),
+                rate,
+                args.storage,
+                image_topic=args.image_topic,
+                gt_topic=args.gt_topic,
+                encoding=args.encoding,
+                jpeg_quality=args.jpeg_quality,
+                calibration=calibration,
+                frame_id=args.frame_id,
+                start_ns=start_ns,
+                distro=args.distro,
+                source=source,
+                class_names=class_names,
+                progress=bar,
+            )
         seconds = time.perf_counter() - t0
     except (DatasetError, BagWriteError, FileNotFoundError, ValueError) as err:
         print(f"vsseg-ros make-bag: {err}", file=sys.stderr)
         return 2
     info = summary.as_dict()
-    info.update(seconds=round(seconds, 2), rate_hz=(round((summary.frames - 1) / summary.duration_s, 3)
-                                                    if summary.duration_s > 0 else None))
+    info.update(
+        seconds=round(seconds, 2),
+        rate_hz=(round((summary.frames - 1) / summary.duration_s, 3) if summary.duration_s > 0 else None),
+    )
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         size = info["image_size"]
-        print(f"wrote {out} ({summary.storage}, {summary.bytes / 1e6:.1f} MB) in {seconds:.1f} s: {summary.frames} "
-              f"frames {size[1]}x{size[0]} over {summary.duration_s:.2f} s ({info['rate_hz'] or '-'} Hz), "
-              f"{summary.labelled} with ground truth; sequences {', '.join(summary.sequences)}")
+        print(
+            f"wrote {out} ({summary.storage}, {summary.bytes / 1e6:.1f} MB) in {seconds:.1f} s: {summary.frames} "
+            f"frames {size[1]}x{size[0]} over {summary.duration_s:.2f} s ({info['rate_hz'] or '-'} Hz), "
+            f"{summary.labelled} with ground truth; sequences {', '.join(summary.sequences)}"
+        )
         for topic, n in summary.topics.items():
             print(f"  {topic}: {n} messages")
     return 0

@@ -38,17 +38,24 @@ def boundary_band(label: np.ndarray, ignore_id: int, radius: int) -> np.ndarray:
     return _dilate(boundary_map(label, ignore_id=ignore_id), int(radius))
 
 
-def count_changes(base: np.ndarray, new: np.ndarray, label: np.ndarray, band: np.ndarray, num_classes: int,
-                  ignore_id: int) -> dict[str, np.ndarray]:
+def count_changes(
+    base: np.ndarray, new: np.ndarray, label: np.ndarray, band: np.ndarray, num_classes: int, ignore_id: int
+) -> dict[str, np.ndarray]:
     """Per labelled pixel of one frame: counts ``(2, num_classes)`` (row 0: boundary band, row 1: interior; column:
     ground-truth class) of ``labelled`` pixels, of each kind in :data:`KINDS` and of :data:`CORRECT`."""
     valid = (label != ignore_id) & (label < num_classes)
     gt = label[valid].astype(np.int64)
     where = np.where(band[valid], 0, 1)
     b, n = base[valid], new[valid]
-    masks = {"labelled": np.ones_like(gt, bool), "changed": b != n, "fixed": (b != gt) & (n == gt),
-             "broken": (b == gt) & (n != gt), "wrong_to_wrong": (b != n) & (b != gt) & (n != gt),
-             "baseline_correct": b == gt, "mar_correct": n == gt}
+    masks = {
+        "labelled": np.ones_like(gt, bool),
+        "changed": b != n,
+        "fixed": (b != gt) & (n == gt),
+        "broken": (b == gt) & (n != gt),
+        "wrong_to_wrong": (b != n) & (b != gt) & (n != gt),
+        "baseline_correct": b == gt,
+        "mar_correct": n == gt,
+    }
     out = {}
     for k, m in masks.items():
         counts = np.zeros((2, num_classes), np.int64)
@@ -75,8 +82,9 @@ def summarise_changes(totals: dict[str, np.ndarray], names: Sequence[str]) -> di
     out = {"all": shares(np.s_[:, :]), "boundary": shares(np.s_[0, :]), "interior": shares(np.s_[1, :])}
     changed = out["all"]["changed"]
     out["boundary_share_of_changes"] = out["boundary"]["changed"] / changed if changed else None
-    out["boundary_share_of_labelled"] = (out["boundary"]["labelled"] / out["all"]["labelled"]
-                                         if out["all"]["labelled"] else None)
+    out["boundary_share_of_labelled"] = (
+        out["boundary"]["labelled"] / out["all"]["labelled"] if out["all"]["labelled"] else None
+    )
     out["per_class"] = {name: shares(np.s_[:, c]) for c, name in enumerate(names)}
     return out
 
@@ -90,8 +98,13 @@ def cell_flags(mask: np.ndarray, grid: tuple[int, int], stride: int) -> np.ndarr
     return padded.reshape(gh, stride, gw, stride).any(axis=(1, 3))
 
 
-def memory_contents(batches: Iterable[tuple[Any, Any, Any, Any]], num_classes: int, slots_per_class: int,
-                    ignore_id: int, prototypes: Optional[int] = None) -> dict[str, Any]:
+def memory_contents(
+    batches: Iterable[tuple[Any, Any, Any, Any]],
+    num_classes: int,
+    slots_per_class: int,
+    ignore_id: int,
+    prototypes: Optional[int] = None,
+) -> dict[str, Any]:
     """Rebuild a memory from ``(feature (1, C, h, w), logits (1, K, h, w), label (1, h, w), boundary cells
     (1, h, w) bool)`` batches with :class:`MemoryBuilder`, the boundary flag carried as an extra feature channel.
     Returns the keys and values (without the flag) and, per class, the shares of boundary cells."""
@@ -121,30 +134,49 @@ def memory_contents(batches: Iterable[tuple[Any, Any, Any, Any]], num_classes: i
     for c in range(num_classes):
         hard, easy = builder.hard[c], builder.easy[c]
         if c in builder.stats.empty_classes or hard.feats is None or easy.feats is None:
-            per_class.append({"correct_pixels": 0, "baseline_accuracy": 0.0 if labelled_cells[c] else None,
-                              "hard_on_boundary": None, "prototype_on_boundary": None,
-                              "boundary_base_rate": None, "hard_confidence": None})
+            per_class.append(
+                {
+                    "correct_pixels": 0,
+                    "baseline_accuracy": 0.0 if labelled_cells[c] else None,
+                    "hard_on_boundary": None,
+                    "prototype_on_boundary": None,
+                    "boundary_base_rate": None,
+                    "hard_confidence": None,
+                }
+            )
             continue
         hard_conf[c] = [float(v) for v in hard.scores]
-        per_class.append({
-            "correct_pixels": int(builder.stats.correct_per_class[c]),
-            # how well the baseline already does on the memory's split (at the feature grid)
-            "baseline_accuracy": float(correct_cells[c] / labelled_cells[c]) if labelled_cells[c] else None,
-            "hard_on_boundary": float(hard.feats[:, -1].mean()),
-            "prototype_on_boundary": float(easy.feats[:, -1].mean()),
-            "boundary_base_rate": float(correct_boundary[c] / correct_cells[c]) if correct_cells[c] else None,
-            "hard_confidence": [round(v, 4) for v in hard_conf[c]],
-        })
-    value_rows = torch.stack([builder.easy[c].feats[:, :-1].mean(0) if builder.easy[c].feats is not None
-                              else keys[c * K, :-1] for c in range(num_classes)])
-    return {"keys": keys[:, :-1].contiguous(), "prototypes": value_rows, "per_class": per_class,
-            "pixels": builder.stats.pixels, "empty_classes": list(builder.stats.empty_classes)}
+        per_class.append(
+            {
+                "correct_pixels": int(builder.stats.correct_per_class[c]),
+                # how well the baseline already does on the memory's split (at the feature grid)
+                "baseline_accuracy": float(correct_cells[c] / labelled_cells[c]) if labelled_cells[c] else None,
+                "hard_on_boundary": float(hard.feats[:, -1].mean()),
+                "prototype_on_boundary": float(easy.feats[:, -1].mean()),
+                "boundary_base_rate": float(correct_boundary[c] / correct_cells[c]) if correct_cells[c] else None,
+                "hard_confidence": [round(v, 4) for v in hard_conf[c]],
+            }
+        )
+    value_rows = torch.stack(
+        [
+            builder.easy[c].feats[:, :-1].mean(0) if builder.easy[c].feats is not None else keys[c * K, :-1]
+            for c in range(num_classes)
+        ]
+    )
+    return {
+        "keys": keys[:, :-1].contiguous(),
+        "prototypes": value_rows,
+        "per_class": per_class,
+        "pixels": builder.stats.pixels,
+        "empty_classes": list(builder.stats.empty_classes),
+    }
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="MAR checkpoint (a temporal model with temporal.mar)")
-    p.add_argument("--baseline", default="", help="the per-frame checkpoint it was built on (default: the packaged "
-                   "default)")
+    p.add_argument(
+        "--baseline", default="", help="the per-frame checkpoint it was built on (default: the packaged default)"
+    )
     p.add_argument("--dataset", default="camvid", help="camvid, cityscapes or folder")
     p.add_argument("--root", type=Path, required=True, help="dataset root")
     p.add_argument("--split", default="val", help="split where the changes are counted (default val)")
@@ -156,8 +188,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _memory_batches(baseline: Any, cfg: Any, data: Any, indices: list[int], radius: int, ignore_id: int,
-                    quiet: bool) -> Iterable[tuple[Any, Any, Any, Any]]:
+def _memory_batches(
+    baseline: Any, cfg: Any, data: Any, indices: list[int], radius: int, ignore_id: int, quiet: bool
+) -> Iterable[tuple[Any, Any, Any, Any]]:
     import cv2
     import torch
     from tqdm import tqdm
@@ -176,8 +209,12 @@ def _memory_batches(baseline: Any, cfg: Any, data: Any, indices: list[int], radi
         edge = cell_flags(boundary_band(lab, ignore_id, radius), (gh, gw), stride)
         lab_grid = torch.from_numpy(lab)[None]
         lab_grid = torch.nn.functional.interpolate(lab_grid[:, None].float(), size=(gh, gw), mode="nearest")[:, 0]
-        yield (out["feature"][..., :gh, :gw].clone(), out["logits"][..., :gh, :gw].clone(), lab_grid.long(),
-               torch.from_numpy(edge)[None])
+        yield (
+            out["feature"][..., :gh, :gw].clone(),
+            out["logits"][..., :gh, :gw].clone(),
+            lab_grid.long(),
+            torch.from_numpy(edge)[None],
+        )
 
 
 def analyse(args: argparse.Namespace) -> dict[str, Any]:
@@ -205,15 +242,25 @@ def analyse(args: argparse.Namespace) -> dict[str, Any]:
     baseline = base_ckpt.build_model()
     names = list(ckpt.class_map.names)
     K, ignore_id = model.num_classes, ckpt.class_map.ignore_id
-    out: dict[str, Any] = {"model": ckpt.model_id, "model_path": str(args.model), "baseline": base_ckpt.model_id,
-                           "baseline_path": base_path, "dataset": args.dataset, "boundary_radius": args.boundary_radius,
-                           "class_names": names}
+    out: dict[str, Any] = {
+        "model": ckpt.model_id,
+        "model_path": str(args.model),
+        "baseline": base_ckpt.model_id,
+        "baseline_path": base_path,
+        "dataset": args.dataset,
+        "boundary_radius": args.boundary_radius,
+        "class_names": names,
+    }
 
     if args.memory_split:
         data = open_dataset(args.dataset, args.root, args.memory_split)
         indices = list(range(len(data)))[: args.limit or None]
-        mem = memory_contents(_memory_batches(baseline, base_ckpt.config, data, indices, args.boundary_radius,
-                                              ignore_id, args.quiet), K, model.mar.slots_per_class, ignore_id)
+        mem = memory_contents(
+            _memory_batches(baseline, base_ckpt.config, data, indices, args.boundary_radius, ignore_id, args.quiet),
+            K,
+            model.mar.slots_per_class,
+            ignore_id,
+        )
         stored = model.mar.memory_key.detach()[0].float()
         cos = torch.nn.functional.cosine_similarity(stored, mem["keys"].float(), dim=1).view(K, -1).mean(1)
         vstored = model.mar.memory_value.detach()[0].float().view(K, -1, stored.shape[-1]).mean(1)
@@ -221,10 +268,14 @@ def analyse(args: argparse.Namespace) -> dict[str, Any]:
         for c, row in enumerate(mem["per_class"]):
             row["stored_key_cosine"] = round(float(cos[c]), 4)
             row["stored_value_cosine"] = round(float(vcos[c]), 4)
-        out["memory"] = {"split": args.memory_split, "frames": len(indices), "pixels": mem["pixels"],
-                         "empty_classes": [names[c] for c in mem["empty_classes"]],
-                         "slots_per_class": model.mar.slots_per_class,
-                         "per_class": dict(zip(names, mem["per_class"]))}
+        out["memory"] = {
+            "split": args.memory_split,
+            "frames": len(indices),
+            "pixels": mem["pixels"],
+            "empty_classes": [names[c] for c in mem["empty_classes"]],
+            "slots_per_class": model.mar.slots_per_class,
+            "per_class": dict(zip(names, mem["per_class"])),
+        }
 
     data = open_dataset(args.dataset, args.root, args.split)
     segs = [load_segmenter(base_path, device="cpu"), load_segmenter(str(args.model), device="cpu")]
@@ -264,30 +315,42 @@ def format_report(out: dict[str, Any]) -> str:
     lines = []
     mem = out.get("memory")
     if mem:
-        lines.append(f"memory rebuilt from {mem['frames']} frames of {mem['split']} ({mem['slots_per_class']} keys per "
-                     f"class; boundary = within {out['boundary_radius']} px, per feature cell)")
-        lines.append(f"{'class':12s}{'correct px':>12s}{'acc %':>8s}{'keys on bd %':>14s}{'protos on bd %':>16s}"
-                     f"{'base rate %':>13s}{'key conf':>10s}{'key cos':>9s}")
+        lines.append(
+            f"memory rebuilt from {mem['frames']} frames of {mem['split']} ({mem['slots_per_class']} keys per "
+            f"class; boundary = within {out['boundary_radius']} px, per feature cell)"
+        )
+        lines.append(
+            f"{'class':12s}{'correct px':>12s}{'acc %':>8s}{'keys on bd %':>14s}{'protos on bd %':>16s}"
+            f"{'base rate %':>13s}{'key conf':>10s}{'key cos':>9s}"
+        )
         for name, r in mem["per_class"].items():
             conf = "n/a" if not r["hard_confidence"] else f"{float(np.mean(r['hard_confidence'])):.2f}"
-            lines.append(f"{name:12s}{r['correct_pixels']:>12d}{_pct(r['baseline_accuracy']):>8s}"
-                         f"{_pct(r['hard_on_boundary']):>14s}"
-                         f"{_pct(r['prototype_on_boundary']):>16s}{_pct(r['boundary_base_rate']):>13s}{conf:>10s}"
-                         f"{r['stored_key_cosine']:>9.3f}")
+            lines.append(
+                f"{name:12s}{r['correct_pixels']:>12d}{_pct(r['baseline_accuracy']):>8s}"
+                f"{_pct(r['hard_on_boundary']):>14s}"
+                f"{_pct(r['prototype_on_boundary']):>16s}{_pct(r['boundary_base_rate']):>13s}{conf:>10s}"
+                f"{r['stored_key_cosine']:>9.3f}"
+            )
     ch = out["changes"]
-    lines.append(f"changes on {ch['frames']} frames of {ch['split']}: "
-                 f"{_pct(ch['all']['changed_share'])} % of labelled pixels changed, "
-                 f"{_pct(ch['boundary_share_of_changes'])} % of them on the boundary band "
-                 f"({_pct(ch['boundary_share_of_labelled'])} % of labelled pixels are)")
-    lines.append(f"{'where':12s}{'labelled':>10s}{'changed %':>11s}{'fixed %':>9s}{'broken %':>10s}{'w->w %':>8s}"
-                 f"{'net %':>8s}{'acc base %':>12s}{'acc MAR %':>11s}")
+    lines.append(
+        f"changes on {ch['frames']} frames of {ch['split']}: "
+        f"{_pct(ch['all']['changed_share'])} % of labelled pixels changed, "
+        f"{_pct(ch['boundary_share_of_changes'])} % of them on the boundary band "
+        f"({_pct(ch['boundary_share_of_labelled'])} % of labelled pixels are)"
+    )
+    lines.append(
+        f"{'where':12s}{'labelled':>10s}{'changed %':>11s}{'fixed %':>9s}{'broken %':>10s}{'w->w %':>8s}"
+        f"{'net %':>8s}{'acc base %':>12s}{'acc MAR %':>11s}"
+    )
     rows = [("all", ch["all"]), ("boundary", ch["boundary"]), ("interior", ch["interior"])]
     rows += list(ch["per_class"].items())
     for name, r in rows:
-        lines.append(f"{name:12s}{r['labelled']:>10d}{_pct(r['changed_share']):>11s}{_pct(r['fixed_share']):>9s}"
-                     f"{_pct(r['broken_share']):>10s}{_pct(r['wrong_to_wrong_share']):>8s}"
-                     f"{_pct(r['net_fixed_share']):>8s}{_pct(r['baseline_accuracy']):>12s}"
-                     f"{_pct(r['mar_accuracy']):>11s}")
+        lines.append(
+            f"{name:12s}{r['labelled']:>10d}{_pct(r['changed_share']):>11s}{_pct(r['fixed_share']):>9s}"
+            f"{_pct(r['broken_share']):>10s}{_pct(r['wrong_to_wrong_share']):>8s}"
+            f"{_pct(r['net_fixed_share']):>8s}{_pct(r['baseline_accuracy']):>12s}"
+            f"{_pct(r['mar_accuracy']):>11s}"
+        )
     return "\n".join(lines)
 
 
@@ -304,5 +367,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_arguments", "run", "analyse", "count_changes", "summarise_changes", "memory_contents",
-           "boundary_band", "cell_flags", "format_report"]
+__all__ = [
+    "add_arguments",
+    "run",
+    "analyse",
+    "count_changes",
+    "summarise_changes",
+    "memory_contents",
+    "boundary_band",
+    "cell_flags",
+    "format_report",
+]

@@ -31,18 +31,27 @@ def write_params_file(params: dict, path: Optional[Path] = None, base: Optional[
 class NodeProcess:
     """``vsseg-ros node`` in a child process with its own session (so SIGINT reaches only it)."""
 
-    def __init__(self, params_file: Optional[Path] = None, image_topic: str = "/camera/image_raw",
-                 env: Optional[dict[str, str]] = None, log_path: Optional[Path] = None,
-                 extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        params_file: Optional[Path] = None,
+        image_topic: str = "/camera/image_raw",
+        env: Optional[dict[str, str]] = None,
+        log_path: Optional[Path] = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         cmd = [sys.executable, "-m", "vsseg_ros.cli", "node", "--image-topic", image_topic]
         if params_file is not None:
             cmd += ["--params-file", str(params_file)]
         cmd += list(extra_args)
         self.log_path = Path(log_path or tempfile.mkstemp(prefix="vsseg_node_", suffix=".log")[1])
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
 
     def alive(self) -> bool:
         return self.proc.poll() is None

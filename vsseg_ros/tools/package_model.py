@@ -22,11 +22,22 @@ def package_model(checkpoint: Path, out: Path, data_root: Path, split: str = "va
     model_id = model_id or ckpt.model_id
     save_checkpoint(out, ckpt.state_dict, ckpt.config, ckpt.class_map, model_id, meta=meta, half=True)
     result = evaluate_split(load_segmenter(str(out), device="cpu"), CamVid(data_root, split))
-    meta["packaged_eval"] = {"split": split, "miou": result["miou"], "per_class_iou": result["iou"],
-                             "pixel_accuracy": result["pixel_accuracy"], "frames": result["frames"],
-                             "storage": "fp16", "input_size": list(ckpt.config.input_size or ())}
+    meta["packaged_eval"] = {
+        "split": split,
+        "miou": result["miou"],
+        "per_class_iou": result["iou"],
+        "pixel_accuracy": result["pixel_accuracy"],
+        "frames": result["frames"],
+        "storage": "fp16",
+        "input_size": list(ckpt.config.input_size or ()),
+    }
     save_checkpoint(out, ckpt.state_dict, ckpt.config, ckpt.class_map, model_id, meta=meta, half=True)
-    summary = {"out": str(out), "bytes": out.stat().st_size, "model_id": model_id,
-               "trained_val_miou": ckpt.meta.get("val_miou"), "packaged_val_miou": result["miou"]}
+    summary = {
+        "out": str(out),
+        "bytes": out.stat().st_size,
+        "model_id": model_id,
+        "trained_val_miou": ckpt.meta.get("val_miou"),
+        "packaged_val_miou": result["miou"],
+    }
     print(json.dumps(summary, indent=2))
     return summary

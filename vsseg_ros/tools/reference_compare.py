@@ -42,14 +42,33 @@ CONFIG_FILE = Path("mmsegmentation/configs/pspnet_r50-d8.py")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reference-dir", type=Path, required=True,
-                   help="checkout of github.com/jfzhuang/ST_Memory (holds ST_Memory/ and mmsegmentation/)")
-    p.add_argument("--extra-path", type=Path, action="append", default=[],
-                   help="directory to put on sys.path for the reference's dependencies (addict, yapf); repeatable")
-    p.add_argument("--size", type=int, nargs=2, default=(256, 512), metavar=("H", "W"),
-                   help="input size (multiples of 128, as the reference needs); default 256 512")
-    p.add_argument("--outputs", type=int, default=3,
-                   help="timed output frames per implementation, alternating between them (median reported)")
+    p.add_argument(
+        "--reference-dir",
+        type=Path,
+        required=True,
+        help="checkout of github.com/jfzhuang/ST_Memory (holds ST_Memory/ and mmsegmentation/)",
+    )
+    p.add_argument(
+        "--extra-path",
+        type=Path,
+        action="append",
+        default=[],
+        help="directory to put on sys.path for the reference's dependencies (addict, yapf); repeatable",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(256, 512),
+        metavar=("H", "W"),
+        help="input size (multiples of 128, as the reference needs); default 256 512",
+    )
+    p.add_argument(
+        "--outputs",
+        type=int,
+        default=3,
+        help="timed output frames per implementation, alternating between them (median reported)",
+    )
     p.add_argument("--no-mar", action="store_true", help="compare PSPNet + STF only")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     p.add_argument("--seed", type=int, default=0)
@@ -75,15 +94,19 @@ def import_reference(reference_dir: Path, extra_paths: list[Path]) -> tuple[Any,
     code, mmseg = ref / "ST_Memory", ref / "mmsegmentation"
     refine_file = code / Path(*REFINE_MODULE.split(".")).with_suffix(".py")
     if not refine_file.is_file() or not (mmseg / "mmseg").is_dir() or not (mmseg / "mmcv").is_dir():
-        raise FileNotFoundError(f"{ref} is not a checkout of jfzhuang/ST_Memory: expected {refine_file} and "
-                                f"{mmseg}/mmseg, {mmseg}/mmcv (git clone https://github.com/jfzhuang/ST_Memory)")
+        raise FileNotFoundError(
+            f"{ref} is not a checkout of jfzhuang/ST_Memory: expected {refine_file} and "
+            f"{mmseg}/mmseg, {mmseg}/mmcv (git clone https://github.com/jfzhuang/ST_Memory)"
+        )
     for p in [*(str(Path(e).expanduser().resolve()) for e in extra_paths), str(mmseg), str(code)]:
         if p not in sys.path:
             sys.path.insert(0, p)
     missing = [m for m in ("addict", "yapf") if importlib.util.find_spec(m) is None]
     if missing:
-        raise ModuleNotFoundError(f"the reference's mmcv needs {', '.join(missing)}: install into a scratch "
-                                  f"directory (pip install --target DIR {' '.join(missing)}) and pass --extra-path DIR")
+        raise ModuleNotFoundError(
+            f"the reference's mmcv needs {', '.join(missing)}: install into a scratch "
+            f"directory (pip install --target DIR {' '.join(missing)}) and pass --extra-path DIR"
+        )
     notes = {"torchvision_stub": _stub_torchvision(), "reference_dir": str(ref)}
     module = importlib.import_module(REFINE_MODULE)
     return module, notes
@@ -137,7 +160,7 @@ def _interleaved_median_ms(fns: dict[str, Callable[[], Any]], repeats: int) -> d
     other round)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for i in range(repeats):
-        for name in (list(fns) if i % 2 == 0 else list(reversed(fns))):
+        for name in list(fns) if i % 2 == 0 else list(reversed(fns)):
             t0 = time.perf_counter()
             fns[name]()
             times[name].append((time.perf_counter() - t0) * 1e3)
@@ -176,8 +199,9 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     if ref.MAR is not None:
         hooks.append(ref.MAR.register_forward_hook(lambda m, i, o: seen.update(stf=i[0], mar=o)))
     else:
-        hooks.append(ref.pspnet.decode_head.conv_seg.register_forward_pre_hook(
-            lambda m, i: seen.__setitem__("stf", i[0])))
+        hooks.append(
+            ref.pspnet.decode_head.conv_seg.register_forward_pre_hook(lambda m, i: seen.__setitem__("stf", i[0]))
+        )
     mine: dict[str, torch.Tensor] = {}
     if ours.mar is not None:
         ours.mar.register_forward_hook(lambda m, i, o: mine.update(stf=i[0], mar=o))
@@ -205,9 +229,15 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         return {"max_abs_diff": d, "max_abs_value": b.float().abs().max().item()}
 
     result: dict[str, Any] = {
-        "size": [H, W], "mar": not args.no_mar, "threads": torch.get_num_threads(), "notes": notes,
-        "diff": {"stf_feature": diff(mine["stf"], seen["stf"]), "logits_stride8": diff(logits8, seen["logits8"]),
-                 "logits_upsampled": diff(up, ref_out)},
+        "size": [H, W],
+        "mar": not args.no_mar,
+        "threads": torch.get_num_threads(),
+        "notes": notes,
+        "diff": {
+            "stf_feature": diff(mine["stf"], seen["stf"]),
+            "logits_stride8": diff(logits8, seen["logits8"]),
+            "logits_upsampled": diff(up, ref_out),
+        },
         "argmax_agreement": (up.argmax(1) == ref_out.argmax(1)).float().mean().item(),
     }
     if ours.mar is not None:
@@ -231,10 +261,16 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         backbone_ms = _median_ms(lambda: ours.frame_features(frames[2]), args.outputs)
         fuse_ms = _median_ms(lambda: ours.fuse(feats, target, boundary=False, refine=False), args.outputs)
         mar_ms = _median_ms(lambda: ours.mar(feats[target]), args.outputs) if ours.mar is not None else 0.0
-    result["time_ms"] = {"reference_per_output": ref_ms, "reference_first_call": ref_first_ms,
-                         "ours_streaming_per_output": ours_ms, "ours_naive_first_call": ours_first_ms,
-                         "ours_backbone": backbone_ms, "ours_stf": fuse_ms, "ours_mar": mar_ms,
-                         "speedup": ref_ms / ours_ms}
+    result["time_ms"] = {
+        "reference_per_output": ref_ms,
+        "reference_first_call": ref_first_ms,
+        "ours_streaming_per_output": ours_ms,
+        "ours_naive_first_call": ours_first_ms,
+        "ours_backbone": backbone_ms,
+        "ours_stf": fuse_ms,
+        "ours_mar": mar_ms,
+        "speedup": ref_ms / ours_ms,
+    }
     return result
 
 
@@ -250,15 +286,19 @@ def _reference_stf_forward(ref: Any, frames: list) -> Any:
 
 def _print(result: dict[str, Any]) -> None:
     H, W = result["size"]
-    print(f"ST_Memory reference vs vsseg_ros TemporalSegNet, PSPNet-R50 + STF{' + MAR' if result['mar'] else ''}, "
-          f"random weights, fp32, {H}x{W}, {result['threads']} threads")
+    print(
+        f"ST_Memory reference vs vsseg_ros TemporalSegNet, PSPNet-R50 + STF{' + MAR' if result['mar'] else ''}, "
+        f"random weights, fp32, {H}x{W}, {result['threads']} threads"
+    )
     for name, d in result["diff"].items():
         print(f"  {name:18s} max |diff| {d['max_abs_diff']:.3e}   (max |value| {d['max_abs_value']:.3g})")
     print(f"  argmax agreement   {100 * result['argmax_agreement']:.4f} %")
     t = result["time_ms"]
-    print(f"  per output frame: reference {t['reference_per_output']:.0f} ms (3 backbones + fusion), "
-          f"ours streaming {t['ours_streaming_per_output']:.0f} ms (backbone {t['ours_backbone']:.0f}, "
-          f"STF {t['ours_stf']:.0f} incl. classifier, MAR {t['ours_mar']:.0f}); x{t['speedup']:.2f}")
+    print(
+        f"  per output frame: reference {t['reference_per_output']:.0f} ms (3 backbones + fusion), "
+        f"ours streaming {t['ours_streaming_per_output']:.0f} ms (backbone {t['ours_backbone']:.0f}, "
+        f"STF {t['ours_stf']:.0f} incl. classifier, MAR {t['ours_mar']:.0f}); x{t['speedup']:.2f}"
+    )
     if result["notes"].get("torchvision_stub"):
         print("  note: torchvision is not installed; an import-only stand-in satisfied mmcv's runner import")
 

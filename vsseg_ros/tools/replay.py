@@ -29,41 +29,74 @@ from vsseg_ros.bags.writer import STORAGES
 
 PROBE_FRAME_ID = "vsseg_replay_probe"
 #: node output -> message type (the node publishes them under <namespace>/semantic/)
-OUTPUT_TYPES = {"mask": "sensor_msgs/msg/Image", "segmentation": "vsseg_ros/msg/SemanticSegmentation",
-                "boundary_confidence": "sensor_msgs/msg/Image", "confidence": "sensor_msgs/msg/Image",
-                "color_mask": "sensor_msgs/msg/Image"}
+OUTPUT_TYPES = {
+    "mask": "sensor_msgs/msg/Image",
+    "segmentation": "vsseg_ros/msg/SemanticSegmentation",
+    "boundary_confidence": "sensor_msgs/msg/Image",
+    "confidence": "sensor_msgs/msg/Image",
+    "color_mask": "sensor_msgs/msg/Image",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bag", type=Path, required=True, help="input bag (vsseg-ros make-bag, ros2 bag record, ...)")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (1 = recorded timing)")
-    p.add_argument("--clock", action="store_true",
-                   help="publish /clock with the bag's time (and start the node with use_sim_time)")
-    p.add_argument("--image-topic", default=None, help="image topic in the bag (default: /camera/image_raw or the "
-                                                       "bag's only image topic)")
+    p.add_argument(
+        "--clock", action="store_true", help="publish /clock with the bag's time (and start the node with use_sim_time)"
+    )
+    p.add_argument(
+        "--image-topic",
+        default=None,
+        help="image topic in the bag (default: /camera/image_raw or the bag's only image topic)",
+    )
     p.add_argument("--gt-topic", default=None, help="ground-truth topic (default /camera/semantic_gt when present)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="folder for outputs/ (recorded output bag), replay.json, node.log (default out/replay/<bag>)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for outputs/ (recorded output bag), replay.json, node.log (default out/replay/<bag>)",
+    )
     p.add_argument("--storage", choices=STORAGES, default="mcap", help="storage of the output bag")
-    p.add_argument("--outputs", nargs="+", choices=tuple(OUTPUT_TYPES), default=["mask", "segmentation"],
-                   help="node outputs to subscribe to and record (default: mask segmentation); the first one "
-                        "gives latency and drops")
-    p.add_argument("--node-running", action="store_true",
-                   help="use a node that is already running (same ROS_DOMAIN_ID) instead of starting one")
+    p.add_argument(
+        "--outputs",
+        nargs="+",
+        choices=tuple(OUTPUT_TYPES),
+        default=["mask", "segmentation"],
+        help="node outputs to subscribe to and record (default: mask segmentation); the first one "
+        "gives latency and drops",
+    )
+    p.add_argument(
+        "--node-running",
+        action="store_true",
+        help="use a node that is already running (same ROS_DOMAIN_ID) instead of starting one",
+    )
     p.add_argument("--namespace", default="", help="the node's namespace (its outputs are <ns>/semantic/...)")
     p.add_argument("--params-file", type=Path, help="node parameters YAML to start from (started node only)")
     p.add_argument("--model", default="", help="checkpoint for the started node (default: the packaged model)")
     p.add_argument("--device", default="auto", help="device for the started node: auto, cpu, cuda, cuda:N")
-    p.add_argument("--backend", default="", help="backend for the started node: torch, onnxruntime, openvino, "
-                                                 "tensorrt, auto (default: the node's own, auto)")
+    p.add_argument(
+        "--backend",
+        default="",
+        help="backend for the started node: torch, onnxruntime, openvino, "
+        "tensorrt, auto (default: the node's own, auto)",
+    )
     p.add_argument("--max-frames", type=int, default=None, help="publish at most this many images")
     p.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for the node to serve")
-    p.add_argument("--drain-timeout", type=float, default=10.0,
-                   help="after the last frame, stop waiting once no output arrived for this many seconds")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="after the last frame, stop waiting once no output arrived for this many seconds",
+    )
     p.add_argument("--no-tc", action="store_true", help="skip the optical-flow temporal consistency (TC) metric")
-    p.add_argument("--score-recorded", type=Path, default=None, metavar="OUTPUT_BAG",
-                   help="run nothing: score an output bag recorded elsewhere (e.g. ros2 bag record of the node's "
-                        "/semantic/mask while ros2 bag play played --bag); no latency")
+    p.add_argument(
+        "--score-recorded",
+        type=Path,
+        default=None,
+        metavar="OUTPUT_BAG",
+        help="run nothing: score an output bag recorded elsewhere (e.g. ros2 bag record of the node's "
+        "/semantic/mask while ros2 bag play played --bag); no latency",
+    )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
 
 
@@ -71,8 +104,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 class _Player:
     """An rclpy node that publishes the bag's serialized messages and records the node's outputs."""
 
-    def __init__(self, image_topic: str, image_type: Any, info_topic: Optional[str], prefix: str,
-                 outputs: Sequence[str], recorder: Any, clock: bool) -> None:
+    def __init__(
+        self,
+        image_topic: str,
+        image_type: Any,
+        info_topic: Optional[str],
+        prefix: str,
+        outputs: Sequence[str],
+        recorder: Any,
+        clock: bool,
+    ) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
@@ -85,8 +126,9 @@ class _Player:
         self.recorder = recorder
         self.lock = threading.Lock()
         self.image_pub = self.node.create_publisher(image_type, image_topic, qos_profile("reliable", 10))
-        self.info_pub = (self.node.create_publisher(CameraInfo, info_topic, qos_profile("reliable", 10))
-                         if info_topic else None)
+        self.info_pub = (
+            self.node.create_publisher(CameraInfo, info_topic, qos_profile("reliable", 10)) if info_topic else None
+        )
         self.clock_pub = None
         if clock:
             from rosgraph_msgs.msg import Clock
@@ -104,18 +146,29 @@ class _Player:
         self.topics = {o: f"{prefix}/{o}" for o in outputs}
         for out in outputs:
             recorder.add_topic(self.topics[out], OUTPUT_TYPES[out])
-            self.node.create_subscription(_msg_class(OUTPUT_TYPES[out]), self.topics[out],
-                                          self._guard(self._on_output(out)), qos_profile("reliable", 10), raw=True)
+            self.node.create_subscription(
+                _msg_class(OUTPUT_TYPES[out]),
+                self.topics[out],
+                self._guard(self._on_output(out)),
+                qos_profile("reliable", 10),
+                raw=True,
+            )
         from diagnostic_msgs.msg import DiagnosticArray
 
         from vsseg_ros.msg import ClassMap
 
         recorder.add_topic(f"{prefix}/class_map", "vsseg_ros/msg/ClassMap", transient_local=True, depth=1)
-        self.node.create_subscription(ClassMap, f"{prefix}/class_map",
-                                      self._guard(self._on_class_map(f"{prefix}/class_map")), latched_qos(), raw=True)
+        self.node.create_subscription(
+            ClassMap,
+            f"{prefix}/class_map",
+            self._guard(self._on_class_map(f"{prefix}/class_map")),
+            latched_qos(),
+            raw=True,
+        )
         recorder.add_topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._guard(self._on_diagnostics),
-                                      qos_profile("reliable", 10), raw=True)
+        self.node.create_subscription(
+            DiagnosticArray, "/diagnostics", self._guard(self._on_diagnostics), qos_profile("reliable", 10), raw=True
+        )
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True, name="vsseg-replay-executor")
@@ -130,12 +183,14 @@ class _Player:
 
     def _guard(self, callback: Any) -> Any:
         """An exception in one callback must not stop the executor (and with it all recording)."""
+
         def guarded(raw: bytes) -> None:
             try:
                 callback(raw)
             except Exception as err:
                 if len(self.callback_errors) < 20:
                     self.callback_errors.append(repr(err))
+
         return guarded
 
     def _on_output(self, out: str):
@@ -157,6 +212,7 @@ class _Player:
             self.recorder.write(topic, time.time_ns(), raw)
             with self.lock:
                 self.arrivals[out].setdefault(stamp, t)
+
         return callback
 
     def _on_class_map(self, topic: str):
@@ -167,6 +223,7 @@ class _Player:
         def callback(raw: bytes) -> None:
             self.recorder.write(topic, time.time_ns(), raw)
             self.class_map = deserialize_message(raw, ClassMap)
+
         return callback
 
     def _on_diagnostics(self, raw: bytes) -> None:
@@ -247,6 +304,7 @@ def _probe_factory(frames: Any) -> Any:
         stamp = dataclasses.replace(first.header.stamp, sec=sec, nanosec=nanosec)
         header = dataclasses.replace(first.header, stamp=stamp, frame_id=PROBE_FRAME_ID)
         return frames.serialize(dataclasses.replace(first, header=header))
+
     return make
 
 
@@ -290,7 +348,7 @@ def _live(args: argparse.Namespace, frames: Any, out_dir: Path) -> dict[str, Any
 
     from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
-    base_topic = frames.image_topic[:-len("/compressed")] if frames.compressed else frames.image_topic
+    base_topic = frames.image_topic[: -len("/compressed")] if frames.compressed else frames.image_topic
     info_topic = camera_info_topic_for(base_topic)
     if frames.topics.get(info_topic) is None or frames.topics[info_topic].msgtype != CAMERA_INFO:
         info_topic = None
@@ -311,20 +369,36 @@ def _live(args: argparse.Namespace, frames: Any, out_dir: Path) -> dict[str, Any
             params["use_sim_time"] = True
         pf = write_params_file(params, path=out_dir / "node_params.yaml", base=args.params_file)
         extra = ("--namespace", ns) if ns else ()
-        node = NodeProcess(params_file=pf, image_topic=base_topic, env=env, log_path=out_dir / "node.log",
-                           extra_args=extra)
+        node = NodeProcess(
+            params_file=pf, image_topic=base_topic, env=env, log_path=out_dir / "node.log", extra_args=extra
+        )
     outputs_bag = out_dir / "outputs"
     if outputs_bag.exists():
         shutil.rmtree(outputs_bag)  # this folder belongs to the tool: the previous run's recording
-    recorder = RawBagWriter(outputs_bag, storage=args.storage, custom_data={
-        "vsseg_ros.replay_of": str(frames.path), "vsseg_ros.rate": str(args.rate)})
+    recorder = RawBagWriter(
+        outputs_bag,
+        storage=args.storage,
+        custom_data={"vsseg_ros.replay_of": str(frames.path), "vsseg_ros.rate": str(args.rate)},
+    )
     rclpy.init()
     player = None
-    result: dict[str, Any] = {"bag": str(frames.path), "image_topic": frames.image_topic, "rate": args.rate,
-                              "ros_domain_id": env["ROS_DOMAIN_ID"], "node": "running" if node is None else "started"}
+    result: dict[str, Any] = {
+        "bag": str(frames.path),
+        "image_topic": frames.image_topic,
+        "rate": args.rate,
+        "ros_domain_id": env["ROS_DOMAIN_ID"],
+        "node": "running" if node is None else "started",
+    }
     try:
-        player = _Player(frames.image_topic, CompressedImage if frames.compressed else Image, info_topic, prefix,
-                         args.outputs, recorder, args.clock)
+        player = _Player(
+            frames.image_topic,
+            CompressedImage if frames.compressed else Image,
+            info_topic,
+            prefix,
+            args.outputs,
+            recorder,
+            args.clock,
+        )
         alive = node.alive if node is not None else (lambda: True)
         first_log = None
         for _, log_ns, _ in frames.raw_messages([frames.image_topic]):
@@ -332,12 +406,16 @@ def _live(args: argparse.Namespace, frames: Any, out_dir: Path) -> dict[str, Any
             break
         player.publish_clock(first_log)
         print(f"replay: {frames.describe()}")
-        print(f"replay: waiting for the node to serve {', '.join(player.topics.values())} "
-              f"(ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, DDS on loopback)")
+        print(
+            f"replay: waiting for the node to serve {', '.join(player.topics.values())} "
+            f"(ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, DDS on loopback)"
+        )
         if not player.wait_serving(_probe_factory(frames), args.startup_timeout, alive):
-            why = (f"the node exited; its log ({node.log_path}):\n{node.log()[-3000:]}" if node is not None and
-                   not node.alive() else
-                   f"no answer on {', '.join(player.topics.values())} within {args.startup_timeout:.0f} s")
+            why = (
+                f"the node exited; its log ({node.log_path}):\n{node.log()[-3000:]}"
+                if node is not None and not node.alive()
+                else f"no answer on {', '.join(player.topics.values())} within {args.startup_timeout:.0f} s"
+            )
             raise RuntimeError(f"the node did not come up: {why}")
         if player.class_map is not None:
             result["model_id"] = player.class_map.model_id
@@ -389,20 +467,23 @@ def _live(args: argparse.Namespace, frames: Any, out_dir: Path) -> dict[str, Any
     primary_arrivals = arrivals[primary]
     latency = {s: (t - publish[s]) * 1e3 for s, t in primary_arrivals.items() if s in publish}
     node_counters = _parse_node_counters(node.log()) if node is not None else final
-    result.update({
-        "frames_published": len(publish),
-        "frames_received": {o: sum(1 for s in a if s in publish) for o, a in arrivals.items()},
-        "frames_dropped": len(publish) - sum(1 for s in primary_arrivals if s in publish),
-        "outputs_with_unknown_stamp": {o: sum(1 for s in a if s not in publish) for o, a in arrivals.items()},
-        "latency_ms": _rounded(latency_summary(latency.values())),
-        "input_rate_hz": _rate(list(publish.values())),
-        "output_rate_hz": _rate(list(primary_arrivals.values())),
-        "publish_lag_ms": _rounded(latency_summary([max(0.0, x) for x in lags])),
-        "node_counters": node_counters or player.diagnostics or None,
-        "recording_errors": player.callback_errors,
-        "node_exit_code": node_rc,
-        "output_bag": str(outputs_bag), "output_bag_messages": counts,
-    })
+    result.update(
+        {
+            "frames_published": len(publish),
+            "frames_received": {o: sum(1 for s in a if s in publish) for o, a in arrivals.items()},
+            "frames_dropped": len(publish) - sum(1 for s in primary_arrivals if s in publish),
+            "outputs_with_unknown_stamp": {o: sum(1 for s in a if s not in publish) for o, a in arrivals.items()},
+            "latency_ms": _rounded(latency_summary(latency.values())),
+            "input_rate_hz": _rate(list(publish.values())),
+            "output_rate_hz": _rate(list(primary_arrivals.values())),
+            "publish_lag_ms": _rounded(latency_summary([max(0.0, x) for x in lags])),
+            "node_counters": node_counters or player.diagnostics or None,
+            "recording_errors": player.callback_errors,
+            "node_exit_code": node_rc,
+            "output_bag": str(outputs_bag),
+            "output_bag_messages": counts,
+        }
+    )
     if node_counters and baseline:  # where the drops happened: before the node's callback, or in the node
         result["frames_lost_before_node"] = len(publish) - (node_counters["received"] - baseline["received"])
         result["frames_dropped_by_node"] = node_counters["dropped"] - baseline["dropped"]
@@ -483,23 +564,33 @@ def _published_stamps(frames: Any, n: int) -> set[int]:
 
 def _print_summary(r: dict[str, Any], out_dir: Path) -> None:
     s = r["score"]
-    print(f"replay: {s['frames_published']} frames published, {s['frames_received']} received, "
-          f"{s['frames_dropped']} dropped ({100 * (s['drop_rate'] or 0):.1f} %), "
-          f"{s['outputs_with_unknown_stamp']} outputs with a stamp the input does not have")
+    print(
+        f"replay: {s['frames_published']} frames published, {s['frames_received']} received, "
+        f"{s['frames_dropped']} dropped ({100 * (s['drop_rate'] or 0):.1f} %), "
+        f"{s['outputs_with_unknown_stamp']} outputs with a stamp the input does not have"
+    )
     if "latency_ms" in r:
         lat = r["latency_ms"]
-        print(f"replay: end-to-end latency p50 {lat['p50']} ms, p95 {lat['p95']} ms (max {lat['max']}); input "
-              f"{r['input_rate_hz']} Hz, output {r['output_rate_hz']} Hz; node counters {r.get('node_counters')}")
+        print(
+            f"replay: end-to-end latency p50 {lat['p50']} ms, p95 {lat['p95']} ms (max {lat['max']}); input "
+            f"{r['input_rate_hz']} Hz, output {r['output_rate_hz']} Hz; node counters {r.get('node_counters')}"
+        )
         if "frames_lost_before_node" in r:
-            print(f"replay: of the drops, {r['frames_dropped_by_node']} were replaced by a newer frame while the node "
-                  f"was busy and {r['frames_lost_before_node']} never reached its callback (overwritten in its "
-                  "depth-1 input queue, or lost on the way)")
+            print(
+                f"replay: of the drops, {r['frames_dropped_by_node']} were replaced by a newer frame while the node "
+                f"was busy and {r['frames_lost_before_node']} never reached its callback (overwritten in its "
+                "depth-1 input queue, or lost on the way)"
+            )
     acc = s.get("accuracy")
     if acc:
+
         def pct(v: Optional[float]) -> str:
             return "-" if v is None else f"{100 * v:.1f} %"
-        print(f"replay: mIoU {pct(acc['miou'])} over {s['labelled_frames_scored']} of {s['labelled_frames']} labelled "
-              f"frames, boundary F {pct(acc['boundary_f'])}, mVC8 {pct(acc['mvc8'])}, TC {pct(acc['tc'])}")
+
+        print(
+            f"replay: mIoU {pct(acc['miou'])} over {s['labelled_frames_scored']} of {s['labelled_frames']} labelled "
+            f"frames, boundary F {pct(acc['boundary_f'])}, mVC8 {pct(acc['mvc8'])}, TC {pct(acc['tc'])}"
+        )
     for note in s.get("notes", []):
         print(f"replay: note: {note}")
     print(f"replay: wrote {out_dir / 'replay.json'}" + (f", output bag {r['output_bag']}" if "output_bag" in r else ""))

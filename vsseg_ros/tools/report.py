@@ -54,8 +54,9 @@ class StripFrame:
     preds: list[np.ndarray]
 
 
-def overlay_strip(frames: Sequence[StripFrame], class_map: ClassMap, model_names: Sequence[str],
-                  thumb_width: int = 240) -> np.ndarray:
+def overlay_strip(
+    frames: Sequence[StripFrame], class_map: ClassMap, model_names: Sequence[str], thumb_width: int = 240
+) -> np.ndarray:
     """Rows of frames; columns: image, ground truth, then per model its overlay and its errors (red)."""
     import cv2
 
@@ -70,8 +71,11 @@ def overlay_strip(frames: Sequence[StripFrame], class_map: ClassMap, model_names
             return cv2.resize(x, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
 
         row = [visualize.label(small(f.image), f.name[:26])]
-        row.append(small(visualize.color_mask(f.gt, class_map), True) if f.gt is not None
-                   else np.full((th, tw, 3), 200, np.uint8))
+        row.append(
+            small(visualize.color_mask(f.gt, class_map), True)
+            if f.gt is not None
+            else np.full((th, tw, 3), 200, np.uint8)
+        )
         for pred in f.preds:
             row.append(small(visualize.overlay(f.image, pred, class_map, 0.55)))
             wrong = None
@@ -99,15 +103,20 @@ def _fmt(v: Any, pct: bool = True) -> str:
 def bag_table(bags: Sequence[dict[str, Any]], failed: Sequence[dict[str, Any]] = (), limit: int = 200) -> list[str]:
     """Markdown lines: one row per scored bag (in the order given: worst mIoU first for a fleet) with its frame
     counts and headline numbers, then the bags that failed with their errors."""
-    lines = [f"## Bags ({len(bags)} scored, worst mIoU first)", "",
-             "| # | bag | frames (labelled) | mIoU (%) | boundary F (%) | mVC8 (%) | TC (%) | p50 (ms) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## Bags ({len(bags)} scored, worst mIoU first)",
+        "",
+        "| # | bag | frames (labelled) | mIoU (%) | boundary F (%) | mVC8 (%) | TC (%) | p50 (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for i, b in enumerate(bags[:limit], 1):
         chunk = f" [chunk {b['chunk'][0]}/{b['chunk'][1]}]" if b.get("chunk") else ""
         gt = "" if b.get("ground_truth", True) else " (no ground truth)"
-        lines.append(f"| {i} | `{b['bag']}`{chunk}{gt} | {b['frames']} ({b.get('labelled_frames')}) | "
-                     f"{_fmt(b.get('miou'))} | {_fmt(b.get('boundary_f'))} | {_fmt(b.get('mvc8'))} | "
-                     f"{_fmt(b.get('tc'))} | {_fmt(b.get('latency_ms_p50'), False)} |")
+        lines.append(
+            f"| {i} | `{b['bag']}`{chunk}{gt} | {b['frames']} ({b.get('labelled_frames')}) | "
+            f"{_fmt(b.get('miou'))} | {_fmt(b.get('boundary_f'))} | {_fmt(b.get('mvc8'))} | "
+            f"{_fmt(b.get('tc'))} | {_fmt(b.get('latency_ms_p50'), False)} |"
+        )
     if len(bags) > limit:
         lines.append(f"\n({len(bags) - limit} more bags in the JSON's `bags`.)")
     if failed:
@@ -129,50 +138,77 @@ def bag_bars(bags: Sequence[dict[str, Any]], count: int = 30) -> Optional[Figure
         while name in names:
             name += "'"
         names[name[-40:]] = b["miou"]
-    return charts.iou_bars([names], ["mIoU per bag"], xlabel="mIoU (%)",
-                           title=f"mIoU of the {len(names)} worst bags")
+    return charts.iou_bars([names], ["mIoU per bag"], xlabel="mIoU (%)", title=f"mIoU of the {len(names)} worst bags")
 
 
-def markdown(results: Sequence[dict[str, Any]], model_names: Sequence[str], source: str,
-             pictures: dict[str, str]) -> str:
+def markdown(
+    results: Sequence[dict[str, Any]], model_names: Sequence[str], source: str, pictures: dict[str, str]
+) -> str:
     """The report page: summary table (one column per model), per-class IoU table, notes and the pictures."""
     lines = [f"# Evaluation: {source}", ""]
     head = "| metric | " + " | ".join(model_names) + " |"
     lines += [head, "|---|" + "---|" * len(results)]
-    rows = [("mIoU (%)", "miou", True), ("pixel accuracy (%)", "pixel_accuracy", True),
-            ("boundary F (%)", "boundary_f", True), ("mVC8 (%)", "mvc8", True), ("mVC16 (%)", "mvc16", True),
-            ("TC (%)", "tc", True)]
+    rows = [
+        ("mIoU (%)", "miou", True),
+        ("pixel accuracy (%)", "pixel_accuracy", True),
+        ("boundary F (%)", "boundary_f", True),
+        ("mVC8 (%)", "mvc8", True),
+        ("mVC16 (%)", "mvc16", True),
+        ("TC (%)", "tc", True),
+    ]
     for title, key, pct in rows:
         lines.append(f"| {title} | " + " | ".join(_fmt(r.get(key), pct) for r in results) + " |")
     for p in ("p50", "p95", "p99", "mean", "max"):
-        lines.append(f"| latency {p} (ms) | " + " | ".join(_fmt(r["latency_ms"].get(p), False) for r in results)
-                     + " |")
-    lines.append("| frames (labelled) | " + " | ".join(f"{r['frames']} ({r.get('labelled_frames', 'n/a')})"
-                                                      for r in results) + " |")
+        lines.append(f"| latency {p} (ms) | " + " | ".join(_fmt(r["latency_ms"].get(p), False) for r in results) + " |")
+    lines.append(
+        "| frames (labelled) | "
+        + " | ".join(f"{r['frames']} ({r.get('labelled_frames', 'n/a')})" for r in results)
+        + " |"
+    )
     tol = results[0].get("boundary", {}).get("tolerance_px")
     if tol is not None:
-        lines += ["", f"Boundary F: tolerance {tol} px. mVC: windows of 8 / 16 consecutive labelled frames "
-                      f"({', '.join(str(r.get('mvc_windows')) for r in results)} windows). "
-                      "TC: flow-warp consistency between consecutive predictions (DIS optical flow)."]
-    lines += ["", "## Per-class IoU (%)", "", "| class | " + " | ".join(model_names) + " |",
-              "|---|" + "---|" * len(results)]
+        lines += [
+            "",
+            f"Boundary F: tolerance {tol} px. mVC: windows of 8 / 16 consecutive labelled frames "
+            f"({', '.join(str(r.get('mvc_windows')) for r in results)} windows). "
+            "TC: flow-warp consistency between consecutive predictions (DIS optical flow).",
+        ]
+    lines += [
+        "",
+        "## Per-class IoU (%)",
+        "",
+        "| class | " + " | ".join(model_names) + " |",
+        "|---|" + "---|" * len(results),
+    ]
     for cname in results[0]["per_class_iou"]:
         lines.append(f"| {cname} | " + " | ".join(_fmt(r["per_class_iou"].get(cname)) for r in results) + " |")
     notes = [(name, n) for name, r in zip(model_names, results) for n in r.get("notes", [])]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {name}: {n}" for name, n in notes]
     lines += [""]
-    for title, key in (("Per-class IoU", "iou"), ("Confusion matrix", "confusion"), ("Latency", "latency"),
-                       ("Frames (errors in red)", "overlays")):
+    for title, key in (
+        ("Per-class IoU", "iou"),
+        ("Confusion matrix", "confusion"),
+        ("Latency", "latency"),
+        ("Frames (errors in red)", "overlays"),
+    ):
         if key in pictures:
             lines += [f"## {title}", "", f"![{title}]({pictures[key]})", ""]
     return "\n".join(lines)
 
 
-def write_report(out_dir: Path, results: Sequence[dict[str, Any]], model_names: Sequence[str],
-                 confusions: Sequence[np.ndarray], latencies: Sequence[Sequence[float]], class_map: ClassMap,
-                 strip: Sequence[StripFrame] = (), source: str = "", bags: Sequence[dict[str, Any]] = (),
-                 failed: Sequence[dict[str, Any]] = ()) -> dict[str, Path]:
+def write_report(
+    out_dir: Path,
+    results: Sequence[dict[str, Any]],
+    model_names: Sequence[str],
+    confusions: Sequence[np.ndarray],
+    latencies: Sequence[Sequence[float]],
+    class_map: ClassMap,
+    strip: Sequence[StripFrame] = (),
+    source: str = "",
+    bags: Sequence[dict[str, Any]] = (),
+    failed: Sequence[dict[str, Any]] = (),
+) -> dict[str, Path]:
     """Write the pictures and ``index.md`` into ``out_dir`` (created); returns name -> path of what was written.
     ``strip`` empty: no overlay picture (e.g. when the frames may not be shown). ``bags`` / ``failed`` (a fleet):
     a per-bag table in that order and a chart of the first bags' mIoU (``bags.png``), and the bags that failed."""
@@ -182,14 +218,17 @@ def write_report(out_dir: Path, results: Sequence[dict[str, Any]], model_names: 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     colors = class_map.colors if len(results) == 1 else None
-    written["iou"] = charts.save_png(charts.iou_bars([r["per_class_iou"] for r in results], model_names, colors),
-                                     out_dir / "iou.png")
+    written["iou"] = charts.save_png(
+        charts.iou_bars([r["per_class_iou"] for r in results], model_names, colors), out_dir / "iou.png"
+    )
     names = list(results[0]["per_class_iou"].keys())
     written["confusion"] = charts.save_png(
         charts.confusion_matrices(confusions, names, [f"confusion matrix: {n}" for n in model_names]),
-        out_dir / "confusion.png")
+        out_dir / "confusion.png",
+    )
     written["latency"] = charts.save_png(
-        charts.latency_histogram(latencies, model_names, [r["latency_ms"] for r in results]), out_dir / "latency.png")
+        charts.latency_histogram(latencies, model_names, [r["latency_ms"] for r in results]), out_dir / "latency.png"
+    )
     if strip:
         written["overlays"] = write_png(out_dir / "overlays.png", overlay_strip(strip, class_map, model_names))
     bars = bag_bars(bags) if bags else None
@@ -218,5 +257,13 @@ def strip_indices(total: int, count: int) -> list[int]:
     return sorted({int(math.floor(i * (total - 1) / (count - 1) + 0.5)) for i in range(count)})
 
 
-__all__ = ["StripFrame", "bag_bars", "bag_table", "error_view", "markdown", "overlay_strip", "strip_indices",
-           "write_report"]
+__all__ = [
+    "StripFrame",
+    "bag_bars",
+    "bag_table",
+    "error_view",
+    "markdown",
+    "overlay_strip",
+    "strip_indices",
+    "write_report",
+]

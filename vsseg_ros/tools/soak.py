@@ -40,16 +40,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", default="bgr8", help="sensor_msgs/Image encoding of the frames (default bgr8)")
     p.add_argument("--json", type=Path, help="write the results (summary and time series) here")
     p.add_argument("--plot", type=Path, help="draw RSS, rates and latency over time into this PNG")
-    p.add_argument("--max-rss-growth-mb", type=float, default=50.0,
-                   help="fail when the node's RSS grows more than this after the warm-up (default 50)")
-    p.add_argument("--warmup-minutes", type=float, default=None,
-                   help="RSS growth is measured from here (default 2, or half of a run shorter than 4 minutes)")
-    p.add_argument("--sample-seconds", type=float, default=None,
-                   help="seconds per point of the time series (default: 1/60 of the run, 2 to 10 s)")
+    p.add_argument(
+        "--max-rss-growth-mb",
+        type=float,
+        default=50.0,
+        help="fail when the node's RSS grows more than this after the warm-up (default 50)",
+    )
+    p.add_argument(
+        "--warmup-minutes",
+        type=float,
+        default=None,
+        help="RSS growth is measured from here (default 2, or half of a run shorter than 4 minutes)",
+    )
+    p.add_argument(
+        "--sample-seconds",
+        type=float,
+        default=None,
+        help="seconds per point of the time series (default: 1/60 of the run, 2 to 10 s)",
+    )
     p.add_argument("--model", default="", help="checkpoint (default: the packaged model)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--node-param", type=_param, action="append", metavar="NAME=VALUE",
-                   help="a node parameter, e.g. worker_threads=1 (repeatable)")
+    p.add_argument(
+        "--node-param",
+        type=_param,
+        action="append",
+        metavar="NAME=VALUE",
+        help="a node parameter, e.g. worker_threads=1 (repeatable)",
+    )
     p.add_argument("--out", type=Path, default=Path("out/soak"), help="folder for the node's log (default out/soak)")
 
 
@@ -112,10 +129,19 @@ class SoakResult:
         return {**self.summary, "series": [s.__dict__ for s in self.series]}
 
 
-def soak(minutes: float, rate_hz: float, size: tuple[int, int], encoding: str = "bgr8", model_path: str = "",
-         device: str = "auto", node_params: Optional[dict[str, Any]] = None, out_dir: Path = Path("out/soak"),
-         max_rss_growth_mb: float = 50.0, warmup_minutes: Optional[float] = None,
-         sample_seconds: Optional[float] = None) -> SoakResult:
+def soak(
+    minutes: float,
+    rate_hz: float,
+    size: tuple[int, int],
+    encoding: str = "bgr8",
+    model_path: str = "",
+    device: str = "auto",
+    node_params: Optional[dict[str, Any]] = None,
+    out_dir: Path = Path("out/soak"),
+    max_rss_growth_mb: float = 50.0,
+    warmup_minutes: Optional[float] = None,
+    sample_seconds: Optional[float] = None,
+) -> SoakResult:
     from vsseg_ros.tools.rosenv import apply_local_ros_env
 
     env = apply_local_ros_env()  # before rclpy.init: loopback, own domain, the shipped Fast DDS profile
@@ -130,13 +156,15 @@ def soak(minutes: float, rate_hz: float, size: tuple[int, int], encoding: str = 
     step_s = sample_seconds or min(10.0, max(2.0, duration_s / 60))
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"model_path": model_path, "device": device, "stats_period": 5.0, **(node_params or {})}
-    node = NodeProcess(params_file=write_params_file(params, path=out_dir / "node_params.yaml"), env=env,
-                       log_path=out_dir / "node.log")
+    node = NodeProcess(
+        params_file=write_params_file(params, path=out_dir / "node_params.yaml"), env=env, log_path=out_dir / "node.log"
+    )
     rclpy.init()
     client = SegmentationClient(outputs=("mask",), name="vsseg_soak", keep_messages=False)
     try:
         if client.wait_for_class_map(300.0, node.alive) is None or not client.wait_until_serving(
-                "mask", np.zeros((*size, 3), np.uint8), 120.0, node.alive):
+            "mask", np.zeros((*size, 3), np.uint8), 120.0, node.alive
+        ):
             raise RuntimeError(f"the node did not start serving:\n{node.log()[-3000:]}")
         time.sleep(1.5)  # late answers to the start-up probes, then forget them: every later output must match
         with client._lock:
@@ -144,8 +172,10 @@ def soak(minutes: float, rate_hz: float, size: tuple[int, int], encoding: str = 
             client.received["mask"].times.clear()
         client.publish_times.clear()
         frames = _frames(size, encoding)
-        msgs = [Image(height=size[0], width=size[1], encoding=encoding, is_bigendian=0, step=step, data=data)
-                for data, step in frames]
+        msgs = [
+            Image(height=size[0], width=size[1], encoding=encoding, is_bigendian=0, step=step, data=data)
+            for data, step in frames
+        ]
         sent: dict[tuple[int, int], str] = {}
         series: list[Sample] = []
         checked: set[tuple[int, int]] = set()
@@ -184,8 +214,11 @@ def soak(minutes: float, rate_hz: float, size: tuple[int, int], encoding: str = 
         client.close()
         rc = node.stop()
         rclpy.try_shutdown()
-    lat = {k: (client.received["mask"].times[k] - client.publish_times[k]) * 1e3
-           for k in client.received["mask"].times if k in client.publish_times}
+    lat = {
+        k: (client.received["mask"].times[k] - client.publish_times[k]) * 1e3
+        for k in client.received["mask"].times
+        if k in client.publish_times
+    }
     after = [v for k, v in lat.items() if (k[0] * 1e9 + k[1] - stamp0) / 1e9 >= warmup_s]
     baseline = next((s for s in series if s.t_s >= warmup_s), series[-1] if series else None)
     rss_end = series[-1].rss_mb if series else float("nan")
@@ -202,23 +235,43 @@ def soak(minutes: float, rate_hz: float, size: tuple[int, int], encoding: str = 
         failures.append("no output")
     p50, p99 = _pct(after, 50), _pct(after, 99)
     summary = {
-        "minutes": minutes, "rate_hz": rate_hz, "size": f"{size[0]}x{size[1]}", "encoding": encoding,
-        "frames_sent": n, "frames_out": frames_out, "drop_fraction": 1.0 - frames_out / n if n else None,
-        "rss_mb_start": rss_start, "rss_mb_warmup": baseline.rss_mb if baseline else None, "rss_mb_end": rss_end,
+        "minutes": minutes,
+        "rate_hz": rate_hz,
+        "size": f"{size[0]}x{size[1]}",
+        "encoding": encoding,
+        "frames_sent": n,
+        "frames_out": frames_out,
+        "drop_fraction": 1.0 - frames_out / n if n else None,
+        "rss_mb_start": rss_start,
+        "rss_mb_warmup": baseline.rss_mb if baseline else None,
+        "rss_mb_end": rss_end,
         "rss_mb_max_after_warmup": max((s.rss_mb for s in series if s.t_s >= warmup_s), default=None),
-        "rss_growth_mb": growth, "max_rss_growth_mb": max_rss_growth_mb, "warmup_s": warmup_s,
-        "latency_ms": {"p50": p50, "p99": p99, "p99_over_p50": p99 / p50 if p50 else None,
-                       "frames": len(after), "after_warmup": True},
+        "rss_growth_mb": growth,
+        "max_rss_growth_mb": max_rss_growth_mb,
+        "warmup_s": warmup_s,
+        "latency_ms": {
+            "p50": p50,
+            "p99": p99,
+            "p99_over_p50": p99 / p50 if p50 else None,
+            "frames": len(after),
+            "after_warmup": True,
+        },
         "latency_ms_all": {"p50": _pct(list(lat.values()), 50), "p99": _pct(list(lat.values()), 99)},
-        "output_rate_hz": frames_out / (end - t0), "wrong_stamps": len(wrong), "wrong_examples": wrong[:10],
-        "node_exit_code": rc, "fastdds_profile": env.get("FASTDDS_DEFAULT_PROFILES_FILE", ""),
-        "node_params": params, "passed": not failures, "failures": failures,
+        "output_rate_hz": frames_out / (end - t0),
+        "wrong_stamps": len(wrong),
+        "wrong_examples": wrong[:10],
+        "node_exit_code": rc,
+        "fastdds_profile": env.get("FASTDDS_DEFAULT_PROFILES_FILE", ""),
+        "node_params": params,
+        "passed": not failures,
+        "failures": failures,
     }
     return SoakResult(summary, series)
 
 
-def _sample(client, pid: int, t: float, n: int, window_start: tuple[float, int, int],
-            sent: dict, checked: set, wrong: list) -> Sample:
+def _sample(
+    client, pid: int, t: float, n: int, window_start: tuple[float, int, int], sent: dict, checked: set, wrong: list
+) -> Sample:
     """One point of the time series; checks the outputs that came since the last point."""
     with client._lock:
         headers = dict(client.received["mask"].msgs)
@@ -229,12 +282,22 @@ def _sample(client, pid: int, t: float, n: int, window_start: tuple[float, int, 
     t_start, n_start, out_start = window_start
     now = time.perf_counter()
     dt = max(now - t_start, 1e-6)
-    recent = [(times[k] - client.publish_times[k]) * 1e3 for k in times
-              if k in client.publish_times and times[k] >= t_start]
+    recent = [
+        (times[k] - client.publish_times[k]) * 1e3 for k in times if k in client.publish_times and times[k] >= t_start
+    ]
     out = len(headers)
-    return Sample(t_s=t, rss_mb=rss_mb(pid), frames_sent=n, frames_out=out, out_rate_hz=(out - out_start) / dt,
-                  in_rate_hz=(n - n_start) / dt, dropped=n - out, latency_p50_ms=_pct(recent, 50),
-                  latency_p99_ms=_pct(recent, 99), wrong_stamps=len(wrong))
+    return Sample(
+        t_s=t,
+        rss_mb=rss_mb(pid),
+        frames_sent=n,
+        frames_out=out,
+        out_rate_hz=(out - out_start) / dt,
+        in_rate_hz=(n - n_start) / dt,
+        dropped=n - out,
+        latency_p50_ms=_pct(recent, 50),
+        latency_p99_ms=_pct(recent, 99),
+        wrong_stamps=len(wrong),
+    )
 
 
 def plot(result: SoakResult, path: Path) -> Path:
@@ -247,16 +310,28 @@ def plot(result: SoakResult, path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = soak(args.minutes, args.rate, args.size, args.encoding, args.model, args.device,
-                  dict(args.node_param or []), args.out, args.max_rss_growth_mb, args.warmup_minutes,
-                  args.sample_seconds)
+    result = soak(
+        args.minutes,
+        args.rate,
+        args.size,
+        args.encoding,
+        args.model,
+        args.device,
+        dict(args.node_param or []),
+        args.out,
+        args.max_rss_growth_mb,
+        args.warmup_minutes,
+        args.sample_seconds,
+    )
     m = result.summary
     lat = m["latency_ms"]
     fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
-    print(f"soak {m['size']} {m['encoding']} at {m['rate_hz']:g} Hz for {m['minutes']:g} min: sent {m['frames_sent']}, "
-          f"masks {m['frames_out']} ({m['output_rate_hz']:.2f} Hz), RSS {m['rss_mb_start']:.0f} -> "
-          f"{m['rss_mb_end']:.0f} MB (growth after warm-up {m['rss_growth_mb']:.1f} MB), latency p50 "
-          f"{fmt(lat['p50'])} / p99 {fmt(lat['p99'])} ms, wrong stamps {m['wrong_stamps']}")
+    print(
+        f"soak {m['size']} {m['encoding']} at {m['rate_hz']:g} Hz for {m['minutes']:g} min: sent {m['frames_sent']}, "
+        f"masks {m['frames_out']} ({m['output_rate_hz']:.2f} Hz), RSS {m['rss_mb_start']:.0f} -> "
+        f"{m['rss_mb_end']:.0f} MB (growth after warm-up {m['rss_growth_mb']:.1f} MB), latency p50 "
+        f"{fmt(lat['p50'])} / p99 {fmt(lat['p99'])} ms, wrong stamps {m['wrong_stamps']}"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_json(), indent=2))
@@ -268,4 +343,3 @@ def run(args: argparse.Namespace) -> int:
 
 
 __all__ = ["SoakResult", "add_arguments", "plot", "rss_mb", "run", "soak", "wrong_outputs"]
-

@@ -30,19 +30,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     m = p.add_argument_group("model and fusion")
     m.add_argument("--model", default="", help="a PER-FRAME checkpoint (default: the packaged default model)")
-    m.add_argument("--frames", type=int, default=3, help="T: frames in the causal window, the current one included "
-                                                         "(default 3)")
-    m.add_argument("--dis-preset", default="medium", choices=("ultrafast", "fast", "medium"),
-                   help="DIS optical flow preset for the alignment (default medium)")
-    m.add_argument("--max-frame-gap", type=float, default=DEFAULT_MAX_FRAME_GAP_S,
-                   help=f"seconds between frames after which the window restarts (default {DEFAULT_MAX_FRAME_GAP_S})")
+    m.add_argument(
+        "--frames", type=int, default=3, help="T: frames in the causal window, the current one included (default 3)"
+    )
+    m.add_argument(
+        "--dis-preset",
+        default="medium",
+        choices=("ultrafast", "fast", "medium"),
+        help="DIS optical flow preset for the alignment (default medium)",
+    )
+    m.add_argument(
+        "--max-frame-gap",
+        type=float,
+        default=DEFAULT_MAX_FRAME_GAP_S,
+        help=f"seconds between frames after which the window restarts (default {DEFAULT_MAX_FRAME_GAP_S})",
+    )
     m.add_argument("--boundary-tolerance", type=int, default=2, help="boundary F-score tolerance in px (default 2)")
     m.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     m.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
     o = p.add_argument_group("output")
-    o.add_argument("--out", type=Path, default=Path("out/temporal_headroom"),
-                   help="folder for headroom.json and headroom.png (default out/temporal_headroom)")
+    o.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/temporal_headroom"),
+        help="folder for headroom.json and headroom.png (default out/temporal_headroom)",
+    )
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -76,14 +89,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     model = SoftmaxModel.load(args.model, device=args.device)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        source = open_source(argparse.Namespace(**{**vars(args), "context": (args.context, 0)}),
-                             model.class_map.num_classes)
+        source = open_source(
+            argparse.Namespace(**{**vars(args), "context": (args.context, 0)}), model.class_map.num_classes
+        )
         notes = check_classes(source, [model])
         total = source.total if args.max_frames is None else min(source.total or args.max_frames, args.max_frames)
         frames = tqdm(source.frames, total=total, desc="temporal-headroom", unit="frame", disable=args.quiet)
-        out = temporal_headroom(model, frames, window=args.frames, dis_preset=args.dis_preset,
-                                max_frame_gap_s=args.max_frame_gap, boundary_tolerance_px=args.boundary_tolerance,
-                                max_frames=args.max_frames)
+        out = temporal_headroom(
+            model,
+            frames,
+            window=args.frames,
+            dis_preset=args.dis_preset,
+            max_frame_gap_s=args.max_frame_gap,
+            boundary_tolerance_px=args.boundary_tolerance,
+            max_frames=args.max_frames,
+        )
     caught = [f"{w.category.__name__}: {w.message}" for w in rec]
     for line in caught:
         print(f"warning: {line}", file=sys.stderr)
@@ -92,9 +112,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out["model_path"] = args.model or "default"
     out["source"] = source.info
     out["source_description"] = source.description
-    out["settings"] = {"frames": args.frames, "dis_preset": args.dis_preset, "max_frame_gap_s": args.max_frame_gap,
-                       "boundary_tolerance_px": args.boundary_tolerance, "device": args.device,
-                       "context_before": args.context, "max_frames": args.max_frames}
+    out["settings"] = {
+        "frames": args.frames,
+        "dis_preset": args.dis_preset,
+        "max_frame_gap_s": args.max_frame_gap,
+        "boundary_tolerance_px": args.boundary_tolerance,
+        "device": args.device,
+        "context_before": args.context,
+        "max_frames": args.max_frames,
+    }
     out["warnings"] = caught + notes
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -124,8 +150,10 @@ def format_table(out: dict[str, Any]) -> str:
 
 
 def _title(out: dict[str, Any]) -> str:
-    return (f"temporal headroom of {out['model']} (T={out['window']}, DIS {out['dis_preset']}): "
-            f"{out['frames']} frames, {out['labelled_frames']} labelled")
+    return (
+        f"temporal headroom of {out['model']} (T={out['window']}, DIS {out['dis_preset']}): "
+        f"{out['frames']} frames, {out['labelled_frames']} labelled"
+    )
 
 
 def write_chart(path: Path, out: dict[str, Any]) -> None:
@@ -153,8 +181,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vsseg_ros.tools.temporal_headroom",
-                                description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m vsseg_ros.tools.temporal_headroom", description=__doc__.split("\n\n")[0]
+    )
     add_arguments(p)
     return run(p.parse_args(argv))
 

@@ -22,8 +22,13 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def plot_runs(runs: Sequence[tuple[str, Path]], out: Path, baseline: Optional[float] = None,
-              baseline_label: str = "default", title: str = "CamVid val mIoU") -> Path:
+def plot_runs(
+    runs: Sequence[tuple[str, Path]],
+    out: Path,
+    baseline: Optional[float] = None,
+    baseline_label: str = "default",
+    title: str = "CamVid val mIoU",
+) -> Path:
     """Write a PNG of val mIoU (%) over steps for each ``(label, train_log.jsonl)``."""
     import matplotlib
 
@@ -38,8 +43,13 @@ def plot_runs(runs: Sequence[tuple[str, Path]], out: Path, baseline: Optional[fl
             ax.plot(steps, [100 * (r["val_miou"] or 0.0) for r in log], marker="o", label=label)
             raw = [(r["step"], r["val_miou_trained_weights"]) for r in log if r.get("val_miou_trained_weights")]
             if raw:
-                ax.plot([s for s, _ in raw], [100 * v for _, v in raw], linestyle="--", marker=".",
-                        label=f"{label} (trained weights, not averaged)")
+                ax.plot(
+                    [s for s, _ in raw],
+                    [100 * v for _, v in raw],
+                    linestyle="--",
+                    marker=".",
+                    label=f"{label} (trained weights, not averaged)",
+                )
         if baseline is not None:
             ax.axhline(100 * baseline, color="grey", linestyle=":", label=f"{baseline_label} {100 * baseline:.2f} %")
         ax.set_xlabel("training step")

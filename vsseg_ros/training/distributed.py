@@ -120,8 +120,9 @@ class DistContext:
         """Raise if the ranks' parameters and buffers differ (a per-tensor checksum compared over the ranks)."""
         if not self.enabled:
             return
-        sums = np.array([float(t.detach().double().sum()) for t in model.state_dict().values()
-                         if t.is_floating_point()])
+        sums = np.array(
+            [float(t.detach().double().sum()) for t in model.state_dict().values() if t.is_floating_point()]
+        )
         if not np.array_equal(self.all_reduce(sums, "max"), self.all_reduce(sums, "min")):
             raise RuntimeError("data-parallel ranks hold different model weights (they fell out of sync)")
 
@@ -149,8 +150,10 @@ def init_distributed(device: str = "cpu") -> DistContext:
     local = int(os.environ.get("LOCAL_RANK", rank))
     if dev.type == "cuda":
         if local >= torch.cuda.device_count():
-            raise ValueError(f"local rank {local} has no GPU: torch sees {torch.cuda.device_count()}; start at "
-                             "most one process per GPU (torchrun --nproc_per_node)")
+            raise ValueError(
+                f"local rank {local} has no GPU: torch sees {torch.cuda.device_count()}; start at "
+                "most one process per GPU (torchrun --nproc_per_node)"
+            )
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"

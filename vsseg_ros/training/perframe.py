@@ -80,18 +80,44 @@ class TrainConfigError(ValueError):
 # -- recipe ---------------------------------------------------------------------------------------
 
 DATA_DEFAULTS: dict[str, Any] = {
-    "dataset": "camvid", "root": "../shared/data/camvid", "train_split": "train", "val_split": "val",
-    "crop_size": [288, 384], "scale_range": [0.5, 2.0], "hflip": 0.5,
+    "dataset": "camvid",
+    "root": "../shared/data/camvid",
+    "train_split": "train",
+    "val_split": "val",
+    "crop_size": [288, 384],
+    "scale_range": [0.5, 2.0],
+    "hflip": 0.5,
     "jitter": {"p": 0.8, "brightness": 0.25, "contrast": 0.25, "saturation": 0.25, "hue": 0.03},
-    "boundary_radius": 2, "num_workers": 1, "val_batch_size": 4,
+    "boundary_radius": 2,
+    "num_workers": 1,
+    "val_batch_size": 4,
 }
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "seed": 0, "batch_size": 8, "max_iters": 1000, "time_budget_min": None, "optimizer": "adamw",
-    "lr": 5e-4, "head_lr_mult": 4.0, "weight_decay": 1e-4, "momentum": 0.9, "warmup_iters": 100,
-    "schedule": "poly", "poly_power": 0.9, "min_lr_ratio": 0.0, "class_weighting": "sqrt_median_freq",
-    "boundary_loss_weight": 0.5, "boundary_pos_weight_max": 10.0, "pretrained": "imagenet",
-    "init": None, "ema": None, "ohem_keep": None,
-    "val_every_iters": 0, "val_every_min": 10.0, "log_every": 10, "threads": None, "grad_clip": 5.0,
+    "seed": 0,
+    "batch_size": 8,
+    "max_iters": 1000,
+    "time_budget_min": None,
+    "optimizer": "adamw",
+    "lr": 5e-4,
+    "head_lr_mult": 4.0,
+    "weight_decay": 1e-4,
+    "momentum": 0.9,
+    "warmup_iters": 100,
+    "schedule": "poly",
+    "poly_power": 0.9,
+    "min_lr_ratio": 0.0,
+    "class_weighting": "sqrt_median_freq",
+    "boundary_loss_weight": 0.5,
+    "boundary_pos_weight_max": 10.0,
+    "pretrained": "imagenet",
+    "init": None,
+    "ema": None,
+    "ohem_keep": None,
+    "val_every_iters": 0,
+    "val_every_min": 10.0,
+    "log_every": 10,
+    "threads": None,
+    "grad_clip": 5.0,
     "device": "cpu",
 }
 
@@ -121,8 +147,9 @@ def _merge(defaults: dict[str, Any], given: Any, section: str, path: Path) -> di
         raise TrainConfigError(f"{path}: '{section}' must be a mapping, got {type(given).__name__}")
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise TrainConfigError(f"{path}: unknown field(s) in '{section}': {', '.join(unknown)}; known: "
-                               f"{', '.join(sorted(defaults))}")
+        raise TrainConfigError(
+            f"{path}: unknown field(s) in '{section}': {', '.join(unknown)}; known: {', '.join(sorted(defaults))}"
+        )
     out = dict(defaults)
     for k, v in given.items():
         if isinstance(defaults.get(k), dict) and isinstance(v, dict):
@@ -156,8 +183,9 @@ def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Pa
         raise TrainConfigError(f"{path}: expected a mapping with model, data and train sections")
     unknown = sorted(set(raw) - {"model", "model_id", "data", "train"})
     if unknown:
-        raise TrainConfigError(f"{path}: unknown top-level field(s): {', '.join(unknown)}; "
-                               "known: model, model_id, data, train")
+        raise TrainConfigError(
+            f"{path}: unknown top-level field(s): {', '.join(unknown)}; known: model, model_id, data, train"
+        )
     model_section = raw.get("model")
     try:
         if isinstance(model_section, str):  # a path to a model config file
@@ -174,8 +202,9 @@ def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Pa
     if data["dataset"] != "camvid":
         raise TrainConfigError(f"{path}: data.dataset={data['dataset']!r}; only 'camvid' is supported")
     if model.num_classes != CAMVID.num_classes:
-        raise TrainConfigError(f"{path}: model.num_classes={model.num_classes} but CamVid has "
-                               f"{CAMVID.num_classes} classes")
+        raise TrainConfigError(
+            f"{path}: model.num_classes={model.num_classes} but CamVid has {CAMVID.num_classes} classes"
+        )
     if train["optimizer"] not in ("adamw", "sgd"):
         raise TrainConfigError(f"{path}: train.optimizer must be adamw or sgd, got {train['optimizer']!r}")
     if train["schedule"] not in ("poly", "cosine"):
@@ -209,8 +238,7 @@ def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Pa
         if not root.is_absolute():
             root = _repo_root_for(path) / root
     model_id = str(raw.get("model_id") or f"{model.name}_camvid")
-    return Recipe(path=path, raw=raw, model=model, model_id=model_id, data=data, train=train,
-                  data_root=root.resolve())
+    return Recipe(path=path, raw=raw, model=model, model_id=model_id, data=data, train=train, data_root=root.resolve())
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -225,8 +253,9 @@ class SeedStream(torch.utils.data.Sampler):
     the ranks' batches of a step together are the single-process batch of that step (``start`` is then a
     multiple of ``world_size * shard_batch``)."""
 
-    def __init__(self, n: int, seed: int, start: int = 0, rank: int = 0, world_size: int = 1,
-                 shard_batch: int = 1) -> None:
+    def __init__(
+        self, n: int, seed: int, start: int = 0, rank: int = 0, world_size: int = 1, shard_batch: int = 1
+    ) -> None:
         if not 0 <= int(rank) < int(world_size):
             raise ValueError(f"rank {rank} outside a world of {world_size}")
         self.n, self.seed, self.start = int(n), int(seed), int(start)
@@ -281,10 +310,15 @@ def _param_groups(model: PerFrameSegNet, lr: float, head_lr_mult: float, weight_
         groups.setdefault((is_head, no_decay), []).append(p)
     out = []
     for (is_head, no_decay), params in sorted(groups.items()):
-        out.append({"params": params, "lr": lr * (head_lr_mult if is_head else 1.0),
-                    "base_lr": lr * (head_lr_mult if is_head else 1.0),
-                    "weight_decay": 0.0 if no_decay else weight_decay,
-                    "name": ("head" if is_head else "backbone") + ("_no_decay" if no_decay else "")})
+        out.append(
+            {
+                "params": params,
+                "lr": lr * (head_lr_mult if is_head else 1.0),
+                "base_lr": lr * (head_lr_mult if is_head else 1.0),
+                "weight_decay": 0.0 if no_decay else weight_decay,
+                "name": ("head" if is_head else "backbone") + ("_no_decay" if no_decay else ""),
+            }
+        )
     return out
 
 
@@ -301,8 +335,13 @@ def lr_factor(step: int, progress: float, train: dict[str, Any]) -> float:
     return floor + (1.0 - floor) * f
 
 
-def segmentation_loss(out: dict[str, Optional[Tensor]], label: Tensor, boundary: Optional[Tensor],
-                      weight: Optional[Tensor], train: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
+def segmentation_loss(
+    out: dict[str, Optional[Tensor]],
+    label: Tensor,
+    boundary: Optional[Tensor],
+    weight: Optional[Tensor],
+    train: dict[str, Any],
+) -> tuple[Tensor, dict[str, float]]:
     size = label.shape[-2:]
     logits = F.interpolate(out["logits"], size=size, mode="bilinear", align_corners=False)
     keep = train.get("ohem_keep")
@@ -323,9 +362,9 @@ def segmentation_loss(out: dict[str, Optional[Tensor]], label: Tensor, boundary:
             pos = float(target.sum())
             neg = float(target.numel()) - pos
             pw = min(max(neg / max(pos, 1.0), 1.0), float(train["boundary_pos_weight_max"]))
-            bce = F.binary_cross_entropy_with_logits(edge[valid], target,
-                                                     pos_weight=torch.tensor(pw, dtype=edge.dtype,
-                                                                             device=edge.device))
+            bce = F.binary_cross_entropy_with_logits(
+                edge[valid], target, pos_weight=torch.tensor(pw, dtype=edge.dtype, device=edge.device)
+            )
             total = total + bw * bce
             parts["boundary"] = float(bce.detach())
         else:  # keep the boundary head in the graph (data-parallel gradient sync expects every step alike)
@@ -374,9 +413,16 @@ class WeightAverage:
 
 
 @torch.no_grad()
-def evaluate(model: PerFrameSegNet, data: CamVid, mean: Sequence[float], std: Sequence[float],
-             batch_size: int = 4, cache: Optional[dict[int, tuple[np.ndarray, np.ndarray]]] = None,
-             rank: int = 0, world_size: int = 1) -> ConfusionMatrix:
+def evaluate(
+    model: PerFrameSegNet,
+    data: CamVid,
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int = 4,
+    cache: Optional[dict[int, tuple[np.ndarray, np.ndarray]]] = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> ConfusionMatrix:
     """Confusion matrix of ``model`` over ``data`` at each frame's own size, preprocessed as
     :class:`PerFrameSegmenter` does (normalise, zero-pad to a multiple of 32, upsample stride-8 logits).
     With ``world_size`` > 1 only frames ``rank, rank + world_size, ...`` are scored (sum the ranks' matrices)."""
@@ -412,8 +458,9 @@ def evaluate(model: PerFrameSegNet, data: CamVid, mean: Sequence[float], std: Se
             x[:, :, :H, :W] = (img - m) / s
             logits = model(x.to(device), boundary=False)["logits"]
             hl, wl = -(-H // stride), -(-W // stride)
-            logits = F.interpolate(logits[:, :, :hl, :wl], scale_factor=stride, mode="bilinear",
-                                   align_corners=False)[:, :, :H, :W]
+            logits = F.interpolate(logits[:, :, :hl, :wl], scale_factor=stride, mode="bilinear", align_corners=False)[
+                :, :, :H, :W
+            ]
             pred = logits.argmax(1).cpu().numpy().astype(np.uint8)
             for k, (_, label) in enumerate(pairs):
                 cm.update(pred[k], label)
@@ -425,8 +472,9 @@ def evaluate(model: PerFrameSegNet, data: CamVid, mean: Sequence[float], std: Se
 # -- plotting -------------------------------------------------------------------------------------
 
 
-def plot_curve(points: Sequence[tuple[int, float]], path: Path, title: str = "validation mIoU",
-               xlabel: str = "iteration") -> None:
+def plot_curve(
+    points: Sequence[tuple[int, float]], path: Path, title: str = "validation mIoU", xlabel: str = "iteration"
+) -> None:
     """A line chart of (x, mIoU in [0, 1]) (:func:`vsseg_ros.charts.training_curve`), written as PNG."""
     from vsseg_ros import charts
 
@@ -465,9 +513,16 @@ class TrainResult:
     best_step: int
 
 
-def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = False,
-          max_iters: Optional[int] = None, data_root: Optional[Path] = None, threads: Optional[int] = None,
-          command: Optional[str] = None, progress: bool = True) -> Path:
+def train(
+    config_path: Path,
+    out_dir: Optional[Path] = None,
+    resume: bool = False,
+    max_iters: Optional[int] = None,
+    data_root: Optional[Path] = None,
+    threads: Optional[int] = None,
+    command: Optional[str] = None,
+    progress: bool = True,
+) -> Path:
     """Train a PerFrameSegNet from the recipe at ``config_path``; return the path of ``best.pt``.
 
     ``out_dir`` defaults to ``out/train/<config file stem>``; ``max_iters`` overrides ``train.max_iters``;
@@ -477,9 +532,16 @@ def train(config_path: Path, out_dir: Optional[Path] = None, resume: bool = Fals
     return run_training(config_path, out_dir, resume, max_iters, data_root, threads, command, progress).best_path
 
 
-def run_training(config_path: Path, out_dir: Optional[Path] = None, resume: bool = False,
-                 max_iters: Optional[int] = None, data_root: Optional[Path] = None, threads: Optional[int] = None,
-                 command: Optional[str] = None, progress: bool = True) -> TrainResult:
+def run_training(
+    config_path: Path,
+    out_dir: Optional[Path] = None,
+    resume: bool = False,
+    max_iters: Optional[int] = None,
+    data_root: Optional[Path] = None,
+    threads: Optional[int] = None,
+    command: Optional[str] = None,
+    progress: bool = True,
+) -> TrainResult:
     """:func:`train`, returning the model as well.
 
     Data-parallel: launched by ``torchrun --nproc_per_node N``, the N processes join one group (gloo on CPU,
@@ -503,8 +565,17 @@ def run_training(config_path: Path, out_dir: Optional[Path] = None, resume: bool
         ctx.close()
 
 
-def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], resume: bool,
-         max_iters: Optional[int], threads: Optional[int], command: Optional[str], progress: bool) -> TrainResult:
+def _run(
+    recipe: Recipe,
+    ctx: Any,
+    config_path: Path,
+    out_dir: Optional[Path],
+    resume: bool,
+    max_iters: Optional[int],
+    threads: Optional[int],
+    command: Optional[str],
+    progress: bool,
+) -> TrainResult:
     from tqdm import tqdm
 
     from vsseg_ros.core.checkpoint import save_checkpoint
@@ -519,8 +590,10 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
         tr["max_iters"] = int(max_iters)
     batch_size = int(tr["batch_size"])
     if batch_size % ctx.world_size:
-        raise TrainConfigError(f"{config_path}: train.batch_size={batch_size} (the batch of one step, over all "
-                               f"processes) must be divisible by the number of processes, {ctx.world_size}")
+        raise TrainConfigError(
+            f"{config_path}: train.batch_size={batch_size} (the batch of one step, over all "
+            f"processes) must be divisible by the number of processes, {ctx.world_size}"
+        )
     shard_batch = batch_size // ctx.world_size
     n_threads = threads if threads is not None else tr.get("threads")
     if n_threads:
@@ -542,10 +615,15 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
 
         init_ckpt = load_checkpoint(tr["init"])
         if init_ckpt.config.temporal is not None:
-            raise TrainConfigError(f"{config_path}: train.init={tr['init']} is a temporal checkpoint; this trainer "
-                                   "starts from a per-frame one")
-        load_state_dict_checked(model, {k: v.float() if v.is_floating_point() else v
-                                        for k, v in init_ckpt.state_dict.items()}, source=str(tr["init"]))
+            raise TrainConfigError(
+                f"{config_path}: train.init={tr['init']} is a temporal checkpoint; this trainer "
+                "starts from a per-frame one"
+            )
+        load_state_dict_checked(
+            model,
+            {k: v.float() if v.is_floating_point() else v for k, v in init_ckpt.state_dict.items()},
+            source=str(tr["init"]),
+        )
         say(f"warm start from {tr['init']} ({init_ckpt.model_id})", flush=True)
     elif tr["pretrained"] == "imagenet" and not resume:
         model.load_imagenet_backbone()
@@ -556,12 +634,24 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
     train_data = CamVid(recipe.data_root, dc["train_split"], num_classes=cfg.num_classes)
     val_data = CamVid(recipe.data_root, dc["val_split"], num_classes=cfg.num_classes)
     jitter = dc["jitter"]
-    augment = TrainAugment(crop_size=tuple(dc["crop_size"]), scale_range=tuple(dc["scale_range"]),
-                           hflip=float(dc["hflip"]), brightness=float(jitter["brightness"]),
-                           contrast=float(jitter["contrast"]), saturation=float(jitter["saturation"]),
-                           hue=float(jitter["hue"]), jitter_p=float(jitter["p"]))
-    dataset = CamVidTrainDataset(train_data, augment, mean=cfg.mean, std=cfg.std,
-                                 boundary_radius=int(dc["boundary_radius"] or 0) or None, cache=True)
+    augment = TrainAugment(
+        crop_size=tuple(dc["crop_size"]),
+        scale_range=tuple(dc["scale_range"]),
+        hflip=float(dc["hflip"]),
+        brightness=float(jitter["brightness"]),
+        contrast=float(jitter["contrast"]),
+        saturation=float(jitter["saturation"]),
+        hue=float(jitter["hue"]),
+        jitter_p=float(jitter["p"]),
+    )
+    dataset = CamVidTrainDataset(
+        train_data,
+        augment,
+        mean=cfg.mean,
+        std=cfg.std,
+        boundary_radius=int(dc["boundary_radius"] or 0) or None,
+        cache=True,
+    )
     dataset.preload()  # decoded once; workers forked after this share the pages
     counts = np.zeros(cfg.num_classes, np.int64)
     for _, lab in dataset.pairs.kept():
@@ -573,8 +663,7 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
     if tr["optimizer"] == "adamw":
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(optim_groups, lr=float(tr["lr"]))
     else:
-        optimizer = torch.optim.SGD(optim_groups, lr=float(tr["lr"]), momentum=float(tr["momentum"]),
-                                    nesterov=True)
+        optimizer = torch.optim.SGD(optim_groups, lr=float(tr["lr"]), momentum=float(tr["momentum"]), nesterov=True)
 
     step, elapsed_before, best_miou, best_step = 0, 0.0, -1.0, -1
     history: list[dict[str, Any]] = []
@@ -595,22 +684,29 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
         best_miou, best_step = float(state["best_miou"]), int(state["best_step"])
         history = list(state.get("history", []))
         torch.set_rng_state(state["torch_rng"])
-        say(f"resuming from {last_path} at step {step} ({elapsed_before / 60:.1f} min trained, "
-            f"best mIoU {100 * best_miou:.2f} % at step {best_step})", flush=True)
+        say(
+            f"resuming from {last_path} at step {step} ({elapsed_before / 60:.1f} min trained, "
+            f"best mIoU {100 * best_miou:.2f} % at step {best_step})",
+            flush=True,
+        )
     elif main_rank and (log_path.exists() or loss_log_path.exists()):
         for p in (log_path, loss_log_path):  # a fresh run starts fresh logs
             p.unlink(missing_ok=True)
 
     # every parameter must take part in each step's gradient sync unless DDP is told to look for idle ones
-    uses_boundary = (float(tr["boundary_loss_weight"] or 0.0) > 0 and dataset.boundary_radius is not None
-                     and model.boundary_head is not None)
-    idle_params = getattr(model, "aux_head", None) is not None or (model.boundary_head is not None
-                                                                   and not uses_boundary)
+    uses_boundary = (
+        float(tr["boundary_loss_weight"] or 0.0) > 0
+        and dataset.boundary_radius is not None
+        and model.boundary_head is not None
+    )
+    idle_params = getattr(model, "aux_head", None) is not None or (
+        model.boundary_head is not None and not uses_boundary
+    )
     net: nn.Module = model
     if ctx.enabled:
         net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=idle_params)
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=idle_params
+        )
 
     budget_s = float(tr["time_budget_min"]) * 60.0 if tr.get("time_budget_min") else None
     max_it = int(tr["max_iters"])
@@ -630,19 +726,37 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
         return p
 
     def meta_common() -> dict[str, Any]:
-        return {"dataset": "camvid", "data_root": str(recipe.data_root), "train_config": recipe.raw,
-                "train_config_path": str(config_path), "command": command, "processes": ctx.world_size,
-                "class_weights": [float(w) for w in weights_np], "class_pixel_counts": counts.tolist()}
+        return {
+            "dataset": "camvid",
+            "data_root": str(recipe.data_root),
+            "train_config": recipe.raw,
+            "train_config_path": str(config_path),
+            "command": command,
+            "processes": ctx.world_size,
+            "class_weights": [float(w) for w in weights_np],
+            "class_pixel_counts": counts.tolist(),
+        }
 
     def save_last() -> None:
         if not main_rank:
             return
-        _atomic_torch_save({"format": LAST_FORMAT, "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(), "step": step, "elapsed_s": elapsed(),
-                            "ema": averaged.model.state_dict() if averaged is not None else None,
-                            "best_miou": best_miou, "best_step": best_step, "history": history,
-                            "torch_rng": torch.get_rng_state(), "config": cfg.to_dict(), "meta": meta_common()},
-                           last_path)
+        _atomic_torch_save(
+            {
+                "format": LAST_FORMAT,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "elapsed_s": elapsed(),
+                "ema": averaged.model.state_dict() if averaged is not None else None,
+                "best_miou": best_miou,
+                "best_step": best_step,
+                "history": history,
+                "torch_rng": torch.get_rng_state(),
+                "config": cfg.to_dict(),
+                "meta": meta_common(),
+            },
+            last_path,
+        )
 
     val_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -653,8 +767,16 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
         ctx.check_in_sync(model)
 
         def score(net_: PerFrameSegNet) -> dict[str, Any]:
-            cm = evaluate(net_, val_data, cfg.mean, cfg.std, int(dc["val_batch_size"]), cache=val_cache,
-                          rank=ctx.rank, world_size=ctx.world_size)
+            cm = evaluate(
+                net_,
+                val_data,
+                cfg.mean,
+                cfg.std,
+                int(dc["val_batch_size"]),
+                cache=val_cache,
+                rank=ctx.rank,
+                world_size=ctx.world_size,
+            )
             cm.matrix[:] = ctx.all_reduce_int(cm.matrix)
             cm.invalid_pred[:] = ctx.all_reduce_int(cm.invalid_pred)
             return cm.summary(CAMVID.names)
@@ -665,30 +787,49 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
         raw_miou = score(model)["miou"] if averaged is not None else None
         miou = summ["miou"] if summ["miou"] is not None else 0.0
         improved = miou > best_miou
-        record = {"step": step, "epoch": step * batch_size / len(train_data),
-                  "elapsed_min": round(elapsed() / 60.0, 2), "lr": optimizer.param_groups[0]["lr"],
-                  **{f"train_{k}": v for k, v in train_stats.items()},
-                  "val_miou": miou, "val_pixel_accuracy": summ["pixel_accuracy"], "val_iou": summ["iou"],
-                  **({"val_miou_trained_weights": raw_miou} if averaged is not None else {}),
-                  "val_s": round(time.monotonic() - t0, 1), "best": improved}
+        record = {
+            "step": step,
+            "epoch": step * batch_size / len(train_data),
+            "elapsed_min": round(elapsed() / 60.0, 2),
+            "lr": optimizer.param_groups[0]["lr"],
+            **{f"train_{k}": v for k, v in train_stats.items()},
+            "val_miou": miou,
+            "val_pixel_accuracy": summ["pixel_accuracy"],
+            "val_iou": summ["iou"],
+            **({"val_miou_trained_weights": raw_miou} if averaged is not None else {}),
+            "val_s": round(time.monotonic() - t0, 1),
+            "best": improved,
+        }
         history.append({"step": step, "miou": miou})
         if improved:
             best_miou, best_step = miou, step
             if main_rank:
-                meta = {**meta_common(), "split": dc["val_split"], "val_miou": miou,
-                        "val_pixel_accuracy": summ["pixel_accuracy"], "per_class_iou": summ["iou"],
-                        "iterations": step, "epochs": record["epoch"], "train_minutes": record["elapsed_min"],
-                        "val_size": [int(s) for s in val_cache[0][1].shape] if 0 in val_cache else None}
+                meta = {
+                    **meta_common(),
+                    "split": dc["val_split"],
+                    "val_miou": miou,
+                    "val_pixel_accuracy": summ["pixel_accuracy"],
+                    "per_class_iou": summ["iou"],
+                    "iterations": step,
+                    "epochs": record["epoch"],
+                    "train_minutes": record["elapsed_min"],
+                    "val_size": [int(s) for s in val_cache[0][1].shape] if 0 in val_cache else None,
+                }
                 save_checkpoint(best_path, kept, cfg, CAMVID, recipe.model_id, meta=meta)
         if main_rank:
             _append_jsonl(log_path, record)
             save_last()
-            plot_curve([(h["step"], h["miou"]) for h in history], out_dir / "val_miou.png",
-                       title=f"{recipe.model_id} val mIoU")
+            plot_curve(
+                [(h["step"], h["miou"]) for h in history], out_dir / "val_miou.png", title=f"{recipe.model_id} val mIoU"
+            )
         worst = sorted(((v if v is not None else 0.0), k) for k, v in summ["iou"].items())[:3]
-        say(f"\n[val] step {step}: mIoU {100 * miou:.2f} %  pixel acc {100 * (summ['pixel_accuracy'] or 0):.2f} %"
+        say(
+            f"\n[val] step {step}: mIoU {100 * miou:.2f} %  pixel acc {100 * (summ['pixel_accuracy'] or 0):.2f} %"
             f"  (best {100 * best_miou:.2f} % at step {best_step}); weakest: "
-            + ", ".join(f"{k} {100 * v:.1f}" for v, k in worst) + f"  [{record['val_s']} s]", flush=True)
+            + ", ".join(f"{k} {100 * v:.1f}" for v, k in worst)
+            + f"  [{record['val_s']} s]",
+            flush=True,
+        )
         return miou
 
     def finish() -> TrainResult:
@@ -704,12 +845,17 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
 
     workers = int(dc["num_workers"])
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=shard_batch,
+        dataset,
+        batch_size=shard_batch,
         sampler=SeedStream(len(dataset), seed, step * batch_size, ctx.rank, ctx.world_size, shard_batch),
-        num_workers=workers, worker_init_fn=_worker_init if workers > 0 else None,
-        drop_last=False, prefetch_factor=2 if workers > 0 else None, pin_memory=device.type == "cuda",
+        num_workers=workers,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        drop_last=False,
+        prefetch_factor=2 if workers > 0 else None,
+        pin_memory=device.type == "cuda",
         # fork after OpenCV/OpenMP threads have run can deadlock the worker; spawn is safe
-        multiprocessing_context="spawn" if workers > 0 else None)
+        multiprocessing_context="spawn" if workers > 0 else None,
+    )
 
     val_every_iters = int(tr["val_every_iters"] or 0)
     val_every_s = float(tr["val_every_min"]) * 60.0 if tr.get("val_every_min") else None
@@ -718,8 +864,16 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
     sums: dict[str, float] = {}
     nsum = 0
     ema: Optional[float] = None
-    bar = tqdm(total=max_it, initial=step, desc="train", dynamic_ncols=False, ncols=110,
-               disable=not (progress and main_rank), mininterval=5.0, file=sys.stdout)
+    bar = tqdm(
+        total=max_it,
+        initial=step,
+        desc="train",
+        dynamic_ncols=False,
+        ncols=110,
+        disable=not (progress and main_rank),
+        mininterval=5.0,
+        file=sys.stdout,
+    )
     it_t0, it_step0 = time.monotonic(), step
     data_iter = iter(loader)
     finished = False
@@ -755,11 +909,16 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
             bar.set_postfix(loss=f"{ema:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
             clock = shared_elapsed()
             if step % log_every == 0 and main_rank:
-                _append_jsonl(loss_log_path, {"step": step, "lr": optimizer.param_groups[0]["lr"],
-                                              "elapsed_s": round(clock, 1), **parts})
+                _append_jsonl(
+                    loss_log_path,
+                    {"step": step, "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(clock, 1), **parts},
+                )
             finished = step >= max_it or progress_of(step, clock) >= 1.0
-            due = (finished or (val_every_iters and step % val_every_iters == 0)
-                   or (val_every_s is not None and clock - last_val_clock >= val_every_s))
+            due = (
+                finished
+                or (val_every_iters and step % val_every_iters == 0)
+                or (val_every_s is not None and clock - last_val_clock >= val_every_s)
+            )
             if due:
                 stats = {k: v / max(nsum, 1) for k, v in sums.items()}
                 stats["s_per_iter"] = (time.monotonic() - it_t0) / max(step - it_step0, 1)
@@ -772,8 +931,11 @@ def _run(recipe: Recipe, ctx: Any, config_path: Path, out_dir: Optional[Path], r
         bar.close()
         del data_iter
     total_min = (time.monotonic() - t_start) / 60.0
-    say(f"done: {step} iterations, best val mIoU {100 * best_miou:.2f} % at step {best_step}; "
-        f"{total_min:.1f} min this session; best checkpoint {best_path}", flush=True)
+    say(
+        f"done: {step} iterations, best val mIoU {100 * best_miou:.2f} % at step {best_step}; "
+        f"{total_min:.1f} min this session; best checkpoint {best_path}",
+        flush=True,
+    )
     return finish()
 
 
@@ -794,10 +956,13 @@ def _mean_parts(parts: dict[str, float], ctx: Any) -> dict[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vsseg_ros.training.perframe",
-                                description="Train the per-frame segmentation network (stage 1) on CamVid.")
-    p.add_argument("--config", required=True, type=Path, help="training recipe (YAML), e.g. "
-                   "config/train/mbv2_lite_camvid.yaml")
+    p = argparse.ArgumentParser(
+        prog="python -m vsseg_ros.training.perframe",
+        description="Train the per-frame segmentation network (stage 1) on CamVid.",
+    )
+    p.add_argument(
+        "--config", required=True, type=Path, help="training recipe (YAML), e.g. config/train/mbv2_lite_camvid.yaml"
+    )
     p.add_argument("--out", type=Path, default=None, help="output folder (default: out/train/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at its saved step")
     p.add_argument("--max-iters", type=int, default=None, help="override train.max_iters")
@@ -812,9 +977,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv_list = list(sys.argv[1:] if argv is None else argv)
     command = shlex.join(["python", "-m", "vsseg_ros.training.perframe", *argv_list])
     try:
-        best = train(args.config, out_dir=args.out, resume=args.resume, max_iters=args.max_iters,
-                     data_root=args.data_root, threads=args.threads, command=command,
-                     progress=not args.no_progress)
+        best = train(
+            args.config,
+            out_dir=args.out,
+            resume=args.resume,
+            max_iters=args.max_iters,
+            data_root=args.data_root,
+            threads=args.threads,
+            command=command,
+            progress=not args.no_progress,
+        )
     except (TrainConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,12 +19,13 @@ from vsseg_ros.core.classes import IGNORE_ID
 def disk(radius: int) -> np.ndarray:
     """A (2r+1)x(2r+1) uint8 disk structuring element (Euclidean distance <= r)."""
     r = int(radius)
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     return ((yy * yy + xx * xx) <= r * r).astype(np.uint8)
 
 
-def boundary_targets(label: np.ndarray, radius: int = 2, num_classes: Optional[int] = None,
-                     ignore_id: int = IGNORE_ID) -> np.ndarray:
+def boundary_targets(
+    label: np.ndarray, radius: int = 2, num_classes: Optional[int] = None, ignore_id: int = IGNORE_ID
+) -> np.ndarray:
     """HxW uint8: 1 = boundary, 0 = not, ``ignore_id`` = excluded (only ignore labels within ``radius``)."""
     if label.ndim != 2:
         raise ValueError(f"label must be HxW, got shape {label.shape}")

@@ -69,28 +69,50 @@ from vsseg_ros.training.perframe import (
 )
 
 DATA_DEFAULTS: dict[str, Any] = {
-    "dataset": "camvid", "root": "../shared/data/camvid", "train_split": "train", "val_split": "val",
-    "clip_size": [288, 384], "clips": None, "memory_split": "train",  # clips: StillClipDataset options
+    "dataset": "camvid",
+    "root": "../shared/data/camvid",
+    "train_split": "train",
+    "val_split": "val",
+    "clip_size": [288, 384],
+    "clips": None,
+    "memory_split": "train",  # clips: StillClipDataset options
 }
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "seed": 0, "batch_size": 4, "stf_iters": 1500, "mar_iters": 500, "time_budget_min": None, "mar_share": 0.3,
-    "lr": 2e-4, "mar_lr": 1e-4, "classifier_lr_mult": 1.0, "weight_decay": 1e-4, "grad_clip": 1.0, "warmup_iters": 50,
-    "schedule": "cosine", "poly_power": 0.9, "min_lr_ratio": 0.05, "class_weighting": "sqrt_median_freq",
-    "val_every_min": 8.0, "log_every": 10, "threads": None, "memory_batches": None,
+    "seed": 0,
+    "batch_size": 4,
+    "stf_iters": 1500,
+    "mar_iters": 500,
+    "time_budget_min": None,
+    "mar_share": 0.3,
+    "lr": 2e-4,
+    "mar_lr": 1e-4,
+    "classifier_lr_mult": 1.0,
+    "weight_decay": 1e-4,
+    "grad_clip": 1.0,
+    "warmup_iters": 50,
+    "schedule": "cosine",
+    "poly_power": 0.9,
+    "min_lr_ratio": 0.05,
+    "class_weighting": "sqrt_median_freq",
+    "val_every_min": 8.0,
+    "log_every": 10,
+    "threads": None,
+    "memory_batches": None,
 }
 STATE_FORMAT = "vsseg_ros.temporal_train_state"
 
 
-def load_temporal_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Path]] = None
-                         ) -> dict[str, Any]:
+def load_temporal_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Path]] = None) -> dict[str, Any]:
     """The recipe with defaults filled in and paths resolved; TrainConfigError naming the field otherwise."""
     path, raw = read_recipe_file(config_path)
     if not isinstance(raw, dict) or raw.get("stage") != "temporal":
         raise TrainConfigError(f"{path}: a temporal recipe has `stage: temporal` at the top level")
     unknown = sorted(set(raw) - {"stage", "model", "model_id", "init", "data", "train"})
     if unknown:
-        raise TrainConfigError(f"{path}: unknown top-level field(s): {', '.join(unknown)}; "
-                               "known: stage, model, model_id, init, data, train")
+        raise TrainConfigError(
+            f"{path}: unknown top-level field(s): {', '.join(unknown)}; "
+            "known: stage, model, model_id, init, data, train"
+        )
     repo = _repo_root_for(path)
     section = raw.get("model")
     try:
@@ -102,8 +124,10 @@ def load_temporal_recipe(config_path: Union[str, Path], data_root: Optional[Unio
     except ConfigError as e:
         raise TrainConfigError(f"{path}: model: {e}") from None
     if model.temporal is None:
-        raise TrainConfigError(f"{path}: model has no `temporal` section; train per-frame models with the "
-                               "stage-1 recipe (config/train/mbv2_lite_camvid.yaml)")
+        raise TrainConfigError(
+            f"{path}: model has no `temporal` section; train per-frame models with the "
+            "stage-1 recipe (config/train/mbv2_lite_camvid.yaml)"
+        )
     data = _merge(DATA_DEFAULTS, raw.get("data"), "data", path)
     train = _merge(TRAIN_DEFAULTS, raw.get("train"), "train", path)
     init = raw.get("init")
@@ -116,8 +140,16 @@ def load_temporal_recipe(config_path: Union[str, Path], data_root: Optional[Unio
     cs = data["clip_size"]
     if not (isinstance(cs, (list, tuple)) and len(cs) == 2 and all(isinstance(v, int) and v > 0 for v in cs)):
         raise TrainConfigError(f"{path}: data.clip_size must be [height, width], got {cs!r}")
-    return {"path": path, "raw": raw, "model": model, "model_id": str(raw.get("model_id") or model.name),
-            "init": init_path, "data": data, "train": train, "root": root.resolve()}
+    return {
+        "path": path,
+        "raw": raw,
+        "model": model,
+        "model_id": str(raw.get("model_id") or model.name),
+        "init": init_path,
+        "data": data,
+        "train": train,
+        "root": root.resolve(),
+    }
 
 
 # -- model --------------------------------------------------------------------------------------------
@@ -246,13 +278,17 @@ def read_train_state(path: Path, config: ModelConfig) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"resume: {path} is not a training state of the temporal trainer (stages 2-3)")
     if "position" not in state:
-        raise ValueError(f"resume: {path} was written by a version of the trainer that did not record where it "
-                         "stopped; start afresh")
+        raise ValueError(
+            f"resume: {path} was written by a version of the trainer that did not record where it stopped; start afresh"
+        )
     diff = _differences(state["config"], config.to_dict())
     if diff:
-        raise ValueError(f"resume: the recipe's model differs from the one trained in {path} (model."
-                         + ", model.".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
-                         + "); resume with the recipe that run used, or start afresh in another --out folder")
+        raise ValueError(
+            f"resume: the recipe's model differs from the one trained in {path} (model."
+            + ", model.".join(diff[:8])
+            + (" ..." if len(diff) > 8 else "")
+            + "); resume with the recipe that run used, or start afresh in another --out folder"
+        )
     return state
 
 
@@ -296,9 +332,18 @@ def _perframe_baseline(init: Path, val_data: Any, class_names: Sequence[str], da
 class _TemporalRun:
     """One session of stages 2-3 in this process (see :func:`run_temporal_training`)."""
 
-    def __init__(self, recipe: dict[str, Any], ctx: Any, out_dir: Optional[Path], threads: Optional[int],
-                 iters: dict[str, Optional[int]], command: Optional[str], progress: bool, resume: bool,
-                 stop_after: Optional[int]) -> None:
+    def __init__(
+        self,
+        recipe: dict[str, Any],
+        ctx: Any,
+        out_dir: Optional[Path],
+        threads: Optional[int],
+        iters: dict[str, Optional[int]],
+        command: Optional[str],
+        progress: bool,
+        resume: bool,
+        stop_after: Optional[int],
+    ) -> None:
         self.t0 = time.monotonic()
         self.recipe, self.ctx = recipe, ctx
         self.tr, self.dc, self.cfg = recipe["train"], recipe["data"], recipe["model"]
@@ -308,8 +353,10 @@ class _TemporalRun:
         self.iters_override = iters
         self.batch_size = int(self.tr["batch_size"])
         if self.batch_size % ctx.world_size:
-            raise TrainConfigError(f"{recipe['path']}: train.batch_size={self.batch_size} (the batch of one step, over "
-                                   f"all processes) must be divisible by the number of processes, {ctx.world_size}")
+            raise TrainConfigError(
+                f"{recipe['path']}: train.batch_size={self.batch_size} (the batch of one step, over "
+                f"all processes) must be divisible by the number of processes, {ctx.world_size}"
+            )
         if threads or self.tr.get("threads"):
             torch.set_num_threads(int(threads or self.tr["threads"]))
         self.out_dir = Path(out_dir) if out_dir is not None else Path("out/train") / Path(recipe["path"]).stem
@@ -344,14 +391,27 @@ class _TemporalRun:
         """``last.pt``: everything :func:`run_temporal_training` needs to continue from here (rank 0 writes it)."""
         if not self.main:
             return
-        _atomic_torch_save({
-            "format": STATE_FORMAT, "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
-            "position": asdict(self.pos), "elapsed_s": self.elapsed(), "history": _plain(self.history),
-            "best_score": self.best_score, "perframe_scores": _plain(self.base), "torch_rng": torch.get_rng_state(),
-            "config": self.cfg.to_dict(), "train": _plain(self.tr), "data": _plain(self.dc),
-            "recipe": _plain(self.recipe["raw"]), "init": str(self.recipe["init"]), "model_id": self.recipe["model_id"],
-            "processes": self.ctx.world_size}, self.last_path)
+        _atomic_torch_save(
+            {
+                "format": STATE_FORMAT,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+                "position": asdict(self.pos),
+                "elapsed_s": self.elapsed(),
+                "history": _plain(self.history),
+                "best_score": self.best_score,
+                "perframe_scores": _plain(self.base),
+                "torch_rng": torch.get_rng_state(),
+                "config": self.cfg.to_dict(),
+                "train": _plain(self.tr),
+                "data": _plain(self.dc),
+                "recipe": _plain(self.recipe["raw"]),
+                "init": str(self.recipe["init"]),
+                "model_id": self.recipe["model_id"],
+                "processes": self.ctx.world_size,
+            },
+            self.last_path,
+        )
 
     # -- setup ----------------------------------------------------------------------------------------------
 
@@ -368,9 +428,14 @@ class _TemporalRun:
         self.val_data = open_dataset(dc["dataset"], recipe["root"], dc["val_split"])
         self.class_map = self.train_data.class_map
         self.names = list(self.class_map.names)
-        self.clips = StillClipDataset(self.train_data, frames=self.model.frames,
-                                      target=self.model.target_index(self.model.frames),
-                                      size=tuple(dc["clip_size"]), seed=self.seed, **dict(dc["clips"] or {}))
+        self.clips = StillClipDataset(
+            self.train_data,
+            frames=self.model.frames,
+            target=self.model.target_index(self.model.frames),
+            size=tuple(dc["clip_size"]),
+            seed=self.seed,
+            **dict(dc["clips"] or {}),
+        )
         counts = self.train_data.class_pixel_counts()
         self.weight = torch.from_numpy(class_weights(counts, str(tr["class_weighting"])))
         self.budget = float(tr["time_budget_min"]) * 60.0 if tr.get("time_budget_min") else None
@@ -384,8 +449,11 @@ class _TemporalRun:
         changed = [f"train.{k}" for k in _differences(state["train"], self.tr) if k != "threads"]
         changed += [f"data.{k}" for k in _differences(state["data"], self.dc)]
         if changed:
-            self.say(f"note: resuming with a recipe that differs from the saved run in {', '.join(changed)}; "
-                     "the recipe's values are used", flush=True)
+            self.say(
+                f"note: resuming with a recipe that differs from the saved run in {', '.join(changed)}; "
+                "the recipe's values are used",
+                flush=True,
+            )
         self.model.load_state_dict(state["model"])
         self.pos = StagePosition(**state["position"])
         self.optimizer_state = state.get("optimizer")
@@ -395,9 +463,12 @@ class _TemporalRun:
         self.base = state["perframe_scores"]
         torch.set_rng_state(state["torch_rng"])  # dropout continues with the masks of an uninterrupted run
         done = " (finished)" if self.pos.finished else ""
-        self.say(f"resuming from {self.last_path} at {self.pos.stage} step {self.pos.step}{done} "
-                 f"({self.elapsed_before / 60:.1f} min trained, best val mIoU "
-                 f"{_pct(self.best_score) if self.best_score >= 0 else 'none yet'})", flush=True)
+        self.say(
+            f"resuming from {self.last_path} at {self.pos.stage} step {self.pos.step}{done} "
+            f"({self.elapsed_before / 60:.1f} min trained, best val mIoU "
+            f"{_pct(self.best_score) if self.best_score >= 0 else 'none yet'})",
+            flush=True,
+        )
 
     # -- validation -----------------------------------------------------------------------------------------
 
@@ -419,36 +490,64 @@ class _TemporalRun:
         else:
             net, net_cfg = self.model, self.cfg
         # the segmenter runs an eval-mode copy: the modules being trained keep their modes
-        res = stream_scores(_segmenter(net, self.class_map, recipe["model_id"]), self.val_data, self.names,
-                            dc["dataset"])
+        res = stream_scores(
+            _segmenter(net, self.class_map, recipe["model_id"]), self.val_data, self.names, dc["dataset"]
+        )
         gain = {k: _diff(res[k], base[k]) for k in ("miou", "mvc8")}
         # a model that fuses frames must not cost consistency; MAR alone (no STF) refines each frame on its own,
         # so it is selected on mIoU (None: the split is shorter than 8 frames)
         ok = self.model.stf is None or gain["mvc8"] is None or gain["mvc8"] >= 0.0
-        record = {"stage": stage, "step": step, "elapsed_min": round(self.elapsed() / 60, 2),
-                  "val_miou": res["miou"], "val_mvc8": res["mvc8"], "val_mvc16": res["mvc16"],
-                  "val_iou": res["per_class_iou"], "gain_miou": gain["miou"], "gain_mvc8": gain["mvc8"],
-                  "perframe_miou": base["miou"], "perframe_mvc8": base["mvc8"],
-                  "val_s": round(time.monotonic() - t0, 1)}
+        record = {
+            "stage": stage,
+            "step": step,
+            "elapsed_min": round(self.elapsed() / 60, 2),
+            "val_miou": res["miou"],
+            "val_mvc8": res["mvc8"],
+            "val_mvc16": res["mvc16"],
+            "val_iou": res["per_class_iou"],
+            "gain_miou": gain["miou"],
+            "gain_mvc8": gain["mvc8"],
+            "perframe_miou": base["miou"],
+            "perframe_mvc8": base["mvc8"],
+            "val_s": round(time.monotonic() - t0, 1),
+        }
         self.history.append(record)
         improved = ok and (res["miou"] or 0.0) > self.best_score
         record["best"] = improved
         if improved:
             self.best_score = res["miou"] or 0.0
-            meta = {"dataset": dc["dataset"], "data_root": str(recipe["root"]), "train_config": recipe["raw"],
-                    "train_config_path": str(recipe["path"]), "command": self.command, "init": str(recipe["init"]),
-                    "split": dc["val_split"], "val_miou": res["miou"], "val_mvc8": res["mvc8"],
-                    "val_mvc16": res["mvc16"], "per_class_iou": res["per_class_iou"], "stage": stage,
-                    "iterations": step, "perframe_val_miou": base["miou"], "perframe_val_mvc8": base["mvc8"],
-                    "processes": self.ctx.world_size}
+            meta = {
+                "dataset": dc["dataset"],
+                "data_root": str(recipe["root"]),
+                "train_config": recipe["raw"],
+                "train_config_path": str(recipe["path"]),
+                "command": self.command,
+                "init": str(recipe["init"]),
+                "split": dc["val_split"],
+                "val_miou": res["miou"],
+                "val_mvc8": res["mvc8"],
+                "val_mvc16": res["mvc16"],
+                "per_class_iou": res["per_class_iou"],
+                "stage": stage,
+                "iterations": step,
+                "perframe_val_miou": base["miou"],
+                "perframe_val_mvc8": base["mvc8"],
+                "processes": self.ctx.world_size,
+            }
             save_checkpoint(self.best_path, net, net_cfg, self.class_map, recipe["model_id"], meta=meta)
         _append_jsonl(self.log_path, record)
         self.save_last()
-        plot_curve([(i, h["val_miou"] or 0.0) for i, h in enumerate(self.history)], self.out_dir / "val_miou.png",
-                   title=f"{recipe['model_id']} val mIoU (per-frame {_pct(base['miou'])})",
-                   xlabel="validation round")
-        print(f"\n[val] {stage} step {step}: mIoU {_pct(res['miou'])} ({_pct(gain['miou'], True)}), mVC8 "
-              f"{_pct(res['mvc8'])} ({_pct(gain['mvc8'], True)}) vs per-frame [{record['val_s']} s]", flush=True)
+        plot_curve(
+            [(i, h["val_miou"] or 0.0) for i, h in enumerate(self.history)],
+            self.out_dir / "val_miou.png",
+            title=f"{recipe['model_id']} val mIoU (per-frame {_pct(base['miou'])})",
+            xlabel="validation round",
+        )
+        print(
+            f"\n[val] {stage} step {step}: mIoU {_pct(res['miou'])} ({_pct(gain['miou'], True)}), mVC8 "
+            f"{_pct(res['mvc8'])} ({_pct(gain['mvc8'], True)}) vs per-frame [{record['val_s']} s]",
+            flush=True,
+        )
 
     # -- one stage --------------------------------------------------------------------------------------
 
@@ -460,10 +559,15 @@ class _TemporalRun:
         """Clips keyed (index, augmentation seed) from the seeded stream, from draw ``start``; this rank's share
         of each step's batch. The loader has its own generator: the global RNG (dropout) is left alone."""
         shard = self.batch_size // world_size
-        return iter(torch.utils.data.DataLoader(
-            self.clips, batch_size=shard, num_workers=0,
-            sampler=SeedStream(len(self.clips), stream_seed, start, rank, world_size, shard),
-            generator=torch.Generator().manual_seed(stream_seed)))
+        return iter(
+            torch.utils.data.DataLoader(
+                self.clips,
+                batch_size=shard,
+                num_workers=0,
+                sampler=SeedStream(len(self.clips), stream_seed, start, rank, world_size, shard),
+                generator=torch.Generator().manual_seed(stream_seed),
+            )
+        )
 
     def _wrap(self) -> nn.Module:
         step = FusionStep(self.model)
@@ -502,8 +606,15 @@ class _TemporalRun:
 
         clock = self.clock()
         last_val = clock
-        bar = tqdm(total=iters, initial=pos.step, desc=stage, ncols=110, disable=not (self.progress and self.main),
-                   mininterval=5.0, file=sys.stdout)
+        bar = tqdm(
+            total=iters,
+            initial=pos.step,
+            desc=stage,
+            ncols=110,
+            disable=not (self.progress and self.main),
+            mininterval=5.0,
+            file=sys.stdout,
+        )
         ema: Optional[float] = None
         try:
             while pos.step < iters and progress_of(clock) < 1.0:
@@ -579,8 +690,11 @@ class _TemporalRun:
                     yield fused["feature"], fused["logits"], b["label"].long()
 
             stats = build_memory(model.mar, batches(), num_classes=cfg.num_classes)
-            self.say(f"memory built from {stats.pixels} labelled pixels; classes without a correct pixel: "
-                     f"{stats.empty_classes or 'none'}", flush=True)
+            self.say(
+                f"memory built from {stats.pixels} labelled pixels; classes without a correct pixel: "
+                f"{stats.empty_classes or 'none'}",
+                flush=True,
+            )
         self.ctx.broadcast_module(model.mar)
 
     def _mar_stage(self) -> bool:
@@ -594,8 +708,10 @@ class _TemporalRun:
         for p in mar_params + cls_params:
             p.requires_grad_(True)
         # the classifier was trained on the head's (ReLU) feature and must re-learn MAR's (LayerNorm) one
-        groups = [{"params": mar_params, "lr_mult": 1.0},
-                  {"params": cls_params, "lr_mult": float(self.tr["classifier_lr_mult"])}]
+        groups = [
+            {"params": mar_params, "lr_mult": 1.0},
+            {"params": cls_params, "lr_mult": float(self.tr["classifier_lr_mult"])},
+        ]
         stopped = self._loop(groups, float(self.tr["mar_lr"]), self.seed + 2)
         freeze(model.mar)
         freeze(model.perframe)
@@ -646,16 +762,26 @@ class _TemporalRun:
         return TemporalTrainResult(self.best_path, model, self.pos.stage, self.pos.step, True)
 
     def _stopped(self) -> TemporalTrainResult:
-        self.say(f"stopped after {self.session_steps} steps this session at {self.pos.stage} step {self.pos.step}; "
-                 f"{self.last_path} holds the state: continue with --resume", flush=True)
+        self.say(
+            f"stopped after {self.session_steps} steps this session at {self.pos.stage} step {self.pos.step}; "
+            f"{self.last_path} holds the state: continue with --resume",
+            flush=True,
+        )
         return TemporalTrainResult(self.best_path, self.model, self.pos.stage, self.pos.step, False)
 
 
-def run_temporal_training(config_path: Union[str, Path], out_dir: Optional[Path] = None,
-                          data_root: Optional[Path] = None, threads: Optional[int] = None,
-                          stf_iters: Optional[int] = None, mar_iters: Optional[int] = None,
-                          command: Optional[str] = None, progress: bool = True, resume: bool = False,
-                          stop_after: Optional[int] = None) -> TemporalTrainResult:
+def run_temporal_training(
+    config_path: Union[str, Path],
+    out_dir: Optional[Path] = None,
+    data_root: Optional[Path] = None,
+    threads: Optional[int] = None,
+    stf_iters: Optional[int] = None,
+    mar_iters: Optional[int] = None,
+    command: Optional[str] = None,
+    progress: bool = True,
+    resume: bool = False,
+    stop_after: Optional[int] = None,
+) -> TemporalTrainResult:
     """Train STF (stage 2) and MAR (stage 3) from the recipe at ``config_path``.
 
     ``resume``: continue from ``out_dir/last.pt`` (written at every validation, after the MAR memory is built and
@@ -676,33 +802,56 @@ def run_temporal_training(config_path: Union[str, Path], out_dir: Optional[Path]
     recipe = load_temporal_recipe(config_path, data_root)
     ctx = init_distributed("cpu")
     try:
-        run = _TemporalRun(recipe, ctx, out_dir, threads, {"stf_iters": stf_iters, "mar_iters": mar_iters},
-                           command, progress, resume, stop_after)
+        run = _TemporalRun(
+            recipe,
+            ctx,
+            out_dir,
+            threads,
+            {"stf_iters": stf_iters, "mar_iters": mar_iters},
+            command,
+            progress,
+            resume,
+            stop_after,
+        )
         return run.run()
     finally:
         ctx.close()
 
 
-def train_temporal(config_path: Union[str, Path], out_dir: Optional[Path] = None,
-                   data_root: Optional[Path] = None, threads: Optional[int] = None,
-                   stf_iters: Optional[int] = None, mar_iters: Optional[int] = None,
-                   command: Optional[str] = None, progress: bool = True, resume: bool = False,
-                   stop_after: Optional[int] = None) -> Path:
+def train_temporal(
+    config_path: Union[str, Path],
+    out_dir: Optional[Path] = None,
+    data_root: Optional[Path] = None,
+    threads: Optional[int] = None,
+    stf_iters: Optional[int] = None,
+    mar_iters: Optional[int] = None,
+    command: Optional[str] = None,
+    progress: bool = True,
+    resume: bool = False,
+    stop_after: Optional[int] = None,
+) -> Path:
     """:func:`run_temporal_training`, returning ``best.pt``'s path."""
-    return run_temporal_training(config_path, out_dir, data_root, threads, stf_iters, mar_iters, command, progress,
-                                 resume, stop_after).best_path
+    return run_temporal_training(
+        config_path, out_dir, data_root, threads, stf_iters, mar_iters, command, progress, resume, stop_after
+    ).best_path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vsseg_ros.training.temporal",
-                                description="Train STF and MAR on a frozen per-frame network (stages 2 and 3). "
-                                            "Several processes: torchrun --nproc_per_node N -m "
-                                            "vsseg_ros.training.temporal ...")
+    p = argparse.ArgumentParser(
+        prog="python -m vsseg_ros.training.temporal",
+        description="Train STF and MAR on a frozen per-frame network (stages 2 and 3). "
+        "Several processes: torchrun --nproc_per_node N -m "
+        "vsseg_ros.training.temporal ...",
+    )
     p.add_argument("--config", required=True, type=Path, help="e.g. config/train/mbv2_lite_stf_mar_camvid.yaml")
     p.add_argument("--out", type=Path, default=None, help="output folder (default out/train/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at its saved stage and step")
-    p.add_argument("--stop-after", type=int, default=None,
-                   help="save OUT/last.pt and stop after this many steps in this session (continue with --resume)")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="save OUT/last.pt and stop after this many steps in this session (continue with --resume)",
+    )
     p.add_argument("--data-root", type=Path, default=None, help="override data.root")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (per process)")
     p.add_argument("--stf-iters", type=int, default=None, help="override train.stf_iters")
@@ -713,12 +862,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    command = shlex.join(["python", "-m", "vsseg_ros.training.temporal",
-                          *(sys.argv[1:] if argv is None else list(argv))])
+    command = shlex.join(
+        ["python", "-m", "vsseg_ros.training.temporal", *(sys.argv[1:] if argv is None else list(argv))]
+    )
     try:
-        best = train_temporal(args.config, out_dir=args.out, data_root=args.data_root, threads=args.threads,
-                              stf_iters=args.stf_iters, mar_iters=args.mar_iters, command=command,
-                              progress=not args.no_progress, resume=args.resume, stop_after=args.stop_after)
+        best = train_temporal(
+            args.config,
+            out_dir=args.out,
+            data_root=args.data_root,
+            threads=args.threads,
+            stf_iters=args.stf_iters,
+            mar_iters=args.mar_iters,
+            command=command,
+            progress=not args.no_progress,
+            resume=args.resume,
+            stop_after=args.stop_after,
+        )
     except (TrainConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

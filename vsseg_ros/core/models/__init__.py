@@ -6,5 +6,14 @@ from vsseg_ros.core.models.mobilenetv2 import MobileNetV2Backbone
 from vsseg_ros.core.models.perframe import PerFrameSegNet, count_parameters, fold_batchnorm
 from vsseg_ros.core.models.resnet import ResNet
 
-__all__ = ["MobileNetV2Backbone", "ResNet", "LiteHead", "PSPHead", "FCNHead", "BoundaryHead", "PerFrameSegNet",
-           "count_parameters", "fold_batchnorm"]
+__all__ = [
+    "MobileNetV2Backbone",
+    "ResNet",
+    "LiteHead",
+    "PSPHead",
+    "FCNHead",
+    "BoundaryHead",
+    "PerFrameSegNet",
+    "count_parameters",
+    "fold_batchnorm",
+]

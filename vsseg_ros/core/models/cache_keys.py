@@ -19,8 +19,10 @@ def tensor_key(t: Tensor) -> Hashable:
 def mode_key() -> Hashable:
     """What else decides a cached result: inference mode (its tensors cannot join autograd outside it) and
     autocast (which changes the dtype of matmul results) on CPU and CUDA."""
-    return (torch.is_inference_mode_enabled(),
-            *((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in ("cpu", "cuda")))
+    return (
+        torch.is_inference_mode_enabled(),
+        *((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in ("cpu", "cuda")),
+    )
 
 
 def freeze_weights(module: nn.Module) -> int:

@@ -34,16 +34,21 @@ class FlowSegNet(nn.Module):
     ``width`` is the ResNet's base width (64 for the real network; smaller only for quick tests).
     """
 
-    def __init__(self, num_classes: int, output_stride: int = 8, head_channels: int = 128,
-                 width: int = 64) -> None:
+    def __init__(self, num_classes: int, output_stride: int = 8, head_channels: int = 128, width: int = 64) -> None:
         super().__init__()
         if int(num_classes) < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
         self.stride = int(output_stride)
         self.backbone = ResNet(18, output_stride=self.stride, deep_stem=False, in_channels=2, width=width)
-        self.head = FCNHead(self.backbone.channels["high"], head_channels, self.num_classes, num_convs=1,
-                            concat_input=False, in_key="high")
+        self.head = FCNHead(
+            self.backbone.channels["high"],
+            head_channels,
+            self.num_classes,
+            num_convs=1,
+            concat_input=False,
+            in_key="high",
+        )
 
     def forward(self, flow: Tensor) -> Tensor:
         _check_flow(flow)
@@ -72,11 +77,14 @@ class ResidualFusion(nn.Module):
 
     def forward(self, image_logits: Tensor, flow_logits: Tensor) -> Tensor:
         if image_logits.shape != flow_logits.shape:
-            raise ValueError(f"ResidualFusion needs image and flow logits of one shape, got "
-                             f"{tuple(image_logits.shape)} and {tuple(flow_logits.shape)}")
+            raise ValueError(
+                f"ResidualFusion needs image and flow logits of one shape, got "
+                f"{tuple(image_logits.shape)} and {tuple(flow_logits.shape)}"
+            )
         if image_logits.dim() != 4 or image_logits.shape[1] != self.num_classes:
-            raise ValueError(f"ResidualFusion expects (N, {self.num_classes}, h, w) logits, got "
-                             f"{tuple(image_logits.shape)}")
+            raise ValueError(
+                f"ResidualFusion expects (N, {self.num_classes}, h, w) logits, got {tuple(image_logits.shape)}"
+            )
         return image_logits + self.conv_out(self.convs(torch.cat([image_logits, flow_logits], dim=1)))
 
 
@@ -88,8 +96,14 @@ class Flow2SegPath(nn.Module):
     paths' strides or input sizes differ.
     """
 
-    def __init__(self, num_classes: int, output_stride: int = 8, fusion_channels: int = 64,
-                 head_channels: int = 128, width: int = 64) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        output_stride: int = 8,
+        fusion_channels: int = 64,
+        head_channels: int = 128,
+        width: int = 64,
+    ) -> None:
         super().__init__()
         self.flow_net = FlowSegNet(num_classes, output_stride, head_channels=head_channels, width=width)
         self.fusion = ResidualFusion(num_classes, fusion_channels)
@@ -101,14 +115,14 @@ class Flow2SegPath(nn.Module):
     def forward(self, image_logits: Tensor, flow: Tensor) -> dict[str, Tensor]:
         _check_flow(flow)
         if image_logits.dim() != 4 or image_logits.shape[1] != self.num_classes:
-            raise ValueError(f"Flow2SegPath expects image logits (N, {self.num_classes}, h, w), got "
-                             f"{tuple(image_logits.shape)}")
+            raise ValueError(
+                f"Flow2SegPath expects image logits (N, {self.num_classes}, h, w), got {tuple(image_logits.shape)}"
+            )
         if flow.shape[0] != image_logits.shape[0]:
             raise ValueError(f"flow has batch size {flow.shape[0]} but the image logits {image_logits.shape[0]}")
         flow_logits = self.flow_net(flow)
         if flow_logits.shape[-2:] != image_logits.shape[-2:]:
-            flow_logits = F.interpolate(flow_logits, size=image_logits.shape[-2:], mode="bilinear",
-                                        align_corners=False)
+            flow_logits = F.interpolate(flow_logits, size=image_logits.shape[-2:], mode="bilinear", align_corners=False)
         return {"logits": self.fusion(image_logits, flow_logits), "flow_logits": flow_logits}
 
 
@@ -126,9 +140,16 @@ def _segmentation_ce(logits: Tensor, target: Tensor, ignore_index: int) -> Tenso
     return F.cross_entropy(logits, target, ignore_index=ignore_index)
 
 
-def flow2seg_loss(image_logits: Tensor, fused_logits: Tensor, flow_logits: Tensor, aux_logits: Optional[Tensor],
-                  target: Tensor, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
-                  ignore_index: int = 255) -> Tensor:
+def flow2seg_loss(
+    image_logits: Tensor,
+    fused_logits: Tensor,
+    flow_logits: Tensor,
+    aux_logits: Optional[Tensor],
+    target: Tensor,
+    alpha: float = DEFAULT_ALPHA,
+    beta: float = DEFAULT_BETA,
+    ignore_index: int = 255,
+) -> Tensor:
     """``L_image + L_fusion + alpha * L_flow + beta * L_aux`` (the last term only when ``aux_logits`` is given).
 
     Each term is the pixel cross-entropy of that output's logits, upsampled bilinearly to the label size
@@ -142,14 +163,18 @@ def flow2seg_loss(image_logits: Tensor, fused_logits: Tensor, flow_logits: Tenso
         outputs["aux_logits"] = aux_logits
     for name, logits in outputs.items():
         if logits.dim() != 4 or logits.shape[0] != target.shape[0]:
-            raise ValueError(f"{name} must be (N, C, h, w) with N = {target.shape[0]} (the target's batch), got "
-                             f"{tuple(logits.shape)}")
-    loss = (_segmentation_ce(image_logits, target, ignore_index) + _segmentation_ce(fused_logits, target, ignore_index)
-            + alpha * _segmentation_ce(flow_logits, target, ignore_index))
+            raise ValueError(
+                f"{name} must be (N, C, h, w) with N = {target.shape[0]} (the target's batch), got "
+                f"{tuple(logits.shape)}"
+            )
+    loss = (
+        _segmentation_ce(image_logits, target, ignore_index)
+        + _segmentation_ce(fused_logits, target, ignore_index)
+        + alpha * _segmentation_ce(flow_logits, target, ignore_index)
+    )
     if aux_logits is not None:
         loss = loss + beta * _segmentation_ce(aux_logits, target, ignore_index)
     return loss
 
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_BETA", "FlowSegNet", "Flow2SegPath", "ResidualFusion",
-           "flow2seg_loss"]
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_BETA", "FlowSegNet", "Flow2SegPath", "ResidualFusion", "flow2seg_loss"]

@@ -43,9 +43,15 @@ def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
     matrix product over the channels, which the CPU does faster than the convolution call for a
     classifier's few output channels (117 vs 175 us at 128 -> 11 on 48x60 features, 2 threads); the result
     is then channels-last too. Otherwise, and for any other convolution, the convolution itself."""
-    if (x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-            and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
-            and conv.groups == 1):
+    if (
+        x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.groups == 1
+    ):
         return F.linear(x.permute(0, 2, 3, 1), conv.weight.flatten(1), conv.bias).permute(0, 3, 1, 2)
     return conv(x)
 
@@ -65,8 +71,9 @@ def init_conv_bn(module: nn.Module) -> None:
 class LiteHead(nn.Module):
     """LR-ASPP-style head producing a ``channels``-wide feature at the low-level stride (8)."""
 
-    def __init__(self, high_channels: int, low_channels: int, channels: int, num_classes: int,
-                 low_key: str = "low") -> None:
+    def __init__(
+        self, high_channels: int, low_channels: int, channels: int, num_classes: int, low_key: str = "low"
+    ) -> None:
         super().__init__()
         #: which backbone output is the stride-8 low-level feature ("low" for MobileNetV2, "mid" for ResNets)
         self.low_key = low_key

@@ -72,12 +72,20 @@ class _DecodeHead(nn.Module):
 class PSPHead(_DecodeHead):
     """Pyramid pooling on ``feats[in_key]`` (default ``"high"``); feature ``channels`` wide at its stride."""
 
-    def __init__(self, in_channels: int, channels: int, num_classes: int,
-                 pool_scales: Sequence[int] = PSP_POOL_SCALES, dropout: float = DROPOUT, in_key: str = "high") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        num_classes: int,
+        pool_scales: Sequence[int] = PSP_POOL_SCALES,
+        dropout: float = DROPOUT,
+        in_key: str = "high",
+    ) -> None:
         super().__init__(in_key, channels, num_classes, dropout)
         self.pool_scales = tuple(int(s) for s in pool_scales)
         self.psp_modules = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(s), ConvModule(in_channels, channels, 1)) for s in self.pool_scales)
+            nn.Sequential(nn.AdaptiveAvgPool2d(s), ConvModule(in_channels, channels, 1)) for s in self.pool_scales
+        )
         self.bottleneck = ConvModule(in_channels + len(self.pool_scales) * channels, channels, 3, padding=1)
         _init_head(self, self.conv_seg)
 
@@ -91,15 +99,24 @@ class PSPHead(_DecodeHead):
 class FCNHead(_DecodeHead):
     """``num_convs`` 3x3 ConvModules on ``feats[in_key]`` (+ ``conv_cat`` of input and output)."""
 
-    def __init__(self, in_channels: int, channels: int, num_classes: int, num_convs: int = 2,
-                 concat_input: bool = True, kernel_size: int = 3, dropout: float = DROPOUT,
-                 in_key: str = "high") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        num_classes: int,
+        num_convs: int = 2,
+        concat_input: bool = True,
+        kernel_size: int = 3,
+        dropout: float = DROPOUT,
+        in_key: str = "high",
+    ) -> None:
         super().__init__(in_key, channels, num_classes, dropout)
         if num_convs < 1:
             raise ValueError(f"num_convs must be >= 1, got {num_convs}")
         pad = kernel_size // 2
-        self.convs = nn.Sequential(*[ConvModule(in_channels if i == 0 else channels, channels, kernel_size, pad)
-                                     for i in range(num_convs)])
+        self.convs = nn.Sequential(
+            *[ConvModule(in_channels if i == 0 else channels, channels, kernel_size, pad) for i in range(num_convs)]
+        )
         self.concat_input = concat_input
         self.conv_cat = ConvModule(in_channels + channels, channels, kernel_size, pad) if concat_input else None
         _init_head(self, self.conv_seg)

@@ -39,8 +39,10 @@ def unwrap_state_dict(obj: Any, source: str = "state") -> dict[str, Tensor]:
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointError(f"{source}: expected a state_dict or an mmseg checkpoint dict with a 'state_dict' "
-                              f"entry, found {type(obj).__name__}{' (empty)' if isinstance(obj, Mapping) else ''}")
+        raise CheckpointError(
+            f"{source}: expected a state_dict or an mmseg checkpoint dict with a 'state_dict' "
+            f"entry, found {type(obj).__name__}{' (empty)' if isinstance(obj, Mapping) else ''}"
+        )
     bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
         raise CheckpointError(f"{source}: entries that are not named tensors: {listing(bad)}")
@@ -57,16 +59,17 @@ def _rename(state: Mapping[str, Tensor], prefix: str, source: str) -> dict[str, 
         if prefix:
             if not key.startswith(prefix):
                 continue
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
         for theirs, ours in PREFIXES.items():
             if key.startswith(theirs):
-                out[ours + key[len(theirs):]] = value
+                out[ours + key[len(theirs) :]] = value
                 break
         else:
             foreign.append(prefix + key)
     if foreign:
-        raise CheckpointError(f"{source}: unexpected key(s) outside backbone./decode_head./auxiliary_head.: "
-                              f"{listing(foreign)}")
+        raise CheckpointError(
+            f"{source}: unexpected key(s) outside backbone./decode_head./auxiliary_head.: {listing(foreign)}"
+        )
     if not out:
         where = f"under prefix {prefix!r}" if prefix else "at all"
         some = listing(list(state)[:5])
@@ -74,21 +77,28 @@ def _rename(state: Mapping[str, Tensor], prefix: str, source: str) -> dict[str, 
     return out
 
 
-def infer_mmseg_config(state: Mapping[str, Tensor], prefix: str = "", name: Optional[str] = None,
-                       input_size: Optional[tuple[int, int]] = CITYSCAPES_SIZE) -> ModelConfig:
+def infer_mmseg_config(
+    state: Mapping[str, Tensor],
+    prefix: str = "",
+    name: Optional[str] = None,
+    input_size: Optional[tuple[int, int]] = CITYSCAPES_SIZE,
+) -> ModelConfig:
     """The :class:`ModelConfig` an mmseg ResNet(V1c) + PSP/FCN state_dict describes (output stride 8, as in
     mmseg's "-d8" models; the stride is not visible in the weights)."""
     ours = _rename(unwrap_state_dict(state), prefix, "state")
     return _infer(ours, "state", name, input_size)
 
 
-def _infer(ours: Mapping[str, Tensor], source: str, name: Optional[str],
-           input_size: Optional[tuple[int, int]]) -> ModelConfig:
+def _infer(
+    ours: Mapping[str, Tensor], source: str, name: Optional[str], input_size: Optional[tuple[int, int]]
+) -> ModelConfig:
     blocks = {int(m.group(1)) for k in ours if (m := re.match(r"backbone\.layer3\.(\d+)\.", k))}
     depth = LAYER3_BLOCKS_TO_DEPTH.get(max(blocks) + 1) if blocks else None
     if depth is None:
-        raise CheckpointError(f"{source}: cannot tell the ResNet depth: backbone.layer3 has "
-                              f"{max(blocks) + 1 if blocks else 0} blocks (expected 2, 6 or 23 for ResNet-18/50/101)")
+        raise CheckpointError(
+            f"{source}: cannot tell the ResNet depth: backbone.layer3 has "
+            f"{max(blocks) + 1 if blocks else 0} blocks (expected 2, 6 or 23 for ResNet-18/50/101)"
+        )
     deep_stem = any(k.startswith("backbone.stem.") for k in ours)
     backbone = f"resnetv1c{depth}" if deep_stem else f"resnet{depth}"
     if any(k.startswith("head.psp_modules.") for k in ours):
@@ -108,9 +118,17 @@ def _infer(ours: Mapping[str, Tensor], source: str, name: Optional[str],
     default_name = f"{'pspnet' if head == 'psp' else 'fcn'}_r{depth}{'' if deep_stem else 'b'}_d8"
     return ModelConfig(
         name=name or default_name,
-        backbone=backbone, output_stride=8, head=head, head_channels=channels, num_classes=num_classes,
-        boundary_head=False, aux_head=any(k.startswith("aux_head.") for k in ours), input_size=input_size,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        backbone=backbone,
+        output_stride=8,
+        head=head,
+        head_channels=channels,
+        num_classes=num_classes,
+        boundary_head=False,
+        aux_head=any(k.startswith("aux_head.") for k in ours),
+        input_size=input_size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
 
 
 def _check_against(config: ModelConfig, ours: dict[str, Tensor], source: str) -> dict[str, Tensor]:
@@ -124,14 +142,17 @@ def _check_against(config: ModelConfig, ours: dict[str, Tensor], source: str) ->
             ours[k] = torch.zeros((), dtype=v.dtype)
     problems = state_dict_mismatch(expected, ours)
     if problems:
-        raise CheckpointError(f"{source}: the weights do not fit {config.backbone} + {config.head} head "
-                              f"({config.num_classes} classes{', aux head' if config.aux_head else ''}) "
-                              f"in mmseg's layout: {problems}")
+        raise CheckpointError(
+            f"{source}: the weights do not fit {config.backbone} + {config.head} head "
+            f"({config.num_classes} classes{', aux head' if config.aux_head else ''}) "
+            f"in mmseg's layout: {problems}"
+        )
     return {k: ours[k] for k in expected}
 
 
-def mmseg_to_ours(state: Any, prefix: str = "", name: Optional[str] = None,
-                  input_size: Optional[tuple[int, int]] = CITYSCAPES_SIZE) -> tuple[ModelConfig, dict[str, Tensor]]:
+def mmseg_to_ours(
+    state: Any, prefix: str = "", name: Optional[str] = None, input_size: Optional[tuple[int, int]] = CITYSCAPES_SIZE
+) -> tuple[ModelConfig, dict[str, Tensor]]:
     """Convert an mmseg ResNet(V1c) + PSPHead/FCNHead (+ auxiliary FCNHead) checkpoint; returns the config it
     describes and the state_dict for ``PerFrameSegNet(config)``. Raises CheckpointError on any mismatch."""
     ours = _rename(unwrap_state_dict(state), prefix, "mmseg state_dict")
@@ -152,22 +173,44 @@ def mmseg_pspnet_to_ours(state: Any, prefix: str = "", config: Optional[ModelCon
     if config is None:
         config = _infer(ours, "mmseg state_dict", None, CITYSCAPES_SIZE)
     if config.head != "psp":
-        raise CheckpointError(f"mmseg state_dict: not a PSPNet: the decode head is {config.head!r} "
-                              "(use mmseg_to_ours for FCN checkpoints)")
+        raise CheckpointError(
+            f"mmseg state_dict: not a PSPNet: the decode head is {config.head!r} "
+            "(use mmseg_to_ours for FCN checkpoints)"
+        )
     return _check_against(config, ours, "mmseg state_dict")
 
 
-def config_for_mmseg_pspnet(depth: int, num_classes: int = 19, aux_head: bool = True, boundary_head: bool = False,
-                            input_size: Optional[tuple[int, int]] = CITYSCAPES_SIZE,
-                            name: Optional[str] = None) -> ModelConfig:
+def config_for_mmseg_pspnet(
+    depth: int,
+    num_classes: int = 19,
+    aux_head: bool = True,
+    boundary_head: bool = False,
+    input_size: Optional[tuple[int, int]] = CITYSCAPES_SIZE,
+    name: Optional[str] = None,
+) -> ModelConfig:
     """The config of mmseg's PSPNet-R{depth}-d8: ResNetV1c (deep stem), output stride 8, PSP head 512 wide,
     auxiliary FCN head on layer3, ImageNet mean/std on RGB in 0-1 (mmseg's 123.675/58.395... on 0-255)."""
     if depth not in (50, 101):
         raise ValueError(f"mmseg's PSPNet-d8 models use ResNetV1c-50 or -101, got depth {depth!r}")
-    return ModelConfig(name=name or f"pspnet_r{depth}_d8", backbone=f"resnetv1c{depth}", output_stride=8,
-                       head="psp", head_channels=512, num_classes=num_classes, boundary_head=boundary_head,
-                       aux_head=aux_head, input_size=input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return ModelConfig(
+        name=name or f"pspnet_r{depth}_d8",
+        backbone=f"resnetv1c{depth}",
+        output_stride=8,
+        head="psp",
+        head_channels=512,
+        num_classes=num_classes,
+        boundary_head=boundary_head,
+        aux_head=aux_head,
+        input_size=input_size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
 
 
-__all__ = ["mmseg_pspnet_to_ours", "mmseg_to_ours", "config_for_mmseg_pspnet", "infer_mmseg_config",
-           "unwrap_state_dict"]
+__all__ = [
+    "mmseg_pspnet_to_ours",
+    "mmseg_to_ours",
+    "config_for_mmseg_pspnet",
+    "infer_mmseg_config",
+    "unwrap_state_dict",
+]

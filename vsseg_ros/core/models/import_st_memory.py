@@ -48,7 +48,7 @@ REFERENCE_INPUT_SIZE = (1024, 2048)
 def _strip_module(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Keys saved from an ``nn.DataParallel`` wrapper start with ``module.``; the reference strips them too."""
     if state and all(k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
+        return {k[len("module.") :]: v for k, v in state.items()}
     return dict(state)
 
 
@@ -56,11 +56,20 @@ def _load_state(state: Any) -> dict[str, Tensor]:
     return _strip_module(unwrap_state_dict(state, "ST_Memory state_dict"))
 
 
-def config_for_st_memory(num_classes: int = 19, depth: int = 50, mar: bool = True, frames: int = 3,
-                         pe_size: tuple[int, int] = (128, 256), stf_ffn: int = 256, mar_dim: int = 256,
-                         mar_ffn: int = 256, slots_per_class: int = 10, aux_head: bool = True,
-                         input_size: Optional[tuple[int, int]] = REFERENCE_INPUT_SIZE,
-                         name: Optional[str] = None) -> ModelConfig:
+def config_for_st_memory(
+    num_classes: int = 19,
+    depth: int = 50,
+    mar: bool = True,
+    frames: int = 3,
+    pe_size: tuple[int, int] = (128, 256),
+    stf_ffn: int = 256,
+    mar_dim: int = 256,
+    mar_ffn: int = 256,
+    slots_per_class: int = 10,
+    aux_head: bool = True,
+    input_size: Optional[tuple[int, int]] = REFERENCE_INPUT_SIZE,
+    name: Optional[str] = None,
+) -> ModelConfig:
     """The reference setup: mmseg's PSPNet-R{depth}-d8 (features 512 wide at stride 8), STF at the feature
     width (2 heads, FFN 256, 16x16 blocks, dropout 0.1, positional encodings 128x256), MAR (10 slots per class,
     q/k/v width 256, FFN 256), frames t-1, t, t+1 around the labelled one (``centered``)."""
@@ -68,11 +77,20 @@ def config_for_st_memory(num_classes: int = 19, depth: int = 50, mar: bool = Tru
 
     base = config_for_mmseg_pspnet(depth, num_classes=num_classes, aux_head=aux_head, input_size=input_size)
     temporal: dict[str, Any] = {
-        "frames": frames, "mode": "centered",
-        "stf": {"heads": REFERENCE_HEADS, "ffn": stf_ffn, "block": REFERENCE_BLOCK, "dropout": REFERENCE_DROPOUT,
-                "pe_size": list(pe_size)},
-        "mar": ({"slots_per_class": slots_per_class, "dim": mar_dim, "ffn": mar_ffn,
-                 "dropout": REFERENCE_DROPOUT} if mar else None),
+        "frames": frames,
+        "mode": "centered",
+        "stf": {
+            "heads": REFERENCE_HEADS,
+            "ffn": stf_ffn,
+            "block": REFERENCE_BLOCK,
+            "dropout": REFERENCE_DROPOUT,
+            "pe_size": list(pe_size),
+        },
+        "mar": (
+            {"slots_per_class": slots_per_class, "dim": mar_dim, "ffn": mar_ffn, "dropout": REFERENCE_DROPOUT}
+            if mar
+            else None
+        ),
     }
     return base.replace(name=name or f"pspnet_r{depth}_stf{'_mar' if mar else ''}", temporal=temporal)
 
@@ -86,8 +104,9 @@ def _shape(state: Mapping[str, Tensor], key: str, dims: int) -> tuple[int, ...]:
     return tuple(t.shape)
 
 
-def st_memory_config(state: Any, input_size: Optional[tuple[int, int]] = REFERENCE_INPUT_SIZE,
-                     name: Optional[str] = None) -> ModelConfig:
+def st_memory_config(
+    state: Any, input_size: Optional[tuple[int, int]] = REFERENCE_INPUT_SIZE, name: Optional[str] = None
+) -> ModelConfig:
     """The :class:`ModelConfig` an ST_Memory state_dict describes: depth and classes from the PSPNet weights,
     T and the positional-encoding size from ``STF.pe_enc``, the FFN widths and MAR sizes from their linears.
     Heads (2), block (16) and dropout (0.1) are not visible in the weights: the reference's values are used."""
@@ -95,8 +114,10 @@ def st_memory_config(state: Any, input_size: Optional[tuple[int, int]] = REFEREN
     blocks = {int(k.split(".")[3]) for k in sd if k.startswith(PSPNET_PREFIX + "backbone.layer3.")}
     depth = LAYER3_BLOCKS_TO_DEPTH.get(max(blocks) + 1) if blocks else None
     if depth not in (50, 101):
-        raise CheckpointError(f"ST_Memory state_dict: pspnet.backbone.layer3 has {max(blocks) + 1 if blocks else 0} "
-                              "blocks; expected a ResNetV1c-50 (6) or -101 (23)")
+        raise CheckpointError(
+            f"ST_Memory state_dict: pspnet.backbone.layer3 has {max(blocks) + 1 if blocks else 0} "
+            "blocks; expected a ResNetV1c-50 (6) or -101 (23)"
+        )
     num_classes = _shape(sd, PSPNET_PREFIX + "decode_head.conv_seg.weight", 4)[0]
     _, _, frames, ph, pw = _shape(sd, "STF.pe_enc", 5)
     stf_ffn = _shape(sd, "STF.encoder.layers.0.linear1.weight", 2)[0]
@@ -105,15 +126,26 @@ def st_memory_config(state: Any, input_size: Optional[tuple[int, int]] = REFEREN
     if has_mar:
         slots = _shape(sd, "MAR.memory_key", 3)[1]
         if slots % num_classes:
-            raise CheckpointError(f"ST_Memory state_dict: MAR.memory_key has {slots} slots, not a multiple of "
-                                  f"the {num_classes} classes")
-        mar_kw = {"slots_per_class": slots // num_classes,
-                  "mar_dim": _shape(sd, "MAR.HEdecoder.attn.to_q.1.weight", 2)[0],
-                  "mar_ffn": _shape(sd, "MAR.HEdecoder.linear1.weight", 2)[0]}
-    return config_for_st_memory(num_classes=num_classes, depth=depth, mar=has_mar, frames=frames,
-                                pe_size=(ph, pw), stf_ffn=stf_ffn,
-                                aux_head=any(k.startswith(PSPNET_PREFIX + "auxiliary_head.") for k in sd),
-                                input_size=input_size, name=name, **mar_kw)
+            raise CheckpointError(
+                f"ST_Memory state_dict: MAR.memory_key has {slots} slots, not a multiple of the {num_classes} classes"
+            )
+        mar_kw = {
+            "slots_per_class": slots // num_classes,
+            "mar_dim": _shape(sd, "MAR.HEdecoder.attn.to_q.1.weight", 2)[0],
+            "mar_ffn": _shape(sd, "MAR.HEdecoder.linear1.weight", 2)[0],
+        }
+    return config_for_st_memory(
+        num_classes=num_classes,
+        depth=depth,
+        mar=has_mar,
+        frames=frames,
+        pe_size=(ph, pw),
+        stf_ffn=stf_ffn,
+        aux_head=any(k.startswith(PSPNET_PREFIX + "auxiliary_head.") for k in sd),
+        input_size=input_size,
+        name=name,
+        **mar_kw,
+    )
 
 
 def st_memory_to_ours(state: Any, config: Optional[ModelConfig] = None) -> dict[str, Tensor]:
@@ -129,15 +161,16 @@ def st_memory_to_ours(state: Any, config: Optional[ModelConfig] = None) -> dict[
     pspnet = {k: v for k, v in sd.items() if k.startswith(PSPNET_PREFIX)}
     if not pspnet:
         raise CheckpointError(f"ST_Memory state_dict: no {PSPNET_PREFIX}* keys (first keys: {listing(list(sd)[:5])})")
-    out = {"perframe." + k: v for k, v in mmseg_pspnet_to_ours(pspnet, prefix=PSPNET_PREFIX,
-                                                                 config=perframe_cfg).items()}
+    out = {
+        "perframe." + k: v for k, v in mmseg_pspnet_to_ours(pspnet, prefix=PSPNET_PREFIX, config=perframe_cfg).items()
+    }
     foreign: list[str] = []
     for key, value in sd.items():
         if key.startswith(PSPNET_PREFIX):
             continue
         for theirs, ours in PREFIXES.items():
             if key.startswith(theirs):
-                out[ours + key[len(theirs):]] = value
+                out[ours + key[len(theirs) :]] = value
                 break
         else:
             foreign.append(key)
@@ -150,9 +183,11 @@ def st_memory_to_ours(state: Any, config: Optional[ModelConfig] = None) -> dict[
         extra = f"{len(foreign)} key(s) outside pspnet./STF./MAR.: {listing(foreign)}"
         problems = f"{problems}; {extra}" if problems else extra
     if problems:
-        raise CheckpointError(f"ST_Memory state_dict does not fit {config.name} "
-                              f"({config.backbone} + PSP, STF{' + MAR' if config.temporal.get('mar') else ''}, "
-                              f"{config.num_classes} classes): {problems}")
+        raise CheckpointError(
+            f"ST_Memory state_dict does not fit {config.name} "
+            f"({config.backbone} + PSP, STF{' + MAR' if config.temporal.get('mar') else ''}, "
+            f"{config.num_classes} classes): {problems}"
+        )
     return {k: out[k].contiguous() for k in expected}
 
 

@@ -25,8 +25,9 @@ from vsseg_ros.core.models.cache_keys import mode_key, tensor_key
 
 def _projection(channels: int, dim: int) -> nn.Sequential:
     """channels -> channels -> dim -> dim, three bias-free linears (the reference's to_q/to_k/to_v)."""
-    return nn.Sequential(nn.Linear(channels, channels, bias=False), nn.Linear(channels, dim, bias=False),
-                         nn.Linear(dim, dim, bias=False))
+    return nn.Sequential(
+        nn.Linear(channels, channels, bias=False), nn.Linear(channels, dim, bias=False), nn.Linear(dim, dim, bias=False)
+    )
 
 
 def _in_runs(rows: Tensor, group: int) -> Tensor:
@@ -65,8 +66,7 @@ class MemoryAttention(nn.Module):
 
     def weights(self) -> list[Tensor]:
         """The parameters :meth:`fold` depends on."""
-        return [*(m.weight for m in (*self.to_q, *self.to_k, *self.to_v)), self.to_out[0].weight,
-                self.to_out[0].bias]
+        return [*(m.weight for m in (*self.to_q, *self.to_k, *self.to_v)), self.to_out[0].weight, self.to_out[0].bias]
 
     def fold(self, key: Tensor, value: Tensor, dtype: torch.dtype, group: int = 1) -> tuple[Tensor, Tensor, int]:
         """For inference: ``scores`` (C x slots) with ``q k^T = x @ scores``, ``values`` = ``to_out(to_v(value))``
@@ -127,8 +127,15 @@ class MemoryDecoder(nn.Module):
         if self.weights_frozen:
             deps: tuple[object, ...] = (mode_key(),)
         else:
-            tensors = (key, value, *self.attn.weights(), self.norm1.bias, self.linear1.weight, self.linear1.bias,
-                       self.linear2.bias)
+            tensors = (
+                key,
+                value,
+                *self.attn.weights(),
+                self.norm1.bias,
+                self.linear1.weight,
+                self.linear1.bias,
+                self.linear2.bias,
+            )
             deps = (*(tensor_key(t) for t in tensors), mode_key())
         name = f"{group}/{dtype}"
         hit = self._cache.get(name)
@@ -137,8 +144,9 @@ class MemoryDecoder(nn.Module):
         scores, values, step = self.attn.fold(key, value, dtype, group)
         b2 = self.linear2.bias
         # elementwise, not a matmul: autocast must not round the folded bias to half precision
-        folded = Folded(scores, values, step, self.norm1.bias + b2,
-                        self.linear1.bias - (self.linear1.weight * b2).sum(1))
+        folded = Folded(
+            scores, values, step, self.norm1.bias + b2, self.linear1.bias - (self.linear1.weight * b2).sum(1)
+        )
         self._cache[name] = (deps, folded)
         return folded
 
@@ -155,8 +163,9 @@ class MemoryDecoder(nn.Module):
         a = torch.softmax(t @ f.scores, dim=-1)
         if f.step > 1:  # per-class sums as a product with a 0/1 matrix: faster than a strided sum on a CPU
             a = a @ _group_sum_matrix(a.shape[-1], f.step, a.dtype, a.device)
-        t = F.layer_norm(torch.addmm(t, a, f.values), self.norm1.normalized_shape, self.norm1.weight,
-                         f.norm1_bias, self.norm1.eps)
+        t = F.layer_norm(
+            torch.addmm(t, a, f.values), self.norm1.normalized_shape, self.norm1.weight, f.norm1_bias, self.norm1.eps
+        )
         h = F.relu_(F.linear(t, self.linear1.weight, f.linear1_bias))
         w2 = self.linear2.weight.t()
         # t is our own here: add into it, no copy; but in-place ops are not autocast, so there addmm casts
@@ -168,8 +177,15 @@ class MemoryDecoder(nn.Module):
 class MAR(nn.Module):
     """Refine (N, C, h, w) features by attention to a class memory; returns the same shape."""
 
-    def __init__(self, channels: int, num_classes: int, slots_per_class: int = 10, dim: int = 256,
-                 ffn: int = 256, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        slots_per_class: int = 10,
+        dim: int = 256,
+        ffn: int = 256,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         self.channels, self.num_classes, self.slots_per_class = channels, num_classes, slots_per_class
         slots = num_classes * slots_per_class
@@ -186,8 +202,10 @@ class MAR(nn.Module):
         """Store a built memory: ``key``/``value`` (slots, C) or (1, slots, C)."""
         key, value = key.reshape(1, -1, self.channels), value.reshape(1, -1, self.channels)
         if key.shape[1] != self.slots or value.shape[1] != self.slots:
-            raise ValueError(f"memory must have {self.slots} slots ({self.num_classes} classes x "
-                             f"{self.slots_per_class}), got {key.shape[1]} keys and {value.shape[1]} values")
+            raise ValueError(
+                f"memory must have {self.slots} slots ({self.num_classes} classes x "
+                f"{self.slots_per_class}), got {key.shape[1]} keys and {value.shape[1]} values"
+            )
         self.memory_key.copy_(key)
         self.memory_value.copy_(value)
 

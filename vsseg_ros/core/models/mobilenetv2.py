@@ -37,12 +37,20 @@ HIGH_LEVEL_CHANNELS = 320
 class ConvBNReLU6(nn.Sequential):
     """Conv2d (no bias) -> BatchNorm2d -> ReLU6; children are named ``0``, ``1``, ``2``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, dilation: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        dilation: int = 1,
+    ) -> None:
         padding = (kernel_size - 1) // 2 * dilation
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups,
-                      bias=False),
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=False
+            ),
             nn.BatchNorm2d(out_channels),
             nn.ReLU6(inplace=True),
         )
@@ -51,8 +59,7 @@ class ConvBNReLU6(nn.Sequential):
 class InvertedResidual(nn.Module):
     """Expand (1x1) -> depthwise 3x3 -> linear project (1x1), with a skip when shapes allow."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int,
-                 dilation: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int, dilation: int = 1) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")

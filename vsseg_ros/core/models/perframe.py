@@ -19,8 +19,11 @@ from vsseg_ros.core.models.resnet import ResNet
 OUTPUT_FEATURE_STRIDE = 8
 #: backbone name -> (ResNet depth, deep stem)
 RESNETS = {
-    "resnet18": (18, False), "resnet50": (50, False), "resnet101": (101, False),
-    "resnetv1c50": (50, True), "resnetv1c101": (101, True),
+    "resnet18": (18, False),
+    "resnet50": (50, False),
+    "resnet101": (101, False),
+    "resnetv1c50": (50, True),
+    "resnetv1c101": (101, True),
 }
 #: width of mmseg's auxiliary FCN head
 AUX_CHANNELS = 256
@@ -69,10 +72,17 @@ class PerFrameSegNet(nn.Module):
         if config.aux_head:  # ModelConfig allows it for ResNet backbones only
             if not isinstance(self.backbone, ResNet):
                 raise ValueError(f"aux_head needs a ResNet backbone, not {config.backbone}")
-            self.aux_head = FCNHead(self.backbone.channels["aux"], AUX_CHANNELS, config.num_classes, num_convs=1,
-                                    concat_input=False, in_key="aux")
-        self.boundary_head: Optional[BoundaryHead] = (BoundaryHead(config.head_channels)
-                                                      if config.boundary_head else None)
+            self.aux_head = FCNHead(
+                self.backbone.channels["aux"],
+                AUX_CHANNELS,
+                config.num_classes,
+                num_convs=1,
+                concat_input=False,
+                in_key="aux",
+            )
+        self.boundary_head: Optional[BoundaryHead] = (
+            BoundaryHead(config.head_channels) if config.boundary_head else None
+        )
         #: spatial stride of ``feature``, ``logits`` and ``boundary``
         self.stride = OUTPUT_FEATURE_STRIDE if config.head == "lite" else config.output_stride
 
@@ -101,8 +111,11 @@ class PerFrameSegNet(nn.Module):
         """``boundary=False`` skips the boundary head (its output is then None)."""
         feats = self.backbone(x)
         feature = self.head.forward_features(feats)
-        out = {"logits": self.classify(feature), "boundary": self.boundary(feature) if boundary else None,
-               "feature": feature}
+        out = {
+            "logits": self.classify(feature),
+            "boundary": self.boundary(feature) if boundary else None,
+            "feature": feature,
+        }
         if self.training and self.aux_head is not None:
             out["aux"] = self.aux_head(feats)
         return out
@@ -116,8 +129,9 @@ class PerFrameSegNet(nn.Module):
                 raise ValueError(f"{self.config.backbone}: give the ImageNet weights file (none is packaged)")
             return self.backbone.load_imagenet(path)
         if not (path is None or isinstance(path, (str, Path))):
-            raise TypeError(f"{self.config.backbone} loads its ImageNet weights from a file, not a "
-                            f"{type(path).__name__}")
+            raise TypeError(
+                f"{self.config.backbone} loads its ImageNet weights from a file, not a {type(path).__name__}"
+            )
         return self.backbone.load_imagenet(path)
 
 
@@ -136,8 +150,13 @@ def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
 
 
 def _foldable(conv: Optional[nn.Module], bn: Optional[nn.Module]) -> bool:
-    return (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.affine
-            and bn.running_mean is not None and bn.running_var is not None)
+    return (
+        isinstance(conv, nn.Conv2d)
+        and isinstance(bn, nn.BatchNorm2d)
+        and bn.affine
+        and bn.running_mean is not None
+        and bn.running_var is not None
+    )
 
 
 @torch.no_grad()

@@ -51,8 +51,9 @@ class BasicBlock(nn.Module):
     #: (conv, bn) attribute pairs that :func:`~vsseg_ros.core.models.perframe.fold_batchnorm` may merge
     conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, dilation: int = 1,
-                 downsample: Optional[nn.Module] = None) -> None:
+    def __init__(
+        self, in_channels: int, planes: int, stride: int = 1, dilation: int = 1, downsample: Optional[nn.Module] = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, 3, stride, padding=dilation, dilation=dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -74,8 +75,9 @@ class Bottleneck(nn.Module):
     expansion = 4
     conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, dilation: int = 1,
-                 downsample: Optional[nn.Module] = None) -> None:
+    def __init__(
+        self, in_channels: int, planes: int, stride: int = 1, dilation: int = 1, downsample: Optional[nn.Module] = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -94,13 +96,15 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-def _stage(block: type[Union[BasicBlock, Bottleneck]], in_channels: int, planes: int, blocks: int, stride: int,
-           dilation: int) -> nn.Sequential:
+def _stage(
+    block: type[Union[BasicBlock, Bottleneck]], in_channels: int, planes: int, blocks: int, stride: int, dilation: int
+) -> nn.Sequential:
     out_channels = planes * block.expansion
     downsample = None
     if stride != 1 or in_channels != out_channels:
-        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                   nn.BatchNorm2d(out_channels))
+        downsample = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+        )
     # the first block of a dilated stage keeps half the dilation ("contract_dilation"): it is where the
     # stride used to be, so its receptive field matches the undilated network's
     first_dilation = dilation // 2 if dilation > 1 else 1
@@ -124,8 +128,9 @@ class ResNet(nn.Module):
 
     conv_bn_pairs = (("conv1", "bn1"),)
 
-    def __init__(self, depth: int = 50, output_stride: int = 8, deep_stem: bool = False, in_channels: int = 3,
-                 width: int = 64) -> None:
+    def __init__(
+        self, depth: int = 50, output_stride: int = 8, deep_stem: bool = False, in_channels: int = 3, width: int = 64
+    ) -> None:
         super().__init__()
         if depth not in ARCHITECTURES:
             raise ValueError(f"ResNet depth must be one of {sorted(ARCHITECTURES)}, got {depth!r}")
@@ -142,9 +147,15 @@ class ResNet(nn.Module):
         if deep_stem:
             half = width // 2
             self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, half, 3, 2, padding=1, bias=False), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
-                nn.Conv2d(half, half, 3, 1, padding=1, bias=False), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
-                nn.Conv2d(half, width, 3, 1, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                nn.Conv2d(in_channels, half, 3, 2, padding=1, bias=False),
+                nn.BatchNorm2d(half),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(half, half, 3, 1, padding=1, bias=False),
+                nn.BatchNorm2d(half),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(half, width, 3, 1, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
             )
         else:
             self.conv1 = nn.Conv2d(in_channels, width, 7, 2, padding=3, bias=False)

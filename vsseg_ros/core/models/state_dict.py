@@ -14,14 +14,18 @@ def listing(items: list[str]) -> str:
     return shown + (f", ... ({len(items) - LIST_LIMIT} more)" if len(items) > LIST_LIMIT else "")
 
 
-def state_dict_mismatch(own: Mapping[str, Tensor], state: Mapping[str, Tensor],
-                        ignore_prefixes: Sequence[str] = ()) -> str:
+def state_dict_mismatch(
+    own: Mapping[str, Tensor], state: Mapping[str, Tensor], ignore_prefixes: Sequence[str] = ()
+) -> str:
     """Empty if ``state`` fits ``own`` exactly (keys in ``state`` starting with ``ignore_prefixes`` may be
     extra); otherwise the missing keys, unexpected keys and shape mismatches."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own and not k.startswith(tuple(ignore_prefixes))]
-    mismatched = [f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
-                  for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    mismatched = [
+        f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     parts = []
     if missing:
         parts.append(f"{len(missing)} missing key(s): {listing(missing)}")

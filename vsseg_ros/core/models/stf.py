@@ -64,6 +64,7 @@ from vsseg_ros.core.models.cache_keys import mode_key, tensor_key
 # blocks:  (N, hb*wb, T, b*b, C)  one group per spatial block (short range)
 # offsets: (N, b*b, T, hb*wb, C)  one group per offset inside the blocks (long range): blocks with dims 1, 3 swapped
 
+
 def to_blocks(x: Tensor, block: int) -> Tensor:
     """grid (N, T, H, W, C) -> blocks layout (N, hb*wb, T, block*block, C) (a copy)."""
     N, T, H, W, C = x.shape
@@ -109,8 +110,14 @@ def _heads(x: Tensor, heads: int) -> Tensor:
     return x.reshape(N * A, T * B, heads, C // heads).transpose(1, 2)
 
 
-def attend(mha: nn.MultiheadAttention, qk_q: Tensor, qk_k: Optional[Tensor], v_in: Tensor,
-           mask: Optional[Tensor], dropout: float) -> Tensor:
+def attend(
+    mha: nn.MultiheadAttention,
+    qk_q: Tensor,
+    qk_k: Optional[Tensor],
+    v_in: Tensor,
+    mask: Optional[Tensor],
+    dropout: float,
+) -> Tensor:
     """One multi-head attention within groups, with ``mha``'s weights: q from ``qk_q``, k from ``qk_k`` (None:
     from ``qk_q``, one projection for both), v from ``v_in``. Inputs are grouped tokens (N, A, T, B, C) with the
     same N, A (groups); queries and keys may have different T. Returns the output projection in ``qk_q``'s
@@ -121,17 +128,17 @@ def attend(mha: nn.MultiheadAttention, qk_q: Tensor, qk_k: Optional[Tensor], v_i
         q, k = torch.split(F.linear(qk_q, w[: 2 * C], bias[: 2 * C]), C, dim=-1)
     else:
         q = F.linear(qk_q, w[:C], bias[:C])
-        k = F.linear(qk_k, w[C: 2 * C], bias[C: 2 * C])
-    return attend_projected(mha, q, k, F.linear(v_in, w[2 * C:], bias[2 * C:]), mask, dropout)
+        k = F.linear(qk_k, w[C : 2 * C], bias[C : 2 * C])
+    return attend_projected(mha, q, k, F.linear(v_in, w[2 * C :], bias[2 * C :]), mask, dropout)
 
 
-def attend_projected(mha: nn.MultiheadAttention, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor],
-                     dropout: float) -> Tensor:
+def attend_projected(
+    mha: nn.MultiheadAttention, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], dropout: float
+) -> Tensor:
     """:func:`attend` from projected q, k, v (grouped (N, A, T, B, C) tensors or views of them)."""
     N, A, Tq, B, C = q.shape
     E = mha.num_heads
-    out = F.scaled_dot_product_attention(_heads(q, E), _heads(k, E), _heads(v, E), attn_mask=mask,
-                                         dropout_p=dropout)
+    out = F.scaled_dot_product_attention(_heads(q, E), _heads(k, E), _heads(v, E), attn_mask=mask, dropout_p=dropout)
     out = out.transpose(1, 2).reshape(N, A, Tq, B, C)
     return F.linear(out, mha.out_proj.weight, mha.out_proj.bias)
 
@@ -206,8 +213,15 @@ class InterlacedSparseAttention(nn.Module):
         self.self_attn_long = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.self_attn_short = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
 
-    def forward(self, query: Tensor, memory: Optional[Tensor], pos_q: Encoding, pos_m: Optional[Encoding],
-                padding: Optional[Padding] = None, long_qkv: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        query: Tensor,
+        memory: Optional[Tensor],
+        pos_q: Encoding,
+        pos_m: Optional[Encoding],
+        padding: Optional[Padding] = None,
+        long_qkv: Optional[Tensor] = None,
+    ) -> Tensor:
         p = self.dropout if self.training else 0.0
         T_q = query.shape[2]
         if long_qkv is not None:  # self-attention whose long-step q|k|v the caller projected (offsets layout)
@@ -243,8 +257,9 @@ class STFEncoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def forward(self, src: Tensor, pos: Encoding, padding: Optional[Padding],
-                long_qkv: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self, src: Tensor, pos: Encoding, padding: Optional[Padding], long_qkv: Optional[Tensor] = None
+    ) -> Tensor:
         x = self.norm1(src + self.dropout1(self.self_attn(src, None, pos, None, padding, long_qkv)))
         return self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
@@ -266,8 +281,9 @@ class STFDecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
 
-    def forward(self, tgt: Tensor, memory: Tensor, pos_t: Encoding, pos_m: Encoding,
-                padding: Optional[Padding]) -> Tensor:
+    def forward(
+        self, tgt: Tensor, memory: Tensor, pos_t: Encoding, pos_m: Encoding, padding: Optional[Padding]
+    ) -> Tensor:
         x = self.norm1(tgt + self.dropout1(self.self_attn(tgt, None, pos_t, None, padding)))
         x = self.norm2(x + self.dropout2(self.multihead_attn(x, memory, pos_t, pos_m, padding)))
         return self.norm3(x + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(x))))))
@@ -301,9 +317,18 @@ class STF(nn.Module):
     #: checking the parameters on every call (features, sizes, dtype and mode still key them)
     weights_frozen = False
 
-    def __init__(self, channels: int, frames: int = 3, heads: int = 2, ffn: int = 256, block: int = 16,
-                 dropout: float = 0.1, pe_size: Sequence[int] = (128, 256), dim: Optional[int] = None,
-                 pool: int = 1) -> None:
+    def __init__(
+        self,
+        channels: int,
+        frames: int = 3,
+        heads: int = 2,
+        ffn: int = 256,
+        block: int = 16,
+        dropout: float = 0.1,
+        pe_size: Sequence[int] = (128, 256),
+        dim: Optional[int] = None,
+        pool: int = 1,
+    ) -> None:
         super().__init__()
         d = channels if dim is None else dim
         if d % heads:
@@ -347,8 +372,7 @@ class STF(nn.Module):
             pe = F.interpolate(pe, size=(t, h, w), mode="trilinear", align_corners=False)
         return pe.permute(0, 2, 3, 4, 1)
 
-    def _encodings(self, positions: Sequence[int], h: int, w: int, dtype: torch.dtype
-                   ) -> tuple[Encoding, Encoding]:
+    def _encodings(self, positions: Sequence[int], h: int, w: int, dtype: torch.dtype) -> tuple[Encoding, Encoding]:
         """Encoder (n frames) and decoder (1 frame) encodings, resized to the unpadded (h, w), zero-padded and
         grouped; cached while the parameters are unchanged and no gradient is needed."""
         key = (tuple(positions), h, w, dtype, *self._weights_key(self.pe_enc, self.pe_dec), mode_key())
@@ -357,8 +381,10 @@ class STF(nn.Module):
             return cast(tuple[Encoding, Encoding], self._pe_cache[key])
         enc = self._resized_pe(self.pe_enc, self.frames, h, w)[:, list(positions)]
         dec = self._resized_pe(self.pe_dec, 1, h, w)
-        pair = (Encoding.of_grid(_pad_to(enc, self.block).to(dtype), self.block),
-                Encoding.of_grid(_pad_to(dec, self.block).to(dtype), self.block))
+        pair = (
+            Encoding.of_grid(_pad_to(enc, self.block).to(dtype), self.block),
+            Encoding.of_grid(_pad_to(dec, self.block).to(dtype), self.block),
+        )
         if cacheable:
             if len(self._pe_cache) > 16:
                 self._pe_cache.clear()
@@ -396,11 +422,13 @@ class STF(nn.Module):
         be modified in place while they are in a window (the streaming segmenter never does)."""
         if torch.is_grad_enabled() or _tracing():  # tracing (ONNX export): every frame is an input
             return self._tokens(feature)
-        return self._frame_cached("tokens", feature, lambda: self._tokens(feature),
-                                  self._weights_key(*self._input_projection()))
+        return self._frame_cached(
+            "tokens", feature, lambda: self._tokens(feature), self._weights_key(*self._input_projection())
+        )
 
-    def _long_qkv(self, features: Sequence[Tensor], tokens: Sequence[Tensor], positions: Sequence[int],
-                  pe_enc: Encoding) -> Optional[Tensor]:
+    def _long_qkv(
+        self, features: Sequence[Tensor], tokens: Sequence[Tensor], positions: Sequence[int], pe_enc: Encoding
+    ) -> Optional[Tensor]:
         """Without autograd: the encoder's long-step ``[q | k | v]`` for the window, (N, bb, n, blocks, 3C).
         The projection is linear, so ``(x + p) W + b = (x W + b) + p W``: each frame's ``x W + b`` is computed
         once and kept with the frame, the encodings' ``p W`` once per window shape. None with autograd and while
@@ -411,8 +439,9 @@ class STF(nn.Module):
         w, b = mha.in_proj_weight, mha.in_proj_bias
         deps = self._weights_key(w, b)
         own = self._weights_key(*self._input_projection())
-        per_frame = [self._frame_cached("long_qkv", f, _deferred_linear(t, w, b), deps + own)
-                     for f, t in zip(features, tokens)]
+        per_frame = [
+            self._frame_cached("long_qkv", f, _deferred_linear(t, w, b), deps + own) for f, t in zip(features, tokens)
+        ]
         key = ("pos_qk", id(pe_enc.offsets), tuple(positions), *deps)
         hit = cast(Optional[tuple[Tensor, Tensor]], self._pe_cache.get(key))
         if hit is None or hit[0] is not pe_enc.offsets:
@@ -435,8 +464,9 @@ class STF(nn.Module):
         bias = self.proj_in.bias  # built with one
         return (self.proj_in.weight,) if bias is None else (self.proj_in.weight, bias)
 
-    def _frame_cached(self, name: str, feature: Tensor, make: Callable[[], Tensor], deps: tuple[Hashable, ...]
-                      ) -> Tensor:
+    def _frame_cached(
+        self, name: str, feature: Tensor, make: Callable[[], Tensor], deps: tuple[Hashable, ...]
+    ) -> Tensor:
         """A per-frame result kept while ``feature`` (weakly referenced) and ``deps`` are unchanged."""
         key = (name, tensor_key(feature), mode_key(), *deps)
         hit = self._token_cache.get(key)
@@ -444,6 +474,7 @@ class STF(nn.Module):
             return hit[1]
         value = make()
         cache = self._token_cache
+
         # the entry leaves when its feature is freed (a frame leaving every window, a naive pass's features),
         # so features passing through never push out the frames a stream still holds
         def drop(_: weakref.ref[Tensor], k: tuple[object, ...] = key) -> None:
@@ -489,5 +520,16 @@ class STF(nn.Module):
         return x_target + out if self.residual else out.contiguous()
 
 
-__all__ = ["STF", "InterlacedSparseAttention", "STFEncoderLayer", "STFDecoderLayer", "Encoding", "Padding",
-           "attend", "attend_projected", "to_blocks", "from_blocks", "swap_grouping"]
+__all__ = [
+    "STF",
+    "InterlacedSparseAttention",
+    "STFEncoderLayer",
+    "STFDecoderLayer",
+    "Encoding",
+    "Padding",
+    "attend",
+    "attend_projected",
+    "to_blocks",
+    "from_blocks",
+    "swap_grouping",
+]

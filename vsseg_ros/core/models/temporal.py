@@ -37,10 +37,21 @@ class TemporalSegNet(nn.Module):
         if t.stf is not None:
             s = t.stf
             if s.dim is None and D % s.heads:
-                raise ConfigError(f"temporal.stf.heads={s.heads} must divide the feature width {D} "
-                                  "(head_channels) when temporal.stf.dim is null")
-            self.stf = STF(D, t.frames, heads=s.heads, ffn=s.ffn, block=s.block, dropout=s.dropout,
-                           pe_size=s.pe_size, dim=s.dim, pool=s.pool)
+                raise ConfigError(
+                    f"temporal.stf.heads={s.heads} must divide the feature width {D} "
+                    "(head_channels) when temporal.stf.dim is null"
+                )
+            self.stf = STF(
+                D,
+                t.frames,
+                heads=s.heads,
+                ffn=s.ffn,
+                block=s.block,
+                dropout=s.dropout,
+                pe_size=s.pe_size,
+                dim=s.dim,
+                pool=s.pool,
+            )
         self.mar: Optional[MAR] = None
         if t.mar is not None:
             m = t.mar
@@ -82,8 +93,15 @@ class TemporalSegNet(nn.Module):
         """(N, 3, H, W) normalised frames -> (N, D, h, w) per-frame features."""
         return self.perframe.forward_features(x)
 
-    def fuse(self, features: Sequence[Tensor], target: int, flow: Optional[Tensor] = None, boundary: bool = True,
-             refine: bool = True, rows: Optional[int] = None) -> dict[str, Optional[Tensor]]:
+    def fuse(
+        self,
+        features: Sequence[Tensor],
+        target: int,
+        flow: Optional[Tensor] = None,
+        boundary: bool = True,
+        refine: bool = True,
+        rows: Optional[int] = None,
+    ) -> dict[str, Optional[Tensor]]:
         """Outputs for ``features[target]`` fused with the rest of the window (n <= T frames, oldest first).
 
         ``flow``: (N, 2, H, W) flow into the target frame for a Flow2Seg path (None: image logits only).
@@ -111,15 +129,18 @@ class TemporalSegNet(nn.Module):
             x = self.mar(x)
         logits = self.perframe.classify(x)
         out: dict[str, Optional[Tensor]] = {
-            "logits": logits, "feature": fused,
-            "boundary": self.perframe.boundary(fused) if boundary else None}
+            "logits": logits,
+            "feature": fused,
+            "boundary": self.perframe.boundary(fused) if boundary else None,
+        }
         if self.flow2seg is not None and flow is not None:
             f = self.flow2seg(logits, flow)
             out["image_logits"], out["flow_logits"], out["logits"] = logits, f["flow_logits"], f["logits"]
         return out
 
-    def forward(self, frames: Tensor, target: int, flow: Optional[Tensor] = None,
-                boundary: bool = True) -> dict[str, Optional[Tensor]]:
+    def forward(
+        self, frames: Tensor, target: int, flow: Optional[Tensor] = None, boundary: bool = True
+    ) -> dict[str, Optional[Tensor]]:
         """The naive way: per-frame features of all (N, T', 3, H, W) frames, then the fusion."""
         if frames.dim() != 5:
             raise ValueError(f"frames must be (N, T, 3, H, W), got {tuple(frames.shape)}")
