@@ -142,3 +142,70 @@ def test_bad_bag_fails_before_starting_a_node(tmp_path):
     rc, text, _ = _replay(tmp_path, tmp_path / "in", "--image-topic", "/front/image", timeout=60)
     assert rc == 2 and "/camera/image_raw (sensor_msgs/msg/Image, 2 msgs)" in text
     assert not (tmp_path / "replay" / "node.log").exists()
+
+
+def _camera_frames(name: str, h: int, w: int, n: int, seed: int):
+    from vsseg_ros.data.sources import LabelledFrame
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    return [
+        LabelledFrame(
+            image=np.stack([(x * 4 + i * 9) % 256, y * 3, (x + y + seed) % 256], -1).astype(np.uint8),
+            label=rng.integers(0, 11, (h, w)).astype(np.uint8),
+            stamp_ns=0,
+            camera_id=f"{name}_cam",
+            sequence="clip",
+            name=f"{name}_{i:03d}",
+        )
+        for i in range(n)
+    ]
+
+
+def test_two_cameras_into_one_node(tmp_path):
+    """Two cameras of different sizes and frame_ids in one bag, replayed into one node (image_topics): each
+    camera's masks come back on its own topics with its own stamps, frame_id and size, and nothing crosses."""
+    from vsseg_ros.bags import BagFrames, BagMasks, bag_topics, write_bag
+
+    sizes = {"front": (48, 64), "rear": (64, 96)}
+    streams = {n: _camera_frames(n, h, w, 5, seed=i) for i, (n, (h, w)) in enumerate(sizes.items())}
+    interleaved = [f for pair in zip(*streams.values()) for f in pair]  # front, rear, front, ... : 2 Hz each
+    write_bag(
+        tmp_path / "in",
+        interleaved,
+        4.0,
+        "mcap",
+        start_ns=START,
+        camera_topics={f"{n}_cam": f"/cam_{n}/image_raw" for n in sizes},
+    )
+    rc, text, r = _replay(tmp_path, tmp_path / "in")
+    assert rc == 0, text[-4000:]
+    assert r["image_topic"] == ["/cam_front/image_raw", "/cam_rear/image_raw"], text[-3000:]
+    params = yaml.safe_load((tmp_path / "replay" / "node_params.yaml").read_text())["/**"]["ros__parameters"]
+    assert params["image_topics"] == ["/cam_front/image_raw", "/cam_rear/image_raw"]
+    assert (r["frames_published"], r["frames_dropped"], r["score"]["frames_received"]) == (10, 0, 10)
+    recorded = bag_topics(r["output_bag"])
+    assert "/semantic/mask" not in recorded
+    for n, (h, w) in sizes.items():
+        topic = f"/cam_{n}/image_raw"
+        cam = r["cameras"][topic]
+        assert cam["frames_received"] == {"mask": 5, "segmentation": 5}, text[-3000:]
+        assert cam["outputs_with_unknown_stamp"] == {"mask": 0, "segmentation": 0}
+        assert cam["latency_ms"]["count"] == 5 and cam["input_rate_hz"] == pytest.approx(2.0, rel=0.2)
+        assert cam["node_counters"]["processed"] >= 5
+        s = cam["score"]
+        assert (s["frames_received"], s["labelled_frames_scored"], s["outputs_with_unknown_stamp"]) == (5, 5, 0)
+        assert 0.0 <= s["accuracy"]["miou"] <= 1.0 and cam["ground_truth"]["matched"] == 5
+        inputs = {f.stamp_ns for f in BagFrames(tmp_path / "in", image_topic=topic)}
+        masks = list(BagMasks(r["output_bag"], topic=f"/cam_{n}/semantic/mask"))
+        assert sorted(s for s, _, _, _ in masks) == sorted(inputs)  # its own stamps, each once
+        assert all(fid == f"{n}_cam" and m.shape == (h, w) for _, fid, _, m in masks)
+        assert len(BagMasks(r["output_bag"], topic=f"/cam_{n}/semantic/segmentation")) == 5
+    assert "replay [/cam_rear/image_raw]: end-to-end latency" in text and "replay [all cameras]: 10 frames" in text
+    again = tmp_path / "again"
+    again.mkdir()
+    rc2, text2, r2 = _replay(again, tmp_path / "in", "--score-recorded", r["output_bag"])
+    assert rc2 == 0, text2[-3000:]
+    assert {t: c["score"]["accuracy"]["miou"] for t, c in r2["cameras"].items()} == pytest.approx(
+        {t: c["score"]["accuracy"]["miou"] for t, c in r["cameras"].items()}
+    )

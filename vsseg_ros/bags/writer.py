@@ -319,6 +319,7 @@ def write_bag(
     source: str = "",
     class_names: Optional[Sequence[str]] = None,
     progress: Optional[Any] = None,
+    camera_topics: Optional[Mapping[str, str]] = None,
 ) -> BagSummary:
     """Write ``frames`` (LabelledFrame: RGB image, optional label, stamp_ns, camera_id, sequence, name) as a bag.
 
@@ -329,7 +330,11 @@ def write_bag(
     on ``<image_topic>/compressed``. ``frame_id``: the header's frame_id (default: each frame's ``camera_id``).
     ``distro`` picks the typestore whose definitions are embedded and the metadata version (see
     :mod:`vsseg_ros.bags.typestore`). ``progress``: a tqdm-like object whose ``update(1)`` is called per frame.
-    A failure removes the partly written bag.
+    ``camera_topics``: several cameras in one bag, ``{frame.camera_id: image topic}``: each frame goes to its
+    camera's image topic, with ``camera_info`` beside it and ground truth on ``<parent>/semantic_gt``
+    (``/cam_front/image_raw`` -> ``/cam_front/camera_info``, ``/cam_front/semantic_gt``); the frames are one
+    stream in the order given (stamped by one clock, so no two share a stamp). A failure removes the partly
+    written bag.
     """
     from vsseg_ros.imaging.decode import SUPPORTED_ENCODINGS
 
@@ -344,25 +349,41 @@ def write_bag(
     stamper = _Stamper(
         rate_hz, int(start_ns) if start_ns is not None else int(time.time()) * 1_000_000_000, sequence_gap_s
     )
-    image_topic_out = image_topic + "/compressed" if msgs.compressed else image_topic
     info_topic = camera_info_topic or camera_info_topic_for(image_topic)
+
+    def topics_of(frame: Any) -> tuple[str, str, str]:
+        """(image topic as written, camera_info topic, ground-truth topic) of a frame's camera."""
+        if camera_topics is None:
+            image, info, gt = image_topic, info_topic, gt_topic
+        elif frame.camera_id in camera_topics:
+            image = camera_topics[frame.camera_id]
+            image, info, gt = image, camera_info_topic_for(image), image.rstrip("/").rsplit("/", 1)[0] + "/semantic_gt"
+        else:
+            raise BagWriteError(
+                f"frame {frame.name!r} has camera_id {frame.camera_id!r}, which camera_topics does not "
+                f"name (it names {', '.join(map(repr, camera_topics))})"
+            )
+        return (image + "/compressed" if msgs.compressed else image), info, gt
+
     summary = BagSummary(path=path, storage=storage)
     writer = _open_writer(path, storage, distro)
     names: dict[str, str] = {}
     sequences: list[list[Any]] = []
     try:
         with writer:
-            conn_image = writer.add_connection(
-                image_topic_out,
-                COMPRESSED_IMAGE if msgs.compressed else IMAGE,
-                typestore=typestore,
-                offered_qos_profiles=[_qos()],
-            )
-            conn_info = writer.add_connection(
-                info_topic, CAMERA_INFO, typestore=typestore, offered_qos_profiles=[_qos()]
-            )
-            conn_gt = None
+            conns: dict[str, Any] = {}  # topic -> connection, added when a camera's first frame comes
+
+            def conn(topic: str, msgtype: str) -> Any:
+                if topic not in conns:
+                    conns[topic] = writer.add_connection(
+                        topic, msgtype, typestore=typestore, offered_qos_profiles=[_qos()]
+                    )
+                return conns[topic]
+
             for frame in frames:
+                image_out, info_out, gt_out = topics_of(frame)
+                conn_image = conn(image_out, COMPRESSED_IMAGE if msgs.compressed else IMAGE)
+                conn_info = conn(info_out, CAMERA_INFO)
                 stamp = stamper(frame)
                 rgb = np.asarray(frame.image)
                 if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -388,11 +409,7 @@ def write_bag(
                             f"frame {frame.name!r}: the label must be HxW uint8 of the image's size "
                             f"{rgb.shape[:2]}, got {label.dtype} {label.shape}"
                         )
-                    if conn_gt is None:
-                        conn_gt = writer.add_connection(
-                            gt_topic, IMAGE, typestore=typestore, offered_qos_profiles=[_qos()]
-                        )
-                    writer.write(conn_gt, stamp, msgs.label(label, header))
+                    writer.write(conn(gt_out, IMAGE), stamp, msgs.label(label, header))
                     summary.labelled += 1
                 if not sequences or sequences[-1][0] != frame.sequence:
                     sequences.append([frame.sequence, stamp])
