@@ -15,12 +15,11 @@ import torch.nn.functional as F
 import yaml
 
 from test_train_smoke import _recipe as _perframe_recipe, _synthetic_camvid
-from test_train_temporal import SIZE, _folder
-from vsseg_ros.core.checkpoint import load_checkpoint, save_checkpoint
-from vsseg_ros.core.classes import IGNORE_ID, ClassMap
+from test_train_temporal import SIZE, tiny_perframe_start
+from vsseg_ros.core.checkpoint import load_checkpoint
+from vsseg_ros.core.classes import IGNORE_ID
 from vsseg_ros.core.config import ConfigError, ModelConfig
 from vsseg_ros.core.loading import load_segmenter
-from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.core.segmenter import Frame
 from vsseg_ros.core.temporal_config import TemporalConfig
 from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
@@ -50,17 +49,7 @@ def test_a_window_of_one_frame_takes_mar_only() -> None:
 
 
 def _mar_recipe(tmp_path: Path) -> tuple[Path, Path]:
-    data = tmp_path / "data"
-    _folder(data)
-    base = ModelConfig(name="tiny", head_channels=16, num_classes=2, input_size=SIZE, output_stride=16)
-    torch.manual_seed(0)
-    init = save_checkpoint(
-        tmp_path / "perframe.pt",
-        PerFrameSegNet(base),
-        base,
-        ClassMap(names=("background", "square"), colors=((0, 0, 0), (255, 255, 255))),
-        "tiny",
-    )
+    data, base, init = tiny_perframe_start(tmp_path)
     model = {
         **base.to_dict(),
         "temporal": {

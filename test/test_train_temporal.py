@@ -55,7 +55,9 @@ def _folder(root: Path) -> None:
             cv2.imwrite(str(root / "labels" / split / f"clip_{i:04d}.png"), lab)
 
 
-def _recipe(tmp_path: Path, stf_dropout: float = 0.0, **train: object) -> Path:
+def tiny_perframe_start(tmp_path: Path) -> tuple[Path, ModelConfig, Path]:
+    """A folder dataset of squares, a tiny per-frame config and its (untrained, seeded) checkpoint: what a
+    temporal recipe starts from."""
     data = tmp_path / "data"
     _folder(data)
     base = ModelConfig(name="tiny", head_channels=16, num_classes=2, input_size=SIZE, output_stride=16)
@@ -67,6 +69,11 @@ def _recipe(tmp_path: Path, stf_dropout: float = 0.0, **train: object) -> Path:
         ClassMap(names=("background", "square"), colors=((0, 0, 0), (255, 255, 255))),
         "tiny",
     )
+    return data, base, init
+
+
+def _recipe(tmp_path: Path, stf_dropout: float = 0.0, **train: object) -> Path:
+    data, base, init = tiny_perframe_start(tmp_path)
     model = {
         **base.to_dict(),
         "temporal": {
