@@ -551,13 +551,12 @@ class SegmentationNode(Node):
             if wanted.mask:
                 o.mask.publish(mask)
         if result.boundary is not None:
-            boundary = to_image_msg(result.boundary, header)
+            float_topic = self.get_parameter("boundary_encoding").value == "32FC1"
+            # the 32FC1 message only where it goes out (the topic in 32FC1, or SemanticSegmentation)
+            if wanted.segmentation or (wanted.boundary and float_topic):
+                boundary = to_image_msg(result.boundary, header)
             if wanted.boundary:
-                o.boundary.publish(
-                    boundary
-                    if self.get_parameter("boundary_encoding").value == "32FC1"
-                    else to_image_msg(to_mono8(result.boundary), header)
-                )
+                o.boundary.publish(boundary if float_topic else to_image_msg(to_mono8(result.boundary), header))
         if wanted.segmentation:
             o.segmentation.publish(
                 self._seg_type(
