@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,6 +18,19 @@ from vsseg_ros.core.config import ModelConfig
 PERFRAME_STATE_FORMAT = "vsseg_ros.train_state"
 #: the ``format`` of the temporal trainer's ``last.pt``
 TEMPORAL_STATE_FORMAT = "vsseg_ros.temporal_train_state"
+
+
+@dataclass
+class StagePosition:
+    """Where training stands, as ``last.pt`` records it: the stage (``"stf"`` or ``"mar"``), the optimisation
+    steps taken in it, whether its loop has ended (final validation done), and its clock: the run's elapsed time
+    when the stage began and the stage's share of the time budget (None: no budget)."""
+
+    stage: str = "stf"
+    step: int = 0
+    finished: bool = False
+    start_s: float = 0.0
+    budget_s: Optional[float] = None
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -26,6 +26,7 @@ from vsseg_ros.training.checkpointing import (
     read_perframe_state,
 )
 from vsseg_ros.training.curves import plot_curve
+from vsseg_ros.training.loop import LossBar, ValidationSchedule
 from vsseg_ros.training.losses import class_weights, mean_loss_parts, segmentation_loss
 from vsseg_ros.training.optim import WeightAverage, check_finite, lr_factor, optimiser_step, param_groups, progress_of
 from vsseg_ros.training.recipe import Recipe, TrainConfigError
@@ -34,9 +35,9 @@ from vsseg_ros.training.session import (
     RunFiles,
     command_line,
     printer,
-    progress_bar,
     seed_everything,
     set_threads,
+    shard_batch,
 )
 from vsseg_ros.training.stream import stream_loader
 from vsseg_ros.training.validation import Best, evaluate
@@ -134,12 +135,7 @@ def train_session(
             raise TrainConfigError(f"max_iters must be >= 1, got {max_iters}")
         tr["max_iters"] = int(max_iters)
     batch_size = int(tr["batch_size"])
-    if batch_size % ctx.world_size:
-        raise TrainConfigError(
-            f"{config_path}: train.batch_size={batch_size} (the batch of one step, over all "
-            f"processes) must be divisible by the number of processes, {ctx.world_size}"
-        )
-    shard_batch = batch_size // ctx.world_size
+    shard = shard_batch(batch_size, ctx.world_size, config_path)
     set_threads(threads, tr.get("threads"))
     files = RunFiles(out_dir, config_path)
     command = command_line(command)
@@ -324,18 +320,15 @@ def train_session(
         step * batch_size,
         ctx.rank,
         ctx.world_size,
-        shard_batch,
+        shard,
         workers=int(dc["num_workers"]),
         pin_memory=device.type == "cuda",
     )
-    val_every_iters = int(tr["val_every_iters"] or 0)
-    val_every_s = float(tr["val_every_min"]) * 60.0 if tr.get("val_every_min") else None
     log_every = max(1, int(tr["log_every"] or 1))
-    last_val_clock = clock
+    schedule = ValidationSchedule(tr, clock)
     sums: dict[str, float] = {}
     nsum = 0
-    ema: Optional[float] = None
-    bar = progress_bar(max_it, step, "train", progress and main_rank)
+    bar = LossBar(max_it, step, "train", progress and main_rank)
     it_t0, it_step0 = time.monotonic(), step
     data_iter = iter(loader)
     finished = False
@@ -361,9 +354,7 @@ def train_session(
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             nsum += 1
-            ema = parts["loss"] if ema is None else 0.95 * ema + 0.05 * parts["loss"]
-            bar.update(1)
-            bar.set_postfix(loss=f"{ema:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
+            bar.step(parts["loss"], lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             clock = timer.shared()
             if step % log_every == 0 and main_rank:
                 append_jsonl(
@@ -371,18 +362,13 @@ def train_session(
                     {"step": step, "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(clock, 1), **parts},
                 )
             finished = step >= max_it or progress_of(step, max_it, clock, budget_s) >= 1.0
-            due = (
-                finished
-                or (val_every_iters and step % val_every_iters == 0)
-                or (val_every_s is not None and clock - last_val_clock >= val_every_s)
-            )
-            if due:
+            if finished or schedule.due(step, clock):
                 stats = {k: v / max(nsum, 1) for k, v in sums.items()}
                 stats["s_per_iter"] = (time.monotonic() - it_t0) / max(step - it_step0, 1)
                 validate(stats)
                 sums, nsum = {}, 0
                 clock = timer.shared()
-                last_val_clock = clock
+                schedule.done(clock)
                 it_t0, it_step0 = time.monotonic(), step
     finally:
         bar.close()

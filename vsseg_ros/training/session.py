@@ -1,6 +1,6 @@
 """What every training session of either stage sets up alike: seeding, CPU threads, the output folder and its
-files, the run's clock (earlier sessions included, rank 0's on every rank), printing on rank 0 only, and the
-progress bar."""
+files, the run's clock (earlier sessions included, rank 0's on every rank), each rank's share of a batch, and
+printing on rank 0 only."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
+
+from vsseg_ros.training.recipe import TrainConfigError
 
 
 def seed_everything(seed: int) -> None:
@@ -27,6 +29,17 @@ def set_threads(threads: Optional[int], configured: Any) -> None:
     n = threads if threads is not None else configured
     if n:
         torch.set_num_threads(int(n))
+
+
+def shard_batch(batch_size: int, world_size: int, config_path: Path) -> int:
+    """Each rank's share of a step's ``train.batch_size`` (the batch of one step over all processes, so a recipe
+    means the same on any number of them); TrainConfigError when it does not divide."""
+    if batch_size % world_size:
+        raise TrainConfigError(
+            f"{config_path}: train.batch_size={batch_size} (the batch of one step, over all "
+            f"processes) must be divisible by the number of processes, {world_size}"
+        )
+    return batch_size // world_size
 
 
 def command_line(command: Optional[str]) -> str:
@@ -71,19 +84,3 @@ class RunClock:
     def shared(self) -> float:
         """Rank 0's :meth:`elapsed` on every rank: the schedule, the budget and validation follow one clock."""
         return float(self.ctx.broadcast(self.elapsed()))
-
-
-def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar on stdout, updated at most every 5 s (logs of long runs stay short)."""
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=desc,
-        dynamic_ncols=False,
-        ncols=110,
-        disable=not enabled,
-        mininterval=5.0,
-        file=sys.stdout,
-    )

@@ -1,7 +1,12 @@
 """One session of the temporal trainer (stages 2-3) in this process: STF on the frozen per-frame features,
 then the MAR memory built from the training clips and MAR fine-tuned, each stage an optimisation loop with
 validation on the streamed validation split, ``best.pt`` kept and ``last.pt`` for ``--resume``.
-:func:`vsseg_ros.training.temporal.run_temporal_training` starts it; the recipe is described there."""
+:func:`vsseg_ros.training.temporal.run_temporal_training` starts it; the recipe is described there.
+
+Why this module is over 400 lines: it is one class, :class:`TemporalRun`, whose state (the stage position, its
+optimiser, the clock, the history and best score) the two stages, validation, ``last.pt`` and resume all read
+and write; the pieces without that state live in the shared modules and :mod:`~vsseg_ros.training.temporal_model`.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from torch import nn
 
 from vsseg_ros.training.checkpointing import (
     TEMPORAL_STATE_FORMAT,
+    StagePosition,
     append_jsonl,
     atomic_torch_save,
     differences,
@@ -24,41 +30,32 @@ from vsseg_ros.training.checkpointing import (
     read_train_state,
 )
 from vsseg_ros.training.curves import plot_curve
+from vsseg_ros.training.loop import LossBar, ValidationSchedule
 from vsseg_ros.training.losses import class_weights, pixel_cross_entropy
 from vsseg_ros.training.optim import check_finite, lr_factor, optimiser_step, progress_of
-from vsseg_ros.training.recipe import TrainConfigError
 from vsseg_ros.training.session import (
     RunClock,
     RunFiles,
     command_line,
     printer,
-    progress_bar,
     seed_everything,
     set_threads,
+    shard_batch,
 )
-from vsseg_ros.training.stream import normalise, stream_loader
+from vsseg_ros.training.stream import stream_loader
 from vsseg_ros.training.temporal_model import (
     FusionStep,
     build_from_init,
     freeze,
+    mar_trainable,
+    memory_batches,
     perframe_baseline,
     segmenter_of,
+    stf_trainable,
+    window_features,
     without_mar,
 )
 from vsseg_ros.training.validation import Best, diff, pct, stream_scores
-
-
-@dataclass
-class StagePosition:
-    """Where training stands, as ``last.pt`` records it: the stage (``"stf"`` or ``"mar"``), the optimisation
-    steps taken in it, whether its loop has ended (final validation done), and its clock: the run's elapsed time
-    when the stage began and the stage's share of the time budget (None: no budget)."""
-
-    stage: str = "stf"
-    step: int = 0
-    finished: bool = False
-    start_s: float = 0.0
-    budget_s: Optional[float] = None
 
 
 @dataclass
@@ -97,11 +94,7 @@ class TemporalRun:
         self.progress, self.resume, self.stop_after = progress, resume, stop_after
         self.iters_override = iters
         self.batch_size = int(self.tr["batch_size"])
-        if self.batch_size % ctx.world_size:
-            raise TrainConfigError(
-                f"{recipe['path']}: train.batch_size={self.batch_size} (the batch of one step, over "
-                f"all processes) must be divisible by the number of processes, {ctx.world_size}"
-            )
+        shard_batch(self.batch_size, ctx.world_size, recipe["path"])
         set_threads(threads, self.tr.get("threads"))
         self.files = RunFiles(out_dir, recipe["path"])
         self.command = command_line(command)
@@ -316,16 +309,14 @@ class TemporalRun:
         net = self._wrap()
         data = self._loader(stream_seed, pos.step * self.batch_size, ctx.rank, ctx.world_size)
         target = model.target_index(model.frames)
-        val_every_s = float(tr["val_every_min"]) * 60.0 if tr.get("val_every_min") else None
         log_every = max(1, int(tr["log_every"]))
 
         def progress(clock: float) -> float:
             return progress_of(pos.step, iters, clock - pos.start_s, pos.budget_s)
 
         clock = self.timer.shared()
-        last_val = clock
-        bar = progress_bar(iters, pos.step, stage, self.progress and self.main)
-        ema: Optional[float] = None
+        schedule = ValidationSchedule(tr, clock)
+        bar = LossBar(iters, pos.step, stage, self.progress and self.main)
         try:
             while pos.step < iters and progress(clock) < 1.0:
                 if self.stop_after is not None and self.session_steps >= self.stop_after:
@@ -335,9 +326,7 @@ class TemporalRun:
                 for g in optimizer.param_groups:
                     g["lr"] = lr * g["lr_mult"] * lr_factor(pos.step, progress(clock), tr)
                 batch = next(data)
-                x = normalise(batch["frames"], model.perframe.config.mean, model.perframe.config.std)
-                with torch.no_grad():  # the per-frame network is frozen
-                    feats = [model.frame_features(x[:, i]) for i in range(x.shape[1])]
+                feats = window_features(model, batch["frames"], model.perframe.config.mean, model.perframe.config.std)
                 out = net(feats, target, stage == "mar")
                 loss = pixel_cross_entropy(out["logits"], batch["label"].long(), self.weight)
                 optimiser_step(optimizer, loss, params, tr.get("grad_clip"))
@@ -345,16 +334,14 @@ class TemporalRun:
                 check_finite(value, pos.step, f"{stage}: ")
                 pos.step += 1
                 self.session_steps += 1
-                ema = value if ema is None else 0.95 * ema + 0.05 * value
-                bar.update(1)
-                bar.set_postfix(loss=f"{ema:.3f}", refresh=False)
+                bar.step(value)
                 clock = self.timer.shared()
                 if pos.step % log_every == 0:
                     self.log({"stage": stage, "step": pos.step, "loss": value, "lr": optimizer.param_groups[0]["lr"]})
-                if val_every_s is not None and clock - last_val >= val_every_s:
+                if schedule.due(pos.step, clock):
                     self.validate()
                     clock = self.timer.shared()
-                    last_val = clock
+                    schedule.done(clock)
         finally:
             bar.close()
         pos.finished = True
@@ -362,14 +349,8 @@ class TemporalRun:
         return False
 
     def _stf_stage(self) -> bool:
-        model = self.model
-        freeze(model.mar)
-        model.stf.train()
-        params = list(model.stf.parameters())
-        for p in params:
-            p.requires_grad_(True)
-        stopped = self._loop(params, float(self.tr["lr"]), self.seed)
-        freeze(model.stf)
+        stopped = self._loop(stf_trainable(self.model), float(self.tr["lr"]), self.seed)
+        freeze(self.model.stf)
         return stopped
 
     def _build_memory(self) -> None:
@@ -381,20 +362,9 @@ class TemporalRun:
         freeze(model.stf)
         if self.main:
             self.say("building the MAR memory from the training clips ...", flush=True)
-            target = model.target_index(model.frames)
-
-            def batches() -> Any:
-                n = int(tr["memory_batches"] or math.ceil(len(self.clips) / self.batch_size))
-                it = self._loader(self.seed + 1, 0, 0, 1)  # the whole stream: rank 0 builds it alone
-                for _ in range(n):
-                    b = next(it)
-                    x = normalise(b["frames"], cfg.mean, cfg.std)
-                    with torch.no_grad():
-                        feats = [model.frame_features(x[:, i]) for i in range(x.shape[1])]
-                        fused = model.fuse(feats, target, boundary=False, refine=False)
-                    yield fused["feature"], fused["logits"], b["label"].long()
-
-            stats = build_memory(model.mar, batches(), num_classes=cfg.num_classes)
+            n = int(tr["memory_batches"] or math.ceil(len(self.clips) / self.batch_size))
+            clips = self._loader(self.seed + 1, 0, 0, 1)  # the whole stream: rank 0 builds it alone
+            stats = build_memory(model.mar, memory_batches(model, clips, n, cfg), num_classes=cfg.num_classes)
             self.say(
                 f"memory built from {stats.pixels} labelled pixels; classes without a correct pixel: "
                 f"{stats.empty_classes or 'none'}",
@@ -403,23 +373,10 @@ class TemporalRun:
         self.ctx.broadcast_module(model.mar)
 
     def _mar_stage(self) -> bool:
-        model = self.model
-        freeze(model.stf)
-        model.mar.train()
-        # MAR changes the feature the classifier reads (LayerNorm): the classifier learns along with it
-        head = model.perframe.head
-        classifier = getattr(head, "classifier", None) or head.conv_seg
-        mar_params, cls_params = list(model.mar.parameters()), list(classifier.parameters())
-        for p in mar_params + cls_params:
-            p.requires_grad_(True)
-        # the classifier was trained on the head's (ReLU) feature and must re-learn MAR's (LayerNorm) one
-        groups = [
-            {"params": mar_params, "lr_mult": 1.0},
-            {"params": cls_params, "lr_mult": float(self.tr["classifier_lr_mult"])},
-        ]
+        groups = mar_trainable(self.model, float(self.tr["classifier_lr_mult"]))
         stopped = self._loop(groups, float(self.tr["mar_lr"]), self.seed + 2)
-        freeze(model.mar)
-        freeze(model.perframe)
+        freeze(self.model.mar)
+        freeze(self.model.perframe)
         return stopped
 
     # -- the run ----------------------------------------------------------------------------------------
