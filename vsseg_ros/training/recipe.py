@@ -100,11 +100,15 @@ def _data_root(override: Optional[Union[str, Path]], configured: Any, repo: Path
 
 # -- stage 1: the per-frame network -----------------------------------------------------------------
 
-DATA_DEFAULTS: dict[str, Any] = {
+#: the data fields of both stages' recipes
+_DATA_SOURCE: dict[str, Any] = {
     "dataset": "camvid",
     "root": "../shared/data/camvid",
     "train_split": "train",
     "val_split": "val",
+}
+DATA_DEFAULTS: dict[str, Any] = {
+    **_DATA_SOURCE,
     "crop_size": [288, 384],
     "scale_range": [0.5, 2.0],
     "hflip": 0.5,
@@ -209,10 +213,7 @@ def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Pa
 # -- stages 2-3: the temporal modules ---------------------------------------------------------------
 
 TEMPORAL_DATA_DEFAULTS: dict[str, Any] = {
-    "dataset": "camvid",
-    "root": "../shared/data/camvid",
-    "train_split": "train",
-    "val_split": "val",
+    **_DATA_SOURCE,
     "clip_size": [288, 384],
     "clips": None,  # StillClipDataset options
     "memory_split": "train",
