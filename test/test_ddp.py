@@ -16,7 +16,9 @@ import yaml
 from test_train_smoke import _recipe, _synthetic_camvid
 from vsseg_ros.core.checkpoint import load_checkpoint
 from vsseg_ros.training.distributed import DistContext, init_distributed
-from vsseg_ros.training.perframe import SeedStream, TrainConfigError, _run, load_recipe
+from vsseg_ros.training.perframe_run import train_session as _run
+from vsseg_ros.training.recipe import TrainConfigError, load_recipe
+from vsseg_ros.training.stream import SeedStream
 
 WORKER = """
 import os, sys

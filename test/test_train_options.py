@@ -23,7 +23,10 @@ from vsseg_ros.core.loading import load_segmenter
 from vsseg_ros.core.segmenter import Frame
 from vsseg_ros.core.temporal_config import TemporalConfig
 from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
-from vsseg_ros.training.perframe import TrainConfigError, WeightAverage, load_recipe, ohem_cross_entropy, train
+from vsseg_ros.training.losses import ohem_cross_entropy
+from vsseg_ros.training.optim import WeightAverage
+from vsseg_ros.training.perframe import train
+from vsseg_ros.training.recipe import TrainConfigError, load_recipe
 from vsseg_ros.training.temporal import train_temporal
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -188,7 +191,7 @@ def test_new_recipe_fields_are_checked(tmp_path: Path, field: str, value: object
 
 
 def test_shipped_recipes_parse() -> None:
-    from vsseg_ros.training.temporal import load_temporal_recipe
+    from vsseg_ros.training.recipe import load_temporal_recipe
 
     mar = load_temporal_recipe(REPO / "config" / "train" / "mbv2_lite_mar_camvid.yaml")
     assert mar["model"].temporal["frames"] == 1 and mar["init"] == REPO / "vsseg_ros" / "weights" / "default.pt"

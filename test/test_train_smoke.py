@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from vsseg_ros.core.checkpoint import load_checkpoint
-from vsseg_ros.training.perframe import load_recipe, main, train
+from vsseg_ros.training.perframe import main, train
+from vsseg_ros.training.recipe import load_recipe
 
 # each class gets its own colour, so a few steps are enough to learn something
 COLOURS = {0: (200, 200, 220), 3: (90, 60, 100), 5: (40, 140, 30), 8: (220, 40, 40)}

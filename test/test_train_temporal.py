@@ -22,14 +22,9 @@ from vsseg_ros.core.loading import load_segmenter
 from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.core.segmenter import Frame
 from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
-from vsseg_ros.training.temporal import (
-    TrainConfigError,
-    build_from_init,
-    load_temporal_recipe,
-    main,
-    run_temporal_training,
-    train_temporal,
-)
+from vsseg_ros.training.recipe import TrainConfigError, load_temporal_recipe
+from vsseg_ros.training.temporal import main, run_temporal_training, train_temporal
+from vsseg_ros.training.temporal_model import build_from_init
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -6,6 +6,7 @@
 
 Each run is drawn as val mIoU over training steps; a per-frame run with a weight average (``train.ema``) also
 gets a dashed line for the trained weights (``val_miou_trained_weights``). ``--baseline`` draws the model to beat.
+:func:`plot_curve` draws the one run a trainer is running (its ``val_miou.png``, at every validation).
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ from typing import Any, Optional, Sequence
 def read_log(path: Path) -> list[dict[str, Any]]:
     """The records of a ``train_log.jsonl`` (blank lines skipped)."""
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_curve(
+    points: Sequence[tuple[int, float]], path: Path, title: str = "validation mIoU", xlabel: str = "iteration"
+) -> None:
+    """A line chart of (x, mIoU in [0, 1]) (:func:`vsseg_ros.charts.training_curve`), written as PNG."""
+    from vsseg_ros import charts
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    charts.save_png(charts.training_curve(points, title, xlabel), path)
 
 
 def plot_runs(
