@@ -28,7 +28,7 @@ BAD_VALUES = {
 
 
 def _start(tmp_path, name: str, ros_args=(), extra_args=()):
-    from vsseg_ros.tools.nodeproc import NodeProcess
+    from vsseg_ros.ros.node_process import NodeProcess
 
     return NodeProcess(log_path=tmp_path / f"{name}.log", extra_args=(*extra_args, "--ros-args", *ros_args))
 

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from vsseg_ros.tools.rosenv import apply_local_ros_env
+from vsseg_ros.ros.node_process import apply_local_ros_env
 
 
 def _rss_mb(pid: int) -> dict[str, Optional[float]]:
@@ -39,7 +39,7 @@ def _rss_mb(pid: int) -> dict[str, Optional[float]]:
 
 def _stream(clients: list[Any], frames: list[np.ndarray], rate_hz: float, seconds: float) -> dict[str, Any]:
     """Publish every camera at ``rate_hz`` for ``seconds``, phases spread; per-camera masks received."""
-    from vsseg_ros.tools.client import make_image_msg
+    from vsseg_ros.ros.node_client import make_image_msg
 
     n = len(clients)
     msgs = [make_image_msg(frames[i % len(frames)][:, :, ::-1], "bgr8", 0, frame_id=f"cam_{i}") for i in range(n)]
@@ -83,8 +83,8 @@ def _node_run(
     params: dict[str, Any],
     out_dir: Path,
 ) -> dict[str, Any]:
-    from vsseg_ros.tools.client import SegmentationClient
-    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
+    from vsseg_ros.ros.node_client import SegmentationClient
+    from vsseg_ros.ros.node_process import NodeProcess, write_params_file
 
     topics = [f"/cam_{i}/image_raw" for i in range(cameras)]
     values = {"stats_period": 0.0, **params}

@@ -36,7 +36,7 @@ class ModelStepper:
     ) -> None:
         from vsseg_ros.core.loading import load_segmenter
         from vsseg_ros.core.segmenter import OutputRequest
-        from vsseg_ros.tools.client import make_image_msg
+        from vsseg_ros.ros.node_client import make_image_msg
 
         self.seg = load_segmenter(model_path, device=device, input_size=size, backend=backend)
         self.request = OutputRequest(boundary=False, confidence=False)  # what the node computes for a mask subscriber
@@ -145,8 +145,8 @@ def bench_node(
     open_loop_frames: int = 60,
     node_params: Optional[dict] = None,
 ) -> dict:
-    from vsseg_ros.tools.client import SegmentationClient, make_image_msg
-    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
+    from vsseg_ros.ros.node_client import SegmentationClient, make_image_msg
+    from vsseg_ros.ros.node_process import NodeProcess, write_params_file
 
     params = write_params_file(
         {

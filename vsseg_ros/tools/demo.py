@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from vsseg_ros.core.classes import ClassMap
 from vsseg_ros.imaging.video import VideoWriter, default_video, read_frames, video_fps
-from vsseg_ros.tools.rosenv import apply_local_ros_env
+from vsseg_ros.ros.node_process import apply_local_ros_env
 
 
 def _percentile(values: list[float], q: float) -> Optional[float]:
@@ -38,8 +38,8 @@ def run_demo(
 
     from vsseg_ros.core import visualize as viz
     from vsseg_ros.ros.convert import image_msg_to_array
-    from vsseg_ros.tools.client import SegmentationClient, make_image_msg
-    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
+    from vsseg_ros.ros.node_client import SegmentationClient, make_image_msg
+    from vsseg_ros.ros.node_process import NodeProcess, write_params_file
 
     video = Path(video) if video else default_video()
     fps = video_fps(video) * rate

@@ -8,7 +8,7 @@ arrive into an output bag, then scored against the input bag like ``eval`` does,
 frames dropped, end-to-end latency (our publish to the output's arrival, wall clock), output rate.
 
 DDS stays on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) with the shared-memory Fast DDS profile for
-camera-sized frames (:mod:`vsseg_ros.tools.rosenv`); a node we start gets a fresh ROS_DOMAIN_ID.
+camera-sized frames (:mod:`vsseg_ros.ros.node_process`); a node we start gets a fresh ROS_DOMAIN_ID.
 """
 
 from __future__ import annotations
@@ -407,13 +407,13 @@ def _live(args: argparse.Namespace, cams: Sequence[Any], out_dir: Path) -> dict[
     from vsseg_ros.bags.cdr import stamp_of
     from vsseg_ros.bags.writer import RawBagWriter
     from vsseg_ros.metrics.latency import latency_summary
-    from vsseg_ros.tools.rosenv import apply_local_ros_env
+    from vsseg_ros.ros.node_process import apply_local_ros_env
 
     domain = int(os.environ.get("ROS_DOMAIN_ID") or 0) if args.node_running else None
     env = apply_local_ros_env(domain_id=domain)
     import rclpy
 
-    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
+    from vsseg_ros.ros.node_process import NodeProcess, write_params_file
 
     cameras = _cameras(args, cams)
     multi = len(cameras) > 1

@@ -142,14 +142,14 @@ def soak(
     warmup_minutes: Optional[float] = None,
     sample_seconds: Optional[float] = None,
 ) -> SoakResult:
-    from vsseg_ros.tools.rosenv import apply_local_ros_env
+    from vsseg_ros.ros.node_process import apply_local_ros_env
 
     env = apply_local_ros_env()  # before rclpy.init: loopback, own domain, the shipped Fast DDS profile
     import rclpy
     from sensor_msgs.msg import Image
 
-    from vsseg_ros.tools.client import SegmentationClient, stamp_key
-    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
+    from vsseg_ros.ros.node_client import SegmentationClient, stamp_key
+    from vsseg_ros.ros.node_process import NodeProcess, write_params_file
 
     warmup_s = 60.0 * (warmup_minutes if warmup_minutes is not None else min(2.0, minutes / 2))
     duration_s = 60.0 * minutes

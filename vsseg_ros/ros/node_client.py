@@ -1,6 +1,7 @@
 """The other side of the node: publishes camera frames and collects what the node publishes.
 
-Used by the demo, the benchmark and the tests; each received message is kept with its arrival time, keyed by
+Used by the demo, the benchmarks, soak and the tests, with the node in a
+:class:`~vsseg_ros.ros.node_process.NodeProcess`; each received message is kept with its arrival time, keyed by
 the stamp it carries (the node copies the input header unchanged).
 """
 
