@@ -330,7 +330,7 @@ def test_compressed_bombs_are_refused_from_the_bytes_at_no_cost(compressed_node)
     """The issue's bombs (a JPEG declaring 20000x20000 sent as png, after 600 APP segments, a valid 20000x20000
     PNG sent as jpeg): refused in well under a second each, the node's peak RSS unchanged, still serving."""
     from vsseg_ros.imaging.encode import encode_compressed
-    from vsseg_ros.tools import hostile_images as hi
+    from vsseg_ros.hostile import images as hi
 
     proc, c = compressed_node
     small = encode_compressed(_rgb(), "jpeg")
@@ -355,7 +355,7 @@ def test_compressed_frames_keep_their_pixels_and_the_libraries_stay_quiet(compre
     """EXIF orientation 6 is not applied (the mask keeps the sent 640x480), a PNG sent as "jpeg" decodes as PNG,
     and 20 corrupt frames from each library print none of libjpeg's or libpng's own lines."""
     from vsseg_ros.imaging.encode import encode_compressed
-    from vsseg_ros.tools import hostile_images as hi
+    from vsseg_ros.hostile import images as hi
 
     proc, c = compressed_node
     rotated = hi.with_exif_orientation(encode_compressed(_rgb(480, 640), "jpeg"), 6)

@@ -378,14 +378,14 @@ PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
     ),
     (
         "fuzz-decoders",
-        "vsseg_ros.tools.fuzz_decoders",
+        "vsseg_ros.commands.fuzz_decoders",
         "property-based fuzzing (hypothesis) of the Image and CompressedImage decoders: every message decodes to its "
         "declared size or is refused with ImageDecodeError",
         False,
     ),
     (
         "decode-bombs",
-        "vsseg_ros.tools.decode_bombs",
+        "vsseg_ros.commands.decode_bombs",
         "hostile compressed images (decompression bombs, scan bombs, other formats) through the node's decoder, one "
         "process each: outcome, time and peak memory",
         False,

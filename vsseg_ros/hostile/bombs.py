@@ -1,5 +1,5 @@
-"""`vsseg-ros decode-bombs`: feed the hostile compressed images of :mod:`.hostile_images` to the node's decoder,
-each in a fresh process, and report what each cost: outcome, wall time and peak RSS growth.
+"""The hostile compressed images of :mod:`.images` through the node's decoder, each in a fresh process (what
+`vsseg-ros decode-bombs` runs), and report what each cost: outcome, wall time and peak RSS growth.
 
 A fresh process per input because peak RSS only ever grows: in one process an input that costs less than an
 earlier one would not show. The child resets its peak (``/proc/self/clear_refs``) after reading the input, so
@@ -9,7 +9,6 @@ growth < 200 MB and within 1 s; the command exits 1 when one is missed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -62,7 +61,7 @@ def measure(
     names: Optional[Sequence[str]] = None, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE
 ) -> list[dict[str, Any]]:
     """Decode every catalogue input whose name contains one of ``names`` (all when None), one process each."""
-    from vsseg_ros.tools.hostile_images import catalogue
+    from vsseg_ros.hostile.images import catalogue
 
     items = [(n, spec) for n, spec in catalogue(max_pixels).items() if not names or any(s in n for s in names)]
     rows = []
@@ -74,8 +73,7 @@ def measure(
             cmd = [
                 sys.executable,
                 "-m",
-                "vsseg_ros.tools.decode_bombs",
-                "--child",
+                "vsseg_ros.hostile.bombs",
                 str(path),
                 fmt,
                 str(max_pixels),
@@ -109,60 +107,12 @@ def misses(row: dict[str, Any]) -> list[str]:
     return out
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help="the decoder's pixel limit (default: the node's max_input_pixels default)",
-    )
-    p.add_argument(
-        "--max-side",
-        type=int,
-        default=DEFAULT_MAX_SIDE,
-        help="the decoder's per-axis limit (default: the node's max_input_side default)",
-    )
-    p.add_argument(
-        "--only", action="append", metavar="TEXT", help="only the inputs whose name contains TEXT (repeatable)"
-    )
-    p.add_argument("--json", type=Path, help="write the results here")
-
-
-def run(args: argparse.Namespace) -> int:
-    rows = measure(args.only, args.max_pixels, args.max_side)
-    width = max(len(r["name"]) for r in rows)
-    print(f"{'input':{width}}  {'bytes':>8}  {'outcome':8}  {'s':>6}  {'peak MB':>7}  detail")
-    for r in rows:
-        detail = r["kind"] or r["message"]
-        print(
-            f"{r['name']:{width}}  {r['bytes']:8d}  {r['outcome']:8}  {r['seconds']:6.3f}  "
-            f"{r['peak_rss_growth_mb']:7.1f}  {detail}{'  MISSES: ' + ', '.join(misses(r)) if misses(r) else ''}"
-        )
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "max_pixels": args.max_pixels,
-                    "max_side": args.max_side,
-                    "target_mb": TARGET_MB,
-                    "target_s": TARGET_S,
-                    "inputs": rows,
-                },
-                indent=2,
-            )
-        )
-    return 1 if any(misses(r) for r in rows) else 0
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--child"]:
-        path, fmt, max_pixels, max_side = argv[1:5]
-        print(json.dumps(_child(Path(path), fmt, int(max_pixels), int(max_side))))
-        return 0
-    p = argparse.ArgumentParser(prog="vsseg-ros decode-bombs", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))
+    """The child process :func:`measure` starts (``python -m vsseg_ros.hostile.bombs PATH FORMAT MAX_PIXELS
+    MAX_SIDE``): decodes once and prints the row as JSON."""
+    path, fmt, max_pixels, max_side = list(sys.argv[1:] if argv is None else argv)[:4]
+    print(json.dumps(_child(Path(path), fmt, int(max_pixels), int(max_side))))
+    return 0
 
 
 if __name__ == "__main__":

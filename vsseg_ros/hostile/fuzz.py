@@ -4,7 +4,7 @@ flipped, cut, inserted, frame sizes rewritten) either decode to an array of the 
 :class:`ImageDecodeError`; never another exception.
 
 The strategies and properties are used by the tests (a bounded, derandomized number of examples) and by
-``vsseg-ros fuzz-decoders --examples 10000``, which also measures each decode's own peak RSS growth (the peak is
+``vsseg-ros fuzz-decoders --examples 10000`` (:func:`fuzz_report`), which also measures each decode's own peak RSS growth (the peak is
 reset before every call, ``/proc/self/clear_refs``) and reports the largest: with the limits used here
 (1 Mpixel, 4096 per side) no message may cost more than :data:`BOUND_MB`. (Not the run's own peak: that also
 holds what hypothesis keeps of every example it generated, hundreds of MB over 10,000.)
@@ -12,14 +12,10 @@ holds what hypothesis keeps of every example it generated, hundreds of MB over 1
 
 from __future__ import annotations
 
-import argparse
-import json
 import struct
-import sys
 import time
 from collections import Counter
-from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -154,7 +150,7 @@ def _seeds() -> list[bytes]:
     16-bit RGBA / interlaced / palette-depth grey."""
     import cv2
 
-    from vsseg_ros.tools.hostile_images import flat_png, with_exif_orientation
+    from vsseg_ros.hostile.images import flat_png, with_exif_orientation
 
     y, x = np.mgrid[0:24, 0:32]
     bgr = np.stack([x * 8, y * 10, (x + y) * 4], -1).astype(np.uint8)
@@ -320,20 +316,17 @@ def fuzz(examples: int) -> dict[str, Any]:
     return results
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--examples", type=int, default=10_000, help="generated messages per decoder (default 10000)")
-    p.add_argument("--json", type=Path, help="write the counts here")
-
-
-def run(args: argparse.Namespace) -> int:
+def fuzz_report(examples: int) -> dict[str, Any]:
+    """:func:`fuzz` as a report: per decoder its counts, the largest peak RSS growth of one decode against
+    :data:`BOUND_MB`, and ``error`` (an unexpected exception, whose falsifying example hypothesis has printed)."""
     try:
-        results = fuzz(args.examples)
+        results = fuzz(examples)
         error: Optional[str] = None
     except Exception as err:  # an unexpected exception: hypothesis has printed the falsifying example
         results, error = {}, f"{type(err).__name__}: {err}"
     worst = max((r["max_decode_rss_growth_mb"] for r in results.values()), default=0.0)
-    report = {
-        "examples_per_decoder": args.examples,
+    return {
+        "examples_per_decoder": examples,
         "max_pixels": MAX_PIXELS,
         "max_side": MAX_SIDE,
         "decoders": results,
@@ -341,25 +334,3 @@ def run(args: argparse.Namespace) -> int:
         "bound_mb": BOUND_MB,
         "error": error,
     }
-    for name, r in results.items():
-        print(
-            f"{name}: {r['examples']} messages in {r['seconds']:.0f} s, no unexpected exception; largest peak "
-            f"RSS growth of one decode {r['max_decode_rss_growth_mb']:.1f} MB ({r['worst_message']}); "
-            f"outcomes {r['outcomes']}"
-        )
-    print(f"largest peak RSS growth of one decode: {worst:.1f} MB (bound {BOUND_MB:g} MB)")
-    if error:
-        print(f"FAILED: {error}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return 1 if error or worst > BOUND_MB else 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="vsseg-ros fuzz-decoders", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
