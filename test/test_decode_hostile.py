@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import vsseg_ros.imaging.decode as decode_mod
+from vsseg_ros.hostile import images as hi
 from vsseg_ros.imaging import ImageDecodeError, decode_compressed, decode_image, encode_compressed
 from vsseg_ros.imaging.sniff import JPEG_SOF, HeaderError, sniff
-from vsseg_ros.hostile import images as hi
 
 H, W = 48, 64
 LIMIT = 3840 * 2160 * 2  # the node's default max_input_pixels

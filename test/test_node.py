@@ -132,8 +132,8 @@ def test_reliable_and_best_effort_cameras_both_reach_the_node(client, camera_qos
     from rclpy.node import Node
     from sensor_msgs.msg import Image
 
-    from vsseg_ros.ros.qos import qos_profile
     from vsseg_ros.ros.node_client import make_image_msg
+    from vsseg_ros.ros.qos import qos_profile
 
     cam = Node(f"camera_{camera_qos}")
     pub = cam.create_publisher(Image, "/camera/image_raw", qos_profile(camera_qos, 5))
@@ -329,8 +329,8 @@ def _peak_rss_mb(pid: int) -> float:
 def test_compressed_bombs_are_refused_from_the_bytes_at_no_cost(compressed_node):
     """The issue's bombs (a JPEG declaring 20000x20000 sent as png, after 600 APP segments, a valid 20000x20000
     PNG sent as jpeg): refused in well under a second each, the node's peak RSS unchanged, still serving."""
-    from vsseg_ros.imaging.encode import encode_compressed
     from vsseg_ros.hostile import images as hi
+    from vsseg_ros.imaging.encode import encode_compressed
 
     proc, c = compressed_node
     small = encode_compressed(_rgb(), "jpeg")
@@ -354,8 +354,8 @@ def test_compressed_bombs_are_refused_from_the_bytes_at_no_cost(compressed_node)
 def test_compressed_frames_keep_their_pixels_and_the_libraries_stay_quiet(compressed_node):
     """EXIF orientation 6 is not applied (the mask keeps the sent 640x480), a PNG sent as "jpeg" decodes as PNG,
     and 20 corrupt frames from each library print none of libjpeg's or libpng's own lines."""
-    from vsseg_ros.imaging.encode import encode_compressed
     from vsseg_ros.hostile import images as hi
+    from vsseg_ros.imaging.encode import encode_compressed
 
     proc, c = compressed_node
     rotated = hi.with_exif_orientation(encode_compressed(_rgb(480, 640), "jpeg"), 6)
@@ -470,8 +470,8 @@ def test_outputs_nobody_subscribes_to_are_not_computed(rclpy_ctx):
     from sensor_msgs.msg import Image
 
     from vsseg_ros.ros.node import SegmentationNode
-    from vsseg_ros.ros.qos import qos_profile
     from vsseg_ros.ros.node_client import make_image_msg
+    from vsseg_ros.ros.qos import qos_profile
 
     overrides = [
         Parameter("network_image_height", value=96),

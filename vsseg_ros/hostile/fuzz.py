@@ -4,10 +4,10 @@ flipped, cut, inserted, frame sizes rewritten) either decode to an array of the 
 :class:`ImageDecodeError`; never another exception.
 
 The strategies and properties are used by the tests (a bounded, derandomized number of examples) and by
-``vsseg-ros fuzz-decoders --examples 10000`` (:func:`fuzz_report`), which also measures each decode's own peak RSS growth (the peak is
-reset before every call, ``/proc/self/clear_refs``) and reports the largest: with the limits used here
-(1 Mpixel, 4096 per side) no message may cost more than :data:`BOUND_MB`. (Not the run's own peak: that also
-holds what hypothesis keeps of every example it generated, hundreds of MB over 10,000.)
+``vsseg-ros fuzz-decoders --examples 10000`` (:func:`fuzz_report`), which also measures each decode's own peak
+RSS growth (the peak is reset before every call, ``/proc/self/clear_refs``) and reports the largest: with the
+limits used here (1 Mpixel, 4096 per side) no message may cost more than :data:`BOUND_MB`. (Not the run's own
+peak: that also holds what hypothesis keeps of every example it generated, hundreds of MB over 10,000.)
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Optional
 
 from vsseg_ros.imaging.video import default_video, read_frames
-from vsseg_ros.tools.bench_measure import bench_model, bench_node
 from vsseg_ros.ros.node_process import apply_local_ros_env
+from vsseg_ros.tools.bench_measure import bench_model, bench_node
 
 
 def run_bench(
