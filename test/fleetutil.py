@@ -28,7 +28,7 @@ GOOD = 8
 
 def run_eval(argv) -> int:
     """`vsseg-ros eval` in this process with these arguments (paths welcome)."""
-    from vsseg_ros.tools.evaluate import main
+    from vsseg_ros.commands.eval import main
 
     return main([str(a) for a in argv])
 

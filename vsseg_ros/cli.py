@@ -320,7 +320,7 @@ PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
     ),
     (
         "eval",
-        "vsseg_ros.tools.evaluate",
+        "vsseg_ros.commands.eval",
         "accuracy, temporal consistency and latency of a model on a dataset split or a bag (offline, no DDS)",
         False,
     ),
@@ -344,7 +344,7 @@ PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
     ),
     (
         "mar-analysis",
-        "vsseg_ros.tools.mar_analysis",
+        "vsseg_ros.commands.mar_analysis",
         "what a MAR model's memory holds (per class, on boundaries or not) and where MAR changes the per-frame "
         "model's answers (fixed or broken, boundaries vs interiors)",
         False,
@@ -364,7 +364,7 @@ PLUGGED: tuple[tuple[str, str, str, bool], ...] = (
     ),
     (
         "temporal-headroom",
-        "vsseg_ros.tools.temporal_headroom",
+        "vsseg_ros.commands.temporal_headroom",
         "what fusing a per-frame model's outputs over a causal window could gain, no learning: per-frame vs causal "
         "mean, flow-aligned mean and the any-of-T oracle",
         False,

@@ -97,8 +97,8 @@ def _foreign_cpu_s() -> Optional[float]:
 
 
 def _one_run(patterns: Sequence[str], extra: Sequence[str], ray_workers: Optional[int]) -> dict[str, Any]:
+    from vsseg_ros.commands.eval import add_arguments as eval_arguments
     from vsseg_ros.fleet.run import run_fleet
-    from vsseg_ros.tools.evaluate import add_arguments as eval_arguments
 
     p = argparse.ArgumentParser()
     eval_arguments(p)

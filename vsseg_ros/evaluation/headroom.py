@@ -1,5 +1,5 @@
-"""`vsseg-ros temporal-headroom`: how much could fusing a per-frame model's outputs over a causal window of frames
-gain on a dataset split or a bag, before any temporal model is trained?
+"""What `vsseg-ros temporal-headroom` measures: how much could fusing a per-frame model's outputs over a causal
+window of frames gain on a dataset split or a bag, before any temporal model is trained?
 
 Runs the per-frame model as the node does, then scores (see :mod:`vsseg_ros.metrics.headroom`) the per-frame
 prediction, the causal mean of the last T probability maps without and with DIS-flow alignment, and the oracle
@@ -17,46 +17,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-from vsseg_ros.metrics.headroom import BASELINE_TITLES, BASELINES, DEFAULT_MAX_FRAME_GAP_S
+from vsseg_ros.metrics.headroom import BASELINE_TITLES, BASELINES
 
 #: (result key, column / chart title) of the metrics shown
 METRICS = (("miou", "mIoU"), ("mvc8", "mVC8"), ("mvc16", "mVC16"), ("boundary_f", "boundary F"))
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from vsseg_ros.tools.evaluate import add_input_arguments
-
-    add_input_arguments(p, context_after=False)
-
-    m = p.add_argument_group("model and fusion")
-    m.add_argument("--model", default="", help="a PER-FRAME checkpoint (default: the packaged default model)")
-    m.add_argument(
-        "--frames", type=int, default=3, help="T: frames in the causal window, the current one included (default 3)"
-    )
-    m.add_argument(
-        "--dis-preset",
-        default="medium",
-        choices=("ultrafast", "fast", "medium"),
-        help="DIS optical flow preset for the alignment (default medium)",
-    )
-    m.add_argument(
-        "--max-frame-gap",
-        type=float,
-        default=DEFAULT_MAX_FRAME_GAP_S,
-        help=f"seconds between frames after which the window restarts (default {DEFAULT_MAX_FRAME_GAP_S})",
-    )
-    m.add_argument("--boundary-tolerance", type=int, default=2, help="boundary F-score tolerance in px (default 2)")
-    m.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
-    m.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-
-    o = p.add_argument_group("output")
-    o.add_argument(
-        "--out",
-        type=Path,
-        default=Path("out/temporal_headroom"),
-        help="folder for headroom.json and headroom.png (default out/temporal_headroom)",
-    )
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -64,7 +28,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from tqdm import tqdm
 
-    from vsseg_ros.eval_inputs import check_classes, open_source
+    from vsseg_ros.evaluation.inputs import check_classes, open_source
     from vsseg_ros.metrics.headroom import SoftmaxModel, temporal_headroom
 
     if (args.bag is None) == (args.dataset is None):
@@ -149,7 +113,7 @@ def format_table(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _title(out: dict[str, Any]) -> str:
+def title(out: dict[str, Any]) -> str:
     return (
         f"temporal headroom of {out['model']} (T={out['window']}, DIS {out['dis_preset']}): "
         f"{out['frames']} frames, {out['labelled_frames']} labelled"
@@ -161,32 +125,3 @@ def write_chart(path: Path, out: dict[str, Any]) -> None:
     from vsseg_ros import charts
 
     charts.save_png(charts.temporal_headroom(out, METRICS, BASELINE_TITLES), path)
-
-
-def run(args: argparse.Namespace) -> int:
-    """The ``vsseg-ros temporal-headroom`` command: 0 on success, 2 on bad input (the message says what was wrong)."""
-    from vsseg_ros.core.checkpoint import CheckpointError
-
-    try:
-        out = measure(args)
-    except (ValueError, CheckpointError, OSError) as e:
-        print(f"vsseg-ros temporal-headroom: error: {e}", file=sys.stderr)
-        return 2
-    print(_title(out))
-    print(format_table(out))
-    for note in out["notes"] + out["warnings"]:
-        print(f"  note: {note}")
-    print(f"wrote {args.out / 'headroom.json'} and {args.out / 'headroom.png'}")
-    return 0
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m vsseg_ros.tools.temporal_headroom", description=__doc__.split("\n\n")[0]
-    )
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,9 @@
 """What an evaluation reads and prints, shared by `vsseg-ros eval`, `temporal-headroom` and fleet evaluation.
 
-The labelled frames of a bag or a dataset split (:func:`open_source`), the class check between them and a model
-(:func:`check_classes`), which backend runs a model path (:func:`backend_for`) and the one-line summary per model
-(:func:`print_summary`). A library module, so the fleet code and the commands import it without importing each
-other. Nothing here imports ROS.
+The options that name the input (:func:`add_input_arguments`), the labelled frames of a bag or a dataset split
+(:func:`open_source`), the class check between them and a model (:func:`check_classes`), which backend runs a
+model path (:func:`backend_for`) and the one-line summary per model (:func:`print_summary`). The fleet code and
+the commands import it without importing each other. Nothing here imports ROS.
 """
 
 from __future__ import annotations
@@ -13,6 +13,50 @@ from pathlib import Path
 from typing import Any, Optional
 
 DEFAULT_MODEL = "default"  # --compare / fleet name for the packaged default model
+DATASETS = ("camvid", "cityscapes", "folder")
+
+
+def add_input_arguments(p: argparse.ArgumentParser, context_after: bool = True) -> None:
+    """The input options shared by the tools that score a stream of labelled frames: a bag or a dataset split.
+    ``context_after=False``: ``--context`` takes only the frames before each labelled one (causal tools)."""
+    src = p.add_argument_group("input (one of --bag or --dataset)")
+    src.add_argument("--bag", type=Path, help="a ROS 2 bag (folder, .mcap or .db3; Humble to Kilted metadata)")
+    src.add_argument("--image-topic", help="image topic of the bag (default: /camera/image_raw or the only one)")
+    src.add_argument(
+        "--gt-topic",
+        help="ground-truth topic of the bag (mono8 ids, 255 = ignore; default: "
+        "/camera/semantic_gt if present; '' = none)",
+    )
+    src.add_argument("--dataset", choices=DATASETS, help="a labelled dataset split instead of a bag")
+    src.add_argument("--root", type=Path, help="dataset root folder (with --dataset)")
+    src.add_argument("--split", default="val", help="dataset split (default val)")
+    src.add_argument(
+        "--frame-rate",
+        type=float,
+        default=None,
+        help="rate the dataset's frame numbers count in, for the stamps (default: camvid 30, cityscapes 17, folder 30)",
+    )
+    where = "where the dataset has them (Cityscapes leftImg8bit_sequence, a folder's frames/)"
+    if context_after:
+        src.add_argument(
+            "--context",
+            type=int,
+            nargs=2,
+            default=(0, 0),
+            metavar=("BEFORE", "AFTER"),
+            help=f"also stream this many unlabelled video frames before / after each labelled one, "
+            f"{where}, for temporal models (default 0 0)",
+        )
+    else:
+        src.add_argument(
+            "--context",
+            type=int,
+            default=0,
+            metavar="BEFORE",
+            help=f"also stream this many unlabelled video frames before each labelled one, {where}, "
+            "so the window is filled (default 0)",
+        )
+    src.add_argument("--max-frames", type=int, default=None, help="use at most this many frames")
 
 
 def backend_for(path: str, backend: str) -> str:

@@ -1,4 +1,5 @@
-"""`vsseg-ros mar-analysis`: what a MAR model's memory holds, and where MAR changes the per-frame model's answers.
+"""What `vsseg-ros mar-analysis` reports: what a MAR model's memory holds, and where MAR changes the per-frame
+model's answers.
 
 Two questions, for a MAR checkpoint (``--model``) built on a per-frame model (``--baseline``, default: the
 packaged default):
@@ -20,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -170,22 +169,6 @@ def memory_contents(
         "pixels": builder.stats.pixels,
         "empty_classes": list(builder.stats.empty_classes),
     }
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="MAR checkpoint (a temporal model with temporal.mar)")
-    p.add_argument(
-        "--baseline", default="", help="the per-frame checkpoint it was built on (default: the packaged default)"
-    )
-    p.add_argument("--dataset", default="camvid", help="camvid, cityscapes or folder")
-    p.add_argument("--root", type=Path, required=True, help="dataset root")
-    p.add_argument("--split", default="val", help="split where the changes are counted (default val)")
-    p.add_argument("--memory-split", default="train", help="split the memory is rebuilt from ('' to skip)")
-    p.add_argument("--boundary-radius", type=int, default=2, help="px around a ground-truth boundary (default 2)")
-    p.add_argument("--limit", type=int, default=0, help="first N labelled frames of each split (0: all)")
-    p.add_argument("--json", type=Path, help="write the results here")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _memory_batches(
@@ -354,22 +337,7 @@ def format_report(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    from vsseg_ros.core.checkpoint import CheckpointError
-    from vsseg_ros.data.base import DatasetError
-
-    try:
-        out = analyse(args)
-    except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as e:
-        print(f"vsseg-ros mar-analysis: {e}", file=sys.stderr)
-        return 2
-    print(format_report(out))
-    return 0
-
-
 __all__ = [
-    "add_arguments",
-    "run",
     "analyse",
     "count_changes",
     "summarise_changes",
