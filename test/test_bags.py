@@ -170,7 +170,7 @@ def _camvid_like(root: Path, n: int = 5) -> Path:
 
 
 def _make_bag(*argv: str) -> int:
-    from vsseg_ros.tools.make_bag import main
+    from vsseg_ros.commands.make_bag import main
 
     return main(list(argv))
 

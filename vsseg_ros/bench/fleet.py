@@ -1,4 +1,4 @@
-"""`vsseg-ros bench-fleet`: how fleet evaluation scales, as ratios from one run (docs/fleet.md).
+"""What `vsseg-ros bench-fleet` measures: how fleet evaluation scales, as ratios from one run (docs/fleet.md).
 
 On the same bags (``--bags``, or ``--make N`` bags of CamVid val made here), in this order, each a full
 ``vsseg-ros eval --bags`` run (:func:`vsseg_ros.fleet.run.run_fleet`, no results folder):
@@ -17,39 +17,12 @@ Ray path's overhead), and the workers a fleet of ``--fleet-hours`` at ``--fleet-
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bags", nargs="+", metavar="PATTERN", help="bags to score (default: make them, see --make)")
-    p.add_argument(
-        "--make",
-        type=int,
-        default=8,
-        metavar="N",
-        help="without --bags: make N bags of CamVid val (--root) in --work (default 8)",
-    )
-    p.add_argument("--frames-per-bag", type=int, default=51, help="frames of each made bag (default 51: all of val)")
-    p.add_argument("--root", type=Path, default=Path("../shared/data/camvid"), help="CamVid root for --make")
-    p.add_argument("--work", type=Path, default=Path("out/bench_fleet"), help="folder for the made bags")
-    p.add_argument("--workers", type=int, nargs="+", default=[2], help="Ray worker counts beyond 1 (default 2)")
-    p.add_argument("--no-sequential", action="store_true", help="skip the sequential run")
-    p.add_argument(
-        "--eval-args",
-        default="--dis-preset medium",
-        help="more `vsseg-ros eval` options for every run, as one string (default '--dis-preset medium')",
-    )
-    p.add_argument("--fleet-hours", type=float, default=1000.0, help="fleet size in hours of video (default 1000)")
-    p.add_argument("--fleet-rate", type=float, default=10.0, help="fleet frame rate in Hz (default 10)")
-    p.add_argument("--deadline-hours", type=float, default=8.0, help="time to score the fleet in (default 8)")
-    p.add_argument("--json", type=Path, help="write the results here")
-    p.add_argument("--chart", type=Path, metavar="PNG", help="draw frames/s per run here")
 
 
 def make_bags(root: Path, out: Path, count: int, frames: int) -> list[Path]:
@@ -190,39 +163,4 @@ def bench_fleet(
     return {"runs": runs, "ratios": ratios, "sizing": sizing, "cpus": cpu_count(), "eval_args": list(extra)}
 
 
-def run(args: argparse.Namespace) -> int:
-    import shlex
-
-    from vsseg_ros import charts
-    from vsseg_ros.fleet.discover import FleetError
-
-    try:
-        if args.bags:
-            patterns = list(args.bags)
-        else:
-            if not (args.root / "val").is_dir():
-                raise FleetError(f"--make needs CamVid at --root {args.root} (val/, valannot/), or give --bags")
-            patterns = [str(p) for p in make_bags(args.root, args.work / "bags", args.make, args.frames_per_bag)]
-        result = bench_fleet(
-            patterns,
-            args.workers,
-            shlex.split(args.eval_args),
-            not args.no_sequential,
-            args.fleet_hours,
-            args.fleet_rate,
-            args.deadline_hours,
-        )
-    except (FleetError, ValueError, OSError) as err:
-        print(f"vsseg-ros bench-fleet: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps({"ratios": result["ratios"], "sizing": result["sizing"]}, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    if args.chart:
-        args.chart.parent.mkdir(parents=True, exist_ok=True)
-        charts.save_png(charts.fleet_bench(result), args.chart)
-    return 0
-
-
-__all__ = ["add_arguments", "bench_fleet", "make_bags", "run"]
+__all__ = ["bench_fleet", "make_bags"]

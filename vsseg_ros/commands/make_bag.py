@@ -1,9 +1,5 @@
-"""`vsseg-ros make-bag`: a dataset sequence, a folder or a video file as a ROS 2 bag (rosbags; no ROS needed).
-
-Frames go on ``/camera/image_raw`` (sensor_msgs/Image, or CompressedImage on ``.../compressed`` for jpeg/png),
-``/camera/camera_info`` beside it, and ground truth (mono8, 255 = ignore) on ``/camera/semantic_gt`` for the
-frames that have a label; all three carry the same header. Stamps follow the source's own timing (dataset frame
-numbers, the video's frame rate) unless ``--rate`` stamps the frames evenly.
+"""`vsseg-ros make-bag`: a dataset sequence, a folder or a video file as a ROS 2 bag (rosbags; no ROS needed): the
+frames come from :func:`vsseg_ros.bags.make.open_bag_source`, the bag from :func:`vsseg_ros.bags.writer.write_bag`.
 """
 
 from __future__ import annotations
@@ -14,17 +10,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 from vsseg_ros.bags.typestore import DEFAULT_DISTRO, DISTROS
-from vsseg_ros.bags.writer import (
-    DEFAULT_GT_TOPIC,
-    DEFAULT_IMAGE_TOPIC,
-    STORAGES,
-    BagWriteError,
-    CameraCalibration,
-    write_bag,
-)
+from vsseg_ros.bags.writer import DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, STORAGES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -89,78 +78,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-class _OnlySequences:
-    """A dataset reader that shows only some of its sequences (everything else is the reader's own)."""
-
-    def __init__(self, data: Any, names: Sequence[str]) -> None:
-        self._data = data
-        self._names = set(names)
-
-    def sequences(self) -> dict[str, list[Any]]:
-        return {k: v for k, v in self._data.sequences().items() if k in self._names}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._data, name)
-
-
-def _dataset_stream(
-    data: Any, sequences: Optional[Sequence[str]], before: int, after: int, numbering_hz: float
-) -> tuple[int, Iterator[Any]]:
-    """(frame count, LabelledFrames) of the chosen sequences, streamed as :func:`vsseg_ros.data.sources.frames_of`
-    streams them (stamps = frame number / ``numbering_hz``; unlabelled neighbours with ``before``/``after``)."""
-    from vsseg_ros.data.base import DatasetError
-    from vsseg_ros.data.sources import frames_of, plan_frames
-
-    if sequences:
-        available = data.sequences()
-        unknown = [s for s in sequences if s not in available]
-        if unknown:
-            raise DatasetError(f"no sequence {', '.join(unknown)} in {data!r}; it has: {', '.join(available)}")
-        data = _OnlySequences(data, sequences)
-    return len(plan_frames(data, (before, after))), frames_of(data, numbering_hz, (before, after))
-
-
-def _video_stream(path: Path, max_frames: Optional[int]) -> tuple[float, Optional[int], Iterator[Any]]:
-    import cv2
-
-    from vsseg_ros.data.sources import LabelledFrame
-    from vsseg_ros.imaging.video import read_frames, video_fps
-
-    if not path.is_file():
-        raise FileNotFoundError(f"video {path} does not exist")
-    fps = video_fps(path)
-    cap = cv2.VideoCapture(str(path))
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    cap.release()
-    if total and max_frames:
-        total = min(total, max_frames)
-
-    def frames() -> Iterator[Any]:
-        for i, rgb in enumerate(read_frames(path, max_frames=max_frames)):
-            yield LabelledFrame(
-                image=rgb,
-                label=None,
-                stamp_ns=int(round(i * 1e9 / fps)),
-                camera_id="camera",
-                sequence=path.stem,
-                name=f"{path.stem}_{i:06d}",
-            )
-
-    return fps, total, frames()
-
-
-def _limit(frames: Iterator[Any], n: Optional[int]) -> Iterator[Any]:
-    for i, f in enumerate(frames):
-        if n is not None and i >= n:
-            return
-        yield f
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from vsseg_ros.bags.make import open_bag_source
+    from vsseg_ros.bags.writer import BagWriteError, CameraCalibration, write_bag
     from vsseg_ros.data.base import DatasetError
-    from vsseg_ros.data.sources import FRAME_NUMBER_RATE_HZ, open_labelled
 
     dataset, root = args.dataset, args.root
     if args.folder is not None:
@@ -181,27 +104,21 @@ def run(args: argparse.Namespace) -> int:
     if args.frames_before < 0 or args.frames_after < 0:
         print("vsseg-ros make-bag: --frames-before/--frames-after must be >= 0", file=sys.stderr)
         return 2
-    class_names = None
     try:
         calibration = CameraCalibration.from_yaml(args.camera_info) if args.camera_info else None
-        if dataset is not None:
-            data = open_labelled(dataset, root, args.split)
-            total, frames = _dataset_stream(
-                data, args.sequence, args.frames_before, args.frames_after, FRAME_NUMBER_RATE_HZ.get(dataset, 30.0)
-            )
-            class_names = list(data.class_map.names)
-            seqs = "+".join(args.sequence) if args.sequence else ""
-            split = getattr(data, "split", None) or ""
-            label = "_".join(x for x in (dataset, split, seqs) if x)
-            source = f"{dataset} {split} {seqs or 'all sequences'} from {Path(root).resolve()}".replace("  ", " ")
-            rate = args.rate
-        else:
-            fps, total, frames = _video_stream(args.video, args.max_frames)
-            label, source = args.video.stem, f"video {args.video.resolve()}"
-            rate = args.rate or fps
-        if args.max_frames is not None and total is not None:
-            total = min(total, args.max_frames)
-        out = args.out or Path("out/bags") / label
+        made = open_bag_source(
+            dataset,
+            root,
+            args.split,
+            args.sequence,
+            args.frames_before,
+            args.frames_after,
+            args.video,
+            args.max_frames,
+            args.rate,
+        )
+        total, rate, source, class_names = made.total, made.rate, made.description, made.class_names
+        out = args.out or Path("out/bags") / made.label
         if out.exists():
             if not args.force:
                 print(f"vsseg-ros make-bag: {out} exists; pass --force to replace it or choose --out", file=sys.stderr)
@@ -219,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         with tqdm(total=total, desc="make-bag", unit="frame") as bar:
             summary = write_bag(
                 out,
-                _limit(frames, args.max_frames),
+                made.frames,
                 rate,
                 args.storage,
                 image_topic=args.image_topic,

@@ -3,7 +3,7 @@ vs TensorRT fp16, for the default model at 720x1280 and the PSPNet-R50 STF+MAR c
 seed 0) at 1024x2048: network ms (median, the temporal model's backbone + fusion + MAR) and, against torch
 CUDA fp32 on the same frames, the share of equal labels. Needs a CUDA build of torch and requirements-gpu.txt.
 
-    python -m vsseg_ros.tools.bench_gpu --json out/bench/gpu.json [--frames 20] [--warmup 5]
+    python -m vsseg_ros.bench.gpu --json out/bench/gpu.json [--frames 20] [--warmup 5]
 """
 
 from __future__ import annotations

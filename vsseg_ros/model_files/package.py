@@ -1,4 +1,4 @@
-"""`vsseg-ros package-model`: a training checkpoint -> the compact default model the package ships.
+"""What `vsseg-ros package-model` does: a training checkpoint -> the compact default model the package ships.
 
 Stores the weights as fp16 (half the size), then re-measures mIoU with the stored weights through the same
 Segmenter the node uses, so the number recorded in the file is the number the file gives.

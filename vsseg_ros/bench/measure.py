@@ -1,8 +1,8 @@
 """What every `vsseg-ros bench` variant measures, in one place: latency statistics, the model alone
 (:class:`ModelStepper`, :func:`bench_model`: ``Segmenter.push`` per stage in this process) and the node end to end
 (:func:`bench_node`: a real node in a child process, closed loop then an open-loop phase at a camera rate, and
-its peak resident memory). The commands (:mod:`vsseg_ros.tools.bench`, ``bench_backends``, ``bench_temporal``,
-``bench_cameras``) import it; it imports none of them.
+its peak resident memory). The benchmarks (:mod:`.run`, :mod:`.backends`, :mod:`.temporal`, :mod:`.cameras`)
+import it; it imports none of them.
 """
 
 from __future__ import annotations

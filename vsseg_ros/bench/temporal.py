@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vsseg_ros.bench.measure import latency_stats
 from vsseg_ros.core.segmenter import Frame, OutputRequest
-from vsseg_ros.tools.bench_measure import latency_stats
 
 
 def load_temporal_model(spec: Union[str, Path]) -> tuple[Any, Any, str]:

@@ -1,4 +1,4 @@
-"""`vsseg-ros demo`: a real clip through the real node over DDS, at the clip's own rate.
+"""What `vsseg-ros demo` does: a real clip through the real node over DDS, at the clip's own rate.
 
 The node runs in a child process; this process publishes the frames as sensor_msgs/Image (bgr8, as a camera
 driver would), collects /semantic/segmentation, and writes out/demo/{overlay.mp4, contact_sheet.png, stats.json}.

@@ -19,8 +19,8 @@ from typing import Any, Optional
 
 from tqdm import tqdm
 
+from vsseg_ros.bench.measure import ModelStepper, bench_node, summarize_steps
 from vsseg_ros.ros.node_process import apply_local_ros_env
-from vsseg_ros.tools.bench_measure import ModelStepper, bench_node, summarize_steps
 
 
 def parse_backends(text: str) -> list[str]:

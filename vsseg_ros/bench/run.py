@@ -1,4 +1,4 @@
-"""`vsseg-ros bench`: the model alone vs the node end to end, measured in one run, reported as ratios.
+"""What `vsseg-ros bench` runs: the model alone vs the node end to end, measured in one run, reported as ratios.
 
 Model alone: ``Segmenter.push`` on decoded RGB frames in this process (preprocess + network + postprocess at
 input resolution), and its network-only share. Node: a real node in a child process; this process publishes a
@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from vsseg_ros.bench.measure import bench_model, bench_node
 from vsseg_ros.imaging.video import default_video, read_frames
 from vsseg_ros.ros.node_process import apply_local_ros_env
-from vsseg_ros.tools.bench_measure import bench_model, bench_node
 
 
 def run_bench(
@@ -39,7 +39,7 @@ def run_bench(
 ) -> int:
     report: dict = {"frames": frames, "warmup": warmup}
     if backends:
-        from vsseg_ros.tools.bench_backends import run_backends, summary_ratios
+        from vsseg_ros.bench.backends import run_backends, summary_ratios
 
         report["backends"] = run_backends(
             backends,
@@ -58,7 +58,7 @@ def run_bench(
         report["network_speedup_vs_torch"] = summary_ratios(report["backends"])
         node = False  # the backends' rows hold the node runs
     if temporal:
-        from vsseg_ros.tools.bench_temporal import bench_temporal, print_temporal, write_chart
+        from vsseg_ros.bench.temporal import bench_temporal, print_temporal, write_chart
 
         report["temporal"] = bench_temporal(temporal, sizes, frames=frames, warmup=warmup, video=video)
         print_temporal(report["temporal"])
