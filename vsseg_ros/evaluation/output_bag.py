@@ -8,11 +8,7 @@ from typing import Any, Optional
 
 #: topics under each model's prefix
 MASK_TOPIC = "semantic/mask"
-
-
 BOUNDARY_TOPIC = "semantic/boundary_confidence"
-
-
 CLASS_MAP_TOPIC = "semantic/class_map"
 
 

@@ -10,9 +10,8 @@ from typing import Any, Optional, Sequence
 
 from vsseg_ros.replay.cameras import Camera
 
+#: frame_id of the probe frames that wait for the node to serve (never recorded)
 PROBE_FRAME_ID = "vsseg_replay_probe"
-
-
 #: node output -> message type (the node publishes them under <namespace>/semantic/)
 OUTPUT_TYPES = {
     "mask": "sensor_msgs/msg/Image",
