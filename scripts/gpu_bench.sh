@@ -13,5 +13,5 @@ out="${OUT:-out/bench}"
 mkdir -p "$out"
 python -c "import torch, onnxruntime as o; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
   '| onnxruntime', o.__version__, o.get_available_providers())"
-python -m vsseg_ros.tools.bench_gpu --frames "${FRAMES:-20}" --warmup 5 --json "$out/gpu_bench.json"
+python -m vsseg_ros.bench.gpu --frames "${FRAMES:-20}" --warmup 5 --json "$out/gpu_bench.json"
 python -m pytest -q test/test_runtimes.py -k gpu -rs

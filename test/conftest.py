@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from vsseg_ros.tools.rosenv import apply_local_ros_env
+from vsseg_ros.ros.node_process import apply_local_ros_env
 
 # Before anything imports rclpy: this process and every node it starts share these.
 apply_local_ros_env(

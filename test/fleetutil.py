@@ -28,7 +28,7 @@ GOOD = 8
 
 def run_eval(argv) -> int:
     """`vsseg-ros eval` in this process with these arguments (paths welcome)."""
-    from vsseg_ros.tools.evaluate import main
+    from vsseg_ros.commands.eval import main
 
     return main([str(a) for a in argv])
 
@@ -83,7 +83,7 @@ def _folder_dataset(root: Path, n: int) -> Path:
 
 def make_fleet(root: Path, frames_per_bag: int = 6) -> dict[str, Any]:
     """``root/bags/`` with the 8 good bags (sorted names a_... h_...) and ``root/bags/z_corrupt``."""
-    from vsseg_ros.tools.make_bag import main as make_bag
+    from vsseg_ros.commands.make_bag import main as make_bag
 
     bags = root / "bags"
     bags.mkdir(parents=True)

@@ -170,7 +170,7 @@ def _camvid_like(root: Path, n: int = 5) -> Path:
 
 
 def _make_bag(*argv: str) -> int:
-    from vsseg_ros.tools.make_bag import main
+    from vsseg_ros.commands.make_bag import main
 
     return main(list(argv))
 
@@ -230,7 +230,7 @@ def test_make_bag_round_trip_equals_the_dataset_stream(tmp_path, storage):
 
 
 def _eval(tmp_path: Path, name: str, *argv: str) -> dict:
-    from vsseg_ros.tools.evaluate import main
+    from vsseg_ros.commands.eval import main
 
     out = tmp_path / f"{name}.json"
     assert main([*argv, "--json", str(out), "--no-tc", "--quiet", "--threads", "1"]) == 0

@@ -13,10 +13,7 @@ import torch
 from matplotlib.colors import to_hex
 
 from vsseg_ros import charts
-from vsseg_ros.core.segmenter import Frame, OutputRequest
-from vsseg_ros.core.temporal_segmenter import STAGES, TemporalSegmenter
-from vsseg_ros.imaging.video import default_video, read_frames
-from vsseg_ros.tools.bench_temporal import (
+from vsseg_ros.bench.temporal import (
     NaiveTemporal,
     bench_temporal,
     load_temporal_model,
@@ -25,6 +22,9 @@ from vsseg_ros.tools.bench_temporal import (
     print_temporal,
     write_chart,
 )
+from vsseg_ros.core.segmenter import Frame, OutputRequest
+from vsseg_ros.core.temporal_segmenter import STAGES, TemporalSegmenter
+from vsseg_ros.imaging.video import default_video, read_frames
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -132,10 +132,10 @@ def test_rejects_a_per_frame_config(tmp_path: Path) -> None:
 
 
 def test_chart_needs_temporal(capsys: pytest.CaptureFixture) -> None:
-    from vsseg_ros.cli import _cmd_bench
+    from vsseg_ros.commands.bench import run as _cmd_bench
 
     args = argparse.Namespace(chart=Path("chart.png"), temporal=None)
-    assert _cmd_bench(args, []) == 2
+    assert _cmd_bench(args) == 2
     assert "--chart" in capsys.readouterr().err
 
 

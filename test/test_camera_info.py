@@ -41,7 +41,7 @@ def test_matcher_publishes_with_the_mask_header_scales_and_warns_once() -> None:
     from std_msgs.msg import Header
 
     from vsseg_ros.ros.camera_info import UNMATCHED_FRAMES, CameraInfoMatcher
-    from vsseg_ros.tools.client import make_camera_info
+    from vsseg_ros.ros.node_client import make_camera_info
 
     def header(stamp_ns: int) -> Header:
         h = Header(frame_id="cam")
@@ -86,7 +86,7 @@ def test_matcher_publishes_with_the_mask_header_scales_and_warns_once() -> None:
 )
 def test_message_filters_cache_matches_like_the_stamp_cache() -> None:
     from vsseg_ros.ros.camera_info import MessageFiltersCache, stamp_ns
-    from vsseg_ros.tools.client import make_camera_info
+    from vsseg_ros.ros.node_client import make_camera_info
 
     for slop in (0, 4 * MS):
         ours, theirs = StampCache(slop), MessageFiltersCache(slop)

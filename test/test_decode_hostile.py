@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import vsseg_ros.imaging.decode as decode_mod
+from vsseg_ros.hostile import images as hi
 from vsseg_ros.imaging import ImageDecodeError, decode_compressed, decode_image, encode_compressed
 from vsseg_ros.imaging.sniff import JPEG_SOF, HeaderError, sniff
-from vsseg_ros.tools import hostile_images as hi
 
 H, W = 48, 64
 LIMIT = 3840 * 2160 * 2  # the node's default max_input_pixels
@@ -200,7 +200,7 @@ def test_hostile_inputs_of_at_most_1_mb_cost_bounded_memory_and_time(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "vsseg_ros.tools.decode_bombs",
+        "vsseg_ros.commands.decode_bombs",
         "--json",
         str(tmp_path / "bombs.json"),
         "--only",

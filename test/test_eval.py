@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from vsseg_ros.commands.eval import main
 from vsseg_ros.data.sources import LabelledFrame
-from vsseg_ros.tools.evaluate import main
 
 H, W = 48, 64
 SMALL = ["--input-size", "64x96", "--threads", "1", "--quiet", "--dis-preset", "ultrafast"]

@@ -99,7 +99,7 @@ def test_a_killed_driver_resumes_and_scores_the_rest_only(fleet, sequential, tmp
     argv = [
         sys.executable,
         "-m",
-        "vsseg_ros.tools.evaluate",
+        "vsseg_ros.commands.eval",
         "--bags",
         str(fleet["dir"]),
         "--results",

@@ -10,7 +10,7 @@ from collections import Counter
 
 from hypothesis import given
 
-from vsseg_ros.tools import fuzz_decoders as fz
+from vsseg_ros.hostile import fuzz as fz
 
 EXAMPLES = 300
 
@@ -31,7 +31,7 @@ def test_the_fuzz_command_counts_and_bounds_memory(tmp_path):
     """The command in a fresh process: both decoders, outcomes counted, peak RSS growth within the bound."""
     out = tmp_path / "fuzz.json"
     done = subprocess.run(
-        [sys.executable, "-m", "vsseg_ros.tools.fuzz_decoders", "--examples", "200", "--json", str(out)],
+        [sys.executable, "-m", "vsseg_ros.commands.fuzz_decoders", "--examples", "200", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,

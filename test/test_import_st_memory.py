@@ -190,7 +190,7 @@ def test_unreadable_states_are_refused(pspnet_state) -> None:
 
 
 def test_bench_reference_explains_a_missing_checkout(tmp_path: Path, capsys) -> None:
-    from vsseg_ros.tools import reference_compare
+    from vsseg_ros.commands import bench_reference as reference_compare
 
     p = argparse.ArgumentParser()
     reference_compare.add_arguments(p)

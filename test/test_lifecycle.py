@@ -60,7 +60,7 @@ class Lifecycle:
 
 def _masks_flow(client, seconds: float) -> bool:
     """Publish frames for up to ``seconds``; True as soon as one comes back as a mask."""
-    from vsseg_ros.tools.client import make_image_msg
+    from vsseg_ros.ros.node_client import make_image_msg
 
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -84,8 +84,8 @@ def rclpy_ctx():
 
 
 def test_full_transition_cycle_with_masks_only_while_active(tmp_path, rclpy_ctx):
-    from vsseg_ros.tools.client import SegmentationClient
-    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
+    from vsseg_ros.ros.node_client import SegmentationClient
+    from vsseg_ros.ros.node_process import NodeProcess, write_params_file
 
     pf = write_params_file(BASE, path=tmp_path / "params.yaml")
     proc = NodeProcess(
@@ -133,8 +133,8 @@ def test_a_bad_model_fails_configure_and_the_node_can_be_configured_again(tmp_pa
     from rcl_interfaces.srv import SetParameters
     from rclpy.parameter import Parameter
 
-    from vsseg_ros.tools.client import SegmentationClient
-    from vsseg_ros.tools.nodeproc import write_params_file
+    from vsseg_ros.ros.node_client import SegmentationClient
+    from vsseg_ros.ros.node_process import write_params_file
 
     exe = next(ROOT.glob("install/vsseg_ros/lib/vsseg_ros/segmentation_lifecycle_node"), None)
     if exe is None:

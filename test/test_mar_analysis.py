@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from test_train_temporal import SIZE, _folder
+from vsseg_ros.commands import mar_analysis as mar_command
 from vsseg_ros.core.checkpoint import save_checkpoint
 from vsseg_ros.core.classes import ClassMap
 from vsseg_ros.core.config import ModelConfig
@@ -19,7 +20,7 @@ from vsseg_ros.core.loading import load_segmenter
 from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.core.models.temporal import TemporalSegNet
 from vsseg_ros.core.segmenter import Frame
-from vsseg_ros.tools import mar_analysis as ma
+from vsseg_ros.evaluation import mar_analysis as ma
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -91,7 +92,7 @@ def test_the_command_runs_end_to_end(tmp_path: Path, capsys) -> None:
         threads=0,
         quiet=True,
     )
-    assert ma.run(args) == 0
+    assert mar_command.run(args) == 0
     assert "changes on 6 frames of val" in capsys.readouterr().out
     out = json.loads((tmp_path / "a.json").read_text())
     ch = out["changes"]
@@ -110,4 +111,4 @@ def test_the_command_runs_end_to_end(tmp_path: Path, capsys) -> None:
     assert ch["all"]["changed"] == changed
     assert set(out["memory"]["per_class"]) == {"background", "square"}
     args.model = str(base_path)  # a per-frame model has no MAR
-    assert ma.run(args) == 2 and "not a model with MAR" in capsys.readouterr().err
+    assert mar_command.run(args) == 2 and "not a model with MAR" in capsys.readouterr().err

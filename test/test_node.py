@@ -41,7 +41,7 @@ def rclpy_ctx():
 
 
 def _start(tmp_path_factory, name: str, extra_args=(), **params):
-    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
+    from vsseg_ros.ros.node_process import NodeProcess, write_params_file
 
     d = tmp_path_factory.mktemp(name)
     base = {
@@ -65,7 +65,7 @@ def node(tmp_path_factory, rclpy_ctx):
 
 @pytest.fixture(scope="module")
 def client(node):
-    from vsseg_ros.tools.client import SegmentationClient
+    from vsseg_ros.ros.node_client import SegmentationClient
 
     c = SegmentationClient(outputs=("segmentation", "mask", "boundary_confidence", "confidence", "color_mask"))
     assert c.wait_for_class_map(120.0, node.alive) is not None, (
@@ -91,7 +91,7 @@ def _encodings():
 @pytest.mark.parametrize("encoding", _encodings())
 def test_every_encoding_gives_a_mask_at_input_size_with_the_input_header(client, encoding):
     from vsseg_ros.ros.convert import image_msg_to_array
-    from vsseg_ros.tools.client import make_image_msg
+    from vsseg_ros.ros.node_client import make_image_msg
 
     msg = make_image_msg(_rgb(), encoding, _next_stamp(), frame_id=f"cam_{encoding}")
     key, (mask, boundary, conf, color, seg) = _roundtrip(
@@ -114,7 +114,7 @@ def test_every_encoding_gives_a_mask_at_input_size_with_the_input_header(client,
 
 
 def test_class_map_reaches_a_late_subscriber(client):
-    from vsseg_ros.tools.client import SegmentationClient
+    from vsseg_ros.ros.node_client import SegmentationClient
 
     time.sleep(1.0)
     late = SegmentationClient(outputs=(), name="late_subscriber")
@@ -132,8 +132,8 @@ def test_reliable_and_best_effort_cameras_both_reach_the_node(client, camera_qos
     from rclpy.node import Node
     from sensor_msgs.msg import Image
 
+    from vsseg_ros.ros.node_client import make_image_msg
     from vsseg_ros.ros.qos import qos_profile
-    from vsseg_ros.tools.client import make_image_msg
 
     cam = Node(f"camera_{camera_qos}")
     pub = cam.create_publisher(Image, "/camera/image_raw", qos_profile(camera_qos, 5))
@@ -156,7 +156,7 @@ def test_reliable_and_best_effort_cameras_both_reach_the_node(client, camera_qos
 def test_camera_sized_frames_reach_the_best_effort_subscription(client):
     """1280x720 bgr8 (2.7 MB) into the default sensor-data subscription: without the shared-memory profile
     of local_ros_env, Fast DDS loses almost all such best-effort samples."""
-    from vsseg_ros.tools.client import make_image_msg
+    from vsseg_ros.ros.node_client import make_image_msg
 
     got = 0
     for i in range(3):
@@ -179,7 +179,7 @@ def _bad_msg(kind: str):
 
     from sensor_msgs.msg import Image
 
-    from vsseg_ros.tools.client import make_image_msg
+    from vsseg_ros.ros.node_client import make_image_msg
 
     spec = BAD_FRAMES[kind][0]
     h, w = spec.get("height", H), spec.get("width", W)
@@ -199,7 +199,7 @@ def test_bad_frame_is_rejected_once_and_the_node_keeps_working(node, client, kin
         bad = _bad_msg(kind)
         client.publish(bad)
         assert client.wait_for("mask", (bad.header.stamp.sec, bad.header.stamp.nanosec), 0.5) is None
-    from vsseg_ros.tools.client import make_image_msg
+    from vsseg_ros.ros.node_client import make_image_msg
 
     good = make_image_msg(_rgb(), "rgb8", _next_stamp())
     _, (mask,) = _roundtrip(client, good)
@@ -245,7 +245,7 @@ def test_bad_parameter_values_are_refused_with_a_reason(client, name, value, rea
 
 def test_good_parameter_value_is_accepted_and_used(client):
     from vsseg_ros.ros.convert import image_msg_to_array
-    from vsseg_ros.tools.client import make_image_msg
+    from vsseg_ros.ros.node_client import make_image_msg
 
     (result,) = _set_params(client, {"overlay_alpha": 1.0})
     assert result.successful, result.reason
@@ -258,7 +258,7 @@ def test_good_parameter_value_is_accepted_and_used(client):
 
 @pytest.fixture(scope="module")
 def compressed_node(tmp_path_factory, rclpy_ctx):
-    from vsseg_ros.tools.client import SegmentationClient
+    from vsseg_ros.ros.node_client import SegmentationClient
 
     # Its own namespace, so its outputs and parameter services do not mix with the raw node's.
     # A relative --namespace, as users type it (it used to die in rclpy.init).
@@ -329,8 +329,8 @@ def _peak_rss_mb(pid: int) -> float:
 def test_compressed_bombs_are_refused_from_the_bytes_at_no_cost(compressed_node):
     """The issue's bombs (a JPEG declaring 20000x20000 sent as png, after 600 APP segments, a valid 20000x20000
     PNG sent as jpeg): refused in well under a second each, the node's peak RSS unchanged, still serving."""
+    from vsseg_ros.hostile import images as hi
     from vsseg_ros.imaging.encode import encode_compressed
-    from vsseg_ros.tools import hostile_images as hi
 
     proc, c = compressed_node
     small = encode_compressed(_rgb(), "jpeg")
@@ -354,8 +354,8 @@ def test_compressed_bombs_are_refused_from_the_bytes_at_no_cost(compressed_node)
 def test_compressed_frames_keep_their_pixels_and_the_libraries_stay_quiet(compressed_node):
     """EXIF orientation 6 is not applied (the mask keeps the sent 640x480), a PNG sent as "jpeg" decodes as PNG,
     and 20 corrupt frames from each library print none of libjpeg's or libpng's own lines."""
+    from vsseg_ros.hostile import images as hi
     from vsseg_ros.imaging.encode import encode_compressed
-    from vsseg_ros.tools import hostile_images as hi
 
     proc, c = compressed_node
     rotated = hi.with_exif_orientation(encode_compressed(_rgb(480, 640), "jpeg"), 6)
@@ -378,7 +378,7 @@ def test_compressed_frames_keep_their_pixels_and_the_libraries_stay_quiet(compre
 
 def test_garbage_encodings_are_reported_once(node, client):
     """Every frame with a different unknown encoding string: one log line (the first value), the rest counted."""
-    from vsseg_ros.tools.client import make_image_msg
+    from vsseg_ros.ros.node_client import make_image_msg
 
     for i in range(20):
         msg = make_image_msg(_rgb(), "rgb8", _next_stamp(), frame_id="garbage")
@@ -425,7 +425,7 @@ def test_normalisation_can_be_changed_at_runtime(client):
     as array('d')): accepted, the model reloaded with it; "" goes back to the model's own."""
     from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 
-    from vsseg_ros.tools.client import make_image_msg
+    from vsseg_ros.ros.node_client import make_image_msg
 
     def set_array(name: str, values) -> Any:
         value = (
@@ -470,8 +470,8 @@ def test_outputs_nobody_subscribes_to_are_not_computed(rclpy_ctx):
     from sensor_msgs.msg import Image
 
     from vsseg_ros.ros.node import SegmentationNode
+    from vsseg_ros.ros.node_client import make_image_msg
     from vsseg_ros.ros.qos import qos_profile
-    from vsseg_ros.tools.client import make_image_msg
 
     overrides = [
         Parameter("network_image_height", value=96),
@@ -518,7 +518,7 @@ def test_double_sigint_shuts_down_cleanly(tmp_path_factory, rclpy_ctx):
     import os
     import signal
 
-    from vsseg_ros.tools.client import SegmentationClient
+    from vsseg_ros.ros.node_client import SegmentationClient
 
     proc = _start(tmp_path_factory, "sigint", extra_args=("--namespace", "/sig"))
     c = SegmentationClient(namespace="/sig", outputs=(), name="sigint_client")

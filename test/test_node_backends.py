@@ -36,7 +36,7 @@ def _export_cache(tmp_path_factory, monkeypatch):
 
 @pytest.mark.parametrize("backend", ENGINES)
 def test_node_on_each_backend_publishes_masks_with_the_input_stamp(tmp_path_factory, rclpy_ctx, backend):
-    from vsseg_ros.tools.client import SegmentationClient, make_image_msg
+    from vsseg_ros.ros.node_client import SegmentationClient, make_image_msg
 
     node = _start(tmp_path_factory, f"node_{backend}", backend=backend)
     client = SegmentationClient(outputs=("mask",), name=f"client_{backend}")

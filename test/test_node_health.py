@@ -80,9 +80,9 @@ def test_diagnostics_levels_and_the_silent_publisher_warning(tmp_path, rclpy_ctx
     from rclpy.node import Node
     from sensor_msgs.msg import Image
 
+    from vsseg_ros.ros.node_client import SegmentationClient, make_image_msg
+    from vsseg_ros.ros.node_process import NodeProcess, write_params_file
     from vsseg_ros.ros.qos import qos_profile
-    from vsseg_ros.tools.client import SegmentationClient, make_image_msg
-    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
 
     params = {
         "network_image_height": 96,
@@ -158,8 +158,8 @@ def test_a_model_exception_is_counted_logged_once_and_the_node_goes_on(rclpy_ctx
     from sensor_msgs.msg import Image
 
     from vsseg_ros.ros.node import SegmentationNode
+    from vsseg_ros.ros.node_client import make_image_msg
     from vsseg_ros.ros.qos import qos_profile
-    from vsseg_ros.tools.client import make_image_msg
 
     overrides = [
         Parameter("network_image_height", value=96),

@@ -45,7 +45,7 @@ def _stamp(name: str) -> int:
 def node(tmp_path_factory):
     import rclpy
 
-    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
+    from vsseg_ros.ros.node_process import NodeProcess, write_params_file
 
     rclpy.init()
     d = tmp_path_factory.mktemp("multicam")
@@ -72,7 +72,7 @@ def node(tmp_path_factory):
 def clients(node):
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from vsseg_ros.tools.client import SegmentationClient
+    from vsseg_ros.ros.node_client import SegmentationClient
 
     cs = {
         n: SegmentationClient(
@@ -94,7 +94,7 @@ def clients(node):
 
 
 def _send(client, name: str, seed: int, info: bool = True):
-    from vsseg_ros.tools.client import make_camera_info, make_image_msg
+    from vsseg_ros.ros.node_client import make_camera_info, make_image_msg
 
     h, w = CAMERAS[name]
     stamp = _stamp(name)
@@ -153,7 +153,7 @@ def test_mono8_confidence_is_round_255_times_the_float_map(node, clients):
 
 
 def test_a_flooding_camera_does_not_starve_a_slow_one_and_a_silent_camera_says_so(node, clients):
-    from vsseg_ros.tools.client import make_image_msg
+    from vsseg_ros.ros.node_client import make_image_msg
 
     fast, slow = clients["a"], clients["c"]
     frames = {n: make_image_msg(_rgb(*CAMERAS[n], 3), "rgb8", 0, frame_id=f"frame_{n}") for n in ("a", "c")}
@@ -189,7 +189,7 @@ def test_a_flooding_camera_does_not_starve_a_slow_one_and_a_silent_camera_says_s
 
 
 def test_duplicate_topics_are_refused_at_start(tmp_path):
-    from vsseg_ros.tools.nodeproc import write_params_file
+    from vsseg_ros.ros.node_process import write_params_file
 
     pf = write_params_file(
         {"image_topics": ["/cam_x/image_raw", "/cam_y/image_raw", "/cam_x/image_raw"]}, path=tmp_path / "dup.yaml"

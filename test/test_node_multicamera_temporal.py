@@ -32,7 +32,7 @@ def node(tmp_path_factory):
     from vsseg_ros.core.classes import CAMVID
     from vsseg_ros.core.config import ModelConfig
     from vsseg_ros.core.models.temporal import TemporalSegNet
-    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
+    from vsseg_ros.ros.node_process import NodeProcess, write_params_file
 
     torch.manual_seed(0)
     cfg = ModelConfig(
@@ -68,7 +68,7 @@ def node(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clients(node):
-    from vsseg_ros.tools.client import SegmentationClient
+    from vsseg_ros.ros.node_client import SegmentationClient
 
     cs = {
         n: SegmentationClient(
@@ -85,7 +85,7 @@ def clients(node):
 
 
 def test_per_camera_windows_and_network_resolution_with_scaled_camera_info(node, clients):
-    from vsseg_ros.tools.client import make_camera_info, make_image_msg
+    from vsseg_ros.ros.node_client import make_camera_info, make_image_msg
 
     fused: dict[str, list[int]] = {n: [] for n in CAMERAS}
     for i in range(4):

@@ -28,7 +28,7 @@ BAD_VALUES = {
 
 
 def _start(tmp_path, name: str, ros_args=(), extra_args=()):
-    from vsseg_ros.tools.nodeproc import NodeProcess
+    from vsseg_ros.ros.node_process import NodeProcess
 
     return NodeProcess(log_path=tmp_path / f"{name}.log", extra_args=(*extra_args, "--ros-args", *ros_args))
 
@@ -58,7 +58,7 @@ def test_every_bad_start_value_exits_2_with_one_fatal_line(tmp_path):
 
 
 def test_a_relative_namespace_is_made_absolute_and_a_bad_one_refused(tmp_path):
-    from vsseg_ros.cli import node_namespace
+    from vsseg_ros.commands.node import node_namespace
 
     assert node_namespace("cam0") == "/cam0" and node_namespace("/cam0/") == "/cam0" and node_namespace("") == ""
     assert node_namespace("front/cam0") == "/front/cam0"

@@ -56,7 +56,7 @@ def checkpoint(tmp_path_factory):
 def node(tmp_path_factory, checkpoint):
     import rclpy
 
-    from vsseg_ros.tools.nodeproc import NodeProcess, write_params_file
+    from vsseg_ros.ros.node_process import NodeProcess, write_params_file
 
     rclpy.init()
     d = tmp_path_factory.mktemp("temporal_node")
@@ -74,7 +74,7 @@ def node(tmp_path_factory, checkpoint):
 def client(node):
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from vsseg_ros.tools.client import SegmentationClient
+    from vsseg_ros.ros.node_client import SegmentationClient
 
     c = SegmentationClient(namespace="/tmp_seg", outputs=("segmentation",), name="temporal_client")
     c.diagnostics = []
@@ -86,7 +86,7 @@ def client(node):
 
 
 def _send(client, i: int):
-    from vsseg_ros.tools.client import make_image_msg
+    from vsseg_ros.ros.node_client import make_image_msg
 
     return client.publish(make_image_msg(_rgb(i), "rgb8", _stamp(i), frame_id="front"))
 

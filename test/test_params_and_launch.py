@@ -119,8 +119,8 @@ def _remaps(cmd: list[str | None]) -> dict[str, str]:
 def test_launch_arguments_override_the_params_file_only_when_given():
     """The launch file's rules as a function (no launch needed): device and use_sim_time come after the file
     only when given; lifecycle picks the managed node's executable; fastdds_profile sets the node's profile."""
+    from vsseg_ros.ros.fastdds import FASTDDS_PROFILE
     from vsseg_ros.ros.launch_args import node_settings
-    from vsseg_ros.tools.rosenv import FASTDDS_PROFILE
 
     s = node_settings({}, "/share/seg.yaml")
     assert s["parameters"] == ["/share/seg.yaml"]  # nothing overrides device / use_sim_time of the file

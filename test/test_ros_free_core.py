@@ -19,8 +19,8 @@ import numpy as np
 import vsseg_ros.core.loading, vsseg_ros.core.visualize, vsseg_ros.core.mailbox
 import vsseg_ros.imaging.decode, vsseg_ros.imaging.encode, vsseg_ros.imaging.video
 import vsseg_ros.data.camvid, vsseg_ros.metrics.confusion, vsseg_ros.metrics.evaluate
-import vsseg_ros.training.perframe, vsseg_ros.tools.package_model
-import vsseg_ros.fleet.run, vsseg_ros.fleet.tasks, vsseg_ros.metrics.mergeable, vsseg_ros.tools.bench_fleet
+import vsseg_ros.training.perframe, vsseg_ros.model_files.package
+import vsseg_ros.fleet.run, vsseg_ros.fleet.tasks, vsseg_ros.metrics.mergeable, vsseg_ros.bench.fleet
 assert 'ray' not in sys.modules  # Ray is imported by the --ray path only
 from vsseg_ros.cli import main
 assert main(['node']) == 2  # a clear message, not a traceback

@@ -24,7 +24,7 @@ KEYS = {
 
 
 def test_wrong_stamps_and_frame_ids_are_found():
-    from vsseg_ros.tools.soak import wrong_outputs
+    from vsseg_ros.bench.soak import wrong_outputs
 
     sent = {(1, 0): "cam_a", (1, 5): "cam_b"}
     got = {

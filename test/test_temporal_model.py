@@ -205,8 +205,8 @@ def _tiny_folder(root: Path) -> None:
 
 
 def test_build_memory_tool_writes_a_checkpoint_with_the_memory(tmp_path: Path, model: TemporalSegNet) -> None:
+    from vsseg_ros.commands import build_memory
     from vsseg_ros.core.memory_bank import MemoryBuilder
-    from vsseg_ros.tools import build_memory
 
     _tiny_folder(tmp_path / "data")
     classes = ClassMap(

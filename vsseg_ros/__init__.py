@@ -1,6 +1,7 @@
 """vsseg_ros: video semantic segmentation for ROS 2.
 
-The ``core`` and ``imaging`` subpackages are free of ROS imports; ``ros`` and ``tools`` hold the thin ROS layer.
+The ``core`` and ``imaging`` subpackages are free of ROS imports; ``ros`` holds the thin ROS layer, and what drives a
+node over DDS (``demo``, ``replay``, ``bench``, the ``commands`` of the CLI) imports rclpy only where it runs.
 When built with colcon, the generated messages live beside this file in ``vsseg_ros.msg``.
 """
 

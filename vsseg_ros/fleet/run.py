@@ -282,7 +282,7 @@ def _fleet_json(
     found: list[str],
 ) -> dict[str, Any]:
     from vsseg_ros.core.loading import backend_summary
-    from vsseg_ros.eval_inputs import DEFAULT_MODEL
+    from vsseg_ros.evaluation.inputs import DEFAULT_MODEL
 
     ok = [r for r in records if r.get("status") == "ok"]
     failed = [r for r in records if r.get("status") != "ok"]
@@ -360,7 +360,7 @@ def _write_outputs(
 
 def write_fleet_report(folder: Path, out: dict[str, Any], totals: Any, class_map: Any) -> dict[str, Path]:
     """The eval report of the merged result plus the per-bag table (worst mIoU first) and chart."""
-    from vsseg_ros.tools.report import write_report
+    from vsseg_ros.evaluation.report import write_report
 
     n = out["counts"]
     source = (
@@ -382,7 +382,7 @@ def write_fleet_report(folder: Path, out: dict[str, Any], totals: Any, class_map
 
 
 def print_fleet_summary(out: dict[str, Any], worst: int = 5) -> None:
-    from vsseg_ros.eval_inputs import print_summary
+    from vsseg_ros.evaluation.inputs import print_summary
 
     if out.get("frames"):
         print_summary(out)

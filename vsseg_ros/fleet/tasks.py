@@ -100,7 +100,7 @@ def segmenter_for(settings: ScoreSettings, model_bytes: Optional[bytes] = None) 
         path: Any = settings.model
         if model_bytes is not None:
             path = _shipped_copy(model_bytes, settings.model_sha256 or hashlib.sha256(model_bytes).hexdigest())
-        from vsseg_ros.eval_inputs import backend_for
+        from vsseg_ros.evaluation.inputs import backend_for
 
         seg = load_segmenter(
             path,
@@ -138,7 +138,7 @@ def score_task(
     """Score one task; returns its record (``status`` "ok" with ``result`` and ``totals``, or "failed" with
     ``error`` and ``error_kind``). ``progress(n)`` is called as frames are read."""
     from vsseg_ros.bags.reader import BagError, BagFrames
-    from vsseg_ros.eval_inputs import EvalSource, check_classes
+    from vsseg_ros.evaluation.inputs import EvalSource, check_classes
     from vsseg_ros.metrics.evaluate import evaluate_stream
     from vsseg_ros.metrics.scorer import StreamScorer
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vsseg_ros.tools.rosenv import FASTDDS_PROFILE
+from vsseg_ros.ros.fastdds import FASTDDS_PROFILE
 
 NODE_NAME = "segmentation_node"
 EXECUTABLES = {False: "segmentation_node", True: "segmentation_lifecycle_node"}

@@ -49,9 +49,9 @@ from vsseg_ros.ros import health
 from vsseg_ros.ros.camera import CameraInput, Counters
 from vsseg_ros.ros.camera_info import CameraInfoMatcher
 from vsseg_ros.ros.convert import class_map_msg, label_info_msg, to_image_msg, to_mono8
+from vsseg_ros.ros.fastdds import FASTDDS_PROFILE
 from vsseg_ros.ros.params import PARAMS, PARAMS_BY_NAME
 from vsseg_ros.ros.qos import latched_qos, qos_profile
-from vsseg_ros.tools.rosenv import FASTDDS_PROFILE
 
 NODE_NAME = "segmentation_node"
 #: what loading a model can raise for a bad parameter value or a bad file (all reported with the reason)

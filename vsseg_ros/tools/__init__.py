@@ -1,1 +1,0 @@
-"""Command-line jobs around the node: demo, bench (they import rclpy lazily)."""
