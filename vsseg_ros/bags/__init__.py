@@ -3,7 +3,8 @@
 - :mod:`~vsseg_ros.bags.writer`: :func:`write_bag` (frames + camera_info + ground truth), :class:`RawBagWriter`
   (serialized messages as received, e.g. a node's outputs).
 - :mod:`~vsseg_ros.bags.reader`: :class:`BagFrames` (LabelledFrames in time order), :class:`BagMasks` (a node's
-  recorded masks), :class:`BagError`.
+  recorded masks), :class:`BagError`; built on :mod:`~vsseg_ros.bags.bagfile` (opening a bag),
+  :mod:`~vsseg_ros.bags.decoding` (its messages) and :mod:`~vsseg_ros.bags.masks` (a node's recorded masks).
 - :mod:`~vsseg_ros.bags.typestore`: which distro's message definitions read or write a bag.
 """
 
