@@ -39,7 +39,9 @@ import torch
 from torch import Tensor
 
 from vsseg_ros.core.classes import ClassMap
-from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, NetworkSegmenter, extent_read, padded_size, torch_threads
+from vsseg_ros.core.frame_input import padded_size
+from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, NetworkSegmenter, torch_threads
+from vsseg_ros.core.output_maps import extent_read
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult
 
 if TYPE_CHECKING:
