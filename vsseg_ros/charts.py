@@ -274,7 +274,8 @@ def temporal_bench(results: Sequence[Mapping[str, Any]]) -> Figure:
     if results:
         r0 = results[0]
         fig.suptitle(
-            f"{r0['model_id']}, T={r0['window']} causal: median ms per frame, {r0['frames']} frames, "
+            # two lines: a long model id on one line would be wider than the figure and push the axes out of it
+            f"{r0['model_id']}, T={r0['window']} causal\nmedian ms per frame, {r0['frames']} frames, "
             "variants interleaved frame by frame",
             fontsize=10,
         )
