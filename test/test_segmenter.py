@@ -123,7 +123,7 @@ def test_labels_are_the_first_maximal_class_of_the_upsampled_logits(
     """Labels straight from the output maps against argmax (first maximum) of F.interpolate, with exact
     ties between classes (equal channels, and a constant region), in one band and in several, for both
     orders of the two interpolation products and both ways of interpolating; NaN logits give valid labels."""
-    from vsseg_ros.core.frame_pipeline import _Interp
+    from vsseg_ros.core.output_maps import _Interp
 
     if not dense:
         monkeypatch.setattr(_Interp, "DENSE_ELEMENTS", 0)

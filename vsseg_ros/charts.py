@@ -2,6 +2,9 @@
 report's per-class IoU bars, confusion matrices and latency histogram, the training curve, the temporal and fleet
 benchmark charts, the temporal headroom chart and the soak run's time series.
 
+Why one module over 400 lines: one function per chart, each independent, under the one shared style (sizes,
+colours, number formats) at the top; a catalogue read one function at a time.
+
 Each chart function takes the numbers its command computed and returns a :class:`~matplotlib.figure.Figure`;
 :func:`save_png` writes one (atomically), :func:`to_rgb` renders one into an array. Pictures of frames (overlays,
 masks, contact sheets) are images, not charts: they stay in :mod:`vsseg_ros.core.visualize` (OpenCV).
@@ -271,7 +274,8 @@ def temporal_bench(results: Sequence[Mapping[str, Any]]) -> Figure:
     if results:
         r0 = results[0]
         fig.suptitle(
-            f"{r0['model_id']}, T={r0['window']} causal: median ms per frame, {r0['frames']} frames, "
+            # two lines: a long model id on one line would be wider than the figure and push the axes out of it
+            f"{r0['model_id']}, T={r0['window']} causal\nmedian ms per frame, {r0['frames']} frames, "
             "variants interleaved frame by frame",
             fontsize=10,
         )

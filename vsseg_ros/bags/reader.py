@@ -10,7 +10,9 @@ bag has), a type that is not an image. Ground truth that matches no image stamp 
 (:class:`BagWarning`) with the counts when some does not match, an error when none does.
 
 No ROS import: rosbags reads and deserializes. Frames are matched by the stamp in the header, read straight
-from the serialized bytes (:mod:`vsseg_ros.bags.cdr`) so that only the messages yielded are decoded.
+from the serialized bytes (:mod:`vsseg_ros.bags.cdr`) so that only the messages yielded are decoded. Opening a
+bag is :mod:`vsseg_ros.bags.bagfile`, decoding its messages :mod:`vsseg_ros.bags.decoding`, a node's recorded
+masks :mod:`vsseg_ros.bags.masks`; their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -24,8 +26,17 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from vsseg_ros.bags.cdr import CdrError, header_of
-from vsseg_ros.bags.typestore import add_package_types, typestore_for
+from vsseg_ros.bags.bagfile import (
+    BagError,
+    BagWarning,
+    OpenBag,
+    TopicInfo,
+    bag_topics,
+    describe_topics,
+    resolve_bag_path,
+)
+from vsseg_ros.bags.decoding import decoder, deserialize, fmt_stamp, mono8_array, stamp_of, stamp_span
+from vsseg_ros.bags.masks import BagMasks
 from vsseg_ros.bags.writer import (
     COMPRESSED_IMAGE,
     DEFAULT_GT_TOPIC,
@@ -39,30 +50,6 @@ from vsseg_ros.bags.writer import (
 from vsseg_ros.data.sources import LabelledFrame
 
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
-SEGMENTATION = "vsseg_ros/msg/SemanticSegmentation"
-CLASS_MAP = "vsseg_ros/msg/ClassMap"
-_STORAGE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
-
-
-class BagError(ValueError):
-    """A bag that cannot be used as asked; the message says what is wrong and what is accepted."""
-
-
-class BagWarning(UserWarning):
-    """Something in a bag that is counted and left out (ground truth matching no image)."""
-
-
-@dataclass(frozen=True)
-class TopicInfo:
-    name: str
-    msgtype: str
-    count: int
-
-
-def describe_topics(topics: dict[str, TopicInfo]) -> str:
-    if not topics:
-        return "the bag has no topics"
-    return "the bag has: " + "; ".join(f"{t.name} ({t.msgtype}, {t.count} msgs)" for t in topics.values())
 
 
 @dataclass
@@ -86,162 +73,6 @@ class GroundTruthReport:
         }
 
 
-def _corrupt_hint(err: BaseException) -> str:
-    text = str(err)
-    if "end magic" in text or "footer" in text.lower():
-        return (
-            " (the mcap file has no valid footer: it was cut off while recording or is damaged; the mcap CLI's "
-            "`mcap recover` can rebuild a readable copy)"
-        )
-    if "malformed" in text or "not a database" in text or "missing tables" in text:
-        return " (the sqlite3 database is damaged or not a rosbag2 database)"
-    return " (the bag is truncated or corrupt)"
-
-
-def _read_metadata(folder: Path) -> dict[str, Any]:
-    """``rosbag2_bagfile_information`` of ``folder/metadata.yaml`` ({} when absent or unreadable: rosbags
-    reports what is wrong with it when opening)."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load((folder / "metadata.yaml").read_text())
-        info = doc.get("rosbag2_bagfile_information") if isinstance(doc, dict) else None
-        return info if isinstance(info, dict) else {}
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return {}
-
-
-def resolve_bag_path(path: Union[str, Path]) -> Path:
-    """The path rosbags should open: a bag folder with ``metadata.yaml``, or a lone ``.mcap``/``.db3`` file
-    (also when it lies in a folder whose metadata.yaml is lost)."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise BagError(
-            f"bag not found: {path} (expected a rosbag2 folder with metadata.yaml, or an .mcap or .db3 file)"
-        )
-    if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix == ".bag":
-            raise BagError(f"{path} is a ROS 1 bag; convert it first (`rosbags-convert --src {path} --dst OUT`)")
-        if suffix not in _STORAGE_SUFFIXES:
-            raise BagError(
-                f"{path} is not a ROS 2 bag file: expected a folder with metadata.yaml, or an .mcap or .db3 file"
-            )
-        meta = _read_metadata(path.parent)
-        listed = [Path(p).name for p in meta.get("relative_file_paths") or []]
-        return path.parent if listed == [path.name] else path  # the folder also gives custom_data and QoS
-    if (path / "metadata.yaml").is_file():
-        return path
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in _STORAGE_SUFFIXES)
-    if len(files) == 1:
-        warnings.warn(f"{path} has no metadata.yaml; reading {files[0].name} directly", BagWarning, stacklevel=3)
-        return files[0]
-    if files:
-        raise BagError(
-            f"{path} has no metadata.yaml and several storage files ({', '.join(p.name for p in files)}); "
-            "pass one of them, or restore metadata.yaml (`ros2 bag reindex`)"
-        )
-    raise BagError(f"{path} is not a ROS 2 bag: no metadata.yaml, .mcap or .db3 file in it")
-
-
-class _Bag:
-    """An opened rosbags Reader with its topics, metadata and errors turned into :class:`BagError`."""
-
-    def __init__(self, path: Union[str, Path]) -> None:
-        from rosbags.rosbag2 import Reader
-
-        self.path = resolve_bag_path(path)
-        self.meta = _read_metadata(self.path) if self.path.is_dir() else {}
-        try:
-            self.reader = Reader(self.path)
-            self.reader.open()
-        except BagError:
-            raise
-        except Exception as err:  # rosbags' ReaderError and whatever a damaged file raises underneath
-            raise BagError(f"cannot open bag {self.path}: {err}{_corrupt_hint(err)}") from err
-        self.version: Optional[int] = self.meta.get("version")
-        self.storage = self.meta.get("storage_identifier") or _STORAGE_SUFFIXES.get(self.path.suffix.lower(), "")
-        self.distro: Optional[str] = self.meta.get("ros_distro")
-        self.custom: dict[str, str] = dict(self.meta.get("custom_data") or {})
-        self.topics: dict[str, TopicInfo] = {
-            name: TopicInfo(name, info.msgtype or "(several types)", info.msgcount)
-            for name, info in sorted(self.reader.topics.items())
-        }
-
-    def connection(self, topic: str) -> Any:
-        return next(c for c in self.reader.connections if c.topic == topic)
-
-    def messages(self, topics: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
-        """(topic, log time ns, serialized bytes) of ``topics`` in log-time order."""
-        conns = [c for c in self.reader.connections if c.topic in topics]
-        n = 0
-        try:
-            for conn, log_ns, raw in self.reader.messages(connections=conns):
-                n += 1
-                yield conn.topic, log_ns, raw
-        except GeneratorExit:
-            raise
-        except Exception as err:
-            raise BagError(
-                f"bag {self.path}: reading failed after {n} messages of {', '.join(topics)}: {err}{_corrupt_hint(err)}"
-            ) from err
-
-    def close(self) -> None:
-        try:
-            self.reader.close()
-        except Exception:  # already closed or never fully opened
-            pass
-
-
-def bag_topics(path: Union[str, Path]) -> dict[str, TopicInfo]:
-    """The topics of a bag with their types and message counts."""
-    bag = _Bag(path)
-    try:
-        return bag.topics
-    finally:
-        bag.close()
-
-
-def _decoder(distro: Optional[str], msgtypes: Sequence[str], with_package: bool = False) -> Any:
-    store = typestore_for(distro)
-    if with_package:
-        add_package_types(store)
-    for t in msgtypes:
-        if t not in store.types:
-            raise BagError(
-                f"unknown message type {t!r}: neither ROS 2 {distro or 'kilted'} nor this package defines it"
-            )
-    return store
-
-
-def _deserialize(store: Any, raw: bytes, msgtype: str, topic: str, what: str) -> Any:
-    try:
-        return store.deserialize_cdr(raw, msgtype)
-    except Exception as err:
-        raise BagError(
-            f"{what} on {topic} cannot be decoded as {msgtype}: {err} (a corrupt message, or a type "
-            "that differs from the standard definition)"
-        ) from err
-
-
-def _stamp(raw: bytes, topic: str) -> tuple[int, str]:
-    try:
-        return header_of(raw)
-    except CdrError as err:
-        raise BagError(f"a message on {topic} has no readable header: {err} (corrupt bag?)") from err
-
-
-def mono8_array(msg: Any, what: str) -> np.ndarray:
-    """An Image message holding one byte per pixel (mono8 / 8UC1) as an HxW uint8 array (a copy)."""
-    if str(msg.encoding).lower() not in ("mono8", "8uc1"):
-        raise BagError(f"{what} has encoding {msg.encoding!r}; expected mono8 class ids (255 = ignore)")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.frombuffer(msg.data, np.uint8) if not isinstance(msg.data, np.ndarray) else msg.data.view(np.uint8)
-    if h <= 0 or w <= 0 or step < w or data.size < step * h:
-        raise BagError(f"{what}: {w}x{h} mono8 with step {step} needs {step * h} bytes, has {data.size}")
-    return data[: step * h].reshape(h, step)[:, :w].copy()
-
-
 class BagFrames:
     """The frames of a bag's image topic, with their ground truth, as LabelledFrames in time order.
 
@@ -254,7 +85,7 @@ class BagFrames:
     def __init__(
         self, path: Union[str, Path], image_topic: Optional[str] = None, gt_topic: Optional[str] = None
     ) -> None:
-        bag = _Bag(path)
+        bag = OpenBag(path)
         try:
             self.path = bag.path
             self.topics = bag.topics
@@ -269,7 +100,7 @@ class BagFrames:
                     f"ground-truth topic {self.gt_topic} has type {self.topics[self.gt_topic].msgtype}; "
                     f"expected {IMAGE} (mono8 class ids, 255 = ignore)"
                 )
-            self._store = _decoder(bag.distro, [self.image_type])
+            self._store = decoder(bag.distro, [self.image_type])
         finally:
             bag.close()
         if self.topics[self.image_topic].count == 0:
@@ -340,12 +171,12 @@ class BagFrames:
         return self._report
 
     def _scan(self) -> None:
-        bag = _Bag(self.path)
+        bag = OpenBag(self.path)
         images: list[int] = []
         gts: list[int] = []
         try:
             for topic, _, raw in bag.messages([self.image_topic, self.gt_topic]):
-                (images if topic == self.image_topic else gts).append(_stamp(raw, topic)[0])
+                (images if topic == self.image_topic else gts).append(stamp_of(raw, topic)[0])
         finally:
             bag.close()
         self._image_stamps, self._gt_stamps = set(images), set(gts)
@@ -361,14 +192,14 @@ class BagFrames:
         if gts and report.matched == 0:
             raise BagError(
                 f"none of the {len(gts)} ground-truth messages on {self.gt_topic} has the header stamp of an image on "
-                f"{self.image_topic} (image stamps {_span(images)}, ground truth {_span(gts)}); ground truth must "
-                "carry the stamp of the frame it labels. Nothing could be scored."
+                f"{self.image_topic} (image stamps {stamp_span(images)}, ground truth {stamp_span(gts)}); "
+                "ground truth must carry the stamp of the frame it labels. Nothing could be scored."
             )
         if unmatched:
             warnings.warn(
                 f"{self.path}: {len(unmatched)} of {len(gts)} ground-truth messages on {self.gt_topic} "
                 f"match no image stamp on {self.image_topic} and are left out (first: "
-                f"{', '.join(_fmt_stamp(s) for s in unmatched[:3])})",
+                f"{', '.join(fmt_stamp(s) for s in unmatched[:3])})",
                 BagWarning,
                 stacklevel=3,
             )
@@ -414,11 +245,11 @@ class BagFrames:
         topics = [self.image_topic] + ([self.gt_topic] if self.gt_topic else [])
         pending: deque[list[Any]] = deque()  # [stamp, frame_id, raw image, label or None, waiting for its gt]
         early_gt: dict[int, np.ndarray] = {}
-        bag = _Bag(self.path)
+        bag = OpenBag(self.path)
         index = 0
         try:
             for topic, _, raw in bag.messages(topics):
-                stamp, frame_id = _stamp(raw, topic)
+                stamp, frame_id = stamp_of(raw, topic)
                 if not inside(stamp):
                     continue
                 if topic == self.gt_topic:
@@ -446,18 +277,18 @@ class BagFrames:
         from vsseg_ros.imaging.decode import ImageDecodeError, decode_message
 
         stamp, frame_id, raw, label, _ = entry
-        msg = _deserialize(self._store, raw, self.image_type, self.image_topic, f"image {index} ({_fmt_stamp(stamp)})")
+        msg = deserialize(self._store, raw, self.image_type, self.image_topic, f"image {index} ({fmt_stamp(stamp)})")
         try:
             image = decode_message(msg)
         except ImageDecodeError as err:
             raise BagError(
-                f"image {index} on {self.image_topic} ({_fmt_stamp(stamp)}) cannot be decoded: {err}"
+                f"image {index} on {self.image_topic} ({fmt_stamp(stamp)}) cannot be decoded: {err}"
             ) from err
         if not image.flags.writeable:
             image = image.copy()
         if label is not None and label.shape != image.shape[:2]:
             raise BagError(
-                f"ground truth for {_fmt_stamp(stamp)} is {label.shape[1]}x{label.shape[0]} but its image "
+                f"ground truth for {fmt_stamp(stamp)} is {label.shape[1]}x{label.shape[0]} but its image "
                 f"is {image.shape[1]}x{image.shape[0]}; they must be the same size"
             )
         sequence = self.sequence_of(stamp)
@@ -465,8 +296,8 @@ class BagFrames:
         return LabelledFrame(image=image, label=label, stamp_ns=stamp, camera_id=frame_id, sequence=sequence, name=name)
 
     def _decode_gt(self, raw: bytes, stamp: int) -> np.ndarray:
-        what = f"ground truth {_fmt_stamp(stamp)} on {self.gt_topic}"
-        return mono8_array(_deserialize(self._store, raw, IMAGE, self.gt_topic, what), what)
+        what = f"ground truth {fmt_stamp(stamp)} on {self.gt_topic}"
+        return mono8_array(deserialize(self._store, raw, IMAGE, self.gt_topic, what), what)
 
     # ---- raw access (replay) ----------------------------------------------------------------------
     def raw_messages(self, topics: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
@@ -474,7 +305,7 @@ class BagFrames:
         missing = [t for t in topics if t not in self.topics]
         if missing:
             raise BagError(f"bag {self.path} has no topic {', '.join(missing)}; {describe_topics(self.topics)}")
-        bag = _Bag(self.path)
+        bag = OpenBag(self.path)
         try:
             yield from bag.messages(topics)
         finally:
@@ -483,7 +314,7 @@ class BagFrames:
     def first_image_message(self) -> Any:
         """The first image message, deserialized (rosbags object), e.g. to build a probe frame from."""
         for topic, _, raw in self.raw_messages([self.image_topic]):
-            return _deserialize(self._store, raw, self.image_type, topic, "the first image")
+            return deserialize(self._store, raw, self.image_type, topic, "the first image")
         raise BagError(f"image topic {self.image_topic} of {self.path} has no messages")
 
     def serialize(self, msg: Any) -> bytes:
@@ -496,73 +327,6 @@ class BagFrames:
             f"{self.path} ({self.storage}, metadata {version}): {len(self)} frames on {self.image_topic} "
             f"({self.image_type}){gt}"
         )
-
-
-class BagMasks:
-    """Masks a node published, from a recorded bag: ``(stamp_ns, frame_id, log_ns, mask HxW uint8)`` in log order.
-
-    ``topic``: None picks ``.../semantic/mask`` (sensor_msgs/Image mono8), else a ``SemanticSegmentation``
-    topic (its ``mask`` field). ``class_names``: from a recorded ``ClassMap`` message, when there is one.
-    """
-
-    def __init__(self, path: Union[str, Path], topic: Optional[str] = None) -> None:
-        bag = _Bag(path)
-        try:
-            self.path, self.topics = bag.path, bag.topics
-            self.topic = self._pick(topic)
-            self.msgtype = self.topics[self.topic].msgtype
-            types = [self.msgtype] + [t.msgtype for t in self.topics.values() if t.msgtype == CLASS_MAP]
-            self._store = _decoder(bag.distro, types, with_package=True)
-            self.class_names: Optional[list[str]] = None
-            self.model_id: Optional[str] = None
-            for t in self.topics.values():
-                if t.msgtype == CLASS_MAP:
-                    for _, _, raw in bag.messages([t.name]):
-                        cm = _deserialize(self._store, raw, CLASS_MAP, t.name, "class map")
-                        self.class_names, self.model_id = list(cm.class_names), cm.model_id
-        finally:
-            bag.close()
-
-    def _pick(self, wanted: Optional[str]) -> str:
-        if wanted:
-            if wanted not in self.topics:
-                raise BagError(f"bag {self.path} has no topic {wanted}; {describe_topics(self.topics)}")
-            if self.topics[wanted].msgtype not in (IMAGE, SEGMENTATION):
-                raise BagError(
-                    f"topic {wanted} has type {self.topics[wanted].msgtype}; a mask topic is {IMAGE} "
-                    f"(mono8) or {SEGMENTATION}"
-                )
-            return wanted
-        for suffix, msgtype in (("semantic/mask", IMAGE), ("semantic/segmentation", SEGMENTATION)):
-            found = [t.name for t in self.topics.values() if t.name.endswith(suffix) and t.msgtype == msgtype]
-            if len(found) == 1:
-                return found[0]
-        raise BagError(
-            f"bag {self.path} has no mask topic (.../semantic/mask {IMAGE} or .../semantic/segmentation "
-            f"{SEGMENTATION}); {describe_topics(self.topics)}"
-        )
-
-    def __len__(self) -> int:
-        return self.topics[self.topic].count
-
-    def __iter__(self) -> Iterator[tuple[int, str, int, np.ndarray]]:
-        bag = _Bag(self.path)
-        try:
-            for topic, log_ns, raw in bag.messages([self.topic]):
-                stamp, frame_id = _stamp(raw, topic)
-                what = f"mask {_fmt_stamp(stamp)} on {topic}"
-                msg = _deserialize(self._store, raw, self.msgtype, topic, what)
-                yield stamp, frame_id, log_ns, mono8_array(msg if self.msgtype == IMAGE else msg.mask, what)
-        finally:
-            bag.close()
-
-
-def _fmt_stamp(stamp_ns: int) -> str:
-    return f"stamp {stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}"
-
-
-def _span(stamps: Sequence[int]) -> str:
-    return f"{_fmt_stamp(min(stamps))[6:]}..{_fmt_stamp(max(stamps))[6:]} s" if stamps else "none"
 
 
 __all__ = [

@@ -7,14 +7,15 @@ frames that have a label. The three messages of a frame share one header (stamp 
 readers pair them, and are logged at the frame's stamp.
 
 :class:`RawBagWriter` records already serialized messages (what ``replay`` receives from the node over DDS).
-No ROS import here: rosbags serializes.
+No ROS import here: rosbags serializes. :class:`RawBagWriter` is :mod:`vsseg_ros.bags.raw_writer`, the camera
+calibration :mod:`vsseg_ros.bags.calibration`, what both writers share :mod:`vsseg_ros.bags.writing`; their
+public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,18 +23,13 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from vsseg_ros.bags.typestore import (
-    DEFAULT_DISTRO,
-    METADATA_VERSION,
-    WRITE_VERSION,
-    add_package_types,
-    check_distro,
-    typestore_for,
-)
+from vsseg_ros.bags.calibration import CameraCalibration
+from vsseg_ros.bags.raw_writer import RawBagWriter
+from vsseg_ros.bags.typestore import DEFAULT_DISTRO, check_distro, typestore_for
+from vsseg_ros.bags.writing import STORAGES, BagWriteError, bag_size, offered_qos, open_writer, set_metadata_version
 
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
 DEFAULT_GT_TOPIC = "/camera/semantic_gt"
-STORAGES = ("mcap", "sqlite3")
 COMPRESSED_FORMATS = ("jpeg", "png")
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -47,89 +43,10 @@ KEY_FRAME_NAMES = "vsseg_ros.frame_names"  # JSON {stamp ns: frame name}
 KEY_CLASSES = "vsseg_ros.class_names"  # JSON [name, ...] of the ground truth's class ids
 
 
-class BagWriteError(ValueError):
-    """A bag that cannot be written as asked (existing path, bad option, frames out of order)."""
-
-
 def camera_info_topic_for(image_topic: str) -> str:
     """image_transport's rule: ``camera_info`` beside the image, ``/camera/image_raw`` -> ``/camera/camera_info``."""
     parent = image_topic.rstrip("/").rsplit("/", 1)[0]
     return f"{parent}/camera_info"
-
-
-def _qos(reliable: bool = True, depth: int = 10, transient_local: bool = False):
-    """An offered QoS profile for the bag's metadata (``ros2 bag play`` republishes with it)."""
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-
-    zero = QosTime(0, 0)  # 0 = the RMW default (infinite) for deadline, lifespan, lease
-    return Qos(
-        QosHistory.KEEP_LAST,
-        depth,
-        QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
-        QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE,
-        zero,
-        zero,
-        QosLiveliness.AUTOMATIC,
-        zero,
-        False,
-    )
-
-
-@dataclass(frozen=True)
-class CameraCalibration:
-    """What goes into ``sensor_msgs/CameraInfo``. ``uncalibrated`` (the default) is all zeros, as
-    camera_info_manager publishes for a camera without calibration."""
-
-    width: int
-    height: int
-    k: tuple[float, ...] = (0.0,) * 9
-    d: tuple[float, ...] = ()
-    r: tuple[float, ...] = (0.0,) * 9
-    p: tuple[float, ...] = (0.0,) * 12
-    distortion_model: str = "plumb_bob"
-
-    @classmethod
-    def from_yaml(cls, path: Union[str, Path]) -> "CameraCalibration":
-        """A ROS camera calibration file (camera_calibration / camera_info_manager YAML: ``image_width``,
-        ``image_height``, ``camera_matrix.data``, ``distortion_model``, ``distortion_coefficients.data``,
-        ``rectification_matrix.data``, ``projection_matrix.data``)."""
-        import yaml
-
-        path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise BagWriteError(f"cannot read camera calibration {path}: {err.strerror}") from None
-        except yaml.YAMLError as err:
-            raise BagWriteError(f"camera calibration {path} is not valid YAML: {err}") from None
-        expected = (
-            "expected the ROS calibration format with image_width, image_height, camera_matrix, "
-            "distortion_model, distortion_coefficients, rectification_matrix, projection_matrix"
-        )
-        if not isinstance(doc, dict):
-            raise BagWriteError(f"camera calibration {path}: {expected}")
-
-        def matrix(key: str, n: Optional[int]) -> tuple[float, ...]:
-            entry = doc.get(key)
-            values = entry.get("data") if isinstance(entry, dict) else None
-            if not isinstance(values, list) or (n is not None and len(values) != n):
-                size = f"{n} values" if n is not None else "a list"
-                raise BagWriteError(f"camera calibration {path}: {key}.data must be {size}; {expected}")
-            return tuple(float(v) for v in values)
-
-        try:
-            width, height = int(doc["image_width"]), int(doc["image_height"])
-        except (KeyError, TypeError, ValueError):
-            raise BagWriteError(f"camera calibration {path}: image_width/image_height missing; {expected}") from None
-        return cls(
-            width=width,
-            height=height,
-            k=matrix("camera_matrix", 9),
-            d=matrix("distortion_coefficients", None),
-            r=matrix("rectification_matrix", 9),
-            p=matrix("projection_matrix", 12),
-            distortion_model=str(doc.get("distortion_model", "plumb_bob")),
-        )
 
 
 @dataclass
@@ -163,37 +80,6 @@ class BagSummary:
             "topics": self.topics,
             "bytes": self.bytes,
         }
-
-
-def bag_size(path: Path) -> int:
-    path = Path(path)
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _open_writer(path: Path, storage: str, distro: str):
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    if storage not in STORAGES:
-        raise BagWriteError(f"unknown storage {storage!r}; accepted: {', '.join(STORAGES)}")
-    if path.exists():
-        raise BagWriteError(f"{path} exists already; choose another output path or remove it")
-    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    return Writer(path, version=WRITE_VERSION[distro], storage_plugin=plugin)
-
-
-def _set_metadata_version(path: Path, distro: str) -> None:
-    """Give metadata.yaml the version number ``distro``'s rosbag2 writes (see :data:`METADATA_VERSION`)."""
-    import re
-
-    version = METADATA_VERSION[distro]
-    if version == WRITE_VERSION[distro]:
-        return
-    meta = path / "metadata.yaml"
-    # the key of rosbag2_bagfile_information (indented 2; folded custom_data lines are indented deeper)
-    text, n = re.subn(r"^  version: \d+$", f"  version: {version}", meta.read_text(), flags=re.MULTILINE)
-    if n != 1:  # pragma: no cover - rosbags always writes the key
-        raise BagWriteError(f"{meta} has no version line to set")
-    meta.write_text(text)
 
 
 class _Stamper:
@@ -366,7 +252,7 @@ def write_bag(
         return (image + "/compressed" if msgs.compressed else image), info, gt
 
     summary = BagSummary(path=path, storage=storage)
-    writer = _open_writer(path, storage, distro)
+    writer = open_writer(path, storage, distro)
     names: dict[str, str] = {}
     sequences: list[list[Any]] = []
     try:
@@ -376,7 +262,7 @@ def write_bag(
             def conn(topic: str, msgtype: str) -> Any:
                 if topic not in conns:
                     conns[topic] = writer.add_connection(
-                        topic, msgtype, typestore=typestore, offered_qos_profiles=[_qos()]
+                        topic, msgtype, typestore=typestore, offered_qos_profiles=[offered_qos()]
                     )
                 return conns[topic]
 
@@ -429,109 +315,10 @@ def write_bag(
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)  # a half-written bag would only mislead
         raise
-    _set_metadata_version(path, distro)
+    set_metadata_version(path, distro)
     summary.sequences = [s for s, _ in sequences]
     summary.bytes = bag_size(path)
     return summary
-
-
-class RawBagWriter:
-    """A bag of already serialized (CDR) messages, e.g. what a subscription with ``raw=True`` receives.
-
-    Topics are added with their type name (``sensor_msgs/msg/Image``, ``vsseg_ros/msg/SemanticSegmentation``,
-    ...); the definitions embedded come from the ``distro`` store plus this package's messages. Any thread may
-    call :meth:`add_topic` and :meth:`write`: one writer thread owns the storage (sqlite3 connections must stay in
-    the thread that opened them) and takes the work in order from a queue, so callbacks never wait on the disk.
-    A storage error is raised by :meth:`close`.
-    """
-
-    def __init__(
-        self,
-        path: Union[str, Path],
-        storage: str = "mcap",
-        distro: str = DEFAULT_DISTRO,
-        custom_data: Optional[Mapping[str, str]] = None,
-    ) -> None:
-        import queue
-
-        self.path = Path(path)
-        self.distro = distro = check_distro(distro)
-        self.typestore = add_package_types(typestore_for(distro))
-        self._writer = _open_writer(self.path, storage, distro)  # checks the path and storage now
-        self._queue: "queue.SimpleQueue[Optional[tuple]]" = queue.SimpleQueue()
-        self._counts: dict[str, int] = {}
-        self._topics: set[str] = set()
-        self._lock = threading.Lock()
-        self._error: Optional[BaseException] = None
-        self.closed = False
-        self._thread = threading.Thread(
-            target=self._run, args=(dict(custom_data or {}),), daemon=True, name="vsseg-bag-writer"
-        )
-        self._thread.start()
-
-    def _run(self, custom_data: dict[str, str]) -> None:
-        connections: dict[str, Any] = {}
-        try:
-            self._writer.open()
-            for key, value in custom_data.items():
-                self._writer.set_custom_data(key, value)
-            while (item := self._queue.get()) is not None:
-                if item[0] == "add":
-                    _, topic, msgtype, qos = item
-                    connections[topic] = self._writer.add_connection(
-                        topic, msgtype, typestore=self.typestore, offered_qos_profiles=[qos]
-                    )
-                else:
-                    _, topic, log_ns, raw = item
-                    self._writer.write(connections[topic], log_ns, raw)
-            self._writer.close()
-            _set_metadata_version(self.path, self.distro)
-        except BaseException as err:  # reported by close(); the rest of the queue is dropped
-            self._error = err
-            try:
-                self._writer.abort()
-            except Exception:
-                pass
-
-    def add_topic(
-        self, topic: str, msgtype: str, reliable: bool = True, transient_local: bool = False, depth: int = 10
-    ) -> None:
-        with self._lock:
-            if topic in self._topics or self.closed:
-                return
-            self._topics.add(topic)
-            self._counts[topic] = 0
-            self._queue.put(("add", topic, msgtype, _qos(reliable, depth, transient_local)))
-
-    def write(self, topic: str, log_ns: int, raw: Union[bytes, memoryview]) -> None:
-        with self._lock:
-            if self.closed:
-                return  # a late message after close: nothing left to write it to
-            if topic not in self._topics:
-                raise KeyError(f"topic {topic} was not added to {self.path}")
-            self._counts[topic] += 1
-            self._queue.put(("write", topic, int(log_ns), bytes(raw)))
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def close(self) -> dict[str, int]:
-        """Finish the bag (index + metadata.yaml); returns messages per topic."""
-        with self._lock:
-            if not self.closed:
-                self.closed = True
-                self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise BagWriteError(f"writing {self.path} failed: {self._error}") from self._error
-        return self.counts()
-
-    def __enter__(self) -> "RawBagWriter":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 __all__ = [

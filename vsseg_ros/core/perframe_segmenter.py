@@ -3,7 +3,7 @@
 The hot path per frame: resize (to the network size) -> normalise into a reused, zero-padded input buffer ->
 network -> bilinear upsampling of the logits (at the model's stride) straight to the frame's own size ->
 argmax, and only if asked, max-softmax confidence and boundary probability. Both ends are the shared steps of
-:mod:`vsseg_ros.core.frame_pipeline`.
+:mod:`vsseg_ros.core.frame_pipeline` (:mod:`~vsseg_ros.core.frame_input`, :mod:`~vsseg_ros.core.output_maps`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any, Optional, Sequence, Union
 import torch
 
 from vsseg_ros.core.classes import ClassMap
-from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, PAD_MULTIPLE, NetworkSegmenter, _PostBuffers  # noqa: F401
+from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, PAD_MULTIPLE, NetworkSegmenter  # noqa: F401
 from vsseg_ros.core.models.perframe import PerFrameSegNet
+from vsseg_ros.core.output_maps import _PostBuffers  # noqa: F401  (the tests tune its band size here)
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult
 
 

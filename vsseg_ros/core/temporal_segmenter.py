@@ -1,5 +1,8 @@
 """A streaming :class:`Segmenter` for temporal models (:class:`TemporalSegNet`: STF, MAR, Flow2Seg).
 
+Why one module over 400 lines: the window rules below and the per-stage push path that applies them are one
+state machine per camera; split in two, following one push would need both files open.
+
 Each frame's per-frame features (backbone + head, ``TemporalSegNet.frame_features``) are computed once, when
 the frame arrives, and kept in a ring buffer of at most T frames per camera; producing an output costs the
 fusion over the buffered features, not T backbone passes. For a model with a Flow2Seg path the buffer also
@@ -39,7 +42,9 @@ import torch
 from torch import Tensor
 
 from vsseg_ros.core.classes import ClassMap
-from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, NetworkSegmenter, extent_read, padded_size, torch_threads
+from vsseg_ros.core.frame_input import padded_size
+from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, NetworkSegmenter, torch_threads
+from vsseg_ros.core.output_maps import extent_read
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult
 
 if TYPE_CHECKING:

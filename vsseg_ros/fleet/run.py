@@ -6,6 +6,7 @@ The steps: find the bags (:mod:`~vsseg_ros.fleet.discover`), reuse what ``--resu
 process, or through :mod:`~vsseg_ros.fleet.ray_backend` with ``--ray``), storing each record as it arrives, then
 merge every bag's :class:`~vsseg_ros.metrics.mergeable.StreamTotals` into the fleet's numbers and write the JSON
 and the report (with a per-bag table, worst mIoU first). Ray is imported only on the ``--ray`` path.
+The options are :mod:`~vsseg_ros.fleet.options`, the merge and the JSON :mod:`~vsseg_ros.fleet.merge`.
 """
 
 from __future__ import annotations
@@ -19,123 +20,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from vsseg_ros.fleet.discover import BagTask, FleetError, find_bags, plan_tasks
+from vsseg_ros.fleet.merge import bag_row, fleet_json, merge_records, worst_first
+from vsseg_ros.fleet.options import add_fleet_arguments, check_args, settings_from
 from vsseg_ros.fleet.results import FLEET_FILE, REPORT_DIR, ResultsDir, write_json_atomic
-from vsseg_ros.fleet.tasks import BAG_ERROR, ScoreSettings, file_sha256, model_file, score_task, segmenter_for
-
-#: eval options that name one input or one model's outputs, which a fleet run does not take
-_SINGLE_INPUT_ONLY = (
-    ("bag", "--bag (give it to --bags)"),
-    ("dataset", "--dataset"),
-    ("compare", "--compare"),
-    ("output_bag", "--output-bag"),
-    ("max_frames", "--max-frames"),
-)
-
-
-def add_fleet_arguments(p: argparse.ArgumentParser) -> None:
-    """The fleet options of ``vsseg-ros eval`` (used together with the model and metric options)."""
-    f = p.add_argument_group("fleet: many bags, in this process or on Ray (docs/fleet.md)")
-    f.add_argument(
-        "--bags",
-        nargs="+",
-        metavar="PATTERN",
-        help="score many bags: globs (quote them; ** recurses), folders (searched for bags) or text files "
-        "listing bags, folders or globs one per line; the results merge exactly",
-    )
-    f.add_argument(
-        "--ray",
-        nargs="?",
-        const="auto",
-        default=None,
-        metavar="MODE",
-        help="run each bag as a Ray task: 'local' (a private instance on this machine), 'auto' (default "
-        "when given alone: RAY_ADDRESS or a `ray start` cluster here, else local) or HOST:PORT / "
-        "ray://HOST:PORT of a cluster. Without --ray the bags run one after the other here",
-    )
-    f.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="tasks running at once (default: the CPUs Ray has / --cpus-per-worker)",
-    )
-    f.add_argument(
-        "--cpus-per-worker",
-        type=float,
-        default=1.0,
-        help="CPUs each Ray task reserves, and its torch threads unless --threads (default 1)",
-    )
-    f.add_argument(
-        "--results",
-        type=Path,
-        metavar="DIR",
-        help="keep one JSON per finished bag, the merged JSON and the report here; a rerun skips the "
-        "bags already scored",
-    )
-    f.add_argument(
-        "--chunk-frames",
-        type=int,
-        default=0,
-        metavar="N",
-        help="cut a bag of more than N frames into tasks of about N frames at its sequence starts "
-        "(make-bag bags of several sequences); 0 = whole bags (default)",
-    )
-    f.add_argument(
-        "--retry-failed", action="store_true", help="score again the bags a previous run recorded as unreadable"
-    )
-    f.add_argument("--ray-timeout", type=float, default=10.0, help="seconds a Ray address has to answer (default 10)")
-    f.add_argument(
-        "--no-ship-model",
-        action="store_true",
-        help="workers read --model from its path (shared storage) instead of receiving it from this "
-        "process through Ray's object store",
-    )
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    for attr, flag in _SINGLE_INPUT_ONLY:
-        if getattr(args, attr, None):
-            raise FleetError(f"{flag} scores one input; it does not go with --bags")
-    if any(getattr(args, "context", (0, 0)) or ()):
-        raise FleetError("--context applies to --dataset, not to --bags")
-    if args.workers is not None and args.workers < 1:
-        raise FleetError(f"--workers must be >= 1, got {args.workers}")
-    if args.workers and args.workers > 1 and not args.ray:
-        raise FleetError(
-            f"--workers {args.workers} needs --ray (local, auto or a cluster's address): without it the "
-            "bags run one after the other in this process"
-        )
-    if not args.cpus_per_worker > 0:
-        raise FleetError(f"--cpus-per-worker must be > 0, got {args.cpus_per_worker}")
-    if args.chunk_frames < 0:
-        raise FleetError(f"--chunk-frames must be >= 0, got {args.chunk_frames}")
-    if not args.ray_timeout > 0:
-        raise FleetError(f"--ray-timeout must be > 0 seconds, got {args.ray_timeout}")
-
-
-def settings_from(args: argparse.Namespace) -> ScoreSettings:
-    threads = args.threads
-    if args.ray and not threads:
-        threads = max(1, int(args.cpus_per_worker))  # one process per worker: no oversubscription
-    path = model_file(ScoreSettings(model=str(args.model or "")))
-    if not (path.is_file() or path.is_dir()):
-        raise FileNotFoundError(f"--model {path} does not exist")
-    return ScoreSettings(
-        model=str(args.model or ""),
-        model_sha256=file_sha256(path),
-        device=args.device,
-        backend=getattr(args, "backend", "torch"),
-        precision=args.precision,
-        input_size=args.input_size,
-        temporal_mode=args.temporal_mode,
-        max_frame_gap=args.max_frame_gap,
-        threads=threads,
-        warmup=args.warmup,
-        boundary_tolerance=args.boundary_tolerance,
-        tc=not args.no_tc,
-        dis_preset=args.dis_preset,
-        image_topic=args.image_topic,
-        gt_topic=args.gt_topic,
-    )
+from vsseg_ros.fleet.tasks import BAG_ERROR, score_task, segmenter_for
 
 
 def _reusable(record: Optional[dict[str, Any]], retry_failed: bool) -> bool:
@@ -146,52 +34,11 @@ def _reusable(record: Optional[dict[str, Any]], retry_failed: bool) -> bool:
     return record.get("error_kind") == BAG_ERROR and not retry_failed
 
 
-def bag_row(record: dict[str, Any]) -> dict[str, Any]:
-    """A finished task's line in ``bags``: its headline numbers, frames and time."""
-    r = record.get("result") or {}
-    frames, seconds = r.get("frames"), record.get("seconds")
-    return {
-        "bag": record["bag"],
-        "chunk": record.get("chunk"),
-        "key": record["key"],
-        "ground_truth": record.get("ground_truth"),
-        "frames": frames,
-        "labelled_frames": r.get("labelled_frames"),
-        "miou": r.get("miou"),
-        "pixel_accuracy": r.get("pixel_accuracy"),
-        "boundary_f": r.get("boundary_f"),
-        "mvc8": r.get("mvc8"),
-        "mvc16": r.get("mvc16"),
-        "tc": r.get("tc"),
-        "latency_ms_p50": (r.get("latency_ms") or {}).get("p50"),
-        "seconds": seconds,
-        "frames_per_s": round(frames / seconds, 3) if frames and seconds else None,
-        "worker": record.get("worker"),
-        "warnings": record.get("warnings", []),
-    }
-
-
-def worst_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows by mIoU, lowest first; rows without an mIoU (no ground truth) last, in their order."""
-    return sorted(rows, key=lambda r: (r.get("miou") is None, r.get("miou") or 0.0))
-
-
-def merge_records(records: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
-    """The fleet's numbers from the ok records (in task order): their totals merged, then scored once."""
-    from vsseg_ros.metrics.mergeable import StreamTotals
-
-    ok = [r for r in records if r.get("status") == "ok"]
-    if not ok:
-        return None
-    totals = StreamTotals.merged(StreamTotals.from_dict(r["totals"]) for r in ok)
-    return {"result": totals.result(), "totals": totals}
-
-
 def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
     """Score the fleet ``args`` names and write its outputs; returns the JSON (with ``bags`` and ``failed``)."""
     from tqdm import tqdm
 
-    _check_args(args)
+    check_args(args)
     t_start = time.perf_counter()
     settings = settings_from(args)
     seg = segmenter_for(settings)  # the model must load here before any work is sent out
@@ -252,7 +99,7 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
 
     ordered = [records[t.key] for t in tasks if t.key in records]
     merged = merge_records(ordered)
-    out = _fleet_json(args, seg, settings, tasks, bags, ordered, merged, found_warnings)
+    out = fleet_json(args, seg, settings, tasks, bags, ordered, merged, found_warnings)
     now = [records[t.key] for t in pending if t.key in records]
     frames_now = sum((r.get("result") or {}).get("frames", 0) for r in now)
     busy_s = sum(r.get("seconds") or 0.0 for r in now)
@@ -268,75 +115,6 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
         "frames_per_worker_s": round(frames_now / busy_s, 3) if frames_now and busy_s > 0 else None,
     }
     _write_outputs(args, out, merged, seg, results)
-    return out
-
-
-def _fleet_json(
-    args: argparse.Namespace,
-    seg: Any,
-    settings: ScoreSettings,
-    tasks: list[BagTask],
-    bags: list[Any],
-    records: list[dict[str, Any]],
-    merged: Optional[dict[str, Any]],
-    found: list[str],
-) -> dict[str, Any]:
-    from vsseg_ros.core.loading import backend_summary
-    from vsseg_ros.evaluation.inputs import DEFAULT_MODEL
-
-    ok = [r for r in records if r.get("status") == "ok"]
-    failed = [r for r in records if r.get("status") != "ok"]
-    no_gt = [r for r in ok if not r.get("ground_truth")]
-    if merged is not None:
-        out: dict[str, Any] = dict(merged["result"])
-    else:
-        out = {"miou": None, "frames": 0, "labelled_frames": 0, "notes": ["no bag could be scored: see failed"]}
-    if no_gt and len(no_gt) < len(ok):
-        out.setdefault("notes", []).append(
-            f"{len(no_gt)} of {len(ok)} scored bags have no ground truth: they count for TC and latency only"
-        )
-    out.update(
-        {
-            "model": seg.model_id,
-            "model_path": settings.model or DEFAULT_MODEL,
-            "backend": backend_summary(seg),
-            "delay_frames": int(getattr(seg, "delay_frames", 0)),
-            "frames_without_result": sum(r["result"].get("frames_without_result", 0) for r in ok),
-            "sequences": sum(r["result"].get("sequences", 0) for r in ok),
-            "bags": [bag_row(r) for r in ok],
-            "failed": [
-                {"bag": r["bag"], "chunk": r.get("chunk"), "error": r.get("error"), "error_kind": r.get("error_kind")}
-                for r in failed
-            ],
-            "counts": {
-                "bags": len(bags),
-                "tasks": len(tasks),
-                "scored": len(ok),
-                "failed": len(failed),
-                "without_ground_truth": len(no_gt),
-                "frames_without_ground_truth": sum(r["result"]["frames"] for r in no_gt),
-            },
-            "source": {
-                "kind": "fleet",
-                "patterns": [str(p) for p in args.bags],
-                "bags": len(bags),
-                "chunk_frames": args.chunk_frames,
-            },
-            "settings": {
-                "boundary_tolerance_px": settings.boundary_tolerance,
-                "tc": settings.tc,
-                "dis_preset": settings.dis_preset,
-                "device": settings.device,
-                "precision": settings.precision,
-                "input_size": settings.input_size,
-                "temporal_mode": settings.temporal_mode,
-                "max_frame_gap_s": settings.max_frame_gap,
-                "threads": settings.threads,
-                "model_sha256": settings.model_sha256,
-            },
-            "warnings": found,
-        }
-    )
     return out
 
 

@@ -1,5 +1,8 @@
 """STF: spatial-temporal fusion of a window of per-frame features by attention (Zhuang et al.).
 
+Why one file over 400 lines: it is one model (the attention primitives, interlaced sparse attention, the
+encoder and decoder layers and STF itself), read top to bottom the way timm's and torchvision's model files are.
+
 One post-norm transformer encoder layer runs over the T frames' features; one decoder layer takes the target
 frame's features as queries and the encoder output as memory. Every attention is *interlaced sparse attention*
 (ISA): the (T, h, w) token grid is cut into ``block`` x ``block`` spatial blocks, and
