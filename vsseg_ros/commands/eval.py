@@ -74,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="storage of --output-bag")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    from vsseg_ros.fleet.run import add_fleet_arguments
+    from vsseg_ros.fleet.options import add_fleet_arguments
 
     add_fleet_arguments(p)
 
@@ -82,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """The ``vsseg-ros eval`` command: 0 on success, 2 on bad input (the message says what was wrong); with
     ``--bags`` see :func:`vsseg_ros.fleet.run.run_fleet_command`."""
-    from vsseg_ros.core.checkpoint import CheckpointError
+    from vsseg_ros.core.errors import CheckpointError
 
     if getattr(args, "bags", None):
         from vsseg_ros.fleet.run import run_fleet_command

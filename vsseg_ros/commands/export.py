@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if reason:
         print(f"vsseg-ros export: error: {reason}", file=sys.stderr)
         return 2
-    from vsseg_ros.core.checkpoint import CheckpointError
+    from vsseg_ros.core.errors import CheckpointError
     from vsseg_ros.data.base import DatasetError
     from vsseg_ros.model_files.export import export
 

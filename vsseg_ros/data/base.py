@@ -321,5 +321,4 @@ __all__ = [
     "paired_samples",
     "parse_name",
     "unpaired_error",
-    "IGNORE_ID",
 ]

@@ -17,7 +17,6 @@ import numpy as np
 
 from vsseg_ros.core.classes import CAMVID, IGNORE_ID, ClassMap
 from vsseg_ros.data.base import (
-    IMAGE_SUFFIXES,
     DatasetError,
     DecodedPairs,
     LabelledDataset,
@@ -28,7 +27,6 @@ from vsseg_ros.data.base import (
     list_images,
     missing_folders_error,
     paired_samples,
-    parse_name,
 )
 
 #: class id used for "void" in the SegNet release
@@ -138,4 +136,4 @@ class CamVidTrainDataset:
         return out
 
 
-__all__ = ["CamVid", "CamVidTrainDataset", "DatasetError", "IMAGE_SUFFIXES", "Sample", "parse_name", "VOID_ID"]
+__all__ = ["CamVid", "CamVidTrainDataset", "VOID_ID"]
