@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from test_eval import _scene
-from vsseg_ros.bags import write_bag
+from vsseg_ros.bags.writer import write_bag
 from vsseg_ros.core.classes import CAMVID
 from vsseg_ros.data.sources import LabelledFrame, dataset_frames
 
@@ -135,7 +135,7 @@ def one_stream_reference(bags: list[Path], input_size=(64, 96)) -> dict[str, Any
 
     import torch
 
-    from vsseg_ros.bags import BagFrames
+    from vsseg_ros.bags.reader import BagFrames
     from vsseg_ros.core.loading import load_segmenter
     from vsseg_ros.metrics.evaluate import evaluate_stream
     from vsseg_ros.metrics.scorer import StreamScorer

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vsseg_ros.core.checkpoint import CheckpointError
 from vsseg_ros.core.config import BACKBONES, HEADS, ConfigError, ModelConfig
+from vsseg_ros.core.errors import CheckpointError
 from vsseg_ros.core.models.heads_mmseg import FCNHead, PSPHead
 from vsseg_ros.core.models.import_mmseg import (
     config_for_mmseg_pspnet,

@@ -13,11 +13,16 @@ import numpy as np
 import pytest
 import yaml
 
-from vsseg_ros.bags import BagError, BagFrames, BagMasks, BagWarning, RawBagWriter, write_bag
+from vsseg_ros.bags.bagfile import BagError, BagWarning
+from vsseg_ros.bags.calibration import CameraCalibration
 from vsseg_ros.bags.cdr import header_of
+from vsseg_ros.bags.masks import BagMasks
+from vsseg_ros.bags.raw_writer import RawBagWriter
+from vsseg_ros.bags.reader import BagFrames
 from vsseg_ros.bags.score import score_outputs
 from vsseg_ros.bags.typestore import typestore_for
-from vsseg_ros.bags.writer import BagWriteError, CameraCalibration
+from vsseg_ros.bags.writer import write_bag
+from vsseg_ros.bags.writing import BagWriteError
 from vsseg_ros.data.sources import LabelledFrame, dataset_frames
 
 SHARED_CAMVID = Path(__file__).resolve().parents[1].parent / "shared/data/camvid"

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vsseg_ros.data.camvid import CamVid, CamVidTrainDataset, DatasetError, parse_name
+from vsseg_ros.data.base import DatasetError, parse_name
+from vsseg_ros.data.camvid import CamVid, CamVidTrainDataset
 from vsseg_ros.data.transforms import TrainAugment, photometric_jitter, random_crop
 from vsseg_ros.training.targets import boundary_targets
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from vsseg_ros.core.checkpoint import FORMAT, VERSION, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from vsseg_ros.core.checkpoint import FORMAT, VERSION, Checkpoint, load_checkpoint, save_checkpoint
 from vsseg_ros.core.classes import CAMVID, ClassMap
 from vsseg_ros.core.config import ModelConfig
+from vsseg_ros.core.errors import CheckpointError
 from vsseg_ros.core.loading import load_segmenter
-from vsseg_ros.core.models import PerFrameSegNet
+from vsseg_ros.core.models.perframe import PerFrameSegNet
 
 SMALL = ModelConfig(name="tiny", head_channels=16, num_classes=3, input_size=(64, 96))
 THREE = ClassMap(names=("a", "b", "c"), colors=((1, 2, 3), (4, 5, 6), (7, 8, 9)))

@@ -11,7 +11,9 @@ import torch
 
 from vsseg_ros.data.base import DatasetError
 from vsseg_ros.data.camvid import CamVid
-from vsseg_ros.data.clips import RealClipDataset, StillClipDataset, make_clips, save_clip_preview, target_index
+from vsseg_ros.data.clip_base import target_index
+from vsseg_ros.data.clip_synthesis import StillClipDataset
+from vsseg_ros.data.clips import RealClipDataset, make_clips, save_clip_preview
 from vsseg_ros.data.folder import ImageFolder
 
 SHARED_CAMVID = Path(__file__).resolve().parents[1].parent / "shared/data/camvid"

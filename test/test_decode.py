@@ -10,17 +10,15 @@ import numpy as np
 import pytest
 
 import vsseg_ros.imaging.decode as decode_mod
-from vsseg_ros.imaging import (
+from vsseg_ros.imaging.decode import (
     SUPPORTED_COMPRESSED_FORMATS,
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
     decode_compressed,
     decode_image,
     decode_message,
-    encode_compressed,
-    encode_image,
 )
-from vsseg_ros.imaging.encode import PADDING_BYTE
+from vsseg_ros.imaging.encode import PADDING_BYTE, encode_compressed, encode_image
 
 H, W = 48, 64
 EXACT = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")

@@ -15,7 +15,8 @@ import pytest
 
 import vsseg_ros.imaging.decode as decode_mod
 from vsseg_ros.hostile import images as hi
-from vsseg_ros.imaging import ImageDecodeError, decode_compressed, decode_image, encode_compressed
+from vsseg_ros.imaging.decode import ImageDecodeError, decode_compressed, decode_image
+from vsseg_ros.imaging.encode import encode_compressed
 from vsseg_ros.imaging.sniff import JPEG_SOF, HeaderError, sniff
 
 H, W = 48, 64

@@ -110,7 +110,7 @@ def test_compare_runs_two_models_on_the_same_frames_and_reports_them(tmp_path):
 
 
 def _bag(tmp_path: Path, n: int = 6) -> Path:
-    from vsseg_ros.bags import write_bag
+    from vsseg_ros.bags.writer import write_bag
 
     frames = []
     for t in range(n):
@@ -130,7 +130,8 @@ def _bag(tmp_path: Path, n: int = 6) -> Path:
 
 
 def test_bag_eval_equals_dataset_eval_and_writes_an_output_bag(tmp_path):
-    from vsseg_ros.bags import BagFrames, BagMasks
+    from vsseg_ros.bags.masks import BagMasks
+    from vsseg_ros.bags.reader import BagFrames
     from vsseg_ros.bags.score import score_outputs
 
     bag = _bag(tmp_path)

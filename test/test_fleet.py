@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fleetutil import GOOD, HEADLINE, SMALL, fleet, one_stream_reference, run_eval as _run, synthetic  # noqa: F401 - fleet is a fixture
-from vsseg_ros.bags import write_bag
+from vsseg_ros.bags.writer import write_bag
 
 RECORD_KEYS = {"key", "bag", "task", "chunk", "worker", "status", "seconds", "warnings"}
 OK_KEYS = RECORD_KEYS | {"result", "totals", "ground_truth", "image_topic", "gt_topic", "gt_report", "class_map"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vsseg_ros.core.checkpoint import CheckpointError
+from vsseg_ros.core.errors import CheckpointError
 from vsseg_ros.core.models.import_st_memory import config_for_st_memory, st_memory_config, st_memory_to_ours
 from vsseg_ros.core.models.perframe import PerFrameSegNet
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vsseg_ros.metrics import ConfusionMatrix
+from vsseg_ros.metrics.confusion import ConfusionMatrix
 
 
 def test_hand_computed_iou() -> None:

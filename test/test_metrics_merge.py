@@ -10,8 +10,9 @@ import random
 import numpy as np
 import pytest
 
-from vsseg_ros.metrics.mergeable import ExactSum, LatencyHistogram, StreamTotals
+from vsseg_ros.metrics.mergeable import StreamTotals
 from vsseg_ros.metrics.scorer import StreamScorer
+from vsseg_ros.metrics.sums import ExactSum, LatencyHistogram
 
 NAMES = ["sky", "road", "car", "tree"]
 

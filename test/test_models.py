@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from vsseg_ros.core.config import ConfigError, ModelConfig, default_config
-from vsseg_ros.core.models import BoundaryHead, LiteHead, MobileNetV2Backbone, PerFrameSegNet
-from vsseg_ros.core.models.heads import pointwise
-from vsseg_ros.core.models.perframe import fold_batchnorm
+from vsseg_ros.core.models.heads import BoundaryHead, LiteHead, pointwise
+from vsseg_ros.core.models.mobilenetv2 import MobileNetV2Backbone
+from vsseg_ros.core.models.perframe import PerFrameSegNet, fold_batchnorm
 from vsseg_ros.core.pretrained import PretrainedWeightsMissing, imagenet_mobilenetv2_path
 
 REPO = Path(__file__).resolve().parents[1]

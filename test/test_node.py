@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rosutil import needs_ros
+from vsseg_ros.bench.memory import peak_rss_mb
 
 pytestmark = needs_ros
 
@@ -321,11 +322,6 @@ def _compressed_msg(data: bytes, fmt: str, frame_id: str = "zipped"):
     return msg
 
 
-def _peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmHWM:"))
-
-
 def test_compressed_bombs_are_refused_from_the_bytes_at_no_cost(compressed_node):
     """The issue's bombs (a JPEG declaring 20000x20000 sent as png, after 600 APP segments, a valid 20000x20000
     PNG sent as jpeg): refused in well under a second each, the node's peak RSS unchanged, still serving."""
@@ -339,14 +335,14 @@ def test_compressed_bombs_are_refused_from_the_bytes_at_no_cost(compressed_node)
         (hi.with_app_segments(hi.with_declared_size(small, 20000, 20000), 600), "jpeg"),
         (hi.flat_png(20000, 20000, 1, 0), "jpeg"),
     ]
-    peak = _peak_rss_mb(proc.proc.pid)
+    peak = peak_rss_mb(proc.proc.pid)
     t0 = time.monotonic()
     for data, fmt in bombs:
         c.publish(_compressed_msg(data, fmt, "bomb"))
         time.sleep(0.3)  # one at a time (keep-last would drop some)
     _, (mask,) = _roundtrip(c, _compressed_msg(encode_compressed(_rgb(), "png"), "png"))
     assert mask is not None and time.monotonic() - t0 < 10.0
-    assert _peak_rss_mb(proc.proc.pid) - peak < 100, "a bomb made the node's memory grow"
+    assert peak_rss_mb(proc.proc.pid) - peak < 100, "a bomb made the node's memory grow"
     log = proc.log()
     assert "20000 x 20000" in log and "max_input_pixels" in log
 

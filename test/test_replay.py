@@ -67,7 +67,7 @@ def _replay(tmp_path: Path, bag: Path, *extra: str, timeout: float = 300) -> tup
 
 @pytest.fixture(scope="module")
 def raw_run(tmp_path_factory):
-    from vsseg_ros.bags import write_bag
+    from vsseg_ros.bags.writer import write_bag
 
     d = tmp_path_factory.mktemp("replay_raw")
     frames = _frames(8)
@@ -77,7 +77,8 @@ def raw_run(tmp_path_factory):
 
 
 def test_every_frame_comes_back_with_its_stamp_and_frame_id(raw_run):
-    from vsseg_ros.bags import BagFrames, BagMasks
+    from vsseg_ros.bags.masks import BagMasks
+    from vsseg_ros.bags.reader import BagFrames
 
     d, frames, rc, text, r = raw_run
     assert rc == 0, text[-4000:]
@@ -119,7 +120,7 @@ def test_score_recorded_reads_the_same_numbers_back(raw_run, tmp_path):
 
 
 def test_compressed_sqlite3_bag_with_clock(tmp_path):
-    from vsseg_ros.bags import write_bag
+    from vsseg_ros.bags.writer import write_bag
 
     write_bag(tmp_path / "in", _frames(4, seed=1), 2.0, "sqlite3", encoding="png", start_ns=START)
     rc, text, r = _replay(tmp_path, tmp_path / "in", "--clock", "--outputs", "mask", "--storage", "sqlite3")
@@ -134,7 +135,7 @@ def test_compressed_sqlite3_bag_with_clock(tmp_path):
 def test_bad_bag_fails_before_starting_a_node(tmp_path):
     rc, text, _ = _replay(tmp_path, tmp_path / "missing_bag", timeout=60)
     assert rc == 2 and "bag not found" in text
-    from vsseg_ros.bags import write_bag
+    from vsseg_ros.bags.writer import write_bag
     from vsseg_ros.data.sources import LabelledFrame
 
     unlabelled = [LabelledFrame(image=f.image, label=None, stamp_ns=0, name=f.name) for f in _frames(2)]
@@ -165,7 +166,10 @@ def _camera_frames(name: str, h: int, w: int, n: int, seed: int):
 def test_two_cameras_into_one_node(tmp_path):
     """Two cameras of different sizes and frame_ids in one bag, replayed into one node (image_topics): each
     camera's masks come back on its own topics with its own stamps, frame_id and size, and nothing crosses."""
-    from vsseg_ros.bags import BagFrames, BagMasks, bag_topics, write_bag
+    from vsseg_ros.bags.bagfile import bag_topics
+    from vsseg_ros.bags.masks import BagMasks
+    from vsseg_ros.bags.reader import BagFrames
+    from vsseg_ros.bags.writer import write_bag
 
     sizes = {"front": (48, 64), "rear": (64, 96)}
     streams = {n: _camera_frames(n, h, w, 5, seed=i) for i, (n, (h, w)) in enumerate(sizes.items())}

@@ -276,7 +276,7 @@ def test_int8_quantization_calibrates_on_train_and_runs(default_export, tmp_path
 
 
 def test_directory_or_onnx_without_metadata_names_what_is_missing(default_export, tmp_path):
-    from vsseg_ros.core.checkpoint import CheckpointError
+    from vsseg_ros.core.errors import CheckpointError
     from vsseg_ros.core.loading import load_segmenter
 
     bare = tmp_path / "bare"

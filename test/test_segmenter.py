@@ -10,13 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from vsseg_ros.core import loading
-from vsseg_ros.core.checkpoint import CheckpointError, save_checkpoint
+from vsseg_ros.core.checkpoint import save_checkpoint
 from vsseg_ros.core.classes import CAMVID
 from vsseg_ros.core.config import ModelConfig
 from vsseg_ros.core.device import cpu_autocast_supports, resolve_device, resolve_precision
+from vsseg_ros.core.errors import CheckpointError
 from vsseg_ros.core.loading import UNTRAINED_MODEL_ID, default_model_description, load_segmenter
-from vsseg_ros.core.models import PerFrameSegNet
-from vsseg_ros.core.perframe_segmenter import PerFrameSegmenter, _PostBuffers
+from vsseg_ros.core.models.perframe import PerFrameSegNet
+from vsseg_ros.core.output_maps import _PostBuffers
+from vsseg_ros.core.perframe_segmenter import PerFrameSegmenter
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult, Segmenter
 
 C = CAMVID.num_classes
@@ -256,7 +258,7 @@ def test_the_network_input_is_the_normalised_frame_zero_padded(input_size: objec
     frame's region and 0 in the padding, also after a frame of another size used the preparer."""
     import cv2
 
-    from vsseg_ros.core.frame_pipeline import FramePreparer
+    from vsseg_ros.core.frame_input import FramePreparer
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     img = _image(97, 131, 9)

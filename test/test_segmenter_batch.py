@@ -11,7 +11,7 @@ import torch
 from test_temporal_segmenter import DT, _image, _tiny
 from vsseg_ros.core.classes import CAMVID
 from vsseg_ros.core.config import ModelConfig
-from vsseg_ros.core.models import PerFrameSegNet
+from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.core.perframe_segmenter import PerFrameSegmenter
 from vsseg_ros.core.segmenter import Frame, OutputRequest, Segmenter
 from vsseg_ros.core.temporal_segmenter import TemporalSegmenter

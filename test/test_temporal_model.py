@@ -249,7 +249,7 @@ def test_build_memory_tool_writes_a_checkpoint_with_the_memory(tmp_path: Path, m
     key = ck.state_dict["mar.memory_key"]
     assert key.shape == (1, 8, 128) and not torch.equal(key, before)
     # the same memory by hand: the windows the tool used, through MemoryBuilder
-    from vsseg_ros.core.frame_pipeline import FramePreparer
+    from vsseg_ros.core.frame_input import FramePreparer
     from vsseg_ros.data.registry import open_dataset
 
     data = open_dataset("folder", tmp_path / "data", None)

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from vsseg_ros.core.checkpoint import load_checkpoint, save_checkpoint
 from vsseg_ros.core.classes import CAMVID
 from vsseg_ros.core.config import ModelConfig
-from vsseg_ros.core.frame_pipeline import FramePreparer
+from vsseg_ros.core.frame_input import FramePreparer
 from vsseg_ros.core.loading import load_segmenter, segmenter_from_checkpoint
-from vsseg_ros.core.models import PerFrameSegNet
+from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.core.models.temporal import TemporalSegNet
 from vsseg_ros.core.perframe_segmenter import PerFrameSegmenter
 from vsseg_ros.core.segmenter import Frame, OutputRequest, Segmenter

@@ -12,7 +12,7 @@ bag has), a type that is not an image. Ground truth that matches no image stamp 
 No ROS import: rosbags reads and deserializes. Frames are matched by the stamp in the header, read straight
 from the serialized bytes (:mod:`vsseg_ros.bags.cdr`) so that only the messages yielded are decoded. Opening a
 bag is :mod:`vsseg_ros.bags.bagfile`, decoding its messages :mod:`vsseg_ros.bags.decoding`, a node's recorded
-masks :mod:`vsseg_ros.bags.masks`; their public names are re-exported here.
+masks :mod:`vsseg_ros.bags.masks`.
 """
 
 from __future__ import annotations
@@ -30,13 +30,9 @@ from vsseg_ros.bags.bagfile import (
     BagError,
     BagWarning,
     OpenBag,
-    TopicInfo,
-    bag_topics,
     describe_topics,
-    resolve_bag_path,
 )
 from vsseg_ros.bags.decoding import decoder, deserialize, fmt_stamp, mono8_array, stamp_of, stamp_span
-from vsseg_ros.bags.masks import BagMasks
 from vsseg_ros.bags.writer import (
     COMPRESSED_IMAGE,
     DEFAULT_GT_TOPIC,
@@ -329,16 +325,4 @@ class BagFrames:
         )
 
 
-__all__ = [
-    "BagError",
-    "BagFrames",
-    "BagMasks",
-    "BagWarning",
-    "GroundTruthReport",
-    "IMAGE_TYPES",
-    "TopicInfo",
-    "bag_topics",
-    "describe_topics",
-    "mono8_array",
-    "resolve_bag_path",
-]
+__all__ = ["BagFrames", "GroundTruthReport", "IMAGE_TYPES"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from vsseg_ros.bags.reader import BagFrames, BagMasks
+from vsseg_ros.bags.masks import BagMasks
+from vsseg_ros.bags.reader import BagFrames
 
 
 def score_outputs(

@@ -8,8 +8,7 @@ readers pair them, and are logged at the frame's stamp.
 
 :class:`RawBagWriter` records already serialized messages (what ``replay`` receives from the node over DDS).
 No ROS import here: rosbags serializes. :class:`RawBagWriter` is :mod:`vsseg_ros.bags.raw_writer`, the camera
-calibration :mod:`vsseg_ros.bags.calibration`, what both writers share :mod:`vsseg_ros.bags.writing`; their
-public names are re-exported here.
+calibration :mod:`vsseg_ros.bags.calibration`, what both writers share :mod:`vsseg_ros.bags.writing`.
 """
 
 from __future__ import annotations
@@ -24,9 +23,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from vsseg_ros.bags.calibration import CameraCalibration
-from vsseg_ros.bags.raw_writer import RawBagWriter
 from vsseg_ros.bags.typestore import DEFAULT_DISTRO, check_distro, typestore_for
-from vsseg_ros.bags.writing import STORAGES, BagWriteError, bag_size, offered_qos, open_writer, set_metadata_version
+from vsseg_ros.bags.writing import BagWriteError, bag_size, offered_qos, open_writer, set_metadata_version
 
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
 DEFAULT_GT_TOPIC = "/camera/semantic_gt"
@@ -323,14 +321,9 @@ def write_bag(
 
 __all__ = [
     "BagSummary",
-    "BagWriteError",
-    "CameraCalibration",
     "COMPRESSED_FORMATS",
     "DEFAULT_GT_TOPIC",
     "DEFAULT_IMAGE_TOPIC",
-    "RawBagWriter",
-    "STORAGES",
-    "bag_size",
     "camera_info_topic_for",
     "write_bag",
 ]

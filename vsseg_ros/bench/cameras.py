@@ -21,20 +21,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+from vsseg_ros.bench.memory import peak_rss_mb, rss_mb
 from vsseg_ros.ros.node_process import apply_local_ros_env
 
 
-def _rss_mb(pid: int) -> dict[str, Optional[float]]:
-    out: dict[str, Optional[float]] = {"rss_mb": None, "peak_rss_mb": None}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                out["rss_mb"] = round(int(line.split()[1]) / 1024.0, 1)
-            elif line.startswith("VmHWM:"):
-                out["peak_rss_mb"] = round(int(line.split()[1]) / 1024.0, 1)
-    except OSError:
-        pass
-    return out
+def _memory(pid: int) -> dict[str, Optional[float]]:
+    now, peak = rss_mb(pid), peak_rss_mb(pid)
+    return {"rss_mb": None if now is None else round(now, 1), "peak_rss_mb": None if peak is None else round(peak, 1)}
 
 
 def _stream(clients: list[Any], frames: list[np.ndarray], rate_hz: float, seconds: float) -> dict[str, Any]:
@@ -108,7 +101,7 @@ def _node_run(
                 raise RuntimeError(f"node did not serve; log:\n{node.log()[-3000:]}")
         _stream(clients, frames, rate_hz, 3.0)  # warm-up: buffers, sessions, allocator
         result = _stream(clients, frames, rate_hz, seconds)
-        result.update(_rss_mb(node.proc.pid))
+        result.update(_memory(node.proc.pid))
     finally:
         for c in clients:
             c.close()

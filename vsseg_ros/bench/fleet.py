@@ -27,7 +27,7 @@ from typing import Any, Optional, Sequence
 
 def make_bags(root: Path, out: Path, count: int, frames: int) -> list[Path]:
     """``count`` bags of the CamVid val clip's first ``frames`` frames, each its own sequence."""
-    from vsseg_ros.bags import write_bag
+    from vsseg_ros.bags.writer import write_bag
     from vsseg_ros.data.sources import dataset_frames
 
     clip = list(dataset_frames("camvid", root, "val"))[:frames]

@@ -14,6 +14,8 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
+from vsseg_ros.bench.memory import peak_rss_mb
+
 
 def latency_stats(values: list[float]) -> dict[str, float]:
     """Median, 95th percentile and mean of ``values`` (ms), rounded to 0.01."""
@@ -89,17 +91,6 @@ def bench_model(
         if i >= warmup and st is not None:
             steps.append(st)
     return {"model_id": stepper.seg.model_id, "device": str(stepper.seg.device), **summarize_steps(steps)}
-
-
-def peak_rss_mb(pid: int) -> Optional[float]:
-    """Peak resident memory (VmHWM) of a live process in MiB; None where /proc is not available."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024.0, 1)
-    except OSError:
-        pass
-    return None
 
 
 def open_loop(client, msgs: list, rate_hz: float, drain_s: float = 2.0) -> dict:
@@ -184,7 +175,8 @@ def bench_node(
             loaded = open_loop(client, live, rate_hz)
         else:
             loaded = None
-        memory = peak_rss_mb(node.proc.pid)
+        peak = peak_rss_mb(node.proc.pid)
+        memory = None if peak is None else round(peak, 1)
     finally:
         client.close()
         node.stop()

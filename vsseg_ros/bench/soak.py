@@ -19,6 +19,8 @@ from typing import Any, Optional
 import numpy as np
 from tqdm import tqdm
 
+from vsseg_ros.bench.memory import rss_mb
+
 #: distinct generated frames, cycled (each with its own frame_id, so a header copied from the wrong frame shows)
 VARIANTS = 8
 
@@ -39,9 +41,9 @@ def _frames(size: tuple[int, int], encoding: str) -> list[tuple[array.array, int
     return out
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmRSS:"))
+def _rss(pid: int) -> float:
+    rss = rss_mb(pid)
+    return float("nan") if rss is None else rss  # the node gone: the sample shows it, the growth check fails
 
 
 def wrong_outputs(sent: dict[tuple[int, int], str], received: dict[tuple[int, int], Any]) -> list[str]:
@@ -133,7 +135,7 @@ def soak(
         series: list[Sample] = []
         checked: set[tuple[int, int]] = set()
         wrong: list[str] = []
-        rss_start = rss_mb(node.proc.pid)
+        rss_start = _rss(node.proc.pid)
         t0 = time.perf_counter()
         next_t, next_sample, n = t0, t0 + step_s, 0
         window_start = (t0, 0, 0)
@@ -241,7 +243,7 @@ def _sample(
     out = len(headers)
     return Sample(
         t_s=t,
-        rss_mb=rss_mb(pid),
+        rss_mb=_rss(pid),
         frames_sent=n,
         frames_out=out,
         out_rate_hz=(out - out_start) / dt,
@@ -262,4 +264,4 @@ def plot(result: SoakResult, path: Path) -> Path:
     return path
 
 
-__all__ = ["SoakResult", "plot", "rss_mb", "soak", "wrong_outputs"]
+__all__ = ["SoakResult", "plot", "soak", "wrong_outputs"]

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vsseg_ros.core.checkpoint import CheckpointError
+    from vsseg_ros.core.errors import CheckpointError
     from vsseg_ros.data.base import DatasetError
     from vsseg_ros.model_files.mar_memory import build
 

@@ -9,22 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
+from vsseg_ros.commands.args import network_size_or_native
 from vsseg_ros.evaluation.inputs import DEFAULT_MODEL, add_input_arguments, print_summary
-
-
-def _input_size(text: str) -> Any:
-    t = text.strip().lower()
-    if t in ("0", "native", "frame"):
-        return 0
-    try:
-        h, w = (int(v) for v in t.split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"input size must be HEIGHTxWIDTH (e.g. 360x480) or 0 for each frame's own size, got {text!r}"
-        ) from None
-    return (h, w)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--precision", default="fp32", help="fp32 (default), fp16, bf16")
     m.add_argument(
         "--input-size",
-        type=_input_size,
+        type=network_size_or_native,
         default=None,
         help="network input HEIGHTxWIDTH (default: the model's own; 0 = each frame's size)",
     )
@@ -86,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="storage of --output-bag")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    from vsseg_ros.fleet.run import add_fleet_arguments
+    from vsseg_ros.fleet.options import add_fleet_arguments
 
     add_fleet_arguments(p)
 
@@ -94,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """The ``vsseg-ros eval`` command: 0 on success, 2 on bad input (the message says what was wrong); with
     ``--bags`` see :func:`vsseg_ros.fleet.run.run_fleet_command`."""
-    from vsseg_ros.core.checkpoint import CheckpointError
+    from vsseg_ros.core.errors import CheckpointError
 
     if getattr(args, "bags", None):
         from vsseg_ros.fleet.run import run_fleet_command

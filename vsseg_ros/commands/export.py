@@ -10,18 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-
-def _size(text: str) -> tuple[int, int]:
-    from vsseg_ros.core.config import ConfigError, parse_input_size
-
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-        size = parse_input_size((h, w))
-    except (ValueError, ConfigError):
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 360x480, got {text!r}") from None
-    if size is None:
-        raise argparse.ArgumentTypeError("--input-size must be positive")
-    return size
+from vsseg_ros.commands.args import network_size
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="fp32",
         help="fp32 (default); fp16 (for GPUs: CUDA / TensorRT); int8 (static, calibrated)",
     )
-    p.add_argument("--input-size", type=_size, help="network input HEIGHTxWIDTH (default: the model's own)")
+    p.add_argument("--input-size", type=network_size, help="network input HEIGHTxWIDTH (default: the model's own)")
     g = p.add_argument_group("int8 calibration (training frames only)")
     g.add_argument("--calib-dataset", choices=DATASETS, default="camvid")
     g.add_argument("--calib-root", type=Path, default=Path("../shared/data/camvid"))
@@ -97,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if reason:
         print(f"vsseg-ros export: error: {reason}", file=sys.stderr)
         return 2
-    from vsseg_ros.core.checkpoint import CheckpointError
+    from vsseg_ros.core.errors import CheckpointError
     from vsseg_ros.data.base import DatasetError
     from vsseg_ros.model_files.export import export
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from vsseg_ros.bags.typestore import DEFAULT_DISTRO, DISTROS
-from vsseg_ros.bags.writer import DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, STORAGES
+from vsseg_ros.bags.writer import DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC
+from vsseg_ros.bags.writing import STORAGES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -81,8 +82,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from vsseg_ros.bags.calibration import CameraCalibration
     from vsseg_ros.bags.make import open_bag_source
-    from vsseg_ros.bags.writer import BagWriteError, CameraCalibration, write_bag
+    from vsseg_ros.bags.writer import write_bag
+    from vsseg_ros.bags.writing import BagWriteError
     from vsseg_ros.data.base import DatasetError
 
     dataset, root = args.dataset, args.root

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from vsseg_ros.bags.writer import STORAGES
+from vsseg_ros.bags.writing import STORAGES
 from vsseg_ros.replay.player import OUTPUT_TYPES
 
 
@@ -87,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from vsseg_ros.bags.reader import BagError, BagWarning
+    from vsseg_ros.bags.bagfile import BagError, BagWarning
     from vsseg_ros.replay.cameras import open_cameras
     from vsseg_ros.replay.score import replay
 

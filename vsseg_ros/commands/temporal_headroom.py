@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The ``vsseg-ros temporal-headroom`` command: 0 on success, 2 on bad input (the message says what was wrong)."""
-    from vsseg_ros.core.checkpoint import CheckpointError
+    from vsseg_ros.core.errors import CheckpointError
     from vsseg_ros.evaluation.headroom import format_table, measure, title
 
     try:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from vsseg_ros.core.classes import ClassMap
 from vsseg_ros.core.config import ConfigError, ModelConfig
-from vsseg_ros.core.errors import CheckpointError  # re-exported: callers import it from here
+from vsseg_ros.core.errors import CheckpointError
 from vsseg_ros.core.models.state_dict import listing as _listing, state_dict_mismatch
 
 FORMAT = "vsseg_ros.checkpoint"
@@ -262,12 +262,4 @@ def load_checkpoint(path: Union[str, Path]) -> Checkpoint:
     )
 
 
-__all__ = [
-    "Checkpoint",
-    "CheckpointError",
-    "save_checkpoint",
-    "load_checkpoint",
-    "load_state_dict_checked",
-    "FORMAT",
-    "VERSION",
-]
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_state_dict_checked", "FORMAT", "VERSION"]

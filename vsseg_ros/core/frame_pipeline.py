@@ -6,9 +6,8 @@ size, argmax labels and, only if asked, max-softmax confidence and boundary prob
 :class:`NetworkSegmenter` holds what the per-frame and the temporal segmenter have in common (device,
 precision, the inference copy of the model, the lock); they differ only in what runs between the two ends.
 
-The two ends are :mod:`vsseg_ros.core.frame_input` and :mod:`vsseg_ros.core.output_maps`; their public names are
-re-exported here. Large intermediate buffers are kept between frames of the same size; the arrays handed out are
-always fresh.
+The two ends are :mod:`vsseg_ros.core.frame_input` and :mod:`vsseg_ros.core.output_maps`. Large intermediate
+buffers are kept between frames of the same size; the arrays handed out are always fresh.
 """
 
 from __future__ import annotations
@@ -27,10 +26,10 @@ from torch import Tensor, nn
 from vsseg_ros.core.classes import ClassMap
 from vsseg_ros.core.config import parse_input_size
 from vsseg_ros.core.device import PRECISION_NAMES, resolve_device, resolve_precision
-from vsseg_ros.core.frame_input import PAD_MULTIPLE, FramePreparer, check_image, padded_size
+from vsseg_ros.core.frame_input import FramePreparer, check_image, padded_size
 from vsseg_ros.core.models.cache_keys import freeze_weights
 from vsseg_ros.core.models.perframe import fold_batchnorm
-from vsseg_ros.core.output_maps import OutputMaps, extent_read, to_numpy
+from vsseg_ros.core.output_maps import OutputMaps
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult, Segmenter
 
 #: ``input_size`` value meaning "the size in the model's config"
@@ -226,16 +225,4 @@ class NetworkSegmenter(Segmenter):
         return f"{self.model_id} {runs}, input {size}, {self.num_classes} classes"
 
 
-__all__ = [
-    "PAD_MULTIPLE",
-    "MODEL_INPUT_SIZE",
-    "FramePreparer",
-    "OutputMaps",
-    "NetworkSegmenter",
-    "check_image",
-    "extent_read",
-    "inference_copy",
-    "padded_size",
-    "to_numpy",
-    "torch_threads",
-]
+__all__ = ["MODEL_INPUT_SIZE", "NetworkSegmenter", "inference_copy", "torch_threads"]

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Optional, Sequence, TypedDict, Union, cast
 
 import torch
 
-from vsseg_ros.core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from vsseg_ros.core.checkpoint import Checkpoint, load_checkpoint
 from vsseg_ros.core.classes import CAMVID
 from vsseg_ros.core.config import ConfigError, ModelConfig, default_config, parse_input_size
 from vsseg_ros.core.device import resolve_device, resolve_precision
+from vsseg_ros.core.errors import CheckpointError
 from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE
 from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.core.models.temporal import TemporalSegNet

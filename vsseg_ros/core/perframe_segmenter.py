@@ -14,9 +14,8 @@ from typing import Any, Optional, Sequence, Union
 import torch
 
 from vsseg_ros.core.classes import ClassMap
-from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, PAD_MULTIPLE, NetworkSegmenter  # noqa: F401
+from vsseg_ros.core.frame_pipeline import MODEL_INPUT_SIZE, NetworkSegmenter
 from vsseg_ros.core.models.perframe import PerFrameSegNet
-from vsseg_ros.core.output_maps import _PostBuffers  # noqa: F401  (the tests tune its band size here)
 from vsseg_ros.core.segmenter import Frame, OutputRequest, SegmentationResult
 
 

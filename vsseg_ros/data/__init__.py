@@ -1,5 +1,3 @@
-"""Datasets for training and evaluation (ROS-free)."""
-
-from vsseg_ros.data.camvid import CamVid, CamVidTrainDataset, DatasetError, Sample
-
-__all__ = ["CamVid", "CamVidTrainDataset", "DatasetError", "Sample"]
+"""Datasets for training and evaluation (ROS-free): the readers (:mod:`.camvid`, :mod:`.cityscapes`,
+:mod:`.folder`, what they share :mod:`.base`, by name :mod:`.registry`) and training clips (:mod:`.clips`).
+Import from those modules."""

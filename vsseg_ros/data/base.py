@@ -77,14 +77,35 @@ def unpaired_error(names: Sequence[str], paths: dict[str, Path], where: Path, wh
     return DatasetError(f"{len(names)} {what} in {where} without {other}: {shown}{more}")
 
 
-def check_pairs(images: dict[str, Path], labels: dict[str, Path], image_dir: Path, label_dir: Path) -> None:
-    """Every image has a label of the same name and the other way round; DatasetError naming the strays."""
+def check_pairs(
+    images: dict[str, Path], labels: dict[str, Path], image_dir: Path, label_dir: Path, label: str = "a label"
+) -> None:
+    """Every image has a label of the same name and the other way round; DatasetError naming the strays
+    (``label``: how the message names a label, e.g. ``a *_gtFine_labelIds.png label``)."""
     no_label = sorted(set(images) - set(labels))
     if no_label:
-        raise unpaired_error(no_label, images, image_dir, "image(s)", f"a label in {label_dir}")
+        raise unpaired_error(no_label, images, image_dir, "image(s)", f"{label} in {label_dir}")
     no_image = sorted(set(labels) - set(images))
     if no_image:
         raise unpaired_error(no_image, labels, label_dir, "label(s)", f"an image in {image_dir}")
+
+
+def paired_samples(images: dict[str, Path], labels: dict[str, Path], image_dir: Path, label_dir: Path) -> list[Sample]:
+    """:func:`check_pairs`, then one :class:`Sample` per name in name order, its sequence and frame from
+    :func:`parse_name`."""
+    check_pairs(images, labels, image_dir, label_dir)
+    return [Sample(name, images[name], labels[name], *parse_name(name)) for name in sorted(images)]
+
+
+def class_id_tables(num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lut, valid)`` for labels stored as training ids (see :meth:`LabelledDataset._set_ids`): 0..C-1 kept,
+    255 = ignore, every other id invalid."""
+    valid = np.zeros(256, bool)
+    valid[:num_classes] = True
+    valid[IGNORE_ID] = True
+    lut = np.full(256, IGNORE_ID, np.uint8)
+    lut[:num_classes] = np.arange(num_classes, dtype=np.uint8)
+    return lut, valid
 
 
 def generic_class_map(num_classes: int) -> ClassMap:
@@ -293,10 +314,11 @@ __all__ = [
     "Sample",
     "check_pairs",
     "check_root",
+    "class_id_tables",
     "generic_class_map",
     "list_images",
     "missing_folders_error",
+    "paired_samples",
     "parse_name",
     "unpaired_error",
-    "IGNORE_ID",
 ]

@@ -17,17 +17,16 @@ import numpy as np
 
 from vsseg_ros.core.classes import CAMVID, IGNORE_ID, ClassMap
 from vsseg_ros.data.base import (
-    IMAGE_SUFFIXES,
     DatasetError,
     DecodedPairs,
     LabelledDataset,
     Sample,
-    check_pairs,
     check_root,
+    class_id_tables,
     generic_class_map,
     list_images,
     missing_folders_error,
-    parse_name,
+    paired_samples,
 )
 
 #: class id used for "void" in the SegNet release
@@ -68,18 +67,10 @@ class CamVid(LabelledDataset):
         labels = list_images(self.label_dir)
         if not images:
             raise DatasetError(f"no images in {self.image_dir} ({expected})")
-        check_pairs(images, labels, self.image_dir, self.label_dir)
-        self.samples: list[Sample] = []
-        for name in sorted(images):
-            seq, frame = parse_name(name)
-            self.samples.append(Sample(name, images[name], labels[name], seq, frame))
+        self.samples: list[Sample] = paired_samples(images, labels, self.image_dir, self.label_dir)
         # stored id -> training id: 0..C-1 kept, void and 255 -> 255, everything else invalid
         n = self.num_classes
-        valid = np.zeros(256, bool)
-        valid[:n] = True
-        valid[IGNORE_ID] = True
-        lut = np.full(256, IGNORE_ID, np.uint8)
-        lut[:n] = np.arange(n, dtype=np.uint8)
+        lut, valid = class_id_tables(n)
         allowed = f"0-{n - 1}"
         if void_id is not None:
             valid[void_id] = True
@@ -145,4 +136,4 @@ class CamVidTrainDataset:
         return out
 
 
-__all__ = ["CamVid", "CamVidTrainDataset", "DatasetError", "IMAGE_SUFFIXES", "Sample", "parse_name", "VOID_ID"]
+__all__ = ["CamVid", "CamVidTrainDataset", "VOID_ID"]

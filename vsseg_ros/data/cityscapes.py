@@ -22,7 +22,7 @@ from typing import Optional, Union
 import numpy as np
 
 from vsseg_ros.core.classes import CITYSCAPES, IGNORE_ID, ClassMap
-from vsseg_ros.data.base import DatasetError, LabelledDataset, Sample, check_root, missing_folders_error, unpaired_error
+from vsseg_ros.data.base import DatasetError, LabelledDataset, Sample, check_pairs, check_root, missing_folders_error
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -103,14 +103,7 @@ class Cityscapes(LabelledDataset):
         labels = _files(self.label_dir, LABEL_SUFFIX)
         if not images:
             raise DatasetError(f"no *{IMAGE_SUFFIX} images in the city folders of {self.image_dir} ({expected})")
-        no_label = sorted(set(images) - set(labels))
-        if no_label:
-            raise unpaired_error(
-                no_label, images, self.image_dir, "image(s)", f"a *{LABEL_SUFFIX} label in {self.label_dir}"
-            )
-        no_image = sorted(set(labels) - set(images))
-        if no_image:
-            raise unpaired_error(no_image, labels, self.label_dir, "label(s)", f"an image in {self.image_dir}")
+        check_pairs(images, labels, self.image_dir, self.label_dir, label=f"a *{LABEL_SUFFIX} label")
         self.samples: list[Sample] = []
         for name in sorted(images):
             m = _NAME_RE.match(name)

@@ -17,7 +17,8 @@ Both return ``{"frames": (T, 3, h, w) uint8 RGB, "label": (h, w) int64 (255 = ig
 trainer's ``SeedStream`` hands out).
 
 What both share is :mod:`vsseg_ros.data.clip_base`; the synthesis of clips from stills is
-:mod:`vsseg_ros.data.clip_synthesis` (:class:`StillClipDataset` is re-exported here).
+:mod:`vsseg_ros.data.clip_synthesis`; :class:`StillClipDataset` is re-exported here because docs/datasets.md
+imports it from this module.
 """
 
 from __future__ import annotations
@@ -181,4 +182,4 @@ def save_clip_preview(
     return write_png(path, sheet)
 
 
-__all__ = ["RealClipDataset", "StillClipDataset", "make_clips", "save_clip_preview", "target_index"]
+__all__ = ["RealClipDataset", "StillClipDataset", "make_clips", "save_clip_preview"]

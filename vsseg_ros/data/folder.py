@@ -29,11 +29,12 @@ from vsseg_ros.data.base import (
     DatasetError,
     LabelledDataset,
     Sample,
-    check_pairs,
     check_root,
+    class_id_tables,
     generic_class_map,
     list_images,
     missing_folders_error,
+    paired_samples,
     parse_name,
 )
 
@@ -138,17 +139,13 @@ class ImageFolder(LabelledDataset):
                 else ""
             )
             raise DatasetError(f"no images in {self.image_dir} ({expected}){hint}")
-        check_pairs(images, labels, self.image_dir, self.label_dir)
+        self.samples: list[Sample] = paired_samples(images, labels, self.image_dir, self.label_dir)
         not_png = sorted(n for n in labels if labels[n].suffix.lower() != ".png")
         if not_png:
             raise DatasetError(
                 f"label(s) {', '.join(labels[n].name for n in not_png[:5])} in {self.label_dir} are "
                 "not PNG; labels must be lossless single-channel PNG files of class ids"
             )
-        self.samples: list[Sample] = []
-        for name in sorted(images):
-            seq, frame = parse_name(name)
-            self.samples.append(Sample(name, images[name], labels[name], seq, frame))
 
         class_files = [self.root / f for f in CLASS_FILES if (self.root / f).is_file()]
         if len(class_files) > 1:
@@ -170,11 +167,7 @@ class ImageFolder(LabelledDataset):
             class_map = generic_class_map(self._largest_id() + 1)
         self.class_map: ClassMap = class_map
         n = class_map.num_classes
-        valid = np.zeros(256, bool)
-        valid[:n] = True
-        valid[IGNORE_ID] = True
-        lut = np.full(256, IGNORE_ID, np.uint8)
-        lut[:n] = np.arange(n, dtype=np.uint8)
+        lut, valid = class_id_tables(n)
         source = f" ({self.class_file.name})" if self.class_file is not None else ""
         self._set_ids(lut, valid, f"0-{n - 1}{source}, {IGNORE_ID} (ignore)")
 

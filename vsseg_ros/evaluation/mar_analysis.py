@@ -178,7 +178,7 @@ def _memory_batches(
     import torch
     from tqdm import tqdm
 
-    from vsseg_ros.core.frame_pipeline import FramePreparer
+    from vsseg_ros.core.frame_input import FramePreparer
 
     prep = FramePreparer(cfg.input_size, cfg.mean, cfg.std, torch.device("cpu"), channels_last=False)
     stride = baseline.stride

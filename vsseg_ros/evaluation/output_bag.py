@@ -13,12 +13,12 @@ CLASS_MAP_TOPIC = "semantic/class_map"
 
 
 class OutputBag:
-    """The segmenters' outputs as a bag (H6's :class:`~vsseg_ros.bags.writer.RawBagWriter`): per model the mono8
+    """The segmenters' outputs as a bag (H6's :class:`~vsseg_ros.bags.raw_writer.RawBagWriter`): per model the mono8
     mask, the 32FC1 boundary confidence (when the model has a boundary head) and the latched class map, each
     with the input frame's stamp and frame_id, under ``/<prefix>semantic/...``."""
 
     def __init__(self, path: Path, storage: str, prefixes: list[str], segmenters: list[Any]) -> None:
-        from vsseg_ros.bags.writer import RawBagWriter
+        from vsseg_ros.bags.raw_writer import RawBagWriter
 
         self.writer = RawBagWriter(path, storage=storage, custom_data={"vsseg_ros.source": "vsseg-ros eval"})
         self.ts = self.writer.typestore
@@ -97,7 +97,7 @@ def output_bag_path(args: argparse.Namespace, model_ids: list[str]) -> Optional[
         return Path(args.output_bag)
     if args.bag is None:
         raise ValueError("--output-bag auto needs --bag (it writes beside the input bag); give a path instead")
-    from vsseg_ros.bags.reader import resolve_bag_path
+    from vsseg_ros.bags.bagfile import resolve_bag_path
 
     base = resolve_bag_path(args.bag)
     folder = base if base.is_dir() else base.parent

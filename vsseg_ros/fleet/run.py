@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from vsseg_ros.fleet.discover import BagTask, FleetError, find_bags, plan_tasks
-from vsseg_ros.fleet.merge import bag_row, fleet_json, merge_records, worst_first
-from vsseg_ros.fleet.options import add_fleet_arguments, check_args, settings_from
+from vsseg_ros.fleet.merge import fleet_json, merge_records, worst_first
+from vsseg_ros.fleet.options import check_args, settings_from
 from vsseg_ros.fleet.results import FLEET_FILE, REPORT_DIR, ResultsDir, write_json_atomic
 from vsseg_ros.fleet.tasks import BAG_ERROR, score_task, segmenter_for
 
@@ -181,7 +181,7 @@ def print_fleet_summary(out: dict[str, Any], worst: int = 5) -> None:
 
 def run_fleet_command(args: argparse.Namespace) -> int:
     """0: every bag scored; 1: some bags failed (listed); 2: bad input or no bag could be scored."""
-    from vsseg_ros.core.checkpoint import CheckpointError
+    from vsseg_ros.core.errors import CheckpointError
 
     try:
         out = run_fleet(args)
@@ -201,14 +201,4 @@ def workers_needed(fleet_hours: float, rate_hz: float, deadline_hours: float, fr
     return int(math.ceil(frames / (deadline_hours * 3600.0) / frames_per_s_per_worker))
 
 
-__all__ = [
-    "add_fleet_arguments",
-    "bag_row",
-    "merge_records",
-    "print_fleet_summary",
-    "run_fleet",
-    "run_fleet_command",
-    "workers_needed",
-    "worst_first",
-    "write_fleet_report",
-]
+__all__ = ["print_fleet_summary", "run_fleet", "run_fleet_command", "workers_needed", "write_fleet_report"]

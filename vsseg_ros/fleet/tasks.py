@@ -137,7 +137,8 @@ def score_task(
 ) -> dict[str, Any]:
     """Score one task; returns its record (``status`` "ok" with ``result`` and ``totals``, or "failed" with
     ``error`` and ``error_kind``). ``progress(n)`` is called as frames are read."""
-    from vsseg_ros.bags.reader import BagError, BagFrames
+    from vsseg_ros.bags.bagfile import BagError
+    from vsseg_ros.bags.reader import BagFrames
     from vsseg_ros.evaluation.inputs import EvalSource, check_classes
     from vsseg_ros.metrics.evaluate import evaluate_stream
     from vsseg_ros.metrics.scorer import StreamScorer

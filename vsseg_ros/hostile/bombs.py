@@ -19,17 +19,11 @@ from typing import Any, Optional, Sequence
 
 from tqdm import tqdm
 
+from vsseg_ros.bench.memory import peak_rss_mb, reset_peak_rss, rss_mb
+
 DEFAULT_MAX_PIXELS = 3840 * 2160 * 2  # the node's default max_input_pixels
 DEFAULT_MAX_SIDE = 16384  # the node's default max_input_side
 TARGET_MB, TARGET_S = 200.0, 1.0
-
-
-def _status_mb(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def _child(path: Path, fmt: str, max_pixels: int, max_side: int) -> dict[str, Any]:
@@ -37,12 +31,8 @@ def _child(path: Path, fmt: str, max_pixels: int, max_side: int) -> dict[str, An
     from vsseg_ros.imaging.decode import ImageDecodeError, decode_compressed
 
     data = path.read_bytes()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
-    except OSError:
-        pass
-    before = _status_mb("VmRSS:")
+    reset_peak_rss()
+    before = rss_mb()
     t0 = time.perf_counter()
     row: dict[str, Any] = {}
     try:
@@ -53,7 +43,8 @@ def _child(path: Path, fmt: str, max_pixels: int, max_side: int) -> dict[str, An
     except Exception as err:  # what the decoder must never do
         row.update(outcome="exception", kind=type(err).__name__, message=str(err))
     row["seconds"] = time.perf_counter() - t0
-    row["peak_rss_growth_mb"] = max(0.0, _status_mb("VmHWM:") - before)
+    peak = peak_rss_mb()
+    row["peak_rss_growth_mb"] = float("nan") if peak is None or before is None else max(0.0, peak - before)
     return row
 
 

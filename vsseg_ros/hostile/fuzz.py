@@ -19,6 +19,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from vsseg_ros.bench.memory import peak_rss_mb, reset_peak_rss, rss_mb
+
 MAX_PIXELS = 1 << 20
 MAX_SIDE = 4096
 BOUND_MB = 100.0  # peak RSS growth allowed for one decode
@@ -31,31 +33,17 @@ class PeakProbe:
     def __init__(self) -> None:
         self.max_mb = 0.0
         self.worst = ""
-        self.enabled = True
-        try:
-            self._reset()
-        except OSError:  # not Linux, or no permission: nothing measured
-            self.enabled = False
-
-    @staticmethod
-    def _reset() -> None:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-
-    @staticmethod
-    def _status(key: str) -> float:
-        with open("/proc/self/status") as f:
-            return next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith(key))
+        self.enabled = reset_peak_rss() and rss_mb() is not None  # not Linux, or no permission: nothing measured
 
     def __call__(self, fn: Callable[[], Any], describe: Callable[[], str]) -> Any:
         if not self.enabled:
             return fn()
-        self._reset()
-        before = self._status("VmRSS:")
+        reset_peak_rss()
+        before = rss_mb() or 0.0
         try:
             return fn()
         finally:
-            growth = self._status("VmHWM:") - before
+            growth = (peak_rss_mb() or 0.0) - before
             if growth > self.max_mb:
                 self.max_mb, self.worst = growth, describe()
 

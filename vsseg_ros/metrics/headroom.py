@@ -74,7 +74,7 @@ class SoftmaxModel:
     def load(cls, model_path: Union[str, Path] = "", device: str = "cpu") -> "SoftmaxModel":
         """The per-frame model at ``model_path`` ("" = the packaged default), as :func:`load_segmenter` loads it
         for the node. Raises :class:`TemporalModelError` for a temporal checkpoint (before building it),
-        :class:`~vsseg_ros.core.checkpoint.CheckpointError` for an unusable file."""
+        :class:`~vsseg_ros.core.errors.CheckpointError` for an unusable file."""
         from vsseg_ros.core.checkpoint import load_checkpoint
         from vsseg_ros.core.loading import load_segmenter
 
@@ -91,7 +91,7 @@ class SoftmaxModel:
         return cls(load_segmenter(path, device=device, precision="fp32"))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        from vsseg_ros.core.frame_pipeline import check_image
+        from vsseg_ros.core.frame_input import check_image
 
         seg = self.segmenter
         H, W = check_image(image)

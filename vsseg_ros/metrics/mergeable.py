@@ -9,7 +9,7 @@ half a bin, 0.5 %, of the exact ones). Windows and pairs are counted inside each
 :meth:`StreamTotals.result` is the one place a scorer's numbers are computed: :meth:`StreamScorer.result` calls it
 on its own totals, so one bag scored alone and a fleet merged from its bags go through the same arithmetic, and
 the merged mIoU equals the one-process mIoU to the last digit. The two adding values are in
-:mod:`vsseg_ros.metrics.sums` (re-exported here).
+:mod:`vsseg_ros.metrics.sums`.
 """
 
 from __future__ import annotations
@@ -346,4 +346,4 @@ def _num(v: float) -> Optional[float]:
     return None if np.isnan(v) else float(v)
 
 
-__all__ = ["ExactSum", "LatencyHistogram", "StreamTotals", "WindowTotals"]
+__all__ = ["StreamTotals", "WindowTotals"]

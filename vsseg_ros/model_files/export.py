@@ -38,7 +38,8 @@ DEFAULT_RECIPE = {
 def export(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from vsseg_ros.core.checkpoint import CheckpointError, load_checkpoint
+    from vsseg_ros.core.checkpoint import load_checkpoint
+    from vsseg_ros.core.errors import CheckpointError
     from vsseg_ros.core.loading import DEFAULT_EXPORT, DEFAULT_WEIGHTS, default_weights_path
     from vsseg_ros.data.registry import open_dataset
     from vsseg_ros.runtimes.export import export_network, graph_count

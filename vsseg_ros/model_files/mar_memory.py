@@ -47,7 +47,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from vsseg_ros.core.checkpoint import load_checkpoint, save_checkpoint
-    from vsseg_ros.core.frame_pipeline import FramePreparer
+    from vsseg_ros.core.frame_input import FramePreparer
     from vsseg_ros.core.memory_bank import MemoryBuilder
     from vsseg_ros.data.registry import open_dataset
 

@@ -32,7 +32,8 @@ class Camera:
 def camera_topics(path: Path) -> list[str]:
     """The bag's camera topics when no --image-topic is given: every image topic ending in image_raw or
     image_raw/compressed."""
-    from vsseg_ros.bags.reader import IMAGE_TYPES, bag_topics
+    from vsseg_ros.bags.bagfile import bag_topics
+    from vsseg_ros.bags.reader import IMAGE_TYPES
 
     return [
         t.name
@@ -44,7 +45,8 @@ def camera_topics(path: Path) -> list[str]:
 def open_cameras(args: argparse.Namespace) -> list[Any]:
     """BagFrames per camera: one as ever (``--image-topic`` once or not at all, and the bag has at most one
     ``image_raw`` topic), else one per topic, each with its own ``<parent>/semantic_gt`` when the bag has it."""
-    from vsseg_ros.bags.reader import BagError, BagFrames
+    from vsseg_ros.bags.bagfile import BagError
+    from vsseg_ros.bags.reader import BagFrames
 
     wanted = list(args.image_topic or [])
     topics = wanted if len(wanted) > 1 else ([] if wanted else camera_topics(args.bag))

@@ -30,7 +30,7 @@ def run_live(args: argparse.Namespace, cams: Sequence[Any], out_dir: Path) -> di
     from tqdm import tqdm
 
     from vsseg_ros.bags.cdr import stamp_of
-    from vsseg_ros.bags.writer import RawBagWriter
+    from vsseg_ros.bags.raw_writer import RawBagWriter
     from vsseg_ros.metrics.latency import latency_summary
     from vsseg_ros.ros.node_process import apply_local_ros_env
 

@@ -14,7 +14,7 @@ def replay(args: argparse.Namespace, cams: Sequence[Any], out_dir: Path) -> dict
     """Play the bag's cameras ``cams`` live through the node (or, with ``--score-recorded``, take a bag recorded
     elsewhere) and score the outputs against the input bag; returns the result ``replay.json`` holds. Raises
     BagError for a bag that cannot be scored, RuntimeError when the node did not serve."""
-    from vsseg_ros.bags.reader import BagMasks
+    from vsseg_ros.bags.masks import BagMasks
     from vsseg_ros.bags.score import score_outputs
 
     frames = cams[0]
@@ -53,7 +53,7 @@ def replay(args: argparse.Namespace, cams: Sequence[Any], out_dir: Path) -> dict
 
 def mask_topic(output_bag: Path, prefix: str) -> str:
     """A camera's mask topic in an output bag: ``<prefix>/mask``, else ``<prefix>/segmentation``."""
-    from vsseg_ros.bags.reader import bag_topics
+    from vsseg_ros.bags.bagfile import bag_topics
 
     topics = bag_topics(output_bag)
     return next((t for t in (f"{prefix}/mask", f"{prefix}/segmentation") if t in topics), f"{prefix}/mask")

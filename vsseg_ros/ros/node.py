@@ -49,7 +49,7 @@ from vsseg_ros.ros.params import PARAMS
 from vsseg_ros.ros.publishing import Outputs, PublishingMixin
 from vsseg_ros.ros.qos import qos_profile
 
-__all__ = ["MODEL_ERRORS", "NODE_NAME", "SegmentationLifecycleNode", "SegmentationNode", "StartupError"]
+__all__ = ["NODE_NAME", "SegmentationLifecycleNode", "SegmentationNode"]
 
 NODE_NAME = "segmentation_node"
 

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
 
-from vsseg_ros.core.checkpoint import CheckpointError
+from vsseg_ros.core.errors import CheckpointError
 from vsseg_ros.core.loading import backend_summary, load_segmenter
 from vsseg_ros.core.segmenter import Segmenter
 from vsseg_ros.ros.camera import CameraInput

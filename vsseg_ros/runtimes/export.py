@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from vsseg_ros.core.classes import ClassMap
 from vsseg_ros.core.config import ModelConfig
-from vsseg_ros.core.frame_pipeline import inference_copy, padded_size
+from vsseg_ros.core.frame_input import padded_size
+from vsseg_ros.core.frame_pipeline import inference_copy
 from vsseg_ros.runtimes.manifest import ExportedModel, ExportedModelError, fusion_key
 
 #: ONNX opset the graphs are written with (ONNX Runtime and OpenVINO both run it)

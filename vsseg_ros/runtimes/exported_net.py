@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vsseg_ros.core.frame_pipeline import padded_size
+from vsseg_ros.core.frame_input import padded_size
 from vsseg_ros.core.temporal_config import TemporalConfig
 from vsseg_ros.runtimes.manifest import ExportedModel, fusion_key
 from vsseg_ros.runtimes.sessions import GraphSession, default_threads, open_session

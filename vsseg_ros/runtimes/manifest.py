@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from vsseg_ros.core.checkpoint import CheckpointError
 from vsseg_ros.core.classes import ClassMap
 from vsseg_ros.core.config import ConfigError, ModelConfig
+from vsseg_ros.core.errors import CheckpointError
 
 MANIFEST = "vsseg_model.json"
 FORMAT = "vsseg_ros.exported"

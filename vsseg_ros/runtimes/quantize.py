@@ -30,7 +30,7 @@ from typing import Any, Iterator, Optional, Union
 import numpy as np
 import torch
 
-from vsseg_ros.core.frame_pipeline import FramePreparer
+from vsseg_ros.core.frame_input import FramePreparer
 from vsseg_ros.runtimes.manifest import ExportedModel, ExportedModelError, load_exported
 
 #: fewer calibration frames than this give ranges that one odd frame decides

@@ -18,7 +18,8 @@ from vsseg_ros.training.validation import stream_scores
 def build_from_init(config: ModelConfig, init: Path) -> nn.Module:
     """A TemporalSegNet whose per-frame network carries the stage-1 weights of ``init`` (a per-frame checkpoint
     of the same backbone/head); the temporal modules start from their own initialisation."""
-    from vsseg_ros.core.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
+    from vsseg_ros.core.checkpoint import load_checkpoint, load_state_dict_checked
+    from vsseg_ros.core.errors import CheckpointError
     from vsseg_ros.core.models.temporal import TemporalSegNet
 
     ckpt = load_checkpoint(init)

@@ -141,7 +141,7 @@ class TemporalRun:
     # -- setup ----------------------------------------------------------------------------------------------
 
     def _setup(self) -> None:
-        from vsseg_ros.data.clips import StillClipDataset
+        from vsseg_ros.data.clip_synthesis import StillClipDataset
         from vsseg_ros.data.registry import open_dataset
 
         recipe, tr, dc, cfg = self.recipe, self.tr, self.dc, self.cfg

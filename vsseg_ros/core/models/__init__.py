@@ -1,4 +1,7 @@
-"""Networks: backbones (MobileNetV2, dilated ResNets), heads (lite, mmseg's PSP/FCN) and the per-frame network."""
+"""Networks: backbones (MobileNetV2, dilated ResNets), heads (lite, mmseg's PSP/FCN) and the per-frame network.
+
+Re-exported here as the public API docs/backbones.md imports (``from vsseg_ros.core.models import PerFrameSegNet``).
+"""
 
 from vsseg_ros.core.models.heads import BoundaryHead, LiteHead
 from vsseg_ros.core.models.heads_mmseg import FCNHead, PSPHead

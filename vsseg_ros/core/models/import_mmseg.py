@@ -22,8 +22,8 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor
 
-from vsseg_ros.core.checkpoint import CheckpointError
 from vsseg_ros.core.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from vsseg_ros.core.errors import CheckpointError
 from vsseg_ros.core.models.state_dict import listing, state_dict_mismatch
 
 #: mmseg top-level module -> ours

@@ -30,8 +30,8 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor
 
-from vsseg_ros.core.checkpoint import CheckpointError
 from vsseg_ros.core.config import ModelConfig
+from vsseg_ros.core.errors import CheckpointError
 from vsseg_ros.core.models.import_mmseg import LAYER3_BLOCKS_TO_DEPTH, mmseg_pspnet_to_ours, unwrap_state_dict
 from vsseg_ros.core.models.state_dict import listing, state_dict_mismatch
 
