@@ -458,6 +458,34 @@ def test_counters_are_logged_periodically(node, client):
     assert processed > 0 and rejected >= 3 and received >= processed + rejected
 
 
+def test_the_node_counts_as_up_before_its_first_output(rclpy_ctx):
+    """main() counts the node as started through ``on_up`` (a SIGINT after a client saw the latched class map
+    must stop it with 0, not as "while starting"): called once, with the model loaded, before the constructor
+    returns; a managed node is up only when it is configured."""
+    from rclpy.parameter import Parameter
+
+    from vsseg_ros.ros.node import SegmentationLifecycleNode, SegmentationNode
+
+    overrides = [Parameter("network_image_height", value=96), Parameter("network_image_width", value=128)]
+    seen: list = []
+    plain = SegmentationNode(
+        namespace="/up", parameter_overrides=overrides, worker_thread=False, on_up=lambda n: seen.append(n.configured)
+    )
+    try:
+        assert seen == [True]
+    finally:
+        plain.destroy_node()
+    seen.clear()
+    managed = SegmentationLifecycleNode(
+        namespace="/up_managed", parameter_overrides=overrides, worker_thread=False, on_up=lambda n: seen.append(1)
+    )
+    try:
+        assert seen == []
+        assert managed.configure() is None and seen == [1]
+    finally:
+        managed.destroy_node()
+
+
 def test_outputs_nobody_subscribes_to_are_not_computed(rclpy_ctx):
     """In-process node (still real DDS between two nodes): record what the worker asks the model for."""
     from rclpy.executors import MultiThreadedExecutor

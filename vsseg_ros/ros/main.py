@@ -88,12 +88,17 @@ def _run(args: Optional[list[str]], lifecycle: bool, started: list[Any]) -> int:
     from vsseg_ros.ros.node import SegmentationLifecycleNode, SegmentationNode
 
     try:
-        node = (SegmentationLifecycleNode if lifecycle else SegmentationNode)(worker_thread=False)
+        # on_up: the node counts as started from its first output on, not only once its constructor returned
+        # (a SIGINT in between, after a client saw the class map, used to exit 2 as "while starting")
+        node = (SegmentationLifecycleNode if lifecycle else SegmentationNode)(
+            worker_thread=False, on_up=lambda up: None if started else started.append(up)
+        )
     except Exception as err:  # a parameter value, the model, an override of the wrong type
         _fatal(f"cannot start: {err}")
         _try_shutdown()
         return 2
-    started.append(node)
+    if not started:
+        started.append(node)
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
 

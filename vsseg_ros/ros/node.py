@@ -31,7 +31,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
@@ -66,7 +66,13 @@ class SegmentationNode(ParametersMixin, PublishingMixin, DiagnosticsMixin, Node)
     torch called from a second thread was measured 20-50 % slower on 2 cores, each calling thread getting
     its own OpenMP team). ``autostart=False`` leaves the node unconfigured (the lifecycle node's start)."""
 
-    def __init__(self, worker_thread: bool = True, autostart: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        worker_thread: bool = True,
+        autostart: bool = True,
+        on_up: Optional[Callable[["SegmentationNode"], None]] = None,
+        **kwargs: Any,
+    ) -> None:
         # State every method relies on, set before anything can fail, so that tearing down a node whose
         # construction failed (rclpy destroys it at shutdown) never meets a missing attribute.
         self.cameras: list[CameraInput] = []
@@ -83,6 +89,9 @@ class SegmentationNode(ParametersMixin, PublishingMixin, DiagnosticsMixin, Node)
         self._busy = threading.Lock()  # held by the worker while it processes a frame
         self._stopping = threading.Event()
         self._worker: Optional[threading.Thread] = None
+        # Called once the node is up, just before its first output (the latched class map) goes out: from then
+        # on a SIGINT must stop it cleanly rather than count as "during start-up" (main's signal handler).
+        self._on_up = on_up
         super().__init__(NODE_NAME, **kwargs)
         for spec in PARAMS:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
@@ -140,6 +149,8 @@ class SegmentationNode(ParametersMixin, PublishingMixin, DiagnosticsMixin, Node)
                 f"{segmenter.class_map.num_classes} classes{temporal_summary(segmenter)}; "
                 f"backend {_backend_summary(segmenter)}"
             )
+            if self._on_up is not None:
+                self._on_up(self)
             self._publish_class_map()
             self._last_stats = time.monotonic()
             for camera in self.cameras:
