@@ -23,7 +23,8 @@ stops.
 
 This module holds the states, the input and the worker; the node's other parts are mixins beside it:
 ``node_config`` (parameters, cameras, the model they build), ``publishing`` (outputs and the publish path),
-``diagnostics`` (the counter line and /diagnostics).
+``diagnostics`` (the counter line and /diagnostics). Why it is still a little over 400 lines: the states, the
+worker and its stop are one class whose locks (``_transition``, ``_busy``) must be read together.
 """
 
 from __future__ import annotations
