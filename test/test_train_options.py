@@ -166,7 +166,12 @@ def test_warm_start_weight_average_and_ohem_run(tmp_path: Path) -> None:
     params = [k for k in start if "running_" not in k and "num_batches" not in k]
     assert params and all(torch.equal(start[k], end[k]) for k in params)
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    assert "val_miou_trained_weights" in log[-1]
+    for rec in log:  # best.pt candidates: whichever of the average and the trained weights scores higher on val
+        avg_miou, trained_miou = rec["val_miou_average"], rec["val_miou_trained_weights"]
+        assert rec["val_miou"] == max(avg_miou, trained_miou)
+        assert rec["kept"] == ("trained" if trained_miou > avg_miou else "average")
+    best_rec = max((r for r in log if r["best"]), key=lambda r: r["step"])
+    assert load_checkpoint(best).meta["weights"] == best_rec["kept"]
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["ema"] is not None and state["step"] == 3
     # resuming needs the saved average

@@ -25,7 +25,9 @@ labelled pixels, the ones with the highest loss (online hard example mining; the
 ``init``: start from the weights of a per-frame checkpoint (e.g. ``vsseg_ros/weights/default.pt``, resolved like
 ``data.root``) instead of ImageNet: a longer recipe continues from a trained model. ``ema`` (a decay such as
 0.999, null = off): an exponential moving average of the weights (BatchNorm statistics included) is kept, saved
-in ``last.pt``, validated alongside the trained weights, and it is what ``best.pt`` holds.
+in ``last.pt`` and validated alongside the trained weights; at each validation the one with the higher val mIoU
+is the candidate for ``best.pt`` (the average helps while the rate is high, the trained weights win once the
+decay has ended), and the log's ``kept`` and best.pt's ``weights`` say which.
 
 Schedule: linear warm-up, then poly (or cosine) decay over the run's *progress*, which is
 ``max(step / max_iters, elapsed / time_budget)``: on a shared machine whose speed varies, a time budget

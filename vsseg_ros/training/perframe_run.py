@@ -256,10 +256,17 @@ def train_session(
             cm.invalid_pred[:] = ctx.all_reduce_int(cm.invalid_pred)
             return cm.summary(CAMVID.names)
 
-        # with a weight average, it is the model kept (best.pt); the trained weights are scored for the log
-        kept = averaged.model if averaged is not None else model
+        # With a weight average both are scored and the one with the higher val mIoU is the candidate for best.pt:
+        # the average helps while the rate is high but lags the trained weights once the poly decay has ended.
+        kept, kept_name = (averaged.model, "average") if averaged is not None else (model, "trained")
         summ = score(kept)
-        raw_miou = score(model)["miou"] if averaged is not None else None
+        average_miou = summ["miou"] if averaged is not None else None
+        raw_miou = None
+        if averaged is not None:
+            raw = score(model)
+            raw_miou = raw["miou"]
+            if (raw_miou or 0.0) > (average_miou or 0.0):
+                kept, kept_name, summ = model, "trained", raw
         miou = summ["miou"] if summ["miou"] is not None else 0.0
         improved = best.offer(miou, step)
         record = {
@@ -271,7 +278,11 @@ def train_session(
             "val_miou": miou,
             "val_pixel_accuracy": summ["pixel_accuracy"],
             "val_iou": summ["iou"],
-            **({"val_miou_trained_weights": raw_miou} if averaged is not None else {}),
+            **(
+                {"val_miou_trained_weights": raw_miou, "val_miou_average": average_miou, "kept": kept_name}
+                if averaged is not None
+                else {}
+            ),
             "val_s": round(time.monotonic() - t0, 1),
             "best": improved,
         }
@@ -287,6 +298,7 @@ def train_session(
                 "epochs": record["epoch"],
                 "train_minutes": record["elapsed_min"],
                 "val_size": [int(s) for s in val_cache[0][1].shape] if 0 in val_cache else None,
+                "weights": kept_name,
             }
             save_checkpoint(files.best, kept, cfg, CAMVID, recipe.model_id, meta=meta)
         if main_rank:
