@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pytest
@@ -294,10 +294,15 @@ def test_compressed_input(compressed_node, fmt):
     assert mask is not None and (mask.height, mask.width) == (H, W) and mask.header.frame_id == "zipped"
 
 
+def _counters(proc) -> Optional[tuple[int, int, int, int]]:
+    """(received, processed, dropped, rejected) from the node's latest counter line (every stats_period)."""
+    found = re.findall(r"frames received (\d+), processed (\d+), dropped (\d+), rejected (\d+)", proc.log())
+    return tuple(map(int, found[-1])) if found else None
+
+
 def _rejected_so_far(proc) -> int:
-    """The node's count of rejected frames in its latest counter line (every stats_period)."""
-    counts = re.findall(r"frames received \d+, processed \d+, dropped \d+, rejected (\d+)", proc.log())
-    return int(counts[-1]) if counts else 0
+    counters = _counters(proc)
+    return counters[3] if counters else 0
 
 
 def test_corrupt_compressed_frame_is_rejected_once(compressed_node):
@@ -461,10 +466,9 @@ def _set_param_msgs(client, msgs):
 
 def test_counters_are_logged_periodically(node, client):
     time.sleep(1.5)
-    stats = [ln for ln in node.log().splitlines() if "frames received" in ln]
-    assert stats, node.log()[-2000:]
-    m = re.search(r"received (\d+), processed (\d+), dropped (\d+), rejected (\d+)", stats[-1])
-    received, processed, dropped, rejected = map(int, m.groups())
+    counters = _counters(node)
+    assert counters, node.log()[-2000:]
+    received, processed, dropped, rejected = counters
     assert processed > 0 and rejected >= 3 and received >= processed + rejected
 
 

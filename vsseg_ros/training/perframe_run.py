@@ -258,15 +258,11 @@ def train_session(
 
         # With a weight average both are scored and the one with the higher val mIoU is the candidate for best.pt:
         # the average helps while the rate is high but lags the trained weights once the poly decay has ended.
-        kept, kept_name = (averaged.model, "average") if averaged is not None else (model, "trained")
-        summ = score(kept)
-        average_miou = summ["miou"] if averaged is not None else None
-        raw_miou = None
-        if averaged is not None:
-            raw = score(model)
-            raw_miou = raw["miou"]
-            if (raw_miou or 0.0) > (average_miou or 0.0):
-                kept, kept_name, summ = model, "trained", raw
+        nets = ([("average", averaged.model)] if averaged is not None else []) + [("trained", model)]
+        scored = {name: (net, score(net)) for name, net in nets}
+        # max keeps the first of equals: the average on a tie
+        kept_name = max(scored, key=lambda name: scored[name][1]["miou"] or 0.0)
+        kept, summ = scored[kept_name]
         miou = summ["miou"] if summ["miou"] is not None else 0.0
         improved = best.offer(miou, step)
         record = {
@@ -279,7 +275,11 @@ def train_session(
             "val_pixel_accuracy": summ["pixel_accuracy"],
             "val_iou": summ["iou"],
             **(
-                {"val_miou_trained_weights": raw_miou, "val_miou_average": average_miou, "kept": kept_name}
+                {
+                    "val_miou_trained_weights": scored["trained"][1]["miou"],
+                    "val_miou_average": scored["average"][1]["miou"],
+                    "kept": kept_name,
+                }
                 if averaged is not None
                 else {}
             ),
