@@ -126,10 +126,15 @@ def test_compressed_sqlite3_bag_with_clock(tmp_path):
     rc, text, r = _replay(tmp_path, tmp_path / "in", "--clock", "--outputs", "mask", "--storage", "sqlite3")
     assert rc == 0, text[-4000:]
     assert r["image_topic"] == "/camera/image_raw/compressed"
-    assert r["frames_received"] == {"mask": 4} and r["outputs_with_unknown_stamp"] == {"mask": 0}
+    # every frame answered, or dropped by the node's keep-newest input (a stall over 0.5 s on a loaded machine
+    # replaces a frame before the worker takes it; one CI run got 3 of 4): none lost without the node counting it
+    answered, node_dropped = r["frames_received"]["mask"], r["node_counters"]["dropped"]
+    log = (tmp_path / "replay" / "node.log").read_text()
+    assert answered >= 3 and answered + node_dropped >= 4, (r["frames_received"], r["node_counters"], log[-2000:])
+    assert r["outputs_with_unknown_stamp"] == {"mask": 0}
     params = yaml.safe_load((tmp_path / "replay" / "node_params.yaml").read_text())["/**"]["ros__parameters"]
     assert params["use_sim_time"] is True and params["image_transport"] == "compressed"
-    assert "Traceback" not in (tmp_path / "replay" / "node.log").read_text()
+    assert "Traceback" not in log
 
 
 def test_bad_bag_fails_before_starting_a_node(tmp_path):
