@@ -86,6 +86,7 @@ def _run(args: Optional[list[str]], lifecycle: bool, started: list[Any]) -> int:
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     from vsseg_ros.ros.node import SegmentationLifecycleNode, SegmentationNode
+    from vsseg_ros.ros.teardown import TeardownWatchdog
 
     try:
         # on_up: the node counts as started from its first output on, not only once its constructor returned
@@ -120,12 +121,21 @@ def _run(args: Optional[list[str]], lifecycle: bool, started: list[Any]) -> int:
         else:
             counters = node.camera.counters.as_dict() if node.camera is not None else {}
         node.get_logger().info(f"stopping; frames {counters}")
+        # The process ends within TEARDOWN_LIMIT_S from here, whatever the middleware's teardown does.
+        watchdog = TeardownWatchdog(log=node.get_logger().error).start()
+        watchdog.step("publishing the frames the model holds back")
+        node.finish_frames()  # while ROS is fully up (publishing needs no executor)
+        watchdog.frames_done()
         # Stop the executor and join its threads before anything is torn down: a thread still waiting inside
         # rclpy when the interpreter exits ends the process with std::terminate (SIGABRT) instead of 0.
-        executor.shutdown(timeout_sec=5.0)
-        spinner.join(timeout=5.0)
-        node.destroy_node()  # publishes held-back frames while ROS is still up (publishing needs no executor)
+        watchdog.step("stopping the executor")
+        executor.shutdown(timeout_sec=2.0)
+        spinner.join(timeout=2.0)
+        watchdog.step("destroying the node")
+        node.destroy_node()
+        watchdog.step("shutting rclpy down")
         rclpy.try_shutdown()
+        watchdog.step("exiting the process (atexit handlers, the libraries' finalisers)")
     return 0
 
 

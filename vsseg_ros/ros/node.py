@@ -89,6 +89,7 @@ class SegmentationNode(ParametersMixin, PublishingMixin, DiagnosticsMixin, Node)
         self._transition = threading.RLock()  # one state change at a time
         self._busy = threading.Lock()  # held by the worker while it processes a frame
         self._stopping = threading.Event()
+        self._frames_finished = False  # finish_frames ran: the held-back frames went out once
         self._worker: Optional[threading.Thread] = None
         # Called once the node is up, just before its first output (the latched class map) goes out: from then
         # on a SIGINT must stop it cleanly rather than count as "during start-up" (main's signal handler).
@@ -366,12 +367,19 @@ class SegmentationNode(ParametersMixin, PublishingMixin, DiagnosticsMixin, Node)
         self._stopping.set()
         self._slots.close()
 
-    def destroy_node(self) -> None:
+    def finish_frames(self) -> None:
+        """Stop the worker and publish the frames the model still holds back (once; destroy_node calls it)."""
         self.stop_worker()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
+        if self._frames_finished:
+            return
+        self._frames_finished = True
         if self.context.ok() and self._active and (self._worker is None or not self._worker.is_alive()):
             self._flush_before_exit()
+
+    def destroy_node(self) -> None:
+        self.finish_frames()
         super().destroy_node()
 
 
