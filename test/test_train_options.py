@@ -1,6 +1,7 @@
 """The trainer options of issue 22: MAR on a per-frame model (a temporal window of one frame, trained by the
 temporal trainer with the per-frame network frozen and the classifier at its own learning rate), and the per-frame
-trainer's warm start (``train.init``), weight average (``train.ema``) and hard-pixel mining (``train.ohem_keep``).
+trainer's warm start (``train.init``), weight average (``train.ema``), hard-pixel mining (``train.ohem_keep``) and
+Lovasz-softmax loss (``train.lovasz_weight``).
 All on tiny synthetic data: a few seconds."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from vsseg_ros.core.loading import load_segmenter
 from vsseg_ros.core.segmenter import Frame
 from vsseg_ros.core.temporal_config import TemporalConfig
 from vsseg_ros.core.temporal_segmenter import TemporalSegmenter
-from vsseg_ros.training.losses import ohem_cross_entropy
+from vsseg_ros.training.losses import lovasz_softmax, ohem_cross_entropy, segmentation_loss
 from vsseg_ros.training.optim import WeightAverage
 from vsseg_ros.training.perframe import train
 from vsseg_ros.training.recipe import TrainConfigError, load_recipe
@@ -139,6 +140,43 @@ def test_ohem_averages_the_hardest_pixels() -> None:
     assert float(ohem_cross_entropy(logits, torch.full_like(label, IGNORE_ID), weight, 0.5)) == 0.0
 
 
+def test_lovasz_softmax_is_one_minus_the_mean_iou_on_hard_predictions_and_descends_to_the_labels() -> None:
+    torch.manual_seed(0)
+    label = torch.randint(0, 4, (2, 12, 16))
+    label[0, :3] = IGNORE_ID
+    label[1, 5, 5] = 9  # a class of one pixel counts as much as the others
+    pred = torch.randint(0, 4, (2, 12, 16))
+    probs = F.one_hot(pred, 11).permute(0, 3, 1, 2).float()
+    valid = label != IGNORE_ID
+    ious = []
+    for k in torch.unique(label[valid]).tolist():
+        a, b = (label == k) & valid, (pred == k) & valid
+        ious.append(float((a & b).sum()) / float((a | b).sum()))
+    assert float(lovasz_softmax(probs, label)) == pytest.approx(1.0 - float(np.mean(ious)), abs=1e-6)
+    assert float(lovasz_softmax(F.one_hot(label.clamp(max=10), 11).permute(0, 3, 1, 2).float(), label)) == 0.0
+    assert float(lovasz_softmax(probs, torch.full_like(label, IGNORE_ID))) == 0.0
+    # gradient descent on logits under it alone moves the predictions to the labels, the one-pixel class too
+    logits = torch.zeros(2, 11, 12, 16, requires_grad=True)
+    opt = torch.optim.SGD([logits], lr=50.0)
+    for _ in range(60):
+        opt.zero_grad()
+        lovasz_softmax(logits.softmax(1), label).backward()
+        opt.step()
+    assert (logits.argmax(1)[valid] == label[valid]).float().mean() > 0.99
+    assert int(logits.argmax(1)[1, 5, 5]) == 9
+
+
+def test_segmentation_loss_adds_the_lovasz_term_only_when_asked() -> None:
+    torch.manual_seed(0)
+    out = {"logits": torch.randn(2, 11, 4, 5), "boundary": None}
+    label = torch.randint(0, 11, (2, 32, 40))
+    train_cfg = {"ohem_keep": None, "boundary_loss_weight": 0.0, "boundary_pos_weight_max": 10.0}
+    plain, parts = segmentation_loss(out, label, None, None, train_cfg)
+    assert "lovasz" not in parts
+    both, parts = segmentation_loss(out, label, None, None, {**train_cfg, "lovasz_weight": 2.0})
+    assert parts["lovasz"] > 0 and float(both) == pytest.approx(float(plain) + 2.0 * parts["lovasz"], rel=1e-5)
+
+
 def test_weight_average_follows_the_decay() -> None:
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
     avg = WeightAverage(net, 0.75)
@@ -186,6 +224,8 @@ def test_warm_start_weight_average_and_ohem_run(tmp_path: Path) -> None:
         ("ema", True, "train.ema"),
         ("ohem_keep", 0.0, "train.ohem_keep"),
         ("init", "", "train.init"),
+        ("lovasz_weight", -1.0, "train.lovasz_weight"),
+        ("lovasz_weight", "yes", "train.lovasz_weight"),
     ],
 )
 def test_new_recipe_fields_are_checked(tmp_path: Path, field: str, value: object, match: str) -> None:
@@ -202,6 +242,8 @@ def test_shipped_recipes_parse() -> None:
     assert mar["model"].temporal["frames"] == 1 and mar["init"] == REPO / "vsseg_ros" / "weights" / "default.pt"
     long = load_recipe(REPO / "config" / "train" / "mbv2_lite_camvid_long.yaml")
     assert long.train["init"] == str(REPO / "vsseg_ros" / "weights" / "default.pt") and long.train["ema"]
+    lovasz = load_recipe(REPO / "config" / "train" / "mbv2_lite_camvid_lovasz.yaml")
+    assert lovasz.train["lovasz_weight"] == 1.0 and lovasz.train["init"] == long.train["init"]
 
 
 def test_curves_of_two_runs_are_drawn(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@
     data:   {root, train_split, val_split, crop_size, scale_range, hflip, jitter, boundary_radius, num_workers}
     train:  {seed, batch_size, max_iters, time_budget_min, optimizer, lr, head_lr_mult, weight_decay,
              momentum, warmup_iters, schedule, poly_power, class_weighting, boundary_loss_weight,
-             boundary_pos_weight_max, pretrained, init, ema, ohem_keep, val_every_iters, val_every_min,
-             log_every, threads, grad_clip, device}
+             boundary_pos_weight_max, pretrained, init, ema, ohem_keep, lovasz_weight, val_every_iters,
+             val_every_min, log_every, threads, grad_clip, device}
 
 Relative ``data.root`` paths are resolved against the repository the config file lies in (the nearest
 folder above it holding ``pyproject.toml`` or ``package.xml``), else against the config file's folder.
@@ -21,6 +21,8 @@ outputs are upsampled bilinearly to the crop size before the loss.
 
 ``ohem_keep`` (a fraction in (0, 1], null = off): the cross-entropy averages only that share of each batch's
 labelled pixels, the ones with the highest loss (online hard example mining; the class weights still apply).
+``lovasz_weight`` (>= 0, null = off): adds that many times the Lovasz-softmax loss, a surrogate of each class's
+IoU in which a thin class counts as much as a large one (computed at half the crop's resolution).
 
 ``init``: start from the weights of a per-frame checkpoint (e.g. ``vsseg_ros/weights/default.pt``, resolved like
 ``data.root``) instead of ImageNet: a longer recipe continues from a trained model. ``ema`` (a decay such as

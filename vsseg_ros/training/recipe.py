@@ -138,6 +138,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "init": None,
     "ema": None,
     "ohem_keep": None,
+    "lovasz_weight": None,
     "val_every_iters": 0,
     "val_every_min": 10.0,
     "log_every": 10,
@@ -179,6 +180,9 @@ def _check_train(train: dict[str, Any], path: Path) -> None:
         bad = isinstance(v, bool) or not isinstance(v, (int, float))
         if v is not None and (bad or not 0.0 < float(v) <= 1.0 or (key == "ema" and float(v) == 1.0)):
             raise TrainConfigError(f"{path}: train.{key} must be null or a number in {interval}, got {v!r}")
+    v = train["lovasz_weight"]
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v) >= 0.0):
+        raise TrainConfigError(f"{path}: train.lovasz_weight must be null or a number >= 0, got {v!r}")
 
 
 def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Path]] = None) -> Recipe:
