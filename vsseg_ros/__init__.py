@@ -9,4 +9,4 @@ When built with colcon, the generated messages live beside this file in ``vsseg_
 # extending __path__ lets `vsseg_ros.msg` resolve from the colcon install as well.
 __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
