@@ -81,3 +81,44 @@ def test_a_signal_before_the_node_is_up_exits_2_cleanly(tmp_path):
     os.killpg(loading.proc.pid, signal.SIGTERM)
     _check_clean_failure(early, "SIGINT")
     _check_clean_failure(loading, "SIGTERM")
+
+
+def test_a_signal_a_library_turns_into_its_own_error_still_reads_as_the_signal(tmp_path):
+    """CI caught SIGTERM arriving while an extension module was being imported: pybind11 turned the interrupt
+    into ``ImportError: initialization failed``, and the node blamed that. Here the model load re-raises the
+    interrupt as a library's error, and importing rclpy does as an extension's import would."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import os, signal, sys
+        where = sys.argv[1]
+
+        def interrupted_by(exc_type, text):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+            except BaseException as err:  # as a C library does: the interrupt becomes its own error
+                raise exc_type(text) from err
+
+        if where == "model":
+            import vsseg_ros.ros.node as node_module
+
+            def init(self, *a, **k):
+                interrupted_by(RuntimeError, "initialization failed")
+
+            node_module.SegmentationNode.__init__ = init
+        else:
+            import rclpy
+            rclpy.init = lambda *a, **k: interrupted_by(ImportError, "initialization failed")
+        from vsseg_ros.ros.main import main
+        sys.exit(main(["--ros-args", "-r", "__node:=startup_interrupt"]))
+        """
+    )
+    for where in ("model", "import"):
+        out = subprocess.run([sys.executable, "-c", script, where], capture_output=True, text=True, timeout=120)
+        text = out.stdout + out.stderr
+        fatal = [ln for ln in text.splitlines() if "FATAL" in ln]
+        assert out.returncode == 2 and "Traceback" not in text and len(fatal) == 1, (where, text)
+        assert "SIGTERM arrived while the node was starting" in fatal[0], (where, fatal)

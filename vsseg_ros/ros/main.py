@@ -25,6 +25,17 @@ class _Interrupted(BaseException):
     """SIGINT/SIGTERM while the node is still starting (BaseException: no ``except Exception`` swallows it)."""
 
 
+#: the signals that interrupted the start: a library can turn :class:`_Interrupted` into an error of its own (an
+#: extension module's import becomes ``ImportError: initialization failed``), which must still read as the signal
+_SIGNALLED: list[int] = []
+
+
+def _unless_interrupted(err: BaseException) -> None:
+    """Re-raise the signal that caused ``err``, if one did."""
+    if _SIGNALLED:
+        raise _Interrupted(_SIGNALLED[0]) from err
+
+
 def _fatal(text: str) -> None:
     """One FATAL line, through rclpy's logger when it can be had (same format as the node's other lines)."""
     try:
@@ -55,13 +66,18 @@ def main(args: Optional[list[str]] = None, lifecycle: bool = False) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if not started:
+            _SIGNALLED.append(signum)
             raise _Interrupted(signum)
         started[0].stop_worker()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        return _run(args, lifecycle, started)
+        try:
+            return _run(args, lifecycle, started)
+        except Exception as err:  # e.g. an import the signal interrupted, turned into an ImportError
+            _unless_interrupted(err)
+            raise
     except _Interrupted as sig:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -80,6 +96,7 @@ def _run(args: Optional[list[str]], lifecycle: bool, started: list[Any]) -> int:
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except Exception as err:  # rcl refuses the command line (a bad remap rule, namespace, parameter file)
+        _unless_interrupted(err)
         _fatal(f"cannot start: the ROS arguments were refused: {str(err).strip()}")
         _try_shutdown()
         return 2
@@ -95,6 +112,7 @@ def _run(args: Optional[list[str]], lifecycle: bool, started: list[Any]) -> int:
             worker_thread=False, on_up=lambda up: None if started else started.append(up)
         )
     except Exception as err:  # a parameter value, the model, an override of the wrong type
+        _unless_interrupted(err)
         _fatal(f"cannot start: {err}")
         _try_shutdown()
         return 2
