@@ -83,7 +83,7 @@ def test_a_signal_before_the_node_is_up_exits_2_cleanly(tmp_path):
     _check_clean_failure(loading, "SIGTERM")
 
 
-def test_a_signal_a_library_turns_into_its_own_error_still_reads_as_the_signal(tmp_path):
+def test_a_signal_a_library_turns_into_its_own_error_still_reads_as_the_signal():
     """CI caught SIGTERM arriving while an extension module was being imported: pybind11 turned the interrupt
     into ``ImportError: initialization failed``, and the node blamed that. Here the model load re-raises the
     interrupt as a library's error, and importing rclpy does as an extension's import would."""

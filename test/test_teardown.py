@@ -1,7 +1,7 @@
 """The node's teardown bound (vsseg_ros.ros.teardown) in real processes: a step that hangs, before or after the
 frames were handled, and a hang in an atexit handler after main returned, each end the process within the
 limit with the stuck step named, the stacks dumped and the exit status that says whether frames were lost; a
-teardown that finishes exits at once with its own status."""
+teardown that finishes keeps its own exit status."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_a_hang_at_interpreter_exit_is_bounded_too():
     assert took < LIMIT + 5.0, took
 
 
-def test_a_teardown_that_finishes_exits_at_once_with_its_own_status():
+def test_a_teardown_that_finishes_keeps_its_own_exit_status():
     rc, text, _ = _run(
         """
         w.frames_done()

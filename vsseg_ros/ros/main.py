@@ -60,6 +60,7 @@ def _try_shutdown() -> None:
 def main(args: Optional[list[str]] = None, lifecycle: bool = False) -> int:
     """Run the node until SIGINT/SIGTERM (or the lifecycle shutdown transition); the exit status."""
     started: list[Any] = []
+    _SIGNALLED.clear()  # this start's signals only (main may run more than once in a process)
 
     def on_signal(signum: int, _frame: Any) -> None:
         # `ros2 launch` (non-interactive) sends a second SIGINT; it must not interrupt the teardown.

@@ -35,12 +35,10 @@ class TeardownWatchdog:
         self._log = log
         self._step = "starting the teardown"
         self._frames_done = False
-        self._timer: Optional[threading.Thread] = None
         self._disarmed = threading.Event()
 
     def start(self) -> "TeardownWatchdog":
-        self._timer = threading.Thread(target=self._watch, name="vsseg-teardown-watchdog", daemon=True)
-        self._timer.start()
+        threading.Thread(target=self._watch, name="vsseg-teardown-watchdog", daemon=True).start()
         # faulthandler's own thread is C code: it fires even where the interpreter can no longer run Python
         faulthandler.dump_traceback_later(self.limit_s + LAST_RESORT_EXTRA_S, exit=True)
         return self
