@@ -115,7 +115,10 @@ def test_every_camera_gets_its_own_masks_and_camera_info(node, clients):
     for round_ in range(3):
         for n, c in clients.items():  # all four at the same time
             sent[n].append(_send(c, n, round_)[1])
-        time.sleep(0.15)
+        # the next round once this one is served: with depth-1 reliable QoS a loaded machine could otherwise let
+        # a camera's next frame replace this one in the writer's history (one CI run lost a frame that way)
+        for n, c in clients.items():
+            c.wait_for("mask", sent[n][-1], 30.0)
     for n, c in clients.items():
         h, w = CAMERAS[n]
         for key in sent[n]:
