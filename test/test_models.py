@@ -194,6 +194,41 @@ def test_gradients_reach_every_parameter(output_stride: int) -> None:
     assert not no_grad, f"no gradient reaches: {no_grad}"
 
 
+@pytest.mark.parametrize("size", [(64, 80), (97, 131)])
+def test_detail_head_gives_stride_4_logits_and_starts_as_the_model_without_it(size: tuple[int, int]) -> None:
+    """The detail head's logits and boundary come at stride 4, the feature stays at stride 8; at its zero start
+    the logits are exactly the stride-8 model's upsampled (a warm start keeps its answers), and once trained
+    it changes them with what only the stride-4 feature holds."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    base = PerFrameSegNet(ModelConfig(head_channels=32, num_classes=5)).eval()
+    net = PerFrameSegNet(ModelConfig(head_channels=32, num_classes=5, detail_head=True)).eval()
+    assert (base.stride, base.feature_stride, net.stride, net.feature_stride) == (8, 8, 4, 8)
+    missing = set(net.state_dict()) - set(base.state_dict())
+    assert missing == {"detail.weight", "detail.bias"}
+    net.load_state_dict({**base.state_dict(), **{k: net.state_dict()[k] for k in missing}})
+    h, w = size
+    x = torch.randn(1, 3, h, w)
+    with torch.inference_mode():
+        a, b = base(x), net(x)
+        assert b["logits"].shape == (1, 5, _up(h, 4), _up(w, 4))
+        assert b["boundary"].shape == (1, 1, _up(h, 4), _up(w, 4))
+        assert torch.equal(a["feature"], b["feature"])
+        up = F.interpolate(a["logits"], size=b["logits"].shape[-2:], mode="bilinear", align_corners=False)
+        assert torch.allclose(b["logits"], up, atol=1e-6)
+        assert net(x, boundary=False)["boundary"] is None
+        net.detail.weight.normal_()
+        fine = net.backbone(x)["fine"]
+        assert fine.shape[-2:] == b["logits"].shape[-2:]
+        assert torch.allclose(net(x)["logits"] - up, net.detail(fine), atol=1e-4)
+    net.train()
+    out = net(torch.randn(2, 3, 64, 64))
+    (out["logits"].square().mean() + out["boundary"].square().mean()).backward()
+    no_grad = [n for n, p in net.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert not no_grad, f"no gradient reaches: {no_grad}"
+
+
 def test_imagenet_backbone_on_perframe_net() -> None:
     net = PerFrameSegNet(default_config())
     info = net.load_imagenet_backbone()
@@ -205,8 +240,9 @@ def test_imagenet_backbone_on_perframe_net() -> None:
     [
         ModelConfig(head_channels=32),  # MobileNetV2 + light head + boundary head (the default's layout)
         ModelConfig(backbone="resnet18", head="psp", output_stride=8, head_channels=32, num_classes=5, aux_head=True),
+        ModelConfig(head_channels=32, detail_head=True),
     ],
-    ids=["mobilenetv2-lite", "resnet18-psp-aux"],
+    ids=["mobilenetv2-lite", "resnet18-psp-aux", "mobilenetv2-lite-detail"],
 )
 def test_fold_batchnorm_keeps_outputs(config: ModelConfig) -> None:
     torch.manual_seed(0)
@@ -252,6 +288,10 @@ def test_config_round_trip_and_defaults() -> None:
     assert ModelConfig.from_dict(d) == cfg
     assert ModelConfig(input_size=None).input_size is None
     assert ModelConfig(input_size=[0, 0]).input_size is None
+    # off (every model before it): left out, so the files of such models stay what older versions read
+    assert "detail_head" not in ModelConfig().to_dict()
+    on = ModelConfig(detail_head=True)
+    assert on.to_dict()["detail_head"] is True and ModelConfig.from_dict(on.to_dict()) == on
     d = default_config()
     assert (d.output_stride, d.head_channels, d.num_classes, d.input_size) == (16, 128, 11, (360, 480))
 
@@ -272,6 +312,10 @@ def test_config_round_trip_and_defaults() -> None:
         ({"std": (0.2, 0.0, 0.2)}, "std"),
         ({"boundary_head": "yes"}, "boundary_head"),
         ({"temporal": [1, 2]}, "temporal"),
+        ({"detail_head": 1}, "detail_head"),
+        ({"detail_head": True, "backbone": "resnet18"}, "detail_head needs backbone mobilenetv2"),
+        ({"detail_head": True, "head": "psp"}, "detail_head needs"),
+        ({"detail_head": True, "temporal": {"frames": 3}}, "detail_head is for per-frame models"),
     ],
 )
 def test_config_validation(changes: dict, words: str) -> None:

@@ -102,6 +102,35 @@ def test_perframe_default_round_trip_matches_torch(default_export, engine, size)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_detail_head_model_exports_and_matches_torch(engine, tmp_path):
+    """A model with the stride-4 detail head (its logits and boundary at stride 4, its feature at 8) exports
+    and runs on each engine as torch runs it, at a size that is not the model's."""
+    from vsseg_ros.core.classes import CAMVID
+    from vsseg_ros.core.config import ModelConfig
+    from vsseg_ros.core.loading import load_segmenter
+    from vsseg_ros.core.models.perframe import PerFrameSegNet
+    from vsseg_ros.core.perframe_segmenter import PerFrameSegmenter
+    from vsseg_ros.runtimes.export import export_network
+
+    torch.manual_seed(0)
+    net = PerFrameSegNet(ModelConfig(head_channels=32, detail_head=True)).eval()
+    with torch.no_grad():
+        net.detail.weight.normal_(std=0.5)  # not its zero start: the detail path must reach the graph
+    exported = export_network(net, tmp_path / "detail", "detail_test", CAMVID, source={"checkpoint": "none"})
+    size = (200, 264)
+    ref = PerFrameSegmenter(net, CAMVID, "detail_test", input_size=size)
+    seg = load_segmenter(str(exported.root), device="cpu", input_size=size, backend=engine)
+    assert seg.net.stride == 4
+    for image in _street(2, size):
+        a, b = _logits(ref, image), _logits(seg, image)
+        assert a["logits"].shape[-2:] == (56, 72)  # the padded 224x288 input at stride 4
+        assert float((a["logits"] - b["logits"]).abs().max()) <= 1e-4
+        assert float((a["boundary"] - b["boundary"]).abs().max()) <= 1e-4
+        ra, rb = ref.push(Frame(image, 0)), seg.push(Frame(image, 0))
+        assert ra.labels.shape == size and (ra.labels == rb.labels).mean() >= 0.999
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_thread_setup_engine_threads_fixed_and_host_work_on_one_torch_thread(default_export, engine):
     """The thread setup (docs/deployment.md): the engine keeps the thread count torch had when the model loaded,
     also in a session opened later (the graph without the boundary head); OpenVINO latency mode, one stream,

@@ -217,6 +217,30 @@ def test_warm_start_weight_average_and_ohem_run(tmp_path: Path) -> None:
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 4
 
 
+def test_a_detail_head_warm_starts_at_zero_from_a_model_without_one_and_trains(tmp_path: Path) -> None:
+    """``model.detail_head`` on top of a ``train.init`` that has none: every shared weight comes from the init,
+    the detail classifier starts at zero (the init's own answers), and training moves it."""
+    data = _synthetic_camvid(tmp_path / "camvid")
+    first = train(_perframe_recipe(tmp_path, data), out_dir=tmp_path / "first", max_iters=2, progress=False)
+    recipe = yaml.safe_load(_perframe_recipe(tmp_path, data).read_text())
+    recipe["model"]["detail_head"] = True
+    recipe["train"].update(init=str(first), max_iters=2, val_every_iters=2)
+    frozen = {**recipe, "train": {**recipe["train"], "lr": 0.0}}
+    paths = {}
+    for name, r in (("frozen", frozen), ("trained", recipe)):
+        paths[name] = tmp_path / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(r))
+    start = load_checkpoint(first).state_dict
+    frozen_end = load_checkpoint(train(paths["frozen"], out_dir=tmp_path / "frozen", progress=False))
+    assert frozen_end.config.detail_head and frozen_end.build_model().stride == 4
+    end = frozen_end.state_dict
+    params = [k for k in start if "running_" not in k and "num_batches" not in k]
+    assert params and all(torch.equal(start[k], end[k]) for k in params)
+    assert not end["detail.weight"].any() and not end["detail.bias"].any()
+    trained = load_checkpoint(train(paths["trained"], out_dir=tmp_path / "trained", progress=False)).state_dict
+    assert trained["detail.weight"].abs().sum() > 0
+
+
 @pytest.mark.parametrize(
     "field,value,match",
     [
@@ -244,6 +268,8 @@ def test_shipped_recipes_parse() -> None:
     assert long.train["init"] == str(REPO / "vsseg_ros" / "weights" / "default.pt") and long.train["ema"]
     lovasz = load_recipe(REPO / "config" / "train" / "mbv2_lite_camvid_lovasz.yaml")
     assert lovasz.train["lovasz_weight"] == 1.0 and lovasz.train["init"] == long.train["init"]
+    detail = load_recipe(REPO / "config" / "train" / "mbv2_lite_camvid_detail.yaml")
+    assert detail.model.detail_head and detail.model.replace(detail_head=False) == lovasz.model
 
 
 def test_curves_of_two_runs_are_drawn(tmp_path: Path) -> None:

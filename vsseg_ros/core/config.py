@@ -82,6 +82,10 @@ class ModelConfig:
     ``head`` is ``lite`` (LR-ASPP-like, stride 8), ``psp`` or ``fcn`` (mmsegmentation's heads, at the output
     stride); ``head_channels`` is the width of the head's feature (mmseg's PSP/FCN: 512). ``aux_head`` adds
     mmseg's auxiliary FCN head (256 channels) on the ResNet's layer3, used in training only.
+
+    ``detail_head`` (MobileNetV2 + lite head, per-frame only) adds a 1x1 classifier on the backbone's stride-4
+    feature to the stride-8 logits upsampled 2x, so the logits and the boundary map come at stride 4 (thin
+    classes such as poles are a fraction of a stride-8 cell); the feature temporal models fuse stays at stride 8.
     """
 
     name: str = "mbv2_lite"
@@ -92,6 +96,7 @@ class ModelConfig:
     num_classes: int = 11
     boundary_head: bool = True
     aux_head: bool = False
+    detail_head: bool = False
     input_size: Optional[tuple[int, int]] = (360, 480)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -124,11 +129,21 @@ class ModelConfig:
                 f"aux_head needs a ResNet backbone (its layer3 output); backbone={self.backbone!r} "
                 f"has none; use one of: {', '.join(RESNET_BACKBONES)}"
             )
+        if not isinstance(self.detail_head, bool):
+            raise ConfigError(f"detail_head must be true or false, got {self.detail_head!r}")
+        if self.detail_head and (self.backbone != "mobilenetv2" or self.head != "lite"):
+            raise ConfigError(
+                f"detail_head needs backbone mobilenetv2 and head lite (their stride-4 feature and stride-8 "
+                f"logits), not backbone={self.backbone!r}, head={self.head!r}"
+            )
         self.input_size = parse_input_size(self.input_size)
         self.mean = _triple("mean", self.mean, positive=False)
         self.std = _triple("std", self.std, positive=True)
         if self.temporal is not None and not isinstance(self.temporal, dict):
             raise ConfigError(f"temporal must be a mapping or null, got {type(self.temporal).__name__}")
+        if self.temporal is not None and self.detail_head:
+            # temporal models classify the fused stride-8 feature; the detail classifier has no place there
+            raise ConfigError("detail_head is for per-frame models; a temporal model (temporal: ...) has none")
 
     # -- conversion -------------------------------------------------------------------------------
 
@@ -138,6 +153,8 @@ class ModelConfig:
         d["input_size"] = None if self.input_size is None else list(self.input_size)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        if not self.detail_head:  # left out when off: such files stay readable by 0.3.0 and earlier
+            del d["detail_head"]
         return d
 
     @classmethod

@@ -181,7 +181,7 @@ def _memory_batches(
     from vsseg_ros.core.frame_input import FramePreparer
 
     prep = FramePreparer(cfg.input_size, cfg.mean, cfg.std, torch.device("cpu"), channels_last=False)
-    stride = baseline.stride
+    stride = baseline.feature_stride  # the memory works on the feature's grid
     for i in tqdm(indices, desc="memory", unit="frame", disable=quiet):
         image, label = data.load(i)
         x, h, w = prep(image, *image.shape[:2])

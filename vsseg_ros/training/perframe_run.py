@@ -68,12 +68,14 @@ def _initial_model(recipe: Recipe, resume: bool, config_path: Path, say: Any) ->
                 f"{config_path}: train.init={tr['init']} is a temporal checkpoint; this trainer "
                 "starts from a per-frame one"
             )
-        load_state_dict_checked(
-            model,
-            {k: v.float() if v.is_floating_point() else v for k, v in init_ckpt.state_dict.items()},
-            source=str(tr["init"]),
-        )
-        say(f"warm start from {tr['init']} ({init_ckpt.model_id})", flush=True)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in init_ckpt.state_dict.items()}
+        added = ""
+        if model.detail is not None and not init_ckpt.config.detail_head:
+            # a detail head on a model without one: it starts at zero, i.e. from the warm start's own logits
+            state.update({f"detail.{k}": v for k, v in model.detail.state_dict().items()})
+            added = "; the detail head starts at zero"
+        load_state_dict_checked(model, state, source=str(tr["init"]))
+        say(f"warm start from {tr['init']} ({init_ckpt.model_id}){added}", flush=True)
     elif tr["pretrained"] == "imagenet" and not resume:
         model.load_imagenet_backbone()
     return model

@@ -31,6 +31,9 @@ LAST_CHANNELS = 1280
 #: index in ``features`` after which the stride-8 (32-channel) low-level feature is taken
 LOW_LEVEL_INDEX = 6
 LOW_LEVEL_CHANNELS = 32
+#: index in ``features`` after which the stride-4 (24-channel) feature is taken (the detail head's input)
+FINE_INDEX = 3
+FINE_CHANNELS = 24
 HIGH_LEVEL_CHANNELS = 320
 
 
@@ -87,9 +90,10 @@ class InvertedResidual(nn.Module):
 class MobileNetV2Backbone(nn.Module):
     """MobileNetV2 features for segmentation.
 
-    ``forward(x)`` returns ``{"low": stride-8 feature (32 ch, after features.6), "high": last stage
-    (320 ch, at ``output_stride``)}``. The 1280-channel 1x1 convolution (``features.18``) is only built
-    with ``keep_last_conv=True``; then ``"high"`` is its 1280-channel output.
+    ``forward(x)`` returns ``{"fine": stride-4 feature (24 ch, after features.3), "low": stride-8 feature
+    (32 ch, after features.6), "high": last stage (320 ch, at ``output_stride``)}``. The 1280-channel 1x1
+    convolution (``features.18``) is only built with ``keep_last_conv=True``; then ``"high"`` is its 1280-channel
+    output.
     """
 
     def __init__(self, output_stride: int = 16, keep_last_conv: bool = False) -> None:
@@ -135,13 +139,16 @@ class MobileNetV2Backbone(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        fine: Optional[Tensor] = None
         low: Optional[Tensor] = None
         for i, block in enumerate(self.features):
             x = block(x)
-            if i == LOW_LEVEL_INDEX:
+            if i == FINE_INDEX:
+                fine = x
+            elif i == LOW_LEVEL_INDEX:
                 low = x
-        assert low is not None
-        return {"low": low, "high": x}
+        assert fine is not None and low is not None
+        return {"fine": fine, "low": low, "high": x}
 
     # -- ImageNet weights ---------------------------------------------------------------------------
 

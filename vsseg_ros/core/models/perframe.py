@@ -1,5 +1,5 @@
 """The per-frame network: a backbone (MobileNetV2 or a dilated ResNet) + a head (LiteHead, PSP or FCN)
-(+ BoundaryHead, + mmseg's auxiliary FCN head on layer3 for training)."""
+(+ BoundaryHead, + a stride-4 detail classifier, + mmseg's auxiliary FCN head on layer3 for training)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vsseg_ros.core.config import ModelConfig
 from vsseg_ros.core.models.heads import BoundaryHead, LiteHead
 from vsseg_ros.core.models.heads_mmseg import FCNHead, PSPHead
-from vsseg_ros.core.models.mobilenetv2 import MobileNetV2Backbone
+from vsseg_ros.core.models.mobilenetv2 import FINE_CHANNELS, MobileNetV2Backbone
 from vsseg_ros.core.models.resnet import ResNet
 
 #: spatial stride of the lite head's outputs (and the class-level default of ``PerFrameSegNet.stride``)
 OUTPUT_FEATURE_STRIDE = 8
+#: spatial stride of the logits and boundary map of a model with ``detail_head``
+DETAIL_STRIDE = 4
 #: backbone name -> (ResNet depth, deep stem)
 RESNETS = {
     "resnet18": (18, False),
@@ -56,7 +59,8 @@ class PerFrameSegNet(nn.Module):
     """``forward(x)`` -> ``{"logits": (N, C, h, w), "boundary": (N, 1, h, w) or None, "feature": (N, D, h, w)}``
     (+ ``"aux"``: the auxiliary head's logits at layer3's size, in training mode when there is one)
     with ``h, w = ceil(H / stride), ceil(W / stride)``; the caller upsamples. ``D`` is ``config.head_channels``.
-    ``stride`` is 8 for the lite head and the backbone's output stride for ``psp``/``fcn``.
+    ``stride`` is 8 for the lite head (4 with ``detail_head``) and the backbone's output stride for ``psp``/``fcn``;
+    ``feature_stride`` is the feature's (the same, except 8 with ``detail_head``).
     """
 
     #: class-level default (the lite head's); every instance sets its own
@@ -83,8 +87,18 @@ class PerFrameSegNet(nn.Module):
         self.boundary_head: Optional[BoundaryHead] = (
             BoundaryHead(config.head_channels) if config.boundary_head else None
         )
-        #: spatial stride of ``feature``, ``logits`` and ``boundary``
-        self.stride = OUTPUT_FEATURE_STRIDE if config.head == "lite" else config.output_stride
+        #: spatial stride of ``feature``
+        self.feature_stride = OUTPUT_FEATURE_STRIDE if config.head == "lite" else config.output_stride
+        #: spatial stride of ``logits`` and ``boundary``
+        self.stride = self.feature_stride
+        self.detail: Optional[nn.Conv2d] = None
+        if config.detail_head:  # ModelConfig allows it for MobileNetV2 + lite only
+            detail = nn.Conv2d(FINE_CHANNELS, config.num_classes, 1)
+            # zero: a model warm-started from one without it starts with that model's logits, upsampled
+            for p in detail.parameters():
+                nn.init.zeros_(p)
+            self.detail = detail
+            self.stride = DETAIL_STRIDE
 
     @property
     def num_classes(self) -> int:
@@ -95,12 +109,13 @@ class PerFrameSegNet(nn.Module):
         return self.config.head_channels
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The per-frame feature (``stride``, ``head_channels`` wide) that temporal models fuse; for PSP the
+        """The per-frame feature (``feature_stride``, ``head_channels`` wide) that temporal models fuse; for PSP the
         bottleneck output before dropout and ``conv_seg``."""
         return self.head.forward_features(self.backbone(x))
 
     def classify(self, feature: Tensor) -> Tensor:
-        """Logits ``(N, num_classes, h, w)`` from a :meth:`forward_features` map (same spatial size)."""
+        """Logits ``(N, num_classes, h, w)`` from a :meth:`forward_features` map (same spatial size; without the
+        detail classifier, which needs the backbone's stride-4 feature: :meth:`forward` adds it)."""
         return self.head.classify(feature)
 
     def boundary(self, feature: Tensor) -> Optional[Tensor]:
@@ -111,14 +126,20 @@ class PerFrameSegNet(nn.Module):
         """``boundary=False`` skips the boundary head (its output is then None)."""
         feats = self.backbone(x)
         feature = self.head.forward_features(feats)
-        out = {
-            "logits": self.classify(feature),
-            "boundary": self.boundary(feature) if boundary else None,
-            "feature": feature,
-        }
+        logits = self.classify(feature)
+        edge = self.boundary(feature) if boundary else None
+        if self.detail is not None:
+            fine = feats["fine"]
+            logits = self._up(logits, fine) + self.detail(fine)
+            edge = None if edge is None else self._up(edge, fine)
+        out = {"logits": logits, "boundary": edge, "feature": feature}
         if self.training and self.aux_head is not None:
             out["aux"] = self.aux_head(feats)
         return out
+
+    @staticmethod
+    def _up(x: Tensor, like: Tensor) -> Tensor:
+        return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
     def load_imagenet_backbone(self, path: Union[str, Path, Mapping[str, Any], None] = None) -> dict[str, list[str]]:
         """Load ImageNet weights into the backbone (heads untouched). MobileNetV2: ``path`` defaults to the
