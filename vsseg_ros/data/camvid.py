@@ -28,6 +28,7 @@ from vsseg_ros.data.base import (
     missing_folders_error,
     paired_samples,
 )
+from vsseg_ros.data.copy_paste import ClassCopyPaste
 
 #: class id used for "void" in the SegNet release
 VOID_ID = 11
@@ -88,7 +89,8 @@ class CamVidTrainDataset:
     reproducible (the trainer's sampler hands out seeds so a resumed run sees the same stream).
     Returns ``{"image": (3, H, W) float32 normalised, "label": (H, W) int64 with 255 = ignore,
     "boundary": (H, W) uint8 with 0/1 and 255 = excluded}`` (``boundary`` only with ``boundary_radius``).
-    With ``cache`` the decoded images are kept in memory (CamVid train: about 190 MB).
+    With ``cache`` the decoded images are kept in memory (CamVid train: about 190 MB). ``copy_paste`` pastes
+    thin classes from another frame before ``transform`` (see :mod:`vsseg_ros.data.copy_paste`).
     """
 
     def __init__(
@@ -101,8 +103,10 @@ class CamVidTrainDataset:
         std: Sequence[float] = (0.229, 0.224, 0.225),
         boundary_radius: Optional[int] = 2,
         cache: bool = True,
+        copy_paste: Optional[ClassCopyPaste] = None,
     ) -> None:
         self.data = data
+        self.copy_paste = copy_paste
         self.transform = transform
         self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1) * 255.0
         self.inv_std = 1.0 / (np.asarray(std, np.float32).reshape(3, 1, 1) * 255.0)
@@ -125,8 +129,11 @@ class CamVidTrainDataset:
         else:
             index, seed = int(key), int(key)
         image, label = self.pairs[index]
+        rng = np.random.default_rng(seed)  # without copy-paste the transform's draws are what they always were
+        if self.copy_paste is not None:
+            image, label = self.copy_paste.draw(image, label, index, self.pairs, len(self), rng)
         if self.transform is not None:
-            image, label = self.transform(image, label, np.random.default_rng(seed))
+            image, label = self.transform(image, label, rng)
         x = (np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) - self.mean) * self.inv_std
         out = {"image": torch.from_numpy(x), "label": torch.from_numpy(label.astype(np.int64))}
         if self.boundary_radius:

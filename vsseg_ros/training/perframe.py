@@ -4,7 +4,8 @@
 
     model: {...}                  # a ModelConfig mapping (as in config/models/*.yaml)
     model_id: mbv2_lite_camvid    # id written into best.pt
-    data:   {root, train_split, val_split, crop_size, scale_range, hflip, jitter, boundary_radius, num_workers}
+    data:   {root, train_split, val_split, crop_size, scale_range, hflip, jitter, boundary_radius, copy_paste,
+             num_workers}
     train:  {seed, batch_size, max_iters, time_budget_min, optimizer, lr, head_lr_mult, weight_decay,
              momentum, warmup_iters, schedule, poly_power, class_weighting, boundary_loss_weight,
              boundary_pos_weight_max, pretrained, init, ema, ohem_keep, lovasz_weight, val_every_iters,
@@ -17,7 +18,7 @@ Loss: pixel cross-entropy (ignore 255) with tempered class weights (``sqrt_media
 median-frequency balancing, computed from the training labels) plus ``boundary_loss_weight`` x binary
 cross-entropy on the boundary head (targets from :mod:`vsseg_ros.training.targets`, excluded pixels left out,
 positives up-weighted by neg/pos of the batch, capped at ``boundary_pos_weight_max``). Both heads' stride-8
-outputs are upsampled bilinearly to the crop size before the loss.
+outputs (stride 4 with ``model.detail_head``) are upsampled bilinearly to the crop size before the loss.
 
 ``ohem_keep`` (a fraction in (0, 1], null = off): the cross-entropy averages only that share of each batch's
 labelled pixels, the ones with the highest loss (online hard example mining; the class weights still apply).

@@ -17,6 +17,7 @@ from torch import nn
 from vsseg_ros.core.classes import CAMVID
 from vsseg_ros.core.models.perframe import PerFrameSegNet
 from vsseg_ros.data.camvid import CamVid, CamVidTrainDataset
+from vsseg_ros.data.copy_paste import ClassCopyPaste
 from vsseg_ros.data.transforms import TrainAugment
 from vsseg_ros.training.checkpointing import (
     PERFRAME_STATE_FORMAT,
@@ -95,6 +96,13 @@ def _train_dataset(recipe: Recipe, train_data: CamVid) -> CamVidTrainDataset:
         hue=float(jitter["hue"]),
         jitter_p=float(jitter["p"]),
     )
+    cp = dc["copy_paste"]
+    names = list(train_data.class_map.names)
+    paste = (
+        ClassCopyPaste([names.index(c) for c in cp["classes"]], float(cp["p"]), float(cp["max_shift"]))
+        if float(cp["p"]) > 0
+        else None
+    )
     dataset = CamVidTrainDataset(
         train_data,
         augment,
@@ -102,6 +110,7 @@ def _train_dataset(recipe: Recipe, train_data: CamVid) -> CamVidTrainDataset:
         std=cfg.std,
         boundary_radius=int(dc["boundary_radius"] or 0) or None,
         cache=True,
+        copy_paste=paste,
     )
     dataset.preload()
     return dataset

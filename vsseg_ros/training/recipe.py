@@ -114,6 +114,8 @@ DATA_DEFAULTS: dict[str, Any] = {
     "hflip": 0.5,
     "jitter": {"p": 0.8, "brightness": 0.25, "contrast": 0.25, "saturation": 0.25, "hue": 0.03},
     "boundary_radius": 2,
+    # thin classes pasted from another frame at a random horizontal offset (p 0: off)
+    "copy_paste": {"p": 0.0, "classes": ["Pole", "SignSymbol"], "max_shift": 0.5},
     "num_workers": 1,
     "val_batch_size": 4,
 }
@@ -185,6 +187,23 @@ def _check_train(train: dict[str, Any], path: Path) -> None:
         raise TrainConfigError(f"{path}: train.lovasz_weight must be null or a number >= 0, got {v!r}")
 
 
+def _check_copy_paste(cp: Any, path: Path) -> None:
+    p, shift, classes = cp["p"], cp["max_shift"], cp["classes"]
+    for key, v in (("p", p), ("max_shift", shift)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+            raise TrainConfigError(f"{path}: data.copy_paste.{key} must be a number in [0, 1], got {v!r}")
+    names = list(CAMVID.names)
+    if (
+        not isinstance(classes, list)
+        or not classes
+        or len(set(map(str, classes))) != len(classes)
+        or any(c not in names for c in classes)
+    ):
+        raise TrainConfigError(
+            f"{path}: data.copy_paste.classes must be distinct CamVid class names ({', '.join(names)}), got {classes!r}"
+        )
+
+
 def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Path]] = None) -> Recipe:
     """The per-frame recipe at ``config_path`` (``data_root`` overrides ``data.root``)."""
     path, raw = read_recipe_file(config_path)
@@ -209,6 +228,7 @@ def load_recipe(config_path: Union[str, Path], data_root: Optional[Union[str, Pa
         ip = Path(train["init"]).expanduser()
         train["init"] = str(ip if ip.is_absolute() else repo_root_for(path) / ip)
     _check_size(data["crop_size"], "data.crop_size", path)
+    _check_copy_paste(data["copy_paste"], path)
     root = _data_root(data_root, data["root"], repo_root_for(path))
     model_id = str(raw.get("model_id") or f"{model.name}_camvid")
     return Recipe(path=path, raw=raw, model=model, model_id=model_id, data=data, train=train, data_root=root)
