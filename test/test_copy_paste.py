@@ -66,13 +66,26 @@ def test_no_paste_when_off_from_a_frame_of_another_size_or_without_the_class() -
     image, label = _frame(None, 0)
     rng = np.random.default_rng(0)
     src = _frame(10, 1)
-    assert ClassCopyPaste([POLE], p=0.0).draw(image, label, 0, [src], 1, rng)[1] is label
+    assert ClassCopyPaste([POLE], p=0.0).draw(image, label, 0, [src], rng)[1] is label
     other = (np.zeros((H + 1, W, 3), np.uint8), np.full((H + 1, W), POLE, np.uint8))
     assert ClassCopyPaste([POLE], p=1.0)(image, label, *other, rng)[1] is label
     assert ClassCopyPaste([SIGN], p=1.0)(image, label, *src, rng)[1] is label
+    # the only frame with the class is the frame itself: nothing to paste
+    assert ClassCopyPaste([POLE], p=1.0).draw(*src, 0, [src, (image, label)], rng)[1] is src[1]
     for bad in ({"class_ids": []}, {"class_ids": [2, 2]}, {"p": 1.5}, {"max_shift": -0.1}):
         with pytest.raises(ValueError):
             ClassCopyPaste(**{"class_ids": [POLE], "p": 0.5, **bad})
+
+
+def test_a_frame_never_pastes_its_own_pixels() -> None:
+    """Frame 0's pole at columns 4-5 would land at 34-35 when flipped; frame 1's at 19-20 lands on 19-20 either
+    way (no shift): with p=1 every draw for frame 0 brings frame 1's pole and never its own flipped copy."""
+    pairs = [_frame(4, 0), _frame(19, 1)]
+    paste = ClassCopyPaste([POLE], p=1.0, max_shift=0.0)
+    for seed in range(20):
+        _, out_label = paste.draw(*pairs[0], 0, pairs, np.random.default_rng(seed))
+        cols = set(np.flatnonzero((out_label == POLE).any(0)).tolist())
+        assert cols == {4, 5, 19, 20}, (seed, cols)
 
 
 def _folder(root: Path) -> CamVid:
@@ -97,7 +110,7 @@ def test_dataset_draws_are_unchanged_without_it_and_reproducible_with_it(tmp_pat
     got = [pasting[(0, seed)]["label"].numpy() for seed in range(12)]
     assert sum((g == POLE).any() for g in got) >= 6  # frame 0 has no pole; the pastes bring one
     assert np.array_equal(pasting[(0, 3)]["label"].numpy(), got[3])  # same seed, same draw
-    assert pasting.copy_paste is not None and pasting.copy_paste.sources(pasting.pairs, len(pasting)) == [1, 3]
+    assert pasting.copy_paste is not None and pasting.copy_paste.sources(pasting.pairs) == [1, 3]
 
 
 @pytest.mark.parametrize(

@@ -270,6 +270,9 @@ def test_shipped_recipes_parse() -> None:
     assert lovasz.train["lovasz_weight"] == 1.0 and lovasz.train["init"] == long.train["init"]
     detail = load_recipe(REPO / "config" / "train" / "mbv2_lite_camvid_detail.yaml")
     assert detail.model.detail_head and detail.model.replace(detail_head=False) == lovasz.model
+    paste = load_recipe(REPO / "config" / "train" / "mbv2_lite_camvid_paste.yaml")
+    assert paste.model == detail.model and paste.data["copy_paste"]["p"] == 0.5
+    assert paste.train["init"] == str(REPO / "out" / "train" / "mbv2_lite_camvid_detail" / "best.pt")
 
 
 def test_curves_of_two_runs_are_drawn(tmp_path: Path) -> None:

@@ -131,7 +131,7 @@ class CamVidTrainDataset:
         image, label = self.pairs[index]
         rng = np.random.default_rng(seed)  # without copy-paste the transform's draws are what they always were
         if self.copy_paste is not None:
-            image, label = self.copy_paste.draw(image, label, index, self.pairs, len(self), rng)
+            image, label = self.copy_paste.draw(image, label, index, self.pairs, rng)
         if self.transform is not None:
             image, label = self.transform(image, label, rng)
         x = (np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) - self.mean) * self.inv_std

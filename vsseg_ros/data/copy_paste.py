@@ -9,6 +9,7 @@ skies. Only horizontal offsets: a pole keeps its height in the image and stays p
 
 from __future__ import annotations
 
+import bisect
 from typing import Optional, Sequence
 
 import numpy as np
@@ -48,31 +49,32 @@ class ClassCopyPaste:
         self.class_ids = np.asarray(ids, np.int64)
         self.p = float(p)
         self.max_shift = float(max_shift)
-        self._sources: Optional[list[int]] = None
+        self._sources: Optional[tuple[DecodedPairs, list[int]]] = None
 
-    def sources(self, pairs: DecodedPairs, count: int) -> list[int]:
-        """The frames that hold at least one pixel of the classes (found once, from the decoded labels)."""
-        if self._sources is None:
-            self._sources = [i for i in range(count) if np.isin(pairs[i][1], self.class_ids).any()]
-        return self._sources
+    def sources(self, pairs: DecodedPairs) -> list[int]:
+        """The frames of ``pairs`` that hold at least one pixel of the classes, ascending (found once per
+        ``pairs``, from the decoded labels)."""
+        if self._sources is None or self._sources[0] is not pairs:
+            self._sources = (pairs, [i for i in range(len(pairs)) if np.isin(pairs[i][1], self.class_ids).any()])
+        return self._sources[1]
 
     def draw(
-        self,
-        image: np.ndarray,
-        label: np.ndarray,
-        index: int,
-        pairs: DecodedPairs,
-        count: int,
-        rng: np.random.Generator,
+        self, image: np.ndarray, label: np.ndarray, index: int, pairs: DecodedPairs, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Frame ``index``'s ``image`` and ``label``, with a paste from another frame of ``pairs`` when the draw
-        says so (one random number when it does not)."""
+        """Frame ``index``'s ``image`` and ``label``, with a paste from another frame of ``pairs`` (drawn
+        uniformly among the sources but ``index``) when the draw says so (one random number when it does not)."""
         if rng.random() >= self.p:
             return image, label
-        sources = [i for i in self.sources(pairs, count) if i != index]
-        if not sources:
+        sources = self.sources(pairs)
+        own = bisect.bisect_left(sources, index)
+        is_source = own < len(sources) and sources[own] == index
+        others = len(sources) - is_source
+        if others == 0:
             return image, label
-        src_image, src_label = pairs[sources[int(rng.integers(len(sources)))]]
+        k = int(rng.integers(others))
+        if is_source and k >= own:  # skip the frame itself
+            k += 1
+        src_image, src_label = pairs[sources[k]]
         return self(image, label, src_image, src_label, rng)
 
     def __call__(
