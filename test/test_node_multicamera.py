@@ -155,11 +155,26 @@ def test_mono8_confidence_is_round_255_times_the_float_map(node, clients):
     assert 255 // 11 <= got.min() and got.max() <= 255
 
 
+def _set_max_batch(client, value: int) -> None:
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+
+    params = AsyncParameterClient(client.node, "/segmentation_node")
+    assert params.wait_for_services(10.0)
+    fut = params.set_parameters([Parameter("max_batch", value=value)])
+    deadline = time.monotonic() + 30
+    while not fut.done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fut.done() and fut.result().results[0].successful, "max_batch was not set"
+
+
 def test_a_flooding_camera_does_not_starve_a_slow_one_and_a_silent_camera_says_so(node, clients):
     """Camera a floods at 200 Hz while camera c sends a frame, waits for its mask, and sends the next (at most
-    5 Hz). Every one of c's frames is served, about as fast as a's newest frames are: a starving scheduler would
-    leave c's frames waiting behind a's. Closed-loop on c, so a machine too loaded to keep up with 5 Hz slows the
-    test down instead of losing c's frames to its own newer ones."""
+    5 Hz). The node takes one frame at a time (max_batch 1), so the scheduler's order alone decides who goes
+    next: taking the longest-waiting camera first, c's frame waits for at most the frame in the model and one
+    of a's. A scheduler that preferred a (the first camera, always waiting) would leave c's frames behind a's
+    newest ones for as long as the flood lasts. Closed-loop on c, so a machine too loaded to keep up with 5 Hz
+    slows the test down instead of losing c's frames to its own newer ones."""
     import threading
 
     from vsseg_ros.ros.node_client import make_image_msg
@@ -179,9 +194,10 @@ def test_a_flooding_camera_does_not_starve_a_slow_one_and_a_silent_camera_says_s
             fast_keys.append(fast.publish(msg))
             time.sleep(max(0.0, t0 + i * 0.005 - time.monotonic()))
 
+    _set_max_batch(fast, 1)
     flooder = threading.Thread(target=flood, daemon=True)
     flooder.start()
-    slow_latency, lost = [], []
+    slow_latency, lost, windows = [], [], []  # c's round trips: seconds, and (sent, mask arrived)
     try:
         time.sleep(0.5)  # the flood is on before c's first frame
         for _ in range(12):
@@ -192,18 +208,23 @@ def test_a_flooding_camera_does_not_starve_a_slow_one_and_a_silent_camera_says_s
             if got is None:
                 lost.append(key)
             else:
-                slow_latency.append(slow.arrival_times("mask")[key] - slow.publish_times[key])
+                windows.append((slow.publish_times[key], slow.arrival_times("mask")[key]))
+                slow_latency.append(windows[-1][1] - windows[-1][0])
             time.sleep(0.2)
         time.sleep(1.0)  # a's stats period and diagnostics cover the flood
     finally:
         flooding.clear()
         flooder.join(5.0)
+        _set_max_batch(fast, 4)
     arrived = fast.arrival_times("mask")
-    fast_latency = [arrived[k] - fast.publish_times[k] for k in fast_keys if k in arrived]
     assert not lost, (lost, node.log()[-2000:])
-    assert len(fast_keys) > 500 and len(fast_latency) >= len(slow_latency)  # a flooded and was served too
-    # c waits no longer than a's own newest frames do (plus a frame time of scheduling slack)
-    assert np.median(slow_latency) <= 2.0 * np.median(fast_latency) + 0.1, (slow_latency, np.median(fast_latency))
+    assert len(fast_keys) > 500 and sum(k in arrived for k in fast_keys) > 4 * len(windows)  # a flooded, was served
+    # The scheduler's count, not a time: while one of c's frames made its round trip, how many of a's masks came
+    # out. Longest-waiting first lets the frame in the model and at most one of a's go ahead (2 on this machine,
+    # idle or loaded); preferring a let 2-71 go by, median 22. Times say less: the machine's load sets most of
+    # the round trip (0.02-0.33 s here with the fair order, 0.03-1.4 s with the unfair one).
+    passed = [sum(t0 < t < t1 for t in arrived.values()) for t0, t1 in windows]
+    assert np.median(passed) <= 4 and max(passed) > 0, (passed, np.round(slow_latency, 3).tolist())
     statuses = [s for d in fast.diagnostics[n_diag:] for s in d.status]
     silent = [s for s in statuses if s.name.endswith(SILENT)]
     assert silent and all(s.level == b"\x02" and "no input" in s.message for s in silent[-2:])
