@@ -273,6 +273,9 @@ def test_shipped_recipes_parse() -> None:
     paste = load_recipe(REPO / "config" / "train" / "mbv2_lite_camvid_paste.yaml")
     assert paste.model == detail.model and paste.data["copy_paste"]["p"] == 0.5
     assert paste.train["init"] == str(REPO / "out" / "train" / "mbv2_lite_camvid_detail" / "best.pt")
+    both = load_recipe(REPO / "config" / "train" / "mbv2_lite_camvid_detail_paste.yaml")
+    assert both.model == paste.model and both.data == paste.data and both.train["init"] == long.train["init"]
+    assert both.train["time_budget_min"] == 70 and both.train["seed"] not in (paste.train["seed"], 5, 4)
 
 
 def test_curves_of_two_runs_are_drawn(tmp_path: Path) -> None:
