@@ -20,7 +20,7 @@ def test_a_slot_refilled_at_once_does_not_starve_the_others() -> None:
             slow.put("c")
         if i == 3:
             slower.put("d")
-        (idx, item), *rest = group.take(1, timeout=0)
+        (_, item), *rest = group.take(1, timeout=0)
         assert not rest
         order.append(item)
         flood.put(f"a{i}")  # the flood waits again before the next take

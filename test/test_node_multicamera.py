@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from rosutil import needs_ros
+from rosutil import needs_ros, set_parameters
 
 pytestmark = needs_ros
 
@@ -156,16 +156,8 @@ def test_mono8_confidence_is_round_255_times_the_float_map(node, clients):
 
 
 def _set_max_batch(client, value: int) -> None:
-    from rclpy.parameter import Parameter
-    from rclpy.parameter_client import AsyncParameterClient
-
-    params = AsyncParameterClient(client.node, "/segmentation_node")
-    assert params.wait_for_services(10.0)
-    fut = params.set_parameters([Parameter("max_batch", value=value)])
-    deadline = time.monotonic() + 30
-    while not fut.done() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert fut.done() and fut.result().results[0].successful, "max_batch was not set"
+    (result,) = set_parameters(client.node, "/segmentation_node", timeout=30.0, max_batch=value)
+    assert result.successful, "max_batch was not set"
 
 
 def test_a_flooding_camera_does_not_starve_a_slow_one_and_a_silent_camera_says_so(node, clients):

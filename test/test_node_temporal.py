@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rosutil import needs_ros
+from rosutil import needs_ros, set_parameters
 
 pytestmark = needs_ros
 
@@ -92,17 +92,7 @@ def _send(client, i: int):
 
 
 def _set(client, **values) -> list:
-    from rclpy.parameter import Parameter
-    from rclpy.parameter_client import AsyncParameterClient
-
-    params = AsyncParameterClient(client.node, NODE)
-    assert params.wait_for_services(10.0)
-    fut = params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
-    deadline = time.monotonic() + 60
-    while not fut.done() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert fut.done(), "set_parameters did not answer"
-    return fut.result().results
+    return set_parameters(client.node, NODE, **values)
 
 
 def test_temporal_checkpoint_runs_and_the_window_fills(node, client):
